@@ -1,0 +1,206 @@
+// compute: the pure function from cluster state to one node's rules, where Service semantics live.
+import { createHash } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import { familyOf } from '../model/ip.js';
+import type { ClusterState, Endpoint, IPFamily, Node, Service, ServicePort } from '../model/types.js';
+import type {
+  EndpointGroup, EndpointTarget, FamilyRules, L4Protocol, NodePortAddresses, NodeRules, ServicePortRules,
+} from './node-rules.js';
+import { integerWeights } from './weights.js';
+
+/** The parts of the proxy configuration that shape rules. */
+export interface ComputeConfig {
+  clusterCIDRs: string[];
+  detectLocalMode: 'ClusterCIDR' | 'NodeCIDR';
+  nodePortAddresses: { kind: 'primary' } | { kind: 'all' } | { kind: 'cidrs'; cidrs: string[] };
+  masqueradeBit: number;
+  masqueradeAll: boolean;
+}
+
+/** Per-endpoint weights keyed by endpointKey(); missing endpoints weigh 1. */
+export type EndpointWeights = ReadonlyMap<string, number>;
+
+/** The input of compute was unusable as a whole (for example the node is unknown). */
+export class ComputeError extends Error {}
+
+const FAMILIES: IPFamily[] = ['IPv4', 'IPv6'];
+
+/** The key of an endpoint in a weights map: protocol, IP and port, e.g. tcp/10.0.0.1:80 or tcp/[fd00::1]:80. */
+export function endpointKey(protocol: L4Protocol, ip: string, port: number): string {
+  return `${protocol}/${ip.includes(':') ? `[${ip}]` : ip}:${port}`;
+}
+
+/** Computes the rules of node `nodeName`; the same input always gives the same output. */
+export function computeNodeRules(
+  state: ClusterState, nodeName: string, config: ComputeConfig, weights: EndpointWeights = new Map(),
+): NodeRules {
+  const node = state.nodes.find((candidate) => candidate.name === nodeName);
+  if (!node) throw new ComputeError(`node ${JSON.stringify(nodeName)} is not among the Node objects of the input`);
+  return {
+    node: nodeName,
+    masqueradeMark: `0x${(2 ** config.masqueradeBit).toString(16)}`,
+    families: FAMILIES.map((family) => computeFamily(state, node, config, weights, family)),
+  };
+}
+
+function computeFamily(
+  state: ClusterState, node: Node, config: ComputeConfig, weights: EndpointWeights, family: IPFamily,
+): FamilyRules {
+  const ofFamily = (address: string) => familyOf(address) === family;
+  // The API and the config allow at most one pod or cluster CIDR per family.
+  const localCIDR = (config.detectLocalMode === 'ClusterCIDR' ? config.clusterCIDRs : node.podCIDRs).find(ofFamily);
+  const context: FamilyContext = { family, node, localCIDR, masqueradeAll: config.masqueradeAll, weights };
+  const services = state.services.filter((service) => service.clusterIPs.some(ofFamily));
+  const servicePorts = services
+    .flatMap((service) => service.ports.map((port) => computeServicePort(state, service, port, context)))
+    .sort((a, b) => compareText(a.id, b.id));
+  return {
+    family,
+    localCIDR,
+    nodePortAddresses: nodePortAddresses(config, node, family),
+    serviceCIDRs: unique(state.serviceCIDRs.flatMap((serviceCIDR) => serviceCIDR.cidrs).filter(ofFamily)),
+    clusterIPs: unique(services.flatMap((service) => service.clusterIPs.filter(ofFamily))).sort(compareIPs),
+    servicePorts,
+  };
+}
+
+interface FamilyContext {
+  family: IPFamily;
+  node: Node;
+  localCIDR: string | undefined;
+  masqueradeAll: boolean;
+  weights: EndpointWeights;
+}
+
+function nodePortAddresses(config: ComputeConfig, node: Node, family: IPFamily): NodePortAddresses {
+  const ofFamily = (address: string) => familyOf(address) === family;
+  switch (config.nodePortAddresses.kind) {
+    case 'all':
+      return { kind: 'all' };
+    case 'cidrs':
+      return { kind: 'cidrs', cidrs: config.nodePortAddresses.cidrs.filter(ofFamily) };
+    case 'primary': {
+      // kube-proxy's "primary": the node's own IP of the family, as the Node object reports it.
+      const primary = node.internalIPs.find(ofFamily) ?? node.externalIPs.find(ofFamily);
+      return { kind: 'addresses', addresses: primary ? [primary] : [] };
+    }
+  }
+}
+
+function computeServicePort(state: ClusterState, service: Service, port: ServicePort, context: FamilyContext): ServicePortRules {
+  const { family, node } = context;
+  const ofFamily = (address: string) => familyOf(address) === family;
+  const protocol = port.protocol.toLowerCase() as L4Protocol;
+  const id = `${service.namespace}/${service.name}:${port.name || port.port}/${protocol}`;
+  const clusterIP = service.clusterIPs.find(ofFamily)!;
+  const loadBalancerIPs = service.loadBalancerIPs.filter(ofFamily);
+  const externalIPs = unique([...service.externalIPs.filter(ofFamily), ...loadBalancerIPs]);
+
+  const endpoints = serviceEndpoints(state, service, port, family);
+  const usable = usableEndpoints(endpoints);
+  const usableLocal = usableEndpoints(endpoints.filter((endpoint) => endpoint.nodeName === node.name));
+  const hasExternal = port.nodePort > 0 || externalIPs.length > 0;
+  const internalLocal = service.internalTrafficPolicy === 'Local';
+  const externalLocal = service.externalTrafficPolicy === 'Local';
+  const hasEndpoints = usable.length > 0 || usableLocal.length > 0;
+
+  const internal = !hasEndpoints ? 'reject'
+    : internalLocal ? (usableLocal.length > 0 ? 'local' : 'drop')
+    : 'cluster';
+  const clusterIPMasquerade = context.masqueradeAll ? 'all' : context.localCIDR ? 'off-cluster' : 'none';
+  const group = (members: PortEndpoint[], target: 'cluster' | 'local'): EndpointGroup => ({
+    endpoints: endpointTargets(id, protocol, members, context.weights),
+    clusterIPMasquerade: internal === target ? clusterIPMasquerade : 'none',
+  });
+  // The cluster group also serves pod and node traffic to external addresses under a Local policy.
+  const needsCluster = usable.length > 0 && (!internalLocal || hasExternal);
+  const needsLocal = usableLocal.length > 0 && (internalLocal || (hasExternal && externalLocal));
+
+  return {
+    id,
+    hash: stableHash(id),
+    protocol,
+    clusterIP,
+    port: port.port,
+    nodePort: port.nodePort,
+    externalIPs,
+    firewall: loadBalancerIPs.length > 0 && service.loadBalancerSourceRanges.length > 0
+      ? { loadBalancerIPs, sourceRanges: service.loadBalancerSourceRanges.filter(ofFamily) }
+      : undefined,
+    cluster: needsCluster ? group(usable, 'cluster') : undefined,
+    local: needsLocal ? group(usableLocal, 'local') : undefined,
+    internal,
+    external: hasExternal
+      ? {
+          policy: externalLocal ? 'Local' : 'Cluster',
+          hasLocalEndpoints: externalLocal && usableLocal.length > 0,
+          verdict: !hasEndpoints ? 'reject' : externalLocal && usableLocal.length === 0 ? 'drop' : undefined,
+        }
+      : undefined,
+    affinitySeconds: service.affinitySeconds,
+  };
+}
+
+interface PortEndpoint extends Endpoint {
+  port: number;
+}
+
+/** The endpoints of one Service port: slices of the Service and family, port matched by name and protocol. */
+function serviceEndpoints(state: ClusterState, service: Service, port: ServicePort, family: IPFamily): PortEndpoint[] {
+  const byAddress = new Map<string, PortEndpoint>();
+  const slices = state.endpointSlices
+    .filter((slice) => slice.namespace === service.namespace && slice.serviceName === service.name && slice.family === family)
+    .sort((a, b) => compareText(a.name, b.name));
+  for (const slice of slices) {
+    const slicePort = slice.ports.find((candidate) => candidate.name === port.name && candidate.protocol === port.protocol);
+    if (!slicePort) continue;
+    for (const endpoint of slice.endpoints) {
+      const key = `${endpoint.ip}/${slicePort.port}`;
+      // The same address in two slices happens while the controller moves it; the first slice wins.
+      if (!byAddress.has(key)) byAddress.set(key, { ...endpoint, port: slicePort.port });
+    }
+  }
+  return [...byAddress.values()];
+}
+
+/** Ready endpoints; when none is ready, those still serving while terminating (kube-proxy's fallback). */
+function usableEndpoints<T extends Endpoint>(endpoints: T[]): T[] {
+  const ready = endpoints.filter((endpoint) => endpoint.conditions.ready);
+  if (ready.length > 0) return ready;
+  return endpoints.filter((endpoint) => endpoint.conditions.serving && endpoint.conditions.terminating);
+}
+
+function endpointTargets(id: string, protocol: L4Protocol, endpoints: PortEndpoint[], weights: EndpointWeights): EndpointTarget[] {
+  const sorted = [...endpoints].sort((a, b) => compareIPs(a.ip, b.ip) || a.port - b.port);
+  const shares = integerWeights(sorted.map((endpoint) => weights.get(endpointKey(protocol, endpoint.ip, endpoint.port)) ?? 1));
+  return sorted.map((endpoint, index) => ({
+    hash: stableHash(`${id}/${endpointKey(protocol, endpoint.ip, endpoint.port)}`),
+    ip: endpoint.ip,
+    port: endpoint.port,
+    weight: shares[index]!,
+  }));
+}
+
+/** 16 hex digits of sha256: stable across runs and short enough for iptables' 28-character chain names. */
+export function stableHash(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 16).toUpperCase();
+}
+
+function unique<T>(items: T[]): T[] {
+  return [...new Set(items)];
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Numeric address order, so that 10.0.0.9 sorts before 10.0.0.10. */
+function compareIPs(a: string, b: string): number {
+  const left = ipaddr.parse(a).toByteArray();
+  const right = ipaddr.parse(b).toByteArray();
+  if (left.length !== right.length) return left.length - right.length;
+  for (let i = 0; i < left.length; i++) {
+    if (left[i] !== right[i]) return left[i]! - right[i]!;
+  }
+  return 0;
+}

@@ -1,0 +1,90 @@
+// NodeRules: the backend-neutral description of one node's Service NAT rules, which compute produces.
+import type { IPFamily } from '../model/types.js';
+
+/** Lower-case protocol names, as both iptables and nftables spell them. */
+export type L4Protocol = 'tcp' | 'udp' | 'sctp';
+
+/** What a packet to a service address meets when no endpoint may take it. */
+export type FilterVerdict = 'reject' | 'drop';
+
+/** Which node addresses accept NodePort traffic. */
+export type NodePortAddresses =
+  | { kind: 'addresses'; addresses: string[] }
+  | { kind: 'cidrs'; cidrs: string[] }
+  | { kind: 'all' };
+
+/** An endpoint that new connections may be sent to, with its share of them. */
+export interface EndpointTarget {
+  /** Stable hash of service port and endpoint: names the per-endpoint chain. */
+  hash: string;
+  ip: string;
+  port: number;
+  /** A positive integer; the endpoint's share is weight / sum of weights in its group. */
+  weight: number;
+}
+
+/** A group of endpoints that new connections are spread over (kube-proxy's SVC or SVL chain). */
+export interface EndpointGroup {
+  endpoints: EndpointTarget[];
+  /**
+   * Masquerade rule for traffic addressed to the cluster IP: 'all' (masqueradeAll), 'off-cluster'
+   * (source outside the local CIDRs) or 'none'. Only the group that the cluster IP leads to has one.
+   */
+  clusterIPMasquerade: 'all' | 'off-cluster' | 'none';
+}
+
+/** How traffic to external destinations (node ports, externalIPs, load-balancer IPs) is handled. */
+export interface ExternalRules {
+  policy: 'Cluster' | 'Local';
+  /** Local policy only: whether the node has a local endpoint group to send outside traffic to. */
+  hasLocalEndpoints: boolean;
+  /** Set when external traffic must be refused before NAT (no endpoints, or none local under Local policy). */
+  verdict?: FilterVerdict;
+}
+
+/** One port of one Service on one family: the unit that gets its own chains. */
+export interface ServicePortRules {
+  /** Readable identity 'namespace/name:port/protocol' used in comments. */
+  id: string;
+  /** Stable hash of the identity: names the per-service chains. */
+  hash: string;
+  protocol: L4Protocol;
+  clusterIP: string;
+  port: number;
+  /** 0 when there is none. */
+  nodePort: number;
+  /** externalIPs and load-balancer ingress IPs of this family. */
+  externalIPs: string[];
+  /** Set when loadBalancerSourceRanges restrict who may reach the load-balancer IPs. */
+  firewall?: { loadBalancerIPs: string[]; sourceRanges: string[] };
+  /** Every usable endpoint (kube-proxy's cluster policy chain), when anything uses it. */
+  cluster?: EndpointGroup;
+  /** Usable endpoints on this node (local policy chain), when a Local policy uses it. */
+  local?: EndpointGroup;
+  /** Where traffic to the cluster IP goes. */
+  internal: 'cluster' | 'local' | FilterVerdict;
+  /** Set when the port is reachable from outside (node port, externalIPs, load-balancer IPs). */
+  external?: ExternalRules;
+  affinitySeconds: number;
+}
+
+/** All rules of one IP family on the node. */
+export interface FamilyRules {
+  family: IPFamily;
+  /** Sources in this CIDR are cluster-local (detect-local); undefined disables the check. */
+  localCIDR?: string;
+  nodePortAddresses: NodePortAddresses;
+  /** ServiceCIDR ranges: unallocated addresses in them are dropped. */
+  serviceCIDRs: string[];
+  /** Every cluster IP of the family: ports they do not serve are rejected. */
+  clusterIPs: string[];
+  servicePorts: ServicePortRules[];
+}
+
+/** Everything one node's dataplane must hold, for both families. */
+export interface NodeRules {
+  node: string;
+  /** The masquerade mark bit as a hex mask, e.g. 0x4000. */
+  masqueradeMark: string;
+  families: FamilyRules[];
+}

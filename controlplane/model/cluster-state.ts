@@ -1,0 +1,238 @@
+// Turns raw Kubernetes objects into a validated ClusterState; an invalid object is left out and named.
+import { Field, FieldError, isRecord } from './fields.js';
+import { familyOf } from './ip.js';
+import type {
+  ClusterState, Endpoint, EndpointPort, EndpointSlice, IPFamily, ModelError, Node, Protocol, Service,
+  ServiceCIDR, ServicePort, ServiceType,
+} from './types.js';
+
+const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
+const SERVICE_TYPES = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'] as const;
+const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+const SOURCE_RANGES_ANNOTATION = 'service.beta.kubernetes.io/load-balancer-source-ranges';
+// RFC 1123 label: what the API server allows for namespaces, Service names and port names.
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+// RFC 1123 subdomain: EndpointSlice and Node names.
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** The result of reading objects: the model plus one error for every object left out. */
+export interface ModelResult {
+  state: ClusterState;
+  errors: ModelError[];
+}
+
+/** Builds the cluster model from API objects (Lists are expanded; kinds ferry does not use are ignored). */
+export function buildClusterState(objects: unknown[]): ModelResult {
+  const state: ClusterState = { services: [], endpointSlices: [], nodes: [], serviceCIDRs: [] };
+  const errors: ModelError[] = [];
+  for (const object of expandLists(objects)) {
+    const root = new Field(object, '');
+    const kind = typeof root.get('kind').value === 'string' ? (root.get('kind').value as string) : '';
+    try {
+      switch (apiKind(root)) {
+        case 'v1/Service': {
+          const service = readService(root);
+          if (service) state.services.push(service);
+          break;
+        }
+        case 'discovery.k8s.io/v1/EndpointSlice': {
+          const slice = readEndpointSlice(root);
+          if (slice) state.endpointSlices.push(slice);
+          break;
+        }
+        case 'v1/Node':
+          state.nodes.push(readNode(root));
+          break;
+        case 'networking.k8s.io/v1/ServiceCIDR':
+        case 'networking.k8s.io/v1beta1/ServiceCIDR':
+          state.serviceCIDRs.push(readServiceCIDR(root));
+          break;
+      }
+    } catch (error) {
+      if (!(error instanceof FieldError)) throw error;
+      errors.push({ kind, object: objectName(root), field: error.field, message: error.message });
+    }
+  }
+  return { state, errors };
+}
+
+function* expandLists(objects: unknown[]): Generator<unknown> {
+  for (const object of objects) {
+    if (isRecord(object) && typeof object.kind === 'string' && object.kind.endsWith('List') && Array.isArray(object.items)) {
+      yield* expandLists(object.items);
+    } else {
+      yield object;
+    }
+  }
+}
+
+function apiKind(root: Field): string {
+  if (!isRecord(root.value)) root.fail('must be an object');
+  return `${root.get('apiVersion').string('')}/${root.get('kind').string('')}`;
+}
+
+function objectName(root: Field): string {
+  const metadata = root.get('metadata');
+  const name = typeof metadata.get('name').value === 'string' ? (metadata.get('name').value as string) : '<unnamed>';
+  const namespace = metadata.get('namespace').value;
+  return typeof namespace === 'string' && namespace ? `${namespace}/${name}` : name;
+}
+
+function readName(field: Field, pattern: RegExp, maxLength: number): string {
+  const name = field.string();
+  if (name.length > maxLength || !pattern.test(name)) field.fail(`must be a DNS name of at most ${maxLength} characters`);
+  return name;
+}
+
+function readMetadata(root: Field, namePattern: RegExp, maxLength: number) {
+  const metadata = root.get('metadata');
+  const namespaceField = metadata.get('namespace');
+  const namespace = namespaceField.absent ? 'default' : readName(namespaceField, DNS_LABEL, 63);
+  return { namespace, name: readName(metadata.get('name'), namePattern, maxLength), metadata };
+}
+
+/** A Service, or undefined for headless and ExternalName Services (they have no virtual IP). */
+function readService(root: Field): Service | undefined {
+  const { namespace, name, metadata } = readMetadata(root, DNS_LABEL, 63);
+  const spec = root.get('spec');
+  const type = spec.get('type').oneOf(SERVICE_TYPES, 'ClusterIP');
+  if (type === 'ExternalName') return undefined;
+  const clusterIPs = readClusterIPs(spec);
+  if (clusterIPs === 'None') return undefined;
+  const ports = readServicePorts(spec.get('ports'), type);
+  const externallyReachable = type === 'NodePort' || type === 'LoadBalancer';
+  const affinity = spec.get('sessionAffinity').oneOf(['None', 'ClientIP'] as const, 'None');
+  const sourceRanges = spec.get('loadBalancerSourceRanges');
+  const annotation = metadata.get('annotations').get(SOURCE_RANGES_ANNOTATION);
+  return {
+    namespace,
+    name,
+    type,
+    clusterIPs,
+    ports,
+    externalIPs: spec.get('externalIPs').list().map((ip) => ip.ip()),
+    loadBalancerIPs: type === 'LoadBalancer' ? readIngressIPs(root.get('status').get('loadBalancer').get('ingress')) : [],
+    loadBalancerSourceRanges: sourceRanges.absent && !annotation.absent
+      ? readAnnotationRanges(annotation)
+      : sourceRanges.list().map((cidr) => cidr.cidr({ mask: true })),
+    externalTrafficPolicy: externallyReachable
+      ? spec.get('externalTrafficPolicy').oneOf(['Cluster', 'Local'] as const, 'Cluster')
+      : 'Cluster',
+    internalTrafficPolicy: spec.get('internalTrafficPolicy').oneOf(['Cluster', 'Local'] as const, 'Cluster'),
+    affinitySeconds: affinity === 'ClientIP'
+      ? spec.get('sessionAffinityConfig').get('clientIP').get('timeoutSeconds').integer(1, 86400, 10800)
+      : 0,
+    healthCheckNodePort: spec.get('healthCheckNodePort').integer(0, 65535, 0),
+  };
+}
+
+function readClusterIPs(spec: Field): string[] | 'None' {
+  const list = spec.get('clusterIPs');
+  const single = spec.get('clusterIP');
+  const texts = list.absent ? (single.absent ? [] : [single]) : list.list();
+  if (texts.length === 0) single.fail('a Service needs a cluster IP (or None for headless)');
+  if (texts.some((field) => field.value === 'None')) return 'None';
+  const ips = texts.map((field) => field.ip());
+  const families = new Set(ips.map(familyOf));
+  if (families.size !== ips.length) (list.absent ? single : list).fail('must hold at most one IP per family');
+  return ips;
+}
+
+function readServicePorts(ports: Field, type: ServiceType): ServicePort[] {
+  const items = ports.list();
+  if (items.length === 0) ports.fail('a Service needs at least one port');
+  const seen = new Set<string>();
+  return items.map((port) => {
+    const nameField = port.get('name');
+    const name = nameField.absent ? '' : nameField.string();
+    if (name !== '' && (name.length > 63 || !DNS_LABEL.test(name))) nameField.fail('must be a DNS label');
+    if (name === '' && items.length > 1) nameField.fail('must be set when a Service has several ports');
+    const protocol = port.get('protocol').oneOf(PROTOCOLS, 'TCP');
+    const key = `${name}/${protocol}`;
+    if (seen.has(key)) port.fail('duplicates an earlier port name and protocol');
+    seen.add(key);
+    const nodePortField = port.get('nodePort');
+    const nodePort = type === 'ClusterIP' ? 0 : nodePortField.integer(1, 65535, 0);
+    if (type === 'NodePort' && nodePort === 0) nodePortField.fail('a NodePort Service needs a node port');
+    return { name, protocol, port: port.get('port').integer(1, 65535), nodePort };
+  });
+}
+
+function readIngressIPs(ingress: Field): string[] {
+  return ingress.list()
+    // ipMode Proxy means the load balancer proxies itself; the node must not capture the IP.
+    .filter((entry) => !entry.get('ip').absent && entry.get('ipMode').oneOf(['VIP', 'Proxy'] as const, 'VIP') === 'VIP')
+    .map((entry) => entry.get('ip').ip());
+}
+
+function readAnnotationRanges(annotation: Field): string[] {
+  return annotation.string().split(',').map((text) => text.trim()).filter(Boolean)
+    .map((text) => new Field(text, annotation.path).cidr({ mask: true }));
+}
+
+/** An EndpointSlice, or undefined for FQDN slices (not proxied). */
+function readEndpointSlice(root: Field): EndpointSlice | undefined {
+  const { namespace, name, metadata } = readMetadata(root, DNS_SUBDOMAIN, 253);
+  const addressType = root.get('addressType').oneOf(['IPv4', 'IPv6', 'FQDN'] as const);
+  if (addressType === 'FQDN') return undefined;
+  const labels = metadata.get('labels');
+  const serviceName = readName(labels.get(SERVICE_NAME_LABEL), DNS_LABEL, 63);
+  const ports: EndpointPort[] = root.get('ports').list()
+    // A port without a number means "all ports"; kube-proxy has no way to proxy that either.
+    .filter((port) => !port.get('port').absent)
+    .map((port) => {
+      const nameField = port.get('name');
+      const portName = nameField.absent ? '' : nameField.string();
+      if (portName !== '' && (portName.length > 63 || !DNS_LABEL.test(portName))) nameField.fail('must be a DNS label');
+      return { name: portName, protocol: port.get('protocol').oneOf(PROTOCOLS, 'TCP'), port: port.get('port').integer(1, 65535) };
+    });
+  const endpoints = root.get('endpoints').list().map((endpoint) => readEndpoint(endpoint, addressType));
+  return { namespace, name, serviceName, family: addressType, ports, endpoints };
+}
+
+function readEndpoint(endpoint: Field, family: IPFamily): Endpoint {
+  const addresses = endpoint.get('addresses').list();
+  // The API allows several addresses but every consumer, kube-proxy included, uses the first.
+  const first = addresses[0] ?? endpoint.get('addresses').fail('must hold at least one address');
+  const ip = first.ip();
+  if (familyOf(ip) !== family) first.fail(`must be an ${family} address like the slice's addressType`);
+  const conditions = endpoint.get('conditions');
+  const ready = conditions.get('ready').boolean(true);
+  const nodeNameField = endpoint.get('nodeName');
+  return {
+    ip,
+    nodeName: nodeNameField.absent ? '' : readName(nodeNameField, DNS_SUBDOMAIN, 253),
+    conditions: {
+      ready,
+      serving: conditions.get('serving').boolean(ready),
+      terminating: conditions.get('terminating').boolean(false),
+    },
+  };
+}
+
+function readNode(root: Field): Node {
+  const metadata = root.get('metadata');
+  const name = readName(metadata.get('name'), DNS_SUBDOMAIN, 253);
+  const addresses = root.get('status').get('addresses').list().map((address) => ({
+    type: address.get('type').string(''),
+    ip: address.get('type').value === 'InternalIP' || address.get('type').value === 'ExternalIP'
+      ? address.get('address').ip()
+      : '',
+  }));
+  const spec = root.get('spec');
+  const podCIDRs = spec.get('podCIDRs').absent
+    ? (spec.get('podCIDR').absent ? [] : [spec.get('podCIDR').cidr()])
+    : spec.get('podCIDRs').list().map((cidr) => cidr.cidr());
+  if (new Set(podCIDRs.map(familyOf)).size !== podCIDRs.length) spec.get('podCIDRs').fail('must hold at most one CIDR per family');
+  return {
+    name,
+    internalIPs: addresses.filter((a) => a.type === 'InternalIP').map((a) => a.ip),
+    externalIPs: addresses.filter((a) => a.type === 'ExternalIP').map((a) => a.ip),
+    podCIDRs,
+  };
+}
+
+function readServiceCIDR(root: Field): ServiceCIDR {
+  const name = readName(root.get('metadata').get('name'), DNS_SUBDOMAIN, 253);
+  return { name, cidrs: root.get('spec').get('cidrs').list().map((cidr) => cidr.cidr()) };
+}

@@ -1,0 +1,100 @@
+// Typed reads of untrusted API objects: each read names its field path and echoes the bad value.
+import ipaddr from 'ipaddr.js';
+import { canonicalCIDR, canonicalIP } from './ip.js';
+
+/** A field failed validation; `field` is its path inside the object, e.g. spec.ports[1].port. */
+export class FieldError extends Error {
+  constructor(readonly field: string, message: string) {
+    super(`${field}: ${message}`);
+  }
+}
+
+const show = (value: unknown) => JSON.stringify(value) ?? String(value);
+
+/** A cursor on one value of an untrusted object, with the path that led to it. */
+export class Field {
+  constructor(readonly value: unknown, readonly path: string) {}
+
+  /** The child field `key` (absent children read as undefined). */
+  get(key: string): Field {
+    const value = isRecord(this.value) ? this.value[key] : undefined;
+    return new Field(value, this.path ? `${this.path}.${key}` : key);
+  }
+
+  get absent(): boolean {
+    return this.value === undefined || this.value === null;
+  }
+
+  fail(message: string): never {
+    throw new FieldError(this.path, `${message}, got ${show(this.value)}`);
+  }
+
+  /** Items of a list; an absent list is empty. */
+  list(): Field[] {
+    if (this.absent) return [];
+    if (!Array.isArray(this.value)) this.fail('must be a list');
+    return this.value.map((item, index) => new Field(item, `${this.path}[${index}]`));
+  }
+
+  /** A string, or the fallback when absent. */
+  string(fallback?: string): string {
+    if (this.absent && fallback !== undefined) return fallback;
+    if (typeof this.value !== 'string') this.fail('must be a string');
+    return this.value;
+  }
+
+  /** One of the allowed strings, or the fallback when absent. */
+  oneOf<T extends string>(allowed: readonly T[], fallback?: T): T {
+    const value = this.string(fallback);
+    if (!(allowed as readonly string[]).includes(value)) this.fail(`must be one of ${allowed.join(', ')}`);
+    return value as T;
+  }
+
+  /** An integer in [min, max], or the fallback when absent. */
+  integer(min: number, max: number, fallback?: number): number {
+    if (this.absent && fallback !== undefined) return fallback;
+    if (typeof this.value !== 'number' || !Number.isInteger(this.value) || this.value < min || this.value > max) {
+      this.fail(`must be an integer from ${min} to ${max}`);
+    }
+    return this.value;
+  }
+
+  boolean(fallback: boolean): boolean {
+    if (this.absent) return fallback;
+    if (typeof this.value !== 'boolean') this.fail('must be true or false');
+    return this.value;
+  }
+
+  /** A canonical IP address. */
+  ip(): string {
+    const ip = canonicalIP(this.string());
+    return ip ?? this.fail('must be an IP address');
+  }
+
+  /** A canonical CIDR; `mask` clears host bits as the API server tolerates for some fields. */
+  cidr(options: { mask?: boolean } = {}): string {
+    const text = this.string();
+    const cidr = canonicalCIDR(options.mask ? maskHostBits(text) : text);
+    return cidr ?? this.fail('must be a CIDR in network form');
+  }
+}
+
+/** Whether a value is a plain object (not a list). */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+// Go's net.ParseCIDR accepts '10.1.2.3/8'; the rule needs the network, so mask rather than reject.
+function maskHostBits(text: string): string {
+  const slash = text.indexOf('/');
+  if (slash < 0 || canonicalIP(text.slice(0, slash)) === undefined) return text;
+  try {
+    const [address, bits] = ipaddr.parseCIDR(text);
+    const network = address.kind() === 'ipv4'
+      ? ipaddr.IPv4.networkAddressFromCIDR(text)
+      : ipaddr.IPv6.networkAddressFromCIDR(text);
+    return `${network.toString()}/${bits}`;
+  } catch {
+    return text;
+  }
+}

@@ -1,0 +1,43 @@
+// IP and CIDR parsing with ipaddr.js: every address that reaches a rule passes through here.
+import ipaddr from 'ipaddr.js';
+import type { IPFamily } from './types.js';
+
+/** The canonical text of an IP address (IPv6 compressed, IPv4-mapped IPv6 rejected), or undefined. */
+export function canonicalIP(text: string): string | undefined {
+  if (typeof text !== 'string' || !ipaddr.isValid(text)) return undefined;
+  // isValid accepts forms like '10' or '0x0a.1' for IPv4; Kubernetes only accepts dotted quads.
+  if (ipaddr.IPv4.isValidFourPartDecimal(text)) return ipaddr.IPv4.parse(text).toString();
+  if (!ipaddr.IPv6.isValid(text) || text.includes('%')) return undefined;
+  const address = ipaddr.IPv6.parse(text);
+  if (address.isIPv4MappedAddress()) return undefined;
+  return address.toString();
+}
+
+/** The canonical network form of a CIDR ('10.0.0.0/8'), or undefined when invalid or host bits are set. */
+export function canonicalCIDR(text: string): string | undefined {
+  if (typeof text !== 'string') return undefined;
+  const slash = text.indexOf('/');
+  if (slash < 0) return undefined;
+  const ip = canonicalIP(text.slice(0, slash));
+  const bitsText = text.slice(slash + 1);
+  if (ip === undefined || !/^\d{1,3}$/.test(bitsText)) return undefined;
+  const bits = Number(bitsText);
+  const address = ipaddr.parse(ip);
+  if (bits > (address.kind() === 'ipv4' ? 32 : 128)) return undefined;
+  const network = address.kind() === 'ipv4'
+    ? ipaddr.IPv4.networkAddressFromCIDR(`${ip}/${bits}`)
+    : ipaddr.IPv6.networkAddressFromCIDR(`${ip}/${bits}`);
+  if (network.toString() !== ip) return undefined;
+  return `${ip}/${bits}`;
+}
+
+/** The family of a canonical IP or CIDR. */
+export function familyOf(ipOrCIDR: string): IPFamily {
+  return ipOrCIDR.includes(':') ? 'IPv6' : 'IPv4';
+}
+
+/** Whether a canonical IP lies inside a canonical CIDR of the same family. */
+export function cidrContains(cidr: string, ip: string): boolean {
+  if (familyOf(cidr) !== familyOf(ip)) return false;
+  return ipaddr.parse(ip).match(ipaddr.parseCIDR(cidr));
+}

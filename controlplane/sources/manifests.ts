@@ -1,0 +1,47 @@
+// Reads Kubernetes objects from YAML or JSON manifests (files or directories), as kubectl writes them.
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+
+const MANIFEST_FILE = /\.(ya?ml|json)$/i;
+
+/** A manifest that could not be read or parsed, naming the file. */
+export class ManifestError extends Error {}
+
+/** Every object in the given files and directories (directories are read recursively, in name order). */
+export async function readManifests(paths: string[]): Promise<unknown[]> {
+  const objects: unknown[] = [];
+  for (const path of paths) {
+    for (const file of await manifestFiles(path)) {
+      objects.push(...parseManifest(await readFile(file, 'utf8'), file));
+    }
+  }
+  return objects;
+}
+
+/** The objects of one multi-document YAML (or JSON) text; empty documents are skipped. */
+export function parseManifest(text: string, source: string): unknown[] {
+  const objects: unknown[] = [];
+  for (const document of parseAllDocuments(text)) {
+    const problem = document.errors[0];
+    if (problem) throw new ManifestError(`${source}: ${problem.message}`);
+    const object: unknown = document.toJS({ maxAliasCount: 100 });
+    if (object !== null && object !== undefined) objects.push(object);
+  }
+  return objects;
+}
+
+async function manifestFiles(path: string): Promise<string[]> {
+  const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
+    throw new ManifestError(`${path}: ${error.code === 'ENOENT' ? 'no such file or directory' : error.message}`);
+  });
+  if (!info.isDirectory()) return [path];
+  const entries = await readdir(path, { withFileTypes: true });
+  const files: string[] = [];
+  for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    const child = join(path, entry.name);
+    if (entry.isDirectory()) files.push(...(await manifestFiles(child)));
+    else if (MANIFEST_FILE.test(entry.name)) files.push(child);
+  }
+  return files;
+}
