@@ -1,6 +1,6 @@
 // One escaping helper per syntax: every name or comment that reaches rule text passes through one.
 
-const COMMENT_UNSAFE = /[^A-Za-z0-9 ./:_@=,+>[\]-]/g;
+const COMMENT_UNSAFE = /[^A-Za-z0-9 ./:_=,+>[\]-]/g;
 const IDENTIFIER_UNSAFE = /[^A-Za-z0-9/_.-]/g;
 
 /**

@@ -1,0 +1,104 @@
+// The ferry command line: render, diff, apply and cleanup (exit codes are part of the contract).
+import { Command, Option } from 'commander';
+import { diffLines } from 'diff';
+import { applyRules, cleanupRules, compareRules, diffRules } from '../../dataplane/dataplane.js';
+import { renderedText, type Backend } from '../../dataplane/render.js';
+import { execaRunner } from '../../dataplane/runner.js';
+import { desiredRules, describeModelError, type DesiredRules, type RuleOptions } from './pipeline.js';
+
+/** Exit codes of diff: 0 identical, 1 different, 2 error (as diff(1) has them). */
+const EXIT = { same: 0, different: 1, error: 2 } as const;
+
+const EXAMPLE_FILES = '-f examples/cluster.yaml';
+
+function ruleCommand(program: Command, name: string, summary: string, example: string): Command {
+  return program.command(name)
+    .summary(summary)
+    .description(`${summary}\n\nExample:\n  ${example}`)
+    .requiredOption('--node <name>', 'the Node whose rules to compute (its addresses and pod CIDRs come from its Node object)')
+    .addOption(backendOption())
+    .option('--config <file>', 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) to honour')
+    .requiredOption('-f, --file <path>', 'a YAML/JSON manifest or a directory of them; repeatable', collect, []);
+}
+
+function backendOption(): Option {
+  return new Option('--backend <backend>', 'rule backend (default: the config\'s mode, else nftables)').choices(['nftables', 'iptables']);
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** Reports skipped objects and config warnings on stderr; the rest still renders. */
+function report(desired: DesiredRules): void {
+  for (const warning of desired.warnings) console.error(`ferry: warning: ${warning}`);
+  for (const error of desired.modelErrors) console.error(`ferry: ${describeModelError(error)}`);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = new Command('ferry')
+    .description('A Kubernetes Service dataplane for Linux nodes: kube-proxy compatible NAT rules for nftables and iptables.')
+    .showHelpAfterError()
+    .exitOverride();
+  let exitCode = 0;
+
+  ruleCommand(program, 'render', 'print the whole rule set for a node (an nft -f script or iptables-restore input)',
+    `ferry render --node node-a ${EXAMPLE_FILES} --backend iptables`)
+    .addOption(new Option('--family <family>', 'iptables only: print just this family\'s restore input').choices(['IPv4', 'IPv6']))
+    .action(async (options: RuleOptions & { family?: 'IPv4' | 'IPv6' }) => {
+      const desired = await desiredRules(options);
+      report(desired);
+      const texts = desired.rendered.texts.filter((part) => !options.family || part.family === options.family);
+      process.stdout.write(renderedText({ ...desired.rendered, texts }));
+    });
+
+  ruleCommand(program, 'diff', 'show how the kernel\'s ferry rules differ from the desired ones (exit 0 same, 1 different, 2 error)',
+    `ferry diff --node node-a ${EXAMPLE_FILES}`)
+    .action(async (options: RuleOptions) => {
+      const desired = await desiredRules(options);
+      report(desired);
+      const patch = await diffRules(execaRunner, desired.rendered);
+      process.stdout.write(patch);
+      exitCode = patch ? EXIT.different : EXIT.same;
+    });
+
+  ruleCommand(program, 'apply', 'check the rules with the kernel, then apply them in one atomic transaction',
+    `ferry apply --node node-a ${EXAMPLE_FILES}`)
+    .action(async (options: RuleOptions) => {
+      const started = performance.now();
+      const desired = await desiredRules(options);
+      report(desired);
+      const { current, desired: wanted } = await compareRules(execaRunner, desired.rendered);
+      if (current !== wanted) await applyRules(execaRunner, desired.rendered);
+      const changes = diffLines(current, wanted);
+      const count = (kind: 'added' | 'removed') => changes.filter((change) => change[kind]).reduce((sum, change) => sum + (change.count ?? 0), 0);
+      const ports = desired.rules.families.flatMap((family) => family.servicePorts);
+      const services = new Set(ports.map((port) => port.id.split(':')[0]));
+      const endpoints = new Set(ports.flatMap((port) => [...(port.cluster?.endpoints ?? []), ...(port.local?.endpoints ?? [])].map((endpoint) => endpoint.hash)));
+      const ms = Math.round(performance.now() - started);
+      console.log(current === wanted
+        ? `ferry: ${desired.backend} rules for ${desired.rules.node} already up to date (${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${ms} ms)`
+        : `ferry: applied ${desired.backend} rules for ${desired.rules.node}: ${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${count('added')} rule lines added, ${count('removed')} removed; ${ms} ms`);
+    });
+
+  program.command('cleanup')
+    .summary('remove everything ferry owns from the kernel (and nothing else)')
+    .description('remove everything ferry owns from the kernel (and nothing else)\n\nExample:\n  ferry cleanup --backend iptables')
+    .addOption(new Option('--backend <backend>', 'rule backend').choices(['nftables', 'iptables']).default('nftables'))
+    .action(async (options: { backend: Backend }) => {
+      await cleanupRules(execaRunner, options.backend);
+    });
+
+  try {
+    await program.parseAsync(argv);
+    return exitCode;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help') return 0;
+    if (code?.startsWith('commander.')) return EXIT.error;
+    console.error(`ferry: ${(error as Error).message}`);
+    return EXIT.error;
+  }
+}
+
+process.exitCode = await main(process.argv);

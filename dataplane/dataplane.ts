@@ -1,0 +1,54 @@
+// The dataplane facade: apply, diff and clean up rendered rules with whichever backend they were rendered for.
+import { createTwoFilesPatch } from 'diff';
+import * as iptables from './iptables.js';
+import * as nftables from './nftables.js';
+import type { Backend, RenderedRules } from './render.js';
+import type { Runner } from './runner.js';
+import { checkStructure } from './structure-check.js';
+
+/** Loads the rules into the kernel: checked first, then one transaction per restore (per family for iptables). */
+export async function applyRules(runner: Runner, rendered: RenderedRules): Promise<void> {
+  for (const part of rendered.texts) checkStructure(part.text, rendered.backend);
+  if (rendered.backend === 'nftables') {
+    await nftables.applyNftables(runner, rendered.texts[0]!.text);
+    return;
+  }
+  // Validate every family before touching any, so a bad IPv6 set does not leave IPv4 half-updated.
+  for (const part of rendered.texts) await iptables.listAsKernelWould(runner, part.family as iptables.Family, part.text);
+  for (const part of rendered.texts) await iptables.applyIptables(runner, part.family as iptables.Family, part.text);
+}
+
+/** The kernel's current ferry rules and the desired ones, both as the kernel lists them. */
+export async function compareRules(runner: Runner, rendered: RenderedRules): Promise<{ current: string; desired: string }> {
+  if (rendered.backend === 'nftables') {
+    return {
+      current: await nftables.readNftables(runner),
+      desired: await nftables.listAsKernelWould(runner, rendered.texts[0]!.text),
+    };
+  }
+  let current = '';
+  let desired = '';
+  for (const part of rendered.texts) {
+    const family = part.family as iptables.Family;
+    current += labelled(family, await iptables.readIptables(runner, family));
+    desired += labelled(family, await iptables.listAsKernelWould(runner, family, part.text));
+  }
+  return { current, desired };
+}
+
+/** A unified diff from the kernel's rules to the desired ones; empty when they are the same. */
+export async function diffRules(runner: Runner, rendered: RenderedRules): Promise<string> {
+  const { current, desired } = await compareRules(runner, rendered);
+  if (current === desired) return '';
+  return createTwoFilesPatch('kernel', 'desired', current, desired, '', '', { context: 3 });
+}
+
+/** Removes everything ferry owns for a backend, and nothing else. */
+export async function cleanupRules(runner: Runner, backend: Backend): Promise<void> {
+  if (backend === 'nftables') await nftables.cleanupNftables(runner);
+  else for (const family of ['IPv4', 'IPv6'] as const) await iptables.cleanupIptables(runner, family);
+}
+
+function labelled(family: string, text: string): string {
+  return text ? `# ${family}\n${text}` : '';
+}

@@ -1,0 +1,140 @@
+// iptables shell: apply, read back and clean up ferry's FERRY-* chains and the jumps into them, per family.
+import { inThrowawayNamespace, runChecked, type Runner } from './runner.js';
+
+export type Family = 'IPv4' | 'IPv6';
+
+const COMMANDS: Record<Family, { save: string; restore: string }> = {
+  IPv4: { save: 'iptables-save', restore: 'iptables-restore' },
+  IPv6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
+};
+
+// Wait up to 5 s for the xtables lock rather than fail when another tool holds it.
+const RESTORE_FLAGS = ['-w', '5', '--noflush'];
+
+/** The ferry-owned part of one iptables table. */
+interface FerryTable {
+  /** FERRY-* chains, in listing order. */
+  chains: string[];
+  /** Rules in built-in chains that jump into a FERRY-* chain, as `-A CHAIN ...` lines, in order. */
+  hooks: string[];
+  /** Rules of each FERRY-* chain, in order. */
+  rules: Map<string, string[]>;
+}
+
+const isFerryChain = (chain: string) => chain.startsWith('FERRY-');
+
+/** Reads iptables-save (or rendered restore) text into ferry's view of each table. */
+export function parseFerryTables(text: string): Map<string, FerryTable> {
+  const tables = new Map<string, FerryTable>();
+  let table: FerryTable | undefined;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) {
+      table = { chains: [], hooks: [], rules: new Map() };
+      tables.set(line.slice(1).trim(), table);
+    } else if (table && line.startsWith(':')) {
+      const chain = line.slice(1).split(' ')[0]!;
+      if (isFerryChain(chain)) {
+        table.chains.push(chain);
+        table.rules.set(chain, []);
+      }
+    } else if (table && line.startsWith('-A ')) {
+      const chain = line.split(' ')[1]!;
+      if (isFerryChain(chain)) table.rules.get(chain)?.push(line);
+      else if (/ -j FERRY-/.test(line)) table.hooks.push(line);
+    }
+  }
+  return tables;
+}
+
+/** A stable text of ferry's rules: chains sorted by name, each chain's rules in order. */
+export function canonicalIptables(text: string): string {
+  const out: string[] = [];
+  const tables = parseFerryTables(text);
+  for (const name of [...tables.keys()].sort()) {
+    const table = tables.get(name)!;
+    if (table.chains.length === 0 && table.hooks.length === 0) continue;
+    const chains = [...table.chains].sort();
+    out.push(`*${name}`, ...chains.map((chain) => `:${chain} - [0:0]`), ...table.hooks);
+    for (const chain of chains) out.push(...table.rules.get(chain)!);
+    out.push('COMMIT');
+  }
+  return out.length ? `${out.join('\n')}\n` : '';
+}
+
+/**
+ * The iptables-restore --noflush input that turns `current` (iptables-save output) into `desired`
+ * (rendered rules): desired chains are declared (which flushes them), jumps from built-in chains are
+ * replaced only where they differ, and FERRY-* chains that are no longer wanted are flushed and deleted.
+ * Everything that is not ferry's is never named, so it is left alone.
+ */
+export function planRestore(current: string, desired: string): string {
+  const now = parseFerryTables(current);
+  const want = parseFerryTables(desired);
+  const out: string[] = [];
+  for (const name of new Set([...want.keys(), ...now.keys()])) {
+    const before = now.get(name) ?? { chains: [], hooks: [], rules: new Map() };
+    const after = want.get(name) ?? { chains: [], hooks: [], rules: new Map() };
+    const stale = before.chains.filter((chain) => !after.rules.has(chain));
+    if (after.chains.length === 0 && before.chains.length === 0 && before.hooks.length === 0) continue;
+    out.push(`*${name}`, ...[...after.chains, ...stale].map((chain) => `:${chain} - [0:0]`));
+    out.push(...hookChanges(before.hooks, after.hooks));
+    for (const chain of after.chains) out.push(...after.rules.get(chain)!);
+    out.push(...stale.map((chain) => `-X ${chain}`), 'COMMIT');
+  }
+  return out.length ? `${out.join('\n')}\n` : '';
+}
+
+/** Per built-in chain: keep ferry's jumps if they are exactly as wanted, else delete and re-insert at the top. */
+function hookChanges(before: string[], after: string[]): string[] {
+  const byChain = (lines: string[]) => {
+    const map = new Map<string, string[]>();
+    for (const line of lines) {
+      const chain = line.split(' ')[1]!;
+      map.set(chain, [...(map.get(chain) ?? []), line.slice(`-A ${chain} `.length)]);
+    }
+    return map;
+  };
+  const was = byChain(before);
+  const will = byChain(after);
+  const changes: string[] = [];
+  for (const chain of new Set([...was.keys(), ...will.keys()])) {
+    const old = was.get(chain) ?? [];
+    const wanted = will.get(chain) ?? [];
+    if (old.join('\n') === wanted.join('\n')) continue;
+    changes.push(...old.map((spec) => `-D ${chain} ${spec}`));
+    // Inserting each at position 1 reverses them, so insert the last first.
+    changes.push(...[...wanted].reverse().map((spec) => `-I ${chain} 1 ${spec}`));
+  }
+  return changes;
+}
+
+/** The rules of a family as iptables-save prints them now. */
+export async function saveIptables(runner: Runner, family: Family): Promise<string> {
+  return runChecked(runner, `reading the ${family} rules failed`, COMMANDS[family].save, []);
+}
+
+/** Checks the transition with the kernel, then applies it in one iptables-restore transaction. */
+export async function applyIptables(runner: Runner, family: Family, desired: string): Promise<void> {
+  const plan = planRestore(await saveIptables(runner, family), desired);
+  if (!plan) return;
+  const restore = COMMANDS[family].restore;
+  await runChecked(runner, `the kernel rejected the ${family} iptables rules`, restore, [...RESTORE_FLAGS, '--test'], plan);
+  await runChecked(runner, `applying the ${family} iptables rules failed`, restore, RESTORE_FLAGS, plan);
+}
+
+/** Removes ferry's chains and the jumps into them, and nothing else. */
+export async function cleanupIptables(runner: Runner, family: Family): Promise<void> {
+  await applyIptables(runner, family, '');
+}
+
+/** ferry's rules of a family in this namespace, canonicalised. */
+export async function readIptables(runner: Runner, family: Family): Promise<string> {
+  return canonicalIptables(await saveIptables(runner, family));
+}
+
+/** How the kernel saves the rendered rules once loaded into an empty namespace: the desired side of a diff. */
+export async function listAsKernelWould(runner: Runner, family: Family, desired: string): Promise<string> {
+  const { save, restore } = COMMANDS[family];
+  const [command, args] = inThrowawayNamespace('sh', ['-c', `${restore} --noflush && ${save}`]);
+  return canonicalIptables(await runChecked(runner, `the kernel rejected the ${family} iptables rules`, command, args, desired));
+}

@@ -1,0 +1,51 @@
+// The one door to the outside world for the dataplane: run a command, optionally with stdin.
+import { execa } from 'execa';
+
+/** What a finished command left behind. */
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+/** Runs commands; tests substitute one that records argv and stdin. */
+export interface Runner {
+  run(command: string, args: string[], input?: string): Promise<RunResult>;
+}
+
+/** A command failed: keeps the command, its exit code and its stderr for the operator. */
+export class DataplaneError extends Error {
+  constructor(readonly command: string, readonly result: RunResult, what: string) {
+    super(`${what}: ${command} exited ${result.exitCode}: ${result.stderr.trim() || result.stdout.trim()}`);
+  }
+}
+
+// The system tools, never a same-named npm binary: npm puts node_modules/.bin (which has an unrelated
+// `nft`) first on PATH when ferry runs from an npm script.
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Runs commands with execa, never through a shell, and reports failures as results, not throws. */
+export const execaRunner: Runner = {
+  async run(command, args, input) {
+    const result = await execa(command, args, {
+      input: input ?? '', reject: false, stripFinalNewline: false, env: { PATH: SYSTEM_PATH },
+    });
+    if (result.failed && result.exitCode === undefined) {
+      // The command could not be started at all (not installed, not executable).
+      return { stdout: '', stderr: String(result.message), exitCode: 127 };
+    }
+    return { stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? ''), exitCode: result.exitCode ?? 1 };
+  },
+};
+
+/** Runs a command and throws a DataplaneError unless it exits 0. */
+export async function runChecked(runner: Runner, what: string, command: string, args: string[], input?: string): Promise<string> {
+  const result = await runner.run(command, args, input);
+  if (result.exitCode !== 0) throw new DataplaneError([command, ...args].join(' '), result, what);
+  return result.stdout;
+}
+
+/** Runs a command in a new, empty network namespace that disappears with the command. */
+export function inThrowawayNamespace(command: string, args: string[]): [string, string[]] {
+  return ['unshare', ['--net', '--', command, ...args]];
+}

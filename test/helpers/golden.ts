@@ -1,0 +1,42 @@
+// The golden scenarios: the example cluster plus edge cases, rendered for node-a under a few configs.
+import { computeNodeRules, endpointKey, type ComputeConfig, type EndpointWeights } from '../../controlplane/compute/compute.js';
+import { buildClusterState } from '../../controlplane/model/cluster-state.js';
+import { readManifests } from '../../controlplane/sources/manifests.js';
+import { render, renderedText, type Backend } from '../../dataplane/render.js';
+import { plan } from './address-plan.js';
+
+const base: ComputeConfig = {
+  clusterCIDRs: [plan.clusterCIDR.ipv4, plan.clusterCIDR.ipv6],
+  detectLocalMode: 'ClusterCIDR',
+  nodePortAddresses: { kind: 'primary' },
+  masqueradeBit: 14,
+  masqueradeAll: false,
+};
+
+/** Each scenario: a config and endpoint weights; all render the same manifests for node-a. */
+export const scenarios: Record<string, { config: ComputeConfig; weights: EndpointWeights }> = {
+  default: { config: base, weights: new Map() },
+  'masquerade-all': {
+    config: { ...base, detectLocalMode: 'NodeCIDR', nodePortAddresses: { kind: 'all' }, masqueradeAll: true },
+    weights: new Map([[endpointKey('udp', '10.244.1.2', 53), 1], [endpointKey('udp', '10.244.2.2', 53), 3]]),
+  },
+  'node-port-cidrs': {
+    config: { ...base, clusterCIDRs: [], nodePortAddresses: { kind: 'cidrs', cidrs: ['192.168.56.0/24', 'fd00:56::/64'] }, masqueradeBit: 5 },
+    weights: new Map([[endpointKey('tcp', '10.244.1.2', 53), 0.2], [endpointKey('tcp', '10.244.2.2', 53), 0.5]]),
+  },
+};
+
+export const backends: Backend[] = ['nftables', 'iptables'];
+
+export const goldenPath = (scenario: string, backend: Backend) =>
+  new URL(`../golden/${scenario}.${backend === 'nftables' ? 'nft' : 'iptables'}`, import.meta.url);
+
+/** Renders a golden scenario; throws if the manifests hold any invalid object. */
+export async function renderScenario(scenario: string, backend: Backend) {
+  const objects = await readManifests([new URL('../../examples/cluster.yaml', import.meta.url).pathname, new URL('../fixtures/edge-cases.yaml', import.meta.url).pathname]);
+  const { state, errors } = buildClusterState(objects);
+  if (errors.length > 0) throw new Error(`fixture errors: ${JSON.stringify(errors)}`);
+  const { config, weights } = scenarios[scenario]!;
+  const rendered = render(computeNodeRules(state, 'node-a', config, weights), backend);
+  return { rendered, text: renderedText(rendered) };
+}

@@ -1,0 +1,148 @@
+import test from 'ava';
+import { buildClusterState } from '../controlplane/model/cluster-state.js';
+import { canonicalCIDR, canonicalIP } from '../controlplane/model/ip.js';
+import { parseManifest } from '../controlplane/sources/manifests.js';
+import { nodeObject, serviceObject, sliceObject } from './helpers/objects.js';
+
+test('IP addresses are canonicalised and non-Kubernetes forms are refused', (t) => {
+  t.is(canonicalIP('10.0.0.1'), '10.0.0.1');
+  t.is(canonicalIP('FD00:0:0::1'), 'fd00::1');
+  for (const bad of ['10', '0x0a.0.0.1', '10.0.0.256', '::ffff:10.0.0.1', 'fe80::1%eth0', '', 'a b']) {
+    t.is(canonicalIP(bad), undefined, bad);
+  }
+});
+
+test('CIDRs must be in network form', (t) => {
+  t.is(canonicalCIDR('10.244.0.0/16'), '10.244.0.0/16');
+  t.is(canonicalCIDR('fd00:244:0:0::/56'), 'fd00:244::/56');
+  for (const bad of ['10.244.1.0/16', '10.0.0.0/33', '10.0.0.0', '10.0.0.0/-1', 'fd00::/129']) t.is(canonicalCIDR(bad), undefined, bad);
+});
+
+test('a Service is read with the API defaults applied', (t) => {
+  const { state, errors } = buildClusterState([serviceObject({ ports: [{ port: 80 }] })]);
+  t.deepEqual(errors, []);
+  t.deepEqual(state.services, [{
+    namespace: 'default', name: 'web', type: 'ClusterIP', clusterIPs: ['10.96.0.20'],
+    ports: [{ name: '', protocol: 'TCP', port: 80, nodePort: 0 }],
+    externalIPs: [], loadBalancerIPs: [], loadBalancerSourceRanges: [],
+    externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster', affinitySeconds: 0, healthCheckNodePort: 0,
+  }]);
+});
+
+test('headless and ExternalName Services are left out without an error', (t) => {
+  const { state, errors } = buildClusterState([
+    serviceObject({ name: 'headless', clusterIPs: ['None'] }),
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'ext', namespace: 'x' }, spec: { type: 'ExternalName', externalName: 'example.com' } },
+  ]);
+  t.deepEqual(errors, []);
+  t.deepEqual(state.services, []);
+});
+
+const invalidServices: [string, Record<string, unknown>, string][] = [
+  ['an invalid cluster IP', { clusterIPs: ['10.96.0.300'] }, 'spec.clusterIPs[0]'],
+  ['two cluster IPs of one family', { clusterIPs: ['10.96.0.1', '10.96.0.2'] }, 'spec.clusterIPs'],
+  ['a port out of range', { ports: [{ name: 'a', port: 70000 }] }, 'spec.ports[0].port'],
+  ['a fractional port', { ports: [{ name: 'a', port: 80.5 }] }, 'spec.ports[0].port'],
+  ['a port given as a string', { ports: [{ name: 'a', port: '80' }] }, 'spec.ports[0].port'],
+  ['an unknown protocol', { ports: [{ name: 'a', port: 80, protocol: 'ICMP' }] }, 'spec.ports[0].protocol'],
+  ['an unknown type', { type: 'Magic' }, 'spec.type'],
+  ['an invalid external IP', { externalIPs: ['203.0.113.x'] }, 'spec.externalIPs[0]'],
+  ['an invalid source range', { type: 'LoadBalancer', ports: [{ name: 'a', port: 80, nodePort: 30001 }], loadBalancerSourceRanges: ['10.0.0.0/40'] }, 'spec.loadBalancerSourceRanges[0]'],
+  ['a NodePort Service without a node port', { type: 'NodePort' }, 'spec.ports[0].nodePort'],
+  ['an unnamed port among several', { ports: [{ port: 80 }, { name: 'b', port: 81 }] }, 'spec.ports[0].name'],
+  ['a duplicate port', { ports: [{ name: 'a', port: 80 }, { name: 'a', port: 81 }] }, 'spec.ports[1]'],
+  ['an affinity timeout out of range', { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 0 } } }, 'spec.sessionAffinityConfig.clientIP.timeoutSeconds'],
+  ['an unknown traffic policy', { type: 'NodePort', ports: [{ name: 'a', port: 80, nodePort: 30001 }], externalTrafficPolicy: 'Nearest' }, 'spec.externalTrafficPolicy'],
+  ['a missing cluster IP', { clusterIPs: [], clusterIP: undefined }, 'spec.clusterIP'],
+  ['a port name that could inject', { ports: [{ name: 'a" drop', port: 80 }] }, 'spec.ports[0].name'],
+];
+
+for (const [what, spec, field] of invalidServices) {
+  test(`a Service with ${what} is skipped with an error naming ${field}`, (t) => {
+    const bad = serviceObject({ name: 'bad', namespace: 'shop', ...spec });
+    const { state, errors } = buildClusterState([bad, serviceObject({ name: 'good' })]);
+    t.deepEqual(state.services.map((service) => service.name), ['good']);
+    t.is(errors.length, 1);
+    t.like(errors[0], { kind: 'Service', object: 'shop/bad', field });
+    t.true(errors[0]!.message.startsWith(`${field}: `));
+  });
+}
+
+test('an error echoes the value that was received', (t) => {
+  const { errors } = buildClusterState([serviceObject({ ports: [{ name: 'a', port: 70000 }] })]);
+  t.regex(errors[0]!.message, /got 70000/);
+});
+
+test('object names that are not DNS names are refused, so they can never reach a rule', (t) => {
+  const { errors } = buildClusterState([
+    serviceObject({ name: 'web"; flush ruleset; "' }),
+    serviceObject({ name: 'ok', namespace: 'Upper' }),
+    serviceObject({ name: 'a'.repeat(64) }),
+  ]);
+  t.deepEqual(errors.map((error) => error.field), ['metadata.name', 'metadata.namespace', 'metadata.name']);
+});
+
+test('load-balancer ingress keeps VIP addresses only, and the source-range annotation is a fallback', (t) => {
+  const { state } = buildClusterState([serviceObject(
+    {
+      type: 'LoadBalancer', ports: [{ name: 'a', port: 80, nodePort: 30001 }],
+    },
+    { loadBalancer: { ingress: [{ ip: '198.51.100.1' }, { ip: '198.51.100.2', ipMode: 'Proxy' }, { hostname: 'lb.example.com' }] } },
+  ), {
+    ...serviceObject({ name: 'annotated', type: 'LoadBalancer', ports: [{ name: 'a', port: 80, nodePort: 30002 }] }),
+    metadata: { name: 'annotated', namespace: 'default', annotations: { 'service.beta.kubernetes.io/load-balancer-source-ranges': '10.1.2.3/8, fd00::/64' } },
+  }]);
+  t.deepEqual(state.services[0]!.loadBalancerIPs, ['198.51.100.1']);
+  t.deepEqual(state.services[1]!.loadBalancerSourceRanges, ['10.0.0.0/8', 'fd00::/64']);
+});
+
+test('endpoint conditions default as the API documents: ready and serving true, terminating false', (t) => {
+  const slice = sliceObject('web', [{ ip: '10.244.1.11', node: 'node-a' }]);
+  delete (slice.endpoints[0] as { conditions?: unknown }).conditions;
+  const { state } = buildClusterState([slice]);
+  t.deepEqual(state.endpointSlices[0]!.endpoints[0]!.conditions, { ready: true, serving: true, terminating: false });
+  const notReady = buildClusterState([sliceObject('web', [{ ip: '10.244.1.11', ready: false }])]).state;
+  t.deepEqual(notReady.endpointSlices[0]!.endpoints[0]!.conditions, { ready: false, serving: false, terminating: false });
+});
+
+test('an EndpointSlice with an address of the wrong family is skipped and named', (t) => {
+  const { state, errors } = buildClusterState([sliceObject('web', [{ ip: 'fd00::1' }], { addressType: 'IPv4', namespace: 'shop', name: 'web-x' })]);
+  t.deepEqual(state.endpointSlices, []);
+  t.like(errors[0], { kind: 'EndpointSlice', object: 'shop/web-x', field: 'endpoints[0].addresses[0]' });
+});
+
+test('an EndpointSlice without the service-name label is skipped and named', (t) => {
+  const slice = sliceObject('web', [{ ip: '10.244.1.11' }]);
+  slice.metadata.labels = {} as typeof slice.metadata.labels;
+  const { errors } = buildClusterState([slice]);
+  t.like(errors[0], { field: 'metadata.labels.kubernetes.io/service-name' });
+});
+
+test('FQDN EndpointSlices are ignored', (t) => {
+  const { state, errors } = buildClusterState([{ ...sliceObject('web', [{ ip: '10.244.1.11' }]), addressType: 'FQDN', endpoints: [{ addresses: ['example.com'] }] }]);
+  t.deepEqual(errors, []);
+  t.deepEqual(state.endpointSlices, []);
+});
+
+test('a Node gives its internal and external IPs and pod CIDRs', (t) => {
+  const node = nodeObject('node-a');
+  node.status.addresses.push({ type: 'ExternalIP', address: '203.0.113.1' });
+  const { state } = buildClusterState([node]);
+  t.deepEqual(state.nodes, [{ name: 'node-a', internalIPs: ['192.168.56.11', 'fd00:56::11'], externalIPs: ['203.0.113.1'], podCIDRs: ['10.244.1.0/24', 'fd00:244:0:1::/64'] }]);
+});
+
+test('Lists are expanded and kinds ferry does not use are ignored', (t) => {
+  const { state, errors } = buildClusterState([{ apiVersion: 'v1', kind: 'List', items: [serviceObject(), { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' } }] }]);
+  t.deepEqual(errors, []);
+  t.is(state.services.length, 1);
+});
+
+test('ServiceCIDR objects are read', (t) => {
+  const { state } = buildClusterState([{ apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', metadata: { name: 'kubernetes' }, spec: { cidrs: ['10.96.0.0/16', 'fd00:96::/112'] } }]);
+  t.deepEqual(state.serviceCIDRs, [{ name: 'kubernetes', cidrs: ['10.96.0.0/16', 'fd00:96::/112'] }]);
+});
+
+test('multi-document YAML is read, empty documents skipped, and a syntax error names the file', (t) => {
+  t.is(parseManifest('---\nkind: A\n---\n\n---\nkind: B\n', 'x.yaml').length, 2);
+  t.throws(() => parseManifest('kind: [unclosed\n', 'broken.yaml'), { message: /^broken\.yaml: / });
+});
