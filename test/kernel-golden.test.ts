@@ -1,0 +1,25 @@
+import test from 'ava';
+import * as iptables from '../dataplane/iptables.js';
+import * as nftables from '../dataplane/nftables.js';
+import { execaRunner } from '../dataplane/runner.js';
+import { backends, renderScenario, scenarios } from './helpers/golden.js';
+
+// Each rule set is loaded into a real kernel, in a network namespace that exists only for that command.
+for (const scenario of Object.keys(scenarios)) {
+  for (const backend of backends) {
+    test(`kernel: the ${scenario} ${backend} rule set loads into a real kernel`, async (t) => {
+      const { rendered } = await renderScenario(scenario, backend);
+      for (const part of rendered.texts) {
+        const listed = backend === 'nftables'
+          ? await nftables.listAsKernelWould(execaRunner, part.text)
+          : await iptables.listAsKernelWould(execaRunner, part.family as iptables.Family, part.text);
+        // The kernel holds every chain the text declares.
+        const declared = backend === 'nftables'
+          ? [...part.text.matchAll(/^\tchain (\S+) \{/gm)].map((match) => match[1]!)
+          : [...part.text.matchAll(/^:(FERRY-\S+)/gm)].map((match) => match[1]!);
+        t.true(declared.length > 10);
+        for (const chain of declared) t.true(listed.includes(backend === 'nftables' ? `chain ${chain} {` : `:${chain} `), chain);
+      }
+    });
+  }
+}

@@ -1,0 +1,99 @@
+import test from 'ava';
+import { computeNodeRules, endpointKey, type ComputeConfig } from '../controlplane/compute/compute.js';
+import type { EndpointTarget } from '../controlplane/compute/node-rules.js';
+import { nftIdentifier, ruleComment } from '../dataplane/escape.js';
+import { cumulativeProbabilities, render } from '../dataplane/render.js';
+import { checkStructure, StructureError } from '../dataplane/structure-check.js';
+import { plan } from './helpers/address-plan.js';
+import { clusterState, serviceObject, sliceObject } from './helpers/objects.js';
+
+const config: ComputeConfig = {
+  clusterCIDRs: [plan.clusterCIDR.ipv4], detectLocalMode: 'ClusterCIDR', nodePortAddresses: { kind: 'primary' }, masqueradeBit: 14, masqueradeAll: false,
+};
+
+const target = (weight: number): EndpointTarget => ({ hash: `H${weight}`, ip: '10.0.0.1', port: 80, weight });
+
+test('equal weights give kube-proxy\'s uniform probabilities 1/n, 1/(n-1), ..., and no test on the last', (t) => {
+  t.deepEqual(cumulativeProbabilities([target(1), target(1), target(1)]).map((choice) => choice.probability),
+    ['0.3333333333', '0.5000000000', undefined]);
+});
+
+test('weights 1:3 give probabilities 0.25 then the rest', (t) => {
+  t.deepEqual(cumulativeProbabilities([target(1), target(3)]).map((choice) => choice.probability), ['0.2500000000', undefined]);
+});
+
+test('cumulative probabilities give every endpoint its share', (t) => {
+  const weights = [5, 1, 3, 7];
+  const choices = cumulativeProbabilities(weights.map(target));
+  let left = 1;
+  const shares = choices.map(({ probability }) => {
+    const share = left * (probability === undefined ? 1 : Number(probability));
+    left -= share;
+    return share;
+  });
+  shares.forEach((share, index) => t.true(Math.abs(share - weights[index]! / 16) < 1e-9));
+});
+
+function renderWeighted(backend: 'nftables' | 'iptables') {
+  const state = clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }, { ip: '10.244.2.9' }, { ip: '10.244.3.9' }]));
+  const weights = new Map([[endpointKey('tcp', '10.244.1.9', 8080), 1], [endpointKey('tcp', '10.244.2.9', 8080), 2], [endpointKey('tcp', '10.244.3.9', 8080), 5]]);
+  return render(computeNodeRules(state, 'node-a', config, weights), backend).texts[0]!.text;
+}
+
+test('nftables renders weights as numgen ranges that cover 0..total-1 exactly once', (t) => {
+  const text = renderWeighted('nftables');
+  const match = /numgen random mod 8 vmap \{ 0 : goto (sep-\w+), 1-2 : goto (sep-\w+), 3-7 : goto (sep-\w+) \}/.exec(text);
+  t.truthy(match, text);
+});
+
+test('iptables renders weights as cumulative statistic rules', (t) => {
+  const text = renderWeighted('iptables');
+  const lines = text.split('\n').filter((line) => line.startsWith('-A FERRY-SVC-'));
+  t.deepEqual(lines.map((line) => / --probability (\S+)/.exec(line)?.[1]), [undefined, '0.1250000000', '0.2857142857', undefined]);
+});
+
+test('a single endpoint is a plain goto, without numgen or statistic', (t) => {
+  const state = clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }]));
+  const rules = computeNodeRules(state, 'node-a', config);
+  t.regex(render(rules, 'nftables').texts[0]!.text, /\t\tgoto sep-\w+ comment "default\/web:http\/tcp"/);
+  t.notRegex(render(rules, 'iptables').texts[0]!.text, /statistic/);
+});
+
+test('iptables renders one restore input per family and nftables one script for both', (t) => {
+  const rules = computeNodeRules(clusterState(), 'node-a', config);
+  t.deepEqual(render(rules, 'iptables').texts.map((part) => part.family), ['IPv4', 'IPv6']);
+  t.deepEqual(render(rules, 'nftables').texts.map((part) => part.family), ['both']);
+});
+
+test('rendering is pure: the same rules give byte-identical text', (t) => {
+  t.is(renderWeighted('nftables'), renderWeighted('nftables'));
+  t.is(renderWeighted('iptables'), renderWeighted('iptables'));
+});
+
+test('comments cannot end their quotes or the line', (t) => {
+  const hostile = 'a"b\\c\nd\re;f{g}h#i$j`k\'l@m';
+  const safe = ruleComment(hostile);
+  t.notRegex(safe, /["\\\n\r;{}#$`'@]/);
+  t.true(ruleComment('x'.repeat(500)).length <= 120);
+  t.is(ruleComment('shop/web:http/tcp -> [fd00::1]:80'), 'shop/web:http/tcp -> [fd00::1]:80');
+});
+
+test('nft identifiers keep only characters nft accepts unquoted', (t) => {
+  t.is(nftIdentifier('ns/name:port/tcp'), 'ns/name_port/tcp');
+  t.regex(nftIdentifier('a b"c{d}e;f'), /^[A-Za-z0-9/_.-]+$/);
+});
+
+test('the structure check finds a dangling goto and an undefined map', (t) => {
+  const text = 'table ip ferry {\n\tchain a {\n\t\tgoto b\n\t\tip daddr @nope drop\n\t}\n}\n';
+  const error = t.throws(() => checkStructure(text, 'nftables'), { instanceOf: StructureError });
+  t.regex(error.message, /undefined chain b/);
+  t.regex(error.message, /@nope/);
+});
+
+test('the structure check finds an undeclared iptables chain and an over-long name', (t) => {
+  const text = '*nat\n:FERRY-THIS-NAME-IS-FAR-TOO-LONG-FOR-IPTABLES - [0:0]\n-A FERRY-SERVICES -j FERRY-MISSING\nCOMMIT\n';
+  const error = t.throws(() => checkStructure(text, 'iptables'), { instanceOf: StructureError });
+  t.regex(error.message, /longer than 28/);
+  t.regex(error.message, /FERRY-SERVICES is not declared/);
+  t.regex(error.message, /FERRY-MISSING is not declared/);
+});
