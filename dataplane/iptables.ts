@@ -39,7 +39,8 @@ export function parseFerryTables(text: string): Map<string, FerryTable> {
       }
     } else if (table && line.startsWith('-A ')) {
       const chain = line.split(' ')[1]!;
-      if (isFerryChain(chain)) table.rules.get(chain)?.push(line);
+      // Rules of an undeclared chain are kept, so that the kernel, not this parser, refuses them.
+      if (isFerryChain(chain)) table.rules.set(chain, [...(table.rules.get(chain) ?? []), line]);
       else if (/ -j FERRY-/.test(line)) table.hooks.push(line);
     }
   }
@@ -78,7 +79,7 @@ export function planRestore(current: string, desired: string): string {
     if (after.chains.length === 0 && before.chains.length === 0 && before.hooks.length === 0) continue;
     out.push(`*${name}`, ...[...after.chains, ...stale].map((chain) => `:${chain} - [0:0]`));
     out.push(...hookChanges(before.hooks, after.hooks));
-    for (const chain of after.chains) out.push(...after.rules.get(chain)!);
+    for (const rules of after.rules.values()) out.push(...rules);
     out.push(...stale.map((chain) => `-X ${chain}`), 'COMMIT');
   }
   return out.length ? `${out.join('\n')}\n` : '';

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what ferry needs on a Debian/Ubuntu node: the kernel tools it drives, then its npm packages
+# (npm ci also compiles the TypeScript through the prepare script). Run as root from the repository.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install.sh: run as root (it installs Debian packages): sudo bash scripts/install.sh" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# iptables and nftables are the backends, conntrack the connection table tool, iproute2 and
+# util-linux (unshare) build the throwaway network namespaces that checks and tests run in.
+apt-get install -y -qq --no-install-recommends iptables nftables conntrack iproute2 util-linux procps ca-certificates >/dev/null
+
+node -e 'const [major, minor] = process.versions.node.split(".").map(Number); if (major < 20 || (major === 20 && minor < 19)) { console.error(`install.sh: ferry needs Node.js >= 20.19, found ${process.versions.node}`); process.exit(1); }'
+
+npm ci --no-audit --no-fund
+echo "install.sh: ferry is installed; try: npx ferry render --node node-a -f examples/cluster.yaml"

@@ -1,0 +1,85 @@
+import test from 'ava';
+import { computeNodeRules, type ComputeConfig } from '../controlplane/compute/compute.js';
+import { applyRules, cleanupRules, compareRules, diffRules } from '../dataplane/dataplane.js';
+import * as iptables from '../dataplane/iptables.js';
+import * as nftables from '../dataplane/nftables.js';
+import { render, type Backend } from '../dataplane/render.js';
+import { DataplaneError, runChecked } from '../dataplane/runner.js';
+import { plan } from './helpers/address-plan.js';
+import { renderScenario } from './helpers/golden.js';
+import { throwawayNamespace } from './helpers/netns-runner.js';
+import { clusterState, serviceObject, sliceObject } from './helpers/objects.js';
+
+const config: ComputeConfig = {
+  clusterCIDRs: [plan.clusterCIDR.ipv4, plan.clusterCIDR.ipv6], detectLocalMode: 'ClusterCIDR', nodePortAddresses: { kind: 'primary' }, masqueradeBit: 14, masqueradeAll: false,
+};
+
+/** Rules for a cluster with `count` services, each with two endpoints. */
+function rulesWith(count: number, backend: Backend) {
+  const objects = Array.from({ length: count }, (_, i) => [
+    serviceObject({ name: `svc-${i}`, clusterIPs: [`10.96.1.${i + 1}`], type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30000 + i }] }),
+    sliceObject(`svc-${i}`, [{ ip: `10.244.1.${i + 10}`, node: 'node-a' }, { ip: `10.244.2.${i + 10}`, node: 'node-b' }]),
+  ]).flat();
+  return render(computeNodeRules(clusterState(...objects), 'node-a', config), backend);
+}
+
+// Somebody else's rules that must survive everything ferry does.
+const FOREIGN_NFT = 'table inet other {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 22 accept\n\t}\n}\n';
+const FOREIGN_IPT = '*nat\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\n-A KUBE-SERVICES -d 10.0.0.1/32 -j RETURN\nCOMMIT\n*filter\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n';
+
+for (const backend of ['nftables', 'iptables'] as const) {
+  test(`kernel: ${backend} apply makes diff empty, a re-apply changes nothing, and cleanup leaves only others' rules`, async (t) => {
+    const { runner } = await throwawayNamespace(t);
+    if (backend === 'nftables') await runChecked(runner, 'foreign rules', 'nft', ['-f', '-'], FOREIGN_NFT);
+    else await runChecked(runner, 'foreign rules', 'iptables-restore', ['--noflush'], FOREIGN_IPT);
+    const foreignBefore = backend === 'nftables' ? await runChecked(runner, 'list', 'nft', ['list', 'table', 'inet', 'other']) : await runChecked(runner, 'save', 'iptables-save', []);
+
+    const { rendered } = await renderScenario('default', backend);
+    t.not(await diffRules(runner, rendered), '', 'before apply the kernel differs');
+    await applyRules(runner, rendered);
+    t.is(await diffRules(runner, rendered), '', 'after apply the kernel holds exactly the desired rules');
+    const once = await compareRules(runner, rendered);
+    await applyRules(runner, rendered);
+    t.deepEqual(await compareRules(runner, rendered), once, 'applying twice is the same as once (no duplicate jumps)');
+
+    await cleanupRules(runner, backend);
+    if (backend === 'nftables') {
+      const tables = await runChecked(runner, 'list', 'nft', ['list', 'tables']);
+      t.notRegex(tables, /ferry/);
+      t.is(await runChecked(runner, 'list', 'nft', ['list', 'table', 'inet', 'other']), foreignBefore);
+    } else {
+      const saved = await runChecked(runner, 'save', 'iptables-save', []) + await runChecked(runner, 'save', 'ip6tables-save', []);
+      t.notRegex(saved, /FERRY/);
+      // Empty built-in tables may remain; every rule and chain of the other software must.
+      const rulesOf = (text: string) => text.split('\n').filter((line) => line.startsWith('-A') || /^:KUBE/.test(line));
+      t.deepEqual(rulesOf(await runChecked(runner, 'save', 'iptables-save', [])), rulesOf(foreignBefore).filter((line) => !/FERRY/.test(line)));
+      t.is(rulesOf(foreignBefore).length, 4);
+    }
+    await cleanupRules(runner, backend);
+    t.pass('a second cleanup is harmless');
+  });
+
+  test(`kernel: ${backend} removes the chains of Services that went away`, async (t) => {
+    const { runner } = await throwawayNamespace(t);
+    await applyRules(runner, rulesWith(5, backend));
+    const small = rulesWith(2, backend);
+    t.not(await diffRules(runner, small), '');
+    await applyRules(runner, small);
+    t.is(await diffRules(runner, small), '');
+    const listing = backend === 'nftables' ? await nftables.readNftables(runner) : await iptables.readIptables(runner, 'IPv4');
+    t.notRegex(listing, /10\.244\.1\.14/, 'the endpoint of a removed Service is gone');
+  });
+
+  test(`kernel: a ${backend} rule set the kernel rejects is never applied and the previous rules stay`, async (t) => {
+    const { runner } = await throwawayNamespace(t);
+    const good = rulesWith(3, backend);
+    await applyRules(runner, good);
+    const before = await compareRules(runner, good);
+    // A rule the kernel refuses (port out of range), in an otherwise valid rule set.
+    const error = backend === 'nftables'
+      ? await t.throwsAsync(nftables.applyNftables(runner, rulesWith(1, backend).texts[0]!.text.replace('jump services', 'jump services\n\t\ttcp dport 99999 drop')))
+      : await t.throwsAsync(iptables.applyIptables(runner, 'IPv4', rulesWith(1, backend).texts[0]!.text.replace('-A FERRY-MARK-MASQ ', '-A FERRY-SERVICES -p tcp -m tcp --dport 99999 -j DROP\n-A FERRY-MARK-MASQ ')));
+    t.true(error instanceof DataplaneError);
+    t.deepEqual(await compareRules(runner, good), before, 'the kernel still holds the previous rules');
+  });
+}
