@@ -27,7 +27,9 @@ const service = fc.record({
   sliceLabel: name,
 });
 
-function objects(services: fc.TypeOf<typeof service>[]) {
+type GeneratedService = typeof service extends fc.Arbitrary<infer T> ? T : never;
+
+function objects(services: GeneratedService[]) {
   return services.flatMap((s, index) => [
     {
       apiVersion: 'v1', kind: 'Service',

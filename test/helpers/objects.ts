@@ -8,12 +8,15 @@ type NodeName = keyof typeof plan.nodes;
 /** A Node of the address plan, dual-stack. */
 export function nodeObject(name: NodeName) {
   const node = plan.nodes[name];
+  const addresses: { type: string; address: string }[] = [
+    { type: 'InternalIP', address: node.ipv4 }, { type: 'InternalIP', address: node.ipv6 }, { type: 'Hostname', address: name },
+  ];
   return {
     apiVersion: 'v1',
     kind: 'Node',
     metadata: { name },
     spec: { podCIDR: node.podCIDR.ipv4, podCIDRs: [node.podCIDR.ipv4, node.podCIDR.ipv6] },
-    status: { addresses: [{ type: 'InternalIP', address: node.ipv4 }, { type: 'InternalIP', address: node.ipv6 }, { type: 'Hostname', address: name }] },
+    status: { addresses },
   };
 }
 

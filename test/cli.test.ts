@@ -1,0 +1,120 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { execaRunner, runChecked } from '../dataplane/runner.js';
+import { inThrowawayNamespace } from '../dataplane/runner.js';
+import { ferry } from './helpers/cli.js';
+import { throwawayNamespace } from './helpers/netns-runner.js';
+
+const example = ['-f', 'examples/cluster.yaml'];
+
+async function tempFile(name: string, text: string): Promise<string> {
+  const path = join(await mkdtemp(join(tmpdir(), 'ferry-')), name);
+  await writeFile(path, text);
+  return path;
+}
+
+test('kernel: ferry render --node node-a -f examples/cluster.yaml prints a script that nft -c accepts', async (t) => {
+  const { stdout, stderr, exitCode } = await ferry(['render', '--node', 'node-a', ...example]);
+  t.is(exitCode, 0, stderr);
+  t.is(stderr, '');
+  t.regex(stdout, /^table ip ferry \{$/m);
+  t.regex(stdout, /^table ip6 ferry \{$/m);
+  const [command, args] = inThrowawayNamespace('nft', ['-c', '-f', '-']);
+  await t.notThrowsAsync(runChecked(execaRunner, 'nft -c', command, args, stdout));
+});
+
+test('kernel: ferry render --backend iptables --family IPv4 prints input that iptables-restore --test accepts', async (t) => {
+  const { stdout, exitCode } = await ferry(['render', '--node', 'node-a', ...example, '--backend', 'iptables', '--family', 'IPv4']);
+  t.is(exitCode, 0);
+  t.notRegex(stdout, /IPv6/);
+  const [command, args] = inThrowawayNamespace('iptables-restore', ['--test', '--noflush']);
+  await t.notThrowsAsync(runChecked(execaRunner, 'iptables-restore --test', command, args, stdout));
+});
+
+test('render takes the backend from the config\'s mode, and --backend wins over it', async (t) => {
+  const config = await tempFile('kube-proxy.yaml', 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: iptables\nclusterCIDR: 10.244.0.0/16\n');
+  t.regex((await ferry(['render', '--node', 'node-a', ...example, '--config', config])).stdout, /^\*nat$/m);
+  t.regex((await ferry(['render', '--node', 'node-a', ...example, '--config', config, '--backend', 'nftables'])).stdout, /^table ip ferry/m);
+});
+
+test('config values reach the rules: masquerade bit, masqueradeAll and node-port CIDRs', async (t) => {
+  const config = await tempFile('kube-proxy.yaml', [
+    'apiVersion: kubeproxy.config.k8s.io/v1alpha1', 'kind: KubeProxyConfiguration', 'mode: nftables',
+    'nodePortAddresses: [192.168.56.0/24]', 'nftables:', '  masqueradeBit: 5', '  masqueradeAll: true', 'conntrack:', '  maxPerCore: 32768', '',
+  ].join('\n'));
+  const { stdout, stderr, exitCode } = await ferry(['render', '--node', 'node-a', ...example, '--config', config]);
+  t.is(exitCode, 0, stderr);
+  t.regex(stdout, /meta mark set meta mark \| 0x20$/m);
+  t.regex(stdout, /ip daddr \{ 192\.168\.56\.0\/24 \} fib daddr type local meta l4proto/);
+  t.regex(stdout, /ip daddr 10\.96\.0\.10 meta l4proto udp th dport 53 jump mark-for-masquerade/);
+  t.regex(stderr, /conntrack\.maxPerCore/, 'an ignored field is named in a warning');
+});
+
+test('an invalid config value is an error naming the field, with exit code 2 and nothing printed', async (t) => {
+  const config = await tempFile('kube-proxy.yaml', 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\niptables:\n  masqueradeBit: 40\n');
+  const { stdout, stderr, exitCode } = await ferry(['render', '--node', 'node-a', ...example, '--config', config]);
+  t.is(exitCode, 2);
+  t.is(stdout, '');
+  t.regex(stderr, /iptables\.masqueradeBit/);
+});
+
+test('an invalid object is skipped with its name and field on stderr while the rest renders', async (t) => {
+  const manifest = await tempFile('bad.yaml', [
+    'apiVersion: v1', 'kind: Service', 'metadata: {name: bad, namespace: shop}', 'spec:', '  clusterIP: 10.96.99.1', '  ports: [{name: http, port: 70000}]', '',
+  ].join('\n'));
+  const { stdout, stderr, exitCode } = await ferry(['render', '--node', 'node-a', ...example, '-f', manifest]);
+  t.is(exitCode, 0);
+  t.regex(stderr, /skipped Service shop\/bad: spec\.ports\[0\]\.port: must be an integer from 1 to 65535, got 70000/);
+  t.regex(stdout, /kube-dns/);
+  t.notRegex(stdout, /10\.96\.99\.1/);
+});
+
+test('errors exit 2 with a message: unknown node, missing file, broken YAML, unknown backend', async (t) => {
+  const broken = await tempFile('broken.yaml', 'kind: [unclosed\n');
+  const cases: [string[], RegExp][] = [
+    [['render', '--node', 'node-x', ...example], /node "node-x" is not among the Node objects/],
+    [['render', '--node', 'node-a', '-f', 'no/such/file.yaml'], /no\/such\/file\.yaml: no such file or directory/],
+    [['render', '--node', 'node-a', '-f', broken], /broken\.yaml: /],
+    [['render', '--node', 'node-a', ...example, '--backend', 'ipvs'], /ipvs/],
+    [['render', ...example], /--node/],
+  ];
+  for (const [args, message] of cases) {
+    const { exitCode, stderr } = await ferry(args);
+    t.is(exitCode, 2, args.join(' '));
+    t.regex(stderr, message);
+  }
+});
+
+test('--help explains every command with an example', async (t) => {
+  const help = await ferry(['--help']);
+  t.is(help.exitCode, 0);
+  for (const command of ['render', 'diff', 'apply', 'cleanup']) {
+    t.regex(help.stdout, new RegExp(`^  ${command}`, 'm'));
+    const own = await ferry([command, '--help']);
+    t.is(own.exitCode, 0);
+    t.regex(own.stdout, /Example:\n {2}ferry /);
+  }
+});
+
+test('kernel: diff exits 1 before apply and 0 after; apply reports what it did; cleanup leaves nothing', async (t) => {
+  const { name, runner } = await throwawayNamespace(t);
+  for (const backend of ['nftables', 'iptables']) {
+    const args = ['--node', 'node-a', ...example, '--backend', backend];
+    const before = await ferry(['diff', ...args], { netns: name });
+    t.is(before.exitCode, 1, before.stderr);
+    t.regex(before.stdout, /^\+\+\+ desired/m);
+    const applied = await ferry(['apply', ...args], { netns: name });
+    t.is(applied.exitCode, 0, applied.stderr);
+    t.regex(applied.stdout, new RegExp(`applied ${backend} rules for node-a: 8 services, 12 service ports, 20 endpoints; \\d+ rule lines added, 0 removed; \\d+ ms`));
+    const after = await ferry(['diff', ...args], { netns: name });
+    t.is(after.exitCode, 0, after.stdout);
+    t.is(after.stdout, '');
+    t.regex((await ferry(['apply', ...args], { netns: name })).stdout, /already up to date/);
+    t.is((await ferry(['cleanup', '--backend', backend], { netns: name })).exitCode, 0);
+  }
+  t.notRegex(await runChecked(runner, 'nft', 'nft', ['list', 'ruleset']), /ferry|FERRY/);
+  t.notRegex(await runChecked(runner, 'save', 'iptables-save', []), /FERRY/);
+  t.notRegex(await runChecked(runner, 'save', 'ip6tables-save', []), /FERRY/);
+});
