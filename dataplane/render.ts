@@ -1,11 +1,11 @@
 // render: NodeRules to nft or iptables-restore text through the Handlebars templates in templates/.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import Handlebars from 'handlebars';
 import type {
   EndpointGroup, EndpointTarget, FamilyRules, FilterVerdict, NodePortAddresses, NodeRules, ServicePortRules,
 } from '../controlplane/compute/node-rules.js';
+import { packageRoot } from '../controlplane/package-root.js';
 import { nftIdentifier, ruleComment } from './escape.js';
 
 export type Backend = 'nftables' | 'iptables';
@@ -40,24 +40,13 @@ export function renderedText(rendered: RenderedRules): string {
 
 function loadTemplates() {
   const handlebars = Handlebars.create();
-  const directory = templatesDirectory();
+  const directory = join(packageRoot(), 'templates');
   const compile = (name: string) => handlebars.compile(readFileSync(join(directory, `${name}.hbs`), 'utf8'), { noEscape: true, strict: true });
   for (const file of readdirSync(directory)) {
     const name = file.replace(/\.hbs$/, '');
     if (name !== 'nftables' && name !== 'iptables') handlebars.registerPartial(name, compile(name));
   }
   return { nftables: compile('nftables'), iptables: compile('iptables') };
-}
-
-// templates/ sits at the package root, above both the sources and their compiled copies in dist/.
-function templatesDirectory(): string {
-  let directory = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(directory, 'templates', 'nftables.hbs'))) {
-    const parent = dirname(directory);
-    if (parent === directory) throw new Error('templates/ not found above the ferry sources');
-    directory = parent;
-  }
-  return join(directory, 'templates');
 }
 
 // ---- shared shapes ----

@@ -17,3 +17,22 @@ export const plan = {
   externalIPs: { ipv4: '203.0.113.0/24', ipv6: 'fd00:203::/64' },
   loadBalancerIPs: { ipv4: '198.51.100.0/24', ipv6: 'fd00:198::/64' },
 } as const;
+
+/** Addresses of the i-th node (0-based) of a generated cluster; node-a..node-c match plan.nodes. */
+export function nodePlan(index: number) {
+  const n = index + 1;
+  return {
+    name: `node-${String.fromCharCode(97 + index)}`,
+    ipv4: `192.168.56.${10 + n}`,
+    ipv6: `fd00:56::${10 + n}`,
+    podCIDR: { ipv4: `10.244.${n}.0/24`, ipv6: `fd00:244:0:${n}::/64` },
+    gateway: { ipv4: `10.244.${n}.1`, ipv6: `fd00:244:0:${n}::1` },
+    /** The k-th pod (0-based) on the node. */
+    pod: (k: number) => ({ ipv4: `10.244.${n}.${10 + k}`, ipv6: `fd00:244:0:${n}::${(10 + k).toString(16)}` }),
+  };
+}
+
+/** Addresses of the i-th external client (0-based) on the fabric. */
+export function externalPlan(index: number) {
+  return { ipv4: `192.168.56.${100 + index}`, ipv6: `fd00:56::${(0x100 + index).toString(16)}` };
+}

@@ -1,9 +1,10 @@
 // Runs the ferry command as a user would (the compiled CLI through bin/ferry.js), optionally in a namespace.
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { execa } from 'execa';
+import { packageRoot } from '../../controlplane/package-root.js';
 
-export const root = fileURLToPath(new URL('../..', import.meta.url));
-const bin = fileURLToPath(new URL('../../bin/ferry.js', import.meta.url));
+const root = packageRoot();
+const bin = join(root, 'bin', 'ferry.js');
 
 /** Runs `ferry ARGS` from the repository root; inside namespace `netns` when given. Never throws. */
 export async function ferry(args: string[], options: { netns?: string } = {}) {

@@ -1,0 +1,251 @@
+// A Kubernetes-shaped cluster built from network namespaces: nodes on a shared fabric, pods behind a
+// bridge on each node, external clients; and the manifests that describe it, from one description.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { externalPlan, nodePlan, plan } from '../test/helpers/address-plan.js';
+import { packageRoot } from '../controlplane/package-root.js';
+import { Lab, type Namespace } from './netns.js';
+
+/** A pod: where it runs and which ports its echo server answers on (none: a plain client). */
+export interface PodSpec {
+  name: string;
+  node: string;
+  ports?: number[];
+}
+
+/** The cluster to build. Nodes are named node-a, node-b, ... */
+export interface ClusterSpec {
+  nodes?: number;
+  pods?: PodSpec[];
+  externalClients?: number;
+}
+
+export interface Host {
+  name: string;
+  ns: Namespace;
+  ipv4: string;
+  ipv6: string;
+}
+
+export interface NodeHost extends Host {
+  index: number;
+  podCIDR: { ipv4: string; ipv6: string };
+}
+
+export interface PodHost extends Host {
+  node: string;
+  ports: number[];
+}
+
+/** The result of one probe attempt, as e2e/probe.ts prints it. */
+export interface ProbeResult {
+  ok: boolean;
+  server?: string;
+  peer?: string;
+  port?: number;
+  error?: string;
+  ms: number;
+}
+
+// The helper scripts run compiled (npm test builds first): starting them through tsx costs too much.
+const script = (file: string) => join(packageRoot(), 'dist', 'e2e', file);
+const ferryBin = () => join(packageRoot(), 'bin', 'ferry.js');
+
+/** The kube-proxy configuration every node's ferry runs with. */
+export const clusterConfig = [
+  'apiVersion: kubeproxy.config.k8s.io/v1alpha1',
+  'kind: KubeProxyConfiguration',
+  `clusterCIDR: ${plan.clusterCIDR.ipv4},${plan.clusterCIDR.ipv6}`,
+  '',
+].join('\n');
+
+export class Cluster {
+  readonly nodes = new Map<string, NodeHost>();
+  readonly pods = new Map<string, PodHost>();
+  readonly externals: Host[] = [];
+  private directory = '';
+
+  private constructor(readonly lab: Lab) {}
+
+  /** Builds the whole topology; on any failure everything created so far is removed. */
+  static async create(spec: ClusterSpec): Promise<Cluster> {
+    const cluster = new Cluster(new Lab());
+    try {
+      await cluster.build(spec);
+      return cluster;
+    } catch (error) {
+      await cluster.destroy();
+      throw error;
+    }
+  }
+
+  private async build(spec: ClusterSpec): Promise<void> {
+    this.directory = await mkdtemp(join(tmpdir(), `${this.lab.prefix}manifests-`));
+    await writeFile(join(this.directory, 'kube-proxy.yaml'), clusterConfig);
+    const fabric = await this.lab.namespace('fabric');
+    await fabric.run(['ip', 'link', 'add', 'br0', 'type', 'bridge']);
+    await fabric.run(['ip', 'link', 'set', 'br0', 'up']);
+
+    for (let index = 0; index < (spec.nodes ?? 3); index++) {
+      const addresses = nodePlan(index);
+      const ns = await this.lab.namespace(addresses.name);
+      await this.lab.link(ns, 'eth0', fabric, addresses.name);
+      await fabric.run(['ip', 'link', 'set', addresses.name, 'master', 'br0']);
+      await addAddresses(ns, 'eth0', `${addresses.ipv4}/24`, `${addresses.ipv6}/64`);
+      await ns.run(['ip', 'link', 'add', 'cbr0', 'type', 'bridge']);
+      await ns.run(['ip', 'link', 'set', 'cbr0', 'up']);
+      await addAddresses(ns, 'cbr0', `${addresses.gateway.ipv4}/24`, `${addresses.gateway.ipv6}/64`);
+      await ns.run(['sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+      this.nodes.set(addresses.name, { name: addresses.name, ns, index, ipv4: addresses.ipv4, ipv6: addresses.ipv6, podCIDR: addresses.podCIDR });
+    }
+    for (let index = 0; index < (spec.externalClients ?? 1); index++) {
+      const addresses = externalPlan(index);
+      const name = `ext-${index + 1}`;
+      const ns = await this.lab.namespace(name);
+      await this.lab.link(ns, 'eth0', fabric, name);
+      await fabric.run(['ip', 'link', 'set', name, 'master', 'br0']);
+      await addAddresses(ns, 'eth0', `${addresses.ipv4}/24`, `${addresses.ipv6}/64`);
+      this.externals.push({ name, ns, ...addresses });
+    }
+    await this.route();
+    const perNode = new Map<string, number>();
+    for (const pod of spec.pods ?? []) await this.addPod(pod, perNode);
+  }
+
+  /** Node routes to each other's pod CIDRs; a default route via the first external client, as a node has a gateway. */
+  private async route(): Promise<void> {
+    for (const node of this.nodes.values()) {
+      for (const other of this.nodes.values()) {
+        if (other === node) continue;
+        await node.ns.run(['ip', 'route', 'add', other.podCIDR.ipv4, 'via', other.ipv4]);
+        await node.ns.run(['ip', '-6', 'route', 'add', other.podCIDR.ipv6, 'via', other.ipv6]);
+      }
+      const gateway = this.externals[0];
+      if (gateway) {
+        await node.ns.run(['ip', 'route', 'add', 'default', 'via', gateway.ipv4]);
+        await node.ns.run(['ip', '-6', 'route', 'add', 'default', 'via', gateway.ipv6]);
+      }
+    }
+    // Outside the cluster, service and external addresses are routed to the first node, as a router would.
+    const first = [...this.nodes.values()][0]!;
+    for (const external of this.externals) {
+      for (const family of ['ipv4', 'ipv6'] as const) {
+        for (const cidr of [plan.serviceCIDR[family], plan.clusterCIDR[family], plan.externalIPs[family], plan.loadBalancerIPs[family]]) {
+          await external.ns.run(['ip', ...(family === 'ipv6' ? ['-6'] : []), 'route', 'add', cidr, 'via', first[family]]);
+        }
+      }
+    }
+  }
+
+  /** Points an external client's route for `cidr` at another node. */
+  async routeVia(external: Host, cidr: string, node: NodeHost): Promise<void> {
+    const family = cidr.includes(':') ? 'ipv6' : 'ipv4';
+    await external.ns.run(['ip', ...(family === 'ipv6' ? ['-6'] : []), 'route', 'replace', cidr, 'via', node[family]]);
+  }
+
+  private async addPod(spec: PodSpec, perNode: Map<string, number>): Promise<void> {
+    const node = this.nodes.get(spec.node);
+    if (!node) throw new Error(`pod ${spec.name}: no node ${spec.node}`);
+    const k = perNode.get(spec.node) ?? 0;
+    perNode.set(spec.node, k + 1);
+    const addresses = nodePlan(node.index);
+    const { ipv4, ipv6 } = addresses.pod(k);
+    const ns = await this.lab.namespace(spec.name);
+    const hostSide = `veth${k}`;
+    await this.lab.link(ns, 'eth0', node.ns, hostSide);
+    await node.ns.run(['ip', 'link', 'set', hostSide, 'master', 'cbr0']);
+    // As kubelet's hairpin mode: a pod that reaches itself through a Service gets its packets back.
+    await node.ns.run(['ip', 'link', 'set', hostSide, 'type', 'bridge_slave', 'hairpin', 'on']);
+    await addAddresses(ns, 'eth0', `${ipv4}/24`, `${ipv6}/64`);
+    await ns.run(['ip', 'route', 'add', 'default', 'via', addresses.gateway.ipv4]);
+    await ns.run(['ip', '-6', 'route', 'add', 'default', 'via', addresses.gateway.ipv6]);
+    const pod: PodHost = { name: spec.name, ns, node: spec.node, ipv4, ipv6, ports: spec.ports ?? [] };
+    this.pods.set(spec.name, pod);
+    if (pod.ports.length > 0) await this.startServer(pod);
+  }
+
+  /** Starts the echo server of a pod and waits until it listens. */
+  async startServer(pod: PodHost, delayMs = 0): Promise<void> {
+    const child = pod.ns.spawn([process.execPath, script('echo-server.js'), ...pod.ports.flatMap((port) => ['--port', String(port)]), '--delay-ms', String(delayMs)]);
+    await new Promise<void>((resolve, reject) => {
+      let output = '';
+      child.stdout?.on('data', (chunk: Buffer) => {
+        output += String(chunk);
+        if (output.includes('ready')) resolve();
+      });
+      void child.then((result) => reject(new Error(`echo server in ${pod.name} exited: ${String(result.stderr ?? '')}`)));
+    });
+  }
+
+  /** Opens `count` connections from a namespace and returns what each saw. */
+  async probe(from: Host, options: { proto: 'tcp' | 'udp'; host: string; port: number; count?: number; timeoutMs?: number }): Promise<ProbeResult[]> {
+    const output = await from.ns.run([process.execPath, script('probe.js'), '--proto', options.proto, '--host', options.host,
+      '--port', String(options.port), '--count', String(options.count ?? 1), '--timeout-ms', String(options.timeoutMs ?? 2000)]);
+    return output.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as ProbeResult);
+  }
+
+  /** The Node objects of the cluster, as the API would hold them. */
+  nodeObjects(): object[] {
+    return [...this.nodes.values()].map((node) => ({
+      apiVersion: 'v1', kind: 'Node', metadata: { name: node.name },
+      spec: { podCIDR: node.podCIDR.ipv4, podCIDRs: [node.podCIDR.ipv4, node.podCIDR.ipv6] },
+      status: { addresses: [{ type: 'InternalIP', address: node.ipv4 }, { type: 'InternalIP', address: node.ipv6 }, { type: 'Hostname', address: node.name }] },
+    }));
+  }
+
+  /** EndpointSlices (one per family) that make the named pods endpoints of a Service, as the controller would. */
+  endpointSlices(service: string, pods: (string | { name: string; ready?: boolean; serving?: boolean; terminating?: boolean })[],
+    ports: { name?: string; port: number; protocol?: string }[], namespace = 'default'): object[] {
+    const members = pods.map((pod) => (typeof pod === 'string' ? { name: pod } : pod));
+    return (['ipv4', 'ipv6'] as const).map((family) => ({
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+      metadata: { name: `${service}-${family}`, namespace, labels: { 'kubernetes.io/service-name': service } },
+      addressType: family === 'ipv4' ? 'IPv4' : 'IPv6',
+      endpoints: members.map((member) => {
+        const pod = this.pods.get(member.name);
+        if (!pod) throw new Error(`endpoint ${member.name} of ${service}: no such pod`);
+        const ready = member.ready ?? true;
+        return {
+          addresses: [pod[family]], nodeName: pod.node, targetRef: { kind: 'Pod', name: pod.name, namespace },
+          conditions: { ready, serving: member.serving ?? ready, terminating: member.terminating ?? false },
+        };
+      }),
+      ports: ports.map((port) => ({ name: port.name ?? '', port: port.port, protocol: port.protocol ?? 'TCP' })),
+    }));
+  }
+
+  /** Writes the manifests (Nodes plus the given objects) where every node's ferry reads them. */
+  async writeManifests(objects: object[]): Promise<string> {
+    const path = join(this.directory, 'cluster.yaml');
+    await writeFile(path, stringify({ apiVersion: 'v1', kind: 'List', items: [...this.nodeObjects(), ...objects] }));
+    return path;
+  }
+
+  /** Runs the ferry CLI inside a node, as an operator would on that node. */
+  async ferry(node: NodeHost, args: string[]) {
+    return node.ns.exec([process.execPath, ferryBin(), ...args]);
+  }
+
+  /** Writes the manifests and runs `ferry apply` on every node; throws if any node fails. */
+  async apply(objects: object[], backend: 'nftables' | 'iptables'): Promise<void> {
+    const manifests = await this.writeManifests(objects);
+    for (const node of this.nodes.values()) {
+      const result = await this.ferry(node, ['apply', '--node', node.name, '-f', manifests, '--backend', backend, '--config', join(this.directory, 'kube-proxy.yaml')]);
+      if (result.exitCode !== 0) throw new Error(`ferry apply on ${node.name} failed: ${result.stderr}`);
+    }
+  }
+
+  /** Removes every namespace, process and file of the cluster. */
+  async destroy(): Promise<void> {
+    await this.lab.destroy();
+    if (this.directory) await rm(this.directory, { recursive: true, force: true });
+  }
+}
+
+async function addAddresses(ns: Namespace, device: string, ipv4: string, ipv6: string): Promise<void> {
+  await ns.run(['ip', 'address', 'add', ipv4, 'dev', device]);
+  // nodad: usable at once, no duplicate-address detection delay.
+  await ns.run(['ip', 'address', 'add', ipv6, 'dev', device, 'nodad']);
+}

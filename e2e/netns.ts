@@ -1,0 +1,88 @@
+// Network namespaces that a test run creates, links and always deletes: the hosts of the e2e cluster.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { execa, type ResultPromise } from 'execa';
+import { execaRunner, runChecked, type RunResult } from '../dataplane/runner.js';
+
+/** One network namespace: a node, a pod, the fabric or an external client. */
+export class Namespace {
+  constructor(readonly name: string, private readonly lab: Lab) {}
+
+  /** Runs a command inside the namespace and returns what it left, whatever its exit code. */
+  exec(command: string[], input?: string): Promise<RunResult> {
+    return execaRunner.run('ip', ['netns', 'exec', this.name, ...command], input);
+  }
+
+  /** Runs a command inside the namespace; throws with its stderr unless it exits 0. */
+  run(command: string[], input?: string): Promise<string> {
+    return runChecked(execaRunner, `in ${this.name}`, 'ip', ['netns', 'exec', this.name, ...command], input);
+  }
+
+  /** Starts a long-running command in the namespace; the lab kills it when it is destroyed. */
+  spawn(command: string[]): ResultPromise {
+    const child = execa('ip', ['netns', 'exec', this.name, ...command], { reject: false, buffer: false, stdin: 'ignore' });
+    this.lab.track(child);
+    return child;
+  }
+}
+
+const labs = new Set<Lab>();
+// The safety net for a test process that ends without its teardown: delete what it created.
+process.once('exit', () => {
+  for (const lab of labs) lab.destroySync();
+});
+
+/** All namespaces of one test run, named with a prefix unique to the run. */
+export class Lab {
+  readonly prefix = `f${randomBytes(3).toString('hex')}-`;
+  private readonly namespaces: Namespace[] = [];
+  private readonly children = new Set<ResultPromise>();
+
+  constructor() {
+    labs.add(this);
+  }
+
+  /** Creates namespace `prefix + role` with loopback up. */
+  async namespace(role: string): Promise<Namespace> {
+    const namespace = new Namespace(`${this.prefix}${role}`, this);
+    await runChecked(execaRunner, 'creating a namespace', 'ip', ['netns', 'add', namespace.name]);
+    this.namespaces.push(namespace);
+    await namespace.run(['ip', 'link', 'set', 'lo', 'up']);
+    return namespace;
+  }
+
+  /**
+   * A veth pair with one end in each namespace. Both ends are created inside `a` and the peer moved
+   * at once, so no interface ever exists in the root namespace.
+   */
+  async link(a: Namespace, aName: string, b: Namespace, bName: string): Promise<void> {
+    await a.run(['ip', 'link', 'add', aName, 'type', 'veth', 'peer', 'name', bName, 'netns', b.name]);
+    await a.run(['ip', 'link', 'set', aName, 'up']);
+    await b.run(['ip', 'link', 'set', bName, 'up']);
+  }
+
+  track(child: ResultPromise): void {
+    this.children.add(child);
+    void child.finally(() => this.children.delete(child));
+  }
+
+  /** Kills every process and deletes every namespace of the run; never throws, safe to call twice. */
+  async destroy(): Promise<void> {
+    for (const child of this.children) child.kill('SIGKILL');
+    await Promise.allSettled([...this.children]);
+    for (const namespace of this.namespaces.splice(0)) await execaRunner.run('ip', ['netns', 'del', namespace.name]);
+    labs.delete(this);
+  }
+
+  destroySync(): void {
+    for (const child of this.children) child.kill('SIGKILL');
+    for (const namespace of this.namespaces.splice(0)) {
+      try {
+        execFileSync('ip', ['netns', 'del', namespace.name], { stdio: 'ignore' });
+      } catch {
+        // Already gone.
+      }
+    }
+    labs.delete(this);
+  }
+}
