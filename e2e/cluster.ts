@@ -39,6 +39,16 @@ export interface PodHost extends Host {
   ports: number[];
 }
 
+/** What e2e/probe.ts should do: `count` new connections or datagrams, each held `holdMs` (TCP). */
+export interface ProbeOptions {
+  proto: 'tcp' | 'udp';
+  host: string;
+  port: number;
+  count?: number;
+  timeoutMs?: number;
+  holdMs?: number;
+}
+
 /** The result of one probe attempt, as e2e/probe.ts prints it. */
 export interface ProbeResult {
   ok: boolean;
@@ -180,9 +190,10 @@ export class Cluster {
   }
 
   /** Opens `count` connections from a namespace and returns what each saw. */
-  async probe(from: Host, options: { proto: 'tcp' | 'udp'; host: string; port: number; count?: number; timeoutMs?: number }): Promise<ProbeResult[]> {
+  async probe(from: Host, options: ProbeOptions): Promise<ProbeResult[]> {
     const output = await from.ns.run([process.execPath, script('probe.js'), '--proto', options.proto, '--host', options.host,
-      '--port', String(options.port), '--count', String(options.count ?? 1), '--timeout-ms', String(options.timeoutMs ?? 2000)]);
+      '--port', String(options.port), '--count', String(options.count ?? 1), '--timeout-ms', String(options.timeoutMs ?? 2000),
+      '--hold-ms', String(options.holdMs ?? 0)]);
     return output.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as ProbeResult);
   }
 

@@ -1,0 +1,245 @@
+// The e2e scenarios: real traffic through ferry's rules on a three-node cluster, written against the
+// ClusterDriver interface so that the namespace cluster and the Vagrant cluster run the same code.
+import type { ExecutionContext } from 'ava';
+import type { Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './cluster.js';
+
+/** What a scenario needs from a cluster, whatever it is built from. */
+export interface ClusterDriver {
+  nodes: Map<string, NodeHost>;
+  pods: Map<string, PodHost>;
+  externals: Host[];
+  apply(objects: object[], backend: Backend): Promise<void>;
+  probe(from: Host, options: ProbeOptions): Promise<ProbeResult[]>;
+  endpointSlices(service: string, pods: (string | { name: string; ready?: boolean; serving?: boolean; terminating?: boolean })[],
+    ports: { name?: string; port: number; protocol?: string }[]): object[];
+  routeVia(external: Host, cidr: string, node: NodeHost): Promise<void>;
+}
+
+export type Backend = 'nftables' | 'iptables';
+
+/** The pods every scenario can use: echo servers on 8080 and plain clients, spread over three nodes. */
+export const clusterSpec = {
+  nodes: 3,
+  externalClients: 2,
+  pods: [
+    { name: 'web-1', node: 'node-a', ports: [8080] },
+    { name: 'web-2', node: 'node-b', ports: [8080] },
+    { name: 'web-3', node: 'node-c', ports: [8080] },
+    { name: 'web-4', node: 'node-b', ports: [8080] },
+    { name: 'web-5', node: 'node-c', ports: [8080] },
+    { name: 'client-a', node: 'node-a' },
+    { name: 'client-b', node: 'node-b' },
+    { name: 'client-c', node: 'node-c' },
+  ],
+};
+
+interface Scenario {
+  title: string;
+  run(c: ClusterDriver, t: ExecutionContext, backend: Backend): Promise<void>;
+}
+
+const HTTP = { name: 'http', port: 8080 };
+const DNS = { name: 'dns', port: 8080, protocol: 'UDP' };
+
+/** A Service in namespace default with TCP port 80 (http) and UDP port 53 (dns) to the pods' 8080. */
+function service(name: string, clusterIPs: string[], spec: Record<string, unknown> = {}, status?: object): object {
+  return {
+    apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' },
+    spec: {
+      type: 'ClusterIP', clusterIP: clusterIPs[0], clusterIPs, ipFamilies: clusterIPs.map((ip) => (ip.includes(':') ? 'IPv6' : 'IPv4')),
+      ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }, { name: 'dns', port: 53, protocol: 'UDP', targetPort: 8080 }],
+      ...spec,
+    },
+    ...(status ? { status } : {}),
+  };
+}
+
+const nodePorts = (tcp: number, udp: number) => [
+  { name: 'http', port: 80, protocol: 'TCP', targetPort: 8080, nodePort: tcp },
+  { name: 'dns', port: 53, protocol: 'UDP', targetPort: 8080, nodePort: udp },
+];
+
+function pod(c: ClusterDriver, name: string): PodHost {
+  return c.pods.get(name) ?? (() => { throw new Error(`no pod ${name}`); })();
+}
+function node(c: ClusterDriver, name: string): NodeHost {
+  return c.nodes.get(name) ?? (() => { throw new Error(`no node ${name}`); })();
+}
+const ips = (c: ClusterDriver, names: string[], family: 'ipv4' | 'ipv6' = 'ipv4') => names.map((name) => pod(c, name)[family]).sort();
+const servers = (results: ProbeResult[]) => [...new Set(results.map((result) => result.server ?? `failed: ${result.error}`))].sort();
+const failures = (results: ProbeResult[]) => results.filter((result) => !result.ok);
+
+export const scenarios: Scenario[] = [
+  {
+    title: '1. ClusterIP from a pod on the same node, a pod on another node and the node itself; every endpoint serves; no SNAT between pods',
+    async run(c, t, backend) {
+      await c.apply([service('web', ['10.96.1.10']), ...c.endpointSlices('web', ['web-1', 'web-2', 'web-3'], [HTTP, DNS])], backend);
+      for (const proto of ['tcp', 'udp'] as const) {
+        const port = proto === 'tcp' ? 80 : 53;
+        for (const client of ['client-a', 'client-b']) {
+          const results = await c.probe(pod(c, client), { proto, host: '10.96.1.10', port, count: 30 });
+          t.deepEqual(failures(results), [], `${proto} from ${client}`);
+          t.deepEqual(servers(results), ips(c, ['web-1', 'web-2', 'web-3']), `${proto} from ${client}: endpoints on all three nodes answer`);
+          t.true(results.every((result) => result.peer === pod(c, client).ipv4), `${proto} from ${client}: the endpoint sees the pod's own address`);
+        }
+        const fromNode = await c.probe(node(c, 'node-a'), { proto, host: '10.96.1.10', port, count: 10 });
+        t.deepEqual(failures(fromNode), [], `${proto} from the node itself`);
+      }
+    },
+  },
+  {
+    title: '2. NodePort from an external client to every node, also a node without a local endpoint, with SNAT',
+    async run(c, t, backend) {
+      await c.apply([service('web-np', ['10.96.1.20'], { type: 'NodePort', ports: nodePorts(30020, 30021) }),
+        ...c.endpointSlices('web-np', ['web-1'], [HTTP, DNS])], backend);
+      const external = c.externals[0]!;
+      for (const target of c.nodes.values()) {
+        for (const proto of ['tcp', 'udp'] as const) {
+          const results = await c.probe(external, { proto, host: target.ipv4, port: proto === 'tcp' ? 30020 : 30021, count: 5 });
+          t.deepEqual(failures(results), [], `${proto} via ${target.name}`);
+          t.deepEqual(servers(results), ips(c, ['web-1']), `${proto} via ${target.name}`);
+          t.true(results.every((result) => result.peer !== external.ipv4), `${proto} via ${target.name}: masqueraded under the Cluster policy`);
+        }
+      }
+    },
+  },
+  {
+    title: '3. externalTrafficPolicy Local keeps the client IP and nodes without a local endpoint drop; internalTrafficPolicy Local',
+    async run(c, t, backend) {
+      await c.apply([
+        service('web-local', ['10.96.1.30'], { type: 'NodePort', externalTrafficPolicy: 'Local', ports: nodePorts(30030, 30031) }),
+        ...c.endpointSlices('web-local', ['web-1', 'web-3'], [HTTP, DNS]),
+        service('web-itp', ['10.96.1.31'], { internalTrafficPolicy: 'Local' }),
+        ...c.endpointSlices('web-itp', ['web-1', 'web-2'], [HTTP, DNS]),
+      ], backend);
+      const external = c.externals[0]!;
+      for (const [target, expected] of [['node-a', 'web-1'], ['node-c', 'web-3']] as const) {
+        for (const proto of ['tcp', 'udp'] as const) {
+          const results = await c.probe(external, { proto, host: node(c, target).ipv4, port: proto === 'tcp' ? 30030 : 30031, count: 5 });
+          t.deepEqual(failures(results), [], `${proto} via ${target}`);
+          t.deepEqual(servers(results), ips(c, [expected]), `${proto} via ${target}: only the local endpoint`);
+          t.true(results.every((result) => result.peer === external.ipv4), `${proto} via ${target}: the client address is preserved`);
+        }
+      }
+      const dropped = await c.probe(external, { proto: 'tcp', host: node(c, 'node-b').ipv4, port: 30030, count: 1, timeoutMs: 1500 });
+      t.is(dropped[0]!.error, 'ETIMEDOUT', 'node-b has no local endpoint and drops outside traffic');
+      const podOnB = await c.probe(pod(c, 'client-b'), { proto: 'tcp', host: '10.96.1.30', port: 80, count: 10 });
+      t.deepEqual(failures(podOnB), [], 'pods on node-b still reach the Service through its cluster IP');
+
+      const itp = await c.probe(pod(c, 'client-a'), { proto: 'tcp', host: '10.96.1.31', port: 80, count: 20 });
+      t.deepEqual(servers(itp), ips(c, ['web-1']), 'internalTrafficPolicy Local: only the endpoint on the client\'s node');
+      const itpNone = await c.probe(pod(c, 'client-c'), { proto: 'tcp', host: '10.96.1.31', port: 80, count: 1, timeoutMs: 1500 });
+      t.is(itpNone[0]!.error, 'ETIMEDOUT', 'internalTrafficPolicy Local: a node without a local endpoint drops');
+    },
+  },
+  {
+    title: '4. externalIPs and load-balancer IPs routed to a node; loadBalancerSourceRanges allow and deny',
+    async run(c, t, backend) {
+      const [allowed, denied] = c.externals as [Host, Host];
+      await c.apply([
+        service('web-lb', ['10.96.1.40'], {
+          type: 'LoadBalancer', externalIPs: ['203.0.113.10'], loadBalancerSourceRanges: [`${allowed.ipv4}/32`], ports: nodePorts(30040, 30041),
+        }, { loadBalancer: { ingress: [{ ip: '198.51.100.10' }] } }),
+        ...c.endpointSlices('web-lb', ['web-2'], [HTTP, DNS]),
+      ], backend);
+      for (const via of ['node-a', 'node-c']) {
+        for (const cidr of ['203.0.113.0/24', '198.51.100.0/24']) await c.routeVia(allowed, cidr, node(c, via));
+        for (const host of ['203.0.113.10', '198.51.100.10']) {
+          const results = await c.probe(allowed, { proto: 'tcp', host, port: 80, count: 3 });
+          t.deepEqual(servers(results), ips(c, ['web-2']), `${host} via ${via}`);
+        }
+      }
+      const blocked = await c.probe(denied, { proto: 'tcp', host: '198.51.100.10', port: 80, count: 1, timeoutMs: 1500 });
+      t.is(blocked[0]!.error, 'ETIMEDOUT', 'a source outside loadBalancerSourceRanges is dropped');
+      const externalIP = await c.probe(denied, { proto: 'tcp', host: '203.0.113.10', port: 80, count: 2 });
+      t.deepEqual(failures(externalIP), [], 'source ranges restrict the load-balancer IP only, not externalIPs');
+    },
+  },
+  {
+    title: '5. sessionAffinity ClientIP: a client keeps its endpoint, other clients spread',
+    async run(c, t, backend) {
+      await c.apply([service('web-sticky', ['10.96.1.50'], { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } } }),
+        ...c.endpointSlices('web-sticky', ['web-1', 'web-2', 'web-3'], [HTTP, DNS])], backend);
+      const sources: Host[] = [...['client-a', 'client-b', 'client-c'].map((name) => pod(c, name)), ...c.nodes.values(), ...c.externals];
+      const firstPicks = new Set<string>();
+      for (const source of sources) {
+        const results = await c.probe(source, { proto: 'tcp', host: '10.96.1.50', port: 80, count: 8 });
+        t.deepEqual(failures(results), [], source.name);
+        t.is(servers(results).length, 1, `${source.name} keeps one endpoint`);
+        firstPicks.add(results[0]!.server!);
+      }
+      // Eight independent clients all landing on one of three endpoints has probability (1/3)^7.
+      t.true(firstPicks.size >= 2, `clients spread over endpoints: ${[...firstPicks].join(', ')}`);
+    },
+  },
+  {
+    title: '6. Hairpin: a pod reaching itself through its Service is answered, masqueraded',
+    async run(c, t, backend) {
+      await c.apply([service('web-self', ['10.96.1.60']), ...c.endpointSlices('web-self', ['web-1'], [HTTP, DNS])], backend);
+      const self = pod(c, 'web-1');
+      for (const proto of ['tcp', 'udp'] as const) {
+        const results = await c.probe(self, { proto, host: '10.96.1.60', port: proto === 'tcp' ? 80 : 53, count: 3 });
+        t.deepEqual(failures(results), [], proto);
+        t.true(results.every((result) => result.server === self.ipv4 && result.peer !== self.ipv4), `${proto}: masqueraded to the node`);
+      }
+    },
+  },
+  {
+    title: '7. No endpoints are refused at once; not-ready endpoints get no new connections; terminating-only still serves; established connections survive updates',
+    async run(c, t, backend) {
+      const base = [service('web-empty', ['10.96.1.70']), service('web-term', ['10.96.1.72']),
+        ...c.endpointSlices('web-term', [{ name: 'web-3', ready: false, serving: true, terminating: true }], [HTTP, DNS])];
+      await c.apply([...base, service('web-ready', ['10.96.1.71']), ...c.endpointSlices('web-ready', ['web-1', 'web-2', 'web-3'], [HTTP, DNS])], backend);
+      for (const proto of ['tcp', 'udp'] as const) {
+        const refused = await c.probe(pod(c, 'client-a'), { proto, host: '10.96.1.70', port: proto === 'tcp' ? 80 : 53, count: 2, timeoutMs: 3000 });
+        t.true(refused.every((result) => result.error === 'ECONNREFUSED' && result.ms < 1000), `${proto}: ${JSON.stringify(refused)}`);
+      }
+      const terminating = await c.probe(pod(c, 'client-a'), { proto: 'tcp', host: '10.96.1.72', port: 80, count: 3 });
+      t.deepEqual(servers(terminating), ips(c, ['web-3']), 'a Service with only serving, terminating endpoints still serves');
+
+      // A connection held open while web-2 becomes not ready and the rules are rewritten.
+      const held = c.probe(pod(c, 'client-b'), { proto: 'tcp', host: '10.96.1.71', port: 80, count: 1, holdMs: 2500, timeoutMs: 2000 });
+      await sleep(500);
+      await c.apply([...base, service('web-ready', ['10.96.1.71']),
+        ...c.endpointSlices('web-ready', ['web-1', { name: 'web-2', ready: false }, 'web-3'], [HTTP, DNS])], backend);
+      const after = await c.probe(pod(c, 'client-a'), { proto: 'tcp', host: '10.96.1.71', port: 80, count: 30 });
+      t.deepEqual(servers(after), ips(c, ['web-1', 'web-3']), 'a not-ready endpoint gets no new connections');
+      t.deepEqual(failures(await held), [], 'the established connection survived the rule update');
+    },
+  },
+  {
+    title: '8. Endpoint churn 3 -> 1 -> 5 while traffic flows: no request fails',
+    async run(c, t, backend) {
+      const churn = (pods: string[]) => [service('web-churn', ['10.96.1.80']), ...c.endpointSlices('web-churn', pods, [HTTP, DNS])];
+      await c.apply(churn(['web-1', 'web-2', 'web-3']), backend);
+      const during = c.probe(pod(c, 'client-a'), { proto: 'tcp', host: '10.96.1.80', port: 80, count: 300 });
+      await c.apply(churn(['web-1']), backend);
+      await c.apply(churn(['web-1', 'web-2', 'web-3', 'web-4', 'web-5']), backend);
+      const results = await during;
+      t.deepEqual(failures(results), [], 'no request failed while endpoints changed');
+      const after = await c.probe(pod(c, 'client-a'), { proto: 'tcp', host: '10.96.1.80', port: 80, count: 50 });
+      t.deepEqual(servers(after), ips(c, ['web-1', 'web-2', 'web-3', 'web-4', 'web-5']), 'all five endpoints serve after scaling up');
+    },
+  },
+  {
+    title: '9. Dual-stack: an IPv6 cluster IP and node port work alongside IPv4',
+    async run(c, t, backend) {
+      await c.apply([service('web-dual', ['10.96.1.90', 'fd00:96::1:90'], { type: 'NodePort', ports: nodePorts(30090, 30091) }),
+        ...c.endpointSlices('web-dual', ['web-1', 'web-2'], [HTTP, DNS])], backend);
+      const client = pod(c, 'client-c');
+      for (const proto of ['tcp', 'udp'] as const) {
+        const v6 = await c.probe(client, { proto, host: 'fd00:96::1:90', port: proto === 'tcp' ? 80 : 53, count: 20 });
+        t.deepEqual(servers(v6), ips(c, ['web-1', 'web-2'], 'ipv6'), `${proto} over IPv6`);
+        t.true(v6.every((result) => result.peer === client.ipv6), `${proto}: no SNAT over IPv6 either`);
+        const v4 = await c.probe(client, { proto, host: '10.96.1.90', port: proto === 'tcp' ? 80 : 53, count: 5 });
+        t.deepEqual(failures(v4), [], `${proto} over IPv4`);
+      }
+      const nodePort = await c.probe(c.externals[0]!, { proto: 'tcp', host: node(c, 'node-b').ipv6, port: 30090, count: 5 });
+      t.deepEqual(failures(nodePort), [], 'IPv6 node port from outside');
+    },
+  },
+];
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
