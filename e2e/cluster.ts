@@ -75,13 +75,14 @@ export class Cluster {
   readonly nodes = new Map<string, NodeHost>();
   readonly pods = new Map<string, PodHost>();
   readonly externals: Host[] = [];
-  private directory = '';
+  /** Where the manifests and the kube-proxy config for every node's ferry are written. */
+  directory = '';
 
   private constructor(readonly lab: Lab) {}
 
   /** Builds the whole topology; on any failure everything created so far is removed. */
-  static async create(spec: ClusterSpec): Promise<Cluster> {
-    const cluster = new Cluster(new Lab());
+  static async create(spec: ClusterSpec, options: { persistent?: boolean } = {}): Promise<Cluster> {
+    const cluster = new Cluster(new Lab(options.persistent));
     try {
       await cluster.build(spec);
       return cluster;
@@ -187,6 +188,8 @@ export class Cluster {
       });
       void child.then((result) => reject(new Error(`echo server in ${pod.name} exited: ${String(result.stderr ?? '')}`)));
     });
+    // A persistent cluster's servers outlive this process: let go of their pipes.
+    if (this.lab.persistent) for (const stream of [child.stdout, child.stderr]) stream?.destroy();
   }
 
   /** Opens `count` connections from a namespace and returns what each saw. */

@@ -20,7 +20,9 @@ export class Namespace {
 
   /** Starts a long-running command in the namespace; the lab kills it when it is destroyed. */
   spawn(command: string[]): ResultPromise {
-    const child = execa('ip', ['netns', 'exec', this.name, ...command], { reject: false, buffer: false, stdin: 'ignore' });
+    const child = execa('ip', ['netns', 'exec', this.name, ...command], {
+      reject: false, buffer: false, stdin: 'ignore', detached: this.lab.persistent,
+    });
     this.lab.track(child);
     return child;
   }
@@ -38,8 +40,14 @@ export class Lab {
   private readonly namespaces: Namespace[] = [];
   private readonly children = new Set<ResultPromise>();
 
-  constructor() {
-    labs.add(this);
+  /** A persistent lab outlives its process (`npm run cluster -- up`); `npm run cluster -- down` removes it. */
+  constructor(readonly persistent = false) {
+    if (!persistent) labs.add(this);
+  }
+
+  /** Names of the namespaces created so far. */
+  get names(): string[] {
+    return this.namespaces.map((namespace) => namespace.name);
   }
 
   /** Creates namespace `prefix + role` with loopback up. */
@@ -62,6 +70,10 @@ export class Lab {
   }
 
   track(child: ResultPromise): void {
+    if (this.persistent) {
+      child.unref();
+      return;
+    }
     this.children.add(child);
     void child.finally(() => this.children.delete(child));
   }
@@ -70,7 +82,7 @@ export class Lab {
   async destroy(): Promise<void> {
     for (const child of this.children) child.kill('SIGKILL');
     await Promise.allSettled([...this.children]);
-    for (const namespace of this.namespaces.splice(0)) await execaRunner.run('ip', ['netns', 'del', namespace.name]);
+    await deleteNamespaces(this.namespaces.splice(0).map((namespace) => namespace.name));
     labs.delete(this);
   }
 
@@ -84,5 +96,20 @@ export class Lab {
       }
     }
     labs.delete(this);
+  }
+}
+
+/** Kills what still runs inside the namespaces, then deletes them; never throws. */
+export async function deleteNamespaces(names: string[]): Promise<void> {
+  for (const name of names) {
+    const pids = await execaRunner.run('ip', ['netns', 'pids', name]);
+    for (const pid of pids.stdout.split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    await execaRunner.run('ip', ['netns', 'del', name]);
   }
 }
