@@ -6,7 +6,8 @@ import { Command, Option } from 'commander';
 import { execaRunner } from '../dataplane/runner.js';
 import { Cluster } from './cluster.js';
 import { deleteNamespaces } from './netns.js';
-import { clusterSpec, type Backend } from './scenarios.js';
+import type { Backend } from './driver.js';
+import { clusterSpec } from './scenarios.js';
 
 // FERRY_CLUSTER_STATE lets a test keep its own cluster apart from one a person brought up.
 const STATE = process.env.FERRY_CLUSTER_STATE ?? '/run/ferry-e2e-cluster.json';

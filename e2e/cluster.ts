@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { externalPlan, nodePlan, plan } from '../test/helpers/address-plan.js';
 import { packageRoot } from '../controlplane/package-root.js';
+import type { Backend, ClusterDriver, EndpointPod, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
 import { Lab, type Namespace } from './netns.js';
 
 /** A pod: where it runs and which ports its echo server answers on (none: a plain client). */
@@ -22,42 +23,13 @@ export interface ClusterSpec {
   externalClients?: number;
 }
 
-export interface Host {
-  name: string;
+/** A host of the namespace cluster: its addresses and the namespace it lives in. */
+interface InNamespace {
   ns: Namespace;
-  ipv4: string;
-  ipv6: string;
 }
-
-export interface NodeHost extends Host {
-  index: number;
-  podCIDR: { ipv4: string; ipv6: string };
-}
-
-export interface PodHost extends Host {
-  node: string;
-  ports: number[];
-}
-
-/** What e2e/probe.ts should do: `count` new connections or datagrams, each held `holdMs` (TCP). */
-export interface ProbeOptions {
-  proto: 'tcp' | 'udp';
-  host: string;
-  port: number;
-  count?: number;
-  timeoutMs?: number;
-  holdMs?: number;
-}
-
-/** The result of one probe attempt, as e2e/probe.ts prints it. */
-export interface ProbeResult {
-  ok: boolean;
-  server?: string;
-  peer?: string;
-  port?: number;
-  error?: string;
-  ms: number;
-}
+export type NamespaceHost = Host & InNamespace;
+export type NamespaceNode = NodeHost & InNamespace & { index: number };
+export type NamespacePod = PodHost & InNamespace & { ports: number[] };
 
 // The helper scripts run compiled (npm test builds first): starting them through tsx costs too much.
 const script = (file: string) => join(packageRoot(), 'dist', 'e2e', file);
@@ -71,10 +43,11 @@ export const clusterConfig = [
   '',
 ].join('\n');
 
-export class Cluster {
-  readonly nodes = new Map<string, NodeHost>();
-  readonly pods = new Map<string, PodHost>();
-  readonly externals: Host[] = [];
+/** The namespace cluster; see ClusterDriver for what scenarios use. */
+export class Cluster implements ClusterDriver {
+  readonly nodes = new Map<string, NamespaceNode>();
+  readonly pods = new Map<string, NamespacePod>();
+  readonly externals: NamespaceHost[] = [];
   /** Where the manifests and the kube-proxy config for every node's ferry are written. */
   directory = '';
 
@@ -153,7 +126,7 @@ export class Cluster {
   /** Points an external client's route for `cidr` at another node. */
   async routeVia(external: Host, cidr: string, node: NodeHost): Promise<void> {
     const family = cidr.includes(':') ? 'ipv6' : 'ipv4';
-    await external.ns.run(['ip', ...(family === 'ipv6' ? ['-6'] : []), 'route', 'replace', cidr, 'via', node[family]]);
+    await this.host(external).ns.run(['ip', ...(family === 'ipv6' ? ['-6'] : []), 'route', 'replace', cidr, 'via', node[family]]);
   }
 
   private async addPod(spec: PodSpec, perNode: Map<string, number>): Promise<void> {
@@ -172,13 +145,13 @@ export class Cluster {
     await addAddresses(ns, 'eth0', `${ipv4}/24`, `${ipv6}/64`);
     await ns.run(['ip', 'route', 'add', 'default', 'via', addresses.gateway.ipv4]);
     await ns.run(['ip', '-6', 'route', 'add', 'default', 'via', addresses.gateway.ipv6]);
-    const pod: PodHost = { name: spec.name, ns, node: spec.node, ipv4, ipv6, ports: spec.ports ?? [] };
+    const pod: NamespacePod = { name: spec.name, ns, node: spec.node, ipv4, ipv6, ports: spec.ports ?? [] };
     this.pods.set(spec.name, pod);
     if (pod.ports.length > 0) await this.startServer(pod);
   }
 
   /** Starts the echo server of a pod and waits until it listens. */
-  async startServer(pod: PodHost, delayMs = 0): Promise<void> {
+  async startServer(pod: NamespacePod, delayMs = 0): Promise<void> {
     const child = pod.ns.spawn([process.execPath, script('echo-server.js'), ...pod.ports.flatMap((port) => ['--port', String(port)]), '--delay-ms', String(delayMs)]);
     await new Promise<void>((resolve, reject) => {
       let output = '';
@@ -194,7 +167,7 @@ export class Cluster {
 
   /** Opens `count` connections from a namespace and returns what each saw. */
   async probe(from: Host, options: ProbeOptions): Promise<ProbeResult[]> {
-    const output = await from.ns.run([process.execPath, script('probe.js'), '--proto', options.proto, '--host', options.host,
+    const output = await this.host(from).ns.run([process.execPath, script('probe.js'), '--proto', options.proto, '--host', options.host,
       '--port', String(options.port), '--count', String(options.count ?? 1), '--timeout-ms', String(options.timeoutMs ?? 2000),
       '--hold-ms', String(options.holdMs ?? 0)]);
     return output.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as ProbeResult);
@@ -210,8 +183,7 @@ export class Cluster {
   }
 
   /** EndpointSlices (one per family) that make the named pods endpoints of a Service, as the controller would. */
-  endpointSlices(service: string, pods: (string | { name: string; ready?: boolean; serving?: boolean; terminating?: boolean })[],
-    ports: { name?: string; port: number; protocol?: string }[], namespace = 'default'): object[] {
+  endpointSlices(service: string, pods: EndpointPod[], ports: { name?: string; port: number; protocol?: string }[], namespace = 'default'): object[] {
     const members = pods.map((pod) => (typeof pod === 'string' ? { name: pod } : pod));
     return (['ipv4', 'ipv6'] as const).map((family) => ({
       apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
@@ -237,13 +209,20 @@ export class Cluster {
     return path;
   }
 
+  /** The namespace host behind a host a scenario holds. */
+  private host(host: Host): NamespaceHost {
+    const found = this.nodes.get(host.name) ?? this.pods.get(host.name) ?? this.externals.find((external) => external.name === host.name);
+    if (!found) throw new Error(`no host ${host.name} in this cluster`);
+    return found;
+  }
+
   /** Runs the ferry CLI inside a node, as an operator would on that node. */
-  async ferry(node: NodeHost, args: string[]) {
+  async ferry(node: NamespaceNode, args: string[]) {
     return node.ns.exec([process.execPath, ferryBin(), ...args]);
   }
 
   /** Writes the manifests and runs `ferry apply` on every node; throws if any node fails. */
-  async apply(objects: object[], backend: 'nftables' | 'iptables'): Promise<void> {
+  async apply(objects: object[], backend: Backend): Promise<void> {
     const manifests = await this.writeManifests(objects);
     for (const node of this.nodes.values()) {
       const result = await this.ferry(node, ['apply', '--node', node.name, '-f', manifests, '--backend', backend, '--config', join(this.directory, 'kube-proxy.yaml')]);

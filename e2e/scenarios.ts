@@ -1,21 +1,7 @@
 // The e2e scenarios: real traffic through ferry's rules on a three-node cluster, written against the
 // ClusterDriver interface so that the namespace cluster and the Vagrant cluster run the same code.
 import type { ExecutionContext } from 'ava';
-import type { Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './cluster.js';
-
-/** What a scenario needs from a cluster, whatever it is built from. */
-export interface ClusterDriver {
-  nodes: Map<string, NodeHost>;
-  pods: Map<string, PodHost>;
-  externals: Host[];
-  apply(objects: object[], backend: Backend): Promise<void>;
-  probe(from: Host, options: ProbeOptions): Promise<ProbeResult[]>;
-  endpointSlices(service: string, pods: (string | { name: string; ready?: boolean; serving?: boolean; terminating?: boolean })[],
-    ports: { name?: string; port: number; protocol?: string }[]): object[];
-  routeVia(external: Host, cidr: string, node: NodeHost): Promise<void>;
-}
-
-export type Backend = 'nftables' | 'iptables';
+import type { Backend, ClusterDriver, Host, NodeHost, PodHost, ProbeResult } from './driver.js';
 
 /** The pods every scenario can use: echo servers on 8080 and plain clients, spread over three nodes. */
 export const clusterSpec = {

@@ -2,7 +2,8 @@
 // so the two backends run in parallel worker processes).
 import test from 'ava';
 import { Cluster } from './cluster.js';
-import { clusterSpec, scenarios, type Backend } from './scenarios.js';
+import type { Backend } from './driver.js';
+import { clusterSpec, scenarios } from './scenarios.js';
 
 export function registerScenarios(backend: Backend): void {
   let cluster: Cluster | undefined;

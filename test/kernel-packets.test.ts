@@ -1,5 +1,6 @@
 import test from 'ava';
-import { Cluster, type ProbeResult } from '../e2e/cluster.js';
+import { Cluster } from '../e2e/cluster.js';
+import type { ProbeResult } from '../e2e/driver.js';
 
 // One node, three endpoint pods, a client pod and an external client: real packets through the rules.
 const WEB = { clusterIPs: ['10.96.0.20', 'fd00:96::14'], http: 80, udp: 53, nodePortTCP: 30080, nodePortUDP: 30053 };

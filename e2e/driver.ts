@@ -1,0 +1,55 @@
+// The one interface the e2e scenarios drive a cluster through; the namespace cluster (cluster.ts) and
+// the Vagrant cluster (vagrant.ts) implement it, so both run the same scenario code.
+
+export type Backend = 'nftables' | 'iptables';
+
+/** Anything that can send or receive traffic: a node, a pod, an external client. */
+export interface Host {
+  name: string;
+  ipv4: string;
+  ipv6: string;
+}
+
+export interface NodeHost extends Host {
+  podCIDR: { ipv4: string; ipv6: string };
+}
+
+export interface PodHost extends Host {
+  node: string;
+}
+
+/** What e2e/probe.ts should do: `count` new connections or datagrams, each held `holdMs` (TCP). */
+export interface ProbeOptions {
+  proto: 'tcp' | 'udp';
+  host: string;
+  port: number;
+  count?: number;
+  timeoutMs?: number;
+  holdMs?: number;
+}
+
+/** The result of one probe attempt, as e2e/probe.ts prints it. */
+export interface ProbeResult {
+  ok: boolean;
+  server?: string;
+  peer?: string;
+  port?: number;
+  error?: string;
+  ms: number;
+}
+
+/** An endpoint of a Service: a pod by name, optionally with its conditions. */
+export type EndpointPod = string | { name: string; ready?: boolean; serving?: boolean; terminating?: boolean };
+
+/** What a scenario needs from a cluster, whatever it is built from. */
+export interface ClusterDriver {
+  nodes: ReadonlyMap<string, NodeHost>;
+  pods: ReadonlyMap<string, PodHost>;
+  externals: readonly Host[];
+  /** Makes `objects` (Services, EndpointSlices) the cluster's state and returns once every node's rules hold it. */
+  apply(objects: object[], backend: Backend): Promise<void>;
+  probe(from: Host, options: ProbeOptions): Promise<ProbeResult[]>;
+  endpointSlices(service: string, pods: EndpointPod[], ports: { name?: string; port: number; protocol?: string }[]): object[];
+  /** Routes an external client's traffic for `cidr` through `node`. */
+  routeVia(external: Host, cidr: string, node: NodeHost): Promise<void>;
+}
