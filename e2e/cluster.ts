@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { externalPlan, nodePlan, plan } from '../test/helpers/address-plan.js';
 import { packageRoot } from '../controlplane/package-root.js';
 import type { Backend, ClusterDriver, EndpointPod, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
+import { endpointSliceObjects } from './manifests.js';
 import { Lab, type Namespace } from './netns.js';
 
 /** A pod: where it runs and which ports its echo server answers on (none: a plain client). */
@@ -28,7 +29,7 @@ interface InNamespace {
   ns: Namespace;
 }
 export type NamespaceHost = Host & InNamespace;
-export type NamespaceNode = NodeHost & InNamespace & { index: number };
+export type NamespaceNode = NodeHost & InNamespace & { index: number; podCIDR: { ipv4: string; ipv6: string } };
 export type NamespacePod = PodHost & InNamespace & { ports: number[] };
 
 // The helper scripts run compiled (npm test builds first): starting them through tsx costs too much.
@@ -182,24 +183,8 @@ export class Cluster implements ClusterDriver {
     }));
   }
 
-  /** EndpointSlices (one per family) that make the named pods endpoints of a Service, as the controller would. */
-  endpointSlices(service: string, pods: EndpointPod[], ports: { name?: string; port: number; protocol?: string }[], namespace = 'default'): object[] {
-    const members = pods.map((pod) => (typeof pod === 'string' ? { name: pod } : pod));
-    return (['ipv4', 'ipv6'] as const).map((family) => ({
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-      metadata: { name: `${service}-${family}`, namespace, labels: { 'kubernetes.io/service-name': service } },
-      addressType: family === 'ipv4' ? 'IPv4' : 'IPv6',
-      endpoints: members.map((member) => {
-        const pod = this.pods.get(member.name);
-        if (!pod) throw new Error(`endpoint ${member.name} of ${service}: no such pod`);
-        const ready = member.ready ?? true;
-        return {
-          addresses: [pod[family]], nodeName: pod.node, targetRef: { kind: 'Pod', name: pod.name, namespace },
-          conditions: { ready, serving: member.serving ?? ready, terminating: member.terminating ?? false },
-        };
-      }),
-      ports: ports.map((port) => ({ name: port.name ?? '', port: port.port, protocol: port.protocol ?? 'TCP' })),
-    }));
+  endpointSlices(service: string, pods: EndpointPod[], ports: { name?: string; port: number; protocol?: string }[]): object[] {
+    return endpointSliceObjects(this.pods, service, pods, ports);
   }
 
   /** Writes the manifests (Nodes plus the given objects) where every node's ferry reads them. */

@@ -10,9 +10,7 @@ export interface Host {
   ipv6: string;
 }
 
-export interface NodeHost extends Host {
-  podCIDR: { ipv4: string; ipv6: string };
-}
+export type NodeHost = Host;
 
 export interface PodHost extends Host {
   node: string;

@@ -1,14 +1,15 @@
-// Registers every scenario against one namespace cluster per backend (one ava test file per backend,
-// so the two backends run in parallel worker processes).
+// Registers every scenario against one cluster per backend (for the namespace cluster, one ava test
+// file per backend, so the two backends run in parallel worker processes).
 import test from 'ava';
 import { Cluster } from './cluster.js';
-import type { Backend } from './driver.js';
+import type { Backend, ClusterDriver } from './driver.js';
 import { clusterSpec, scenarios } from './scenarios.js';
 
-export function registerScenarios(backend: Backend): void {
-  let cluster: Cluster | undefined;
+/** Registers the scenarios for a backend on a cluster that `create` builds (default: a namespace cluster). */
+export function registerScenarios(backend: Backend, create: () => Promise<ClusterDriver & { destroy(): Promise<void> }> = () => Cluster.create(clusterSpec)): void {
+  let cluster: (ClusterDriver & { destroy(): Promise<void> }) | undefined;
   test.before(async () => {
-    cluster = await Cluster.create(clusterSpec);
+    cluster = await create();
   });
   test.after.always(async () => {
     await cluster?.destroy();

@@ -1,0 +1,9 @@
+// `npm run e2e:vagrant`: the e2e scenarios against the Vagrant cluster (vagrant up first), both backends.
+import { execaRunner } from '../dataplane/runner.js';
+import { clusterSpec } from './scenarios.js';
+import { registerScenarios } from './suite.js';
+import { VagrantCluster } from './vagrant.js';
+
+for (const backend of ['nftables', 'iptables'] as const) {
+  registerScenarios(backend, () => VagrantCluster.connect(execaRunner, clusterSpec.pods));
+}
