@@ -4,16 +4,9 @@ import { computeNodeRules, ComputeError, endpointKey, type ComputeConfig } from 
 import type { ServicePortRules } from '../controlplane/compute/node-rules.js';
 import { integerWeights } from '../controlplane/compute/weights.js';
 import type { ClusterState } from '../controlplane/model/types.js';
-import { plan } from './helpers/address-plan.js';
-import { clusterState, serviceObject, sliceObject } from './helpers/objects.js';
+import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 
-const config: ComputeConfig = {
-  clusterCIDRs: [plan.clusterCIDR.ipv4, plan.clusterCIDR.ipv6],
-  detectLocalMode: 'ClusterCIDR',
-  nodePortAddresses: { kind: 'primary' },
-  masqueradeBit: 14,
-  masqueradeAll: false,
-};
+const config = testConfig;
 
 /** GIVEN a state, WHEN node-a's rules are computed, THEN the one IPv4 service port. */
 function onlyPort(state: ClusterState, overrides: Partial<ComputeConfig> = {}, weights?: Map<string, number>): ServicePortRules {

@@ -1,18 +1,15 @@
 import test from 'ava';
-import { computeNodeRules, type ComputeConfig } from '../controlplane/compute/compute.js';
+import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { applyRules, cleanupRules, compareRules, diffRules } from '../dataplane/dataplane.js';
 import * as iptables from '../dataplane/iptables.js';
 import * as nftables from '../dataplane/nftables.js';
 import { render, type Backend } from '../dataplane/render.js';
 import { DataplaneError, runChecked } from '../dataplane/runner.js';
-import { plan } from './helpers/address-plan.js';
 import { renderScenario } from './helpers/golden.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
-import { clusterState, serviceObject, sliceObject } from './helpers/objects.js';
+import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 
-const config: ComputeConfig = {
-  clusterCIDRs: [plan.clusterCIDR.ipv4, plan.clusterCIDR.ipv6], detectLocalMode: 'ClusterCIDR', nodePortAddresses: { kind: 'primary' }, masqueradeBit: 14, masqueradeAll: false,
-};
+const config = testConfig;
 
 /** Rules for a cluster with `count` services, each with two endpoints. */
 function rulesWith(count: number, backend: Backend) {

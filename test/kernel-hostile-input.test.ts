@@ -7,7 +7,7 @@ import * as iptables from '../dataplane/iptables.js';
 import * as nftables from '../dataplane/nftables.js';
 import { execaRunner } from '../dataplane/runner.js';
 import { checkStructure } from '../dataplane/structure-check.js';
-import { nodeObject } from './helpers/objects.js';
+import { nodeObject, testConfig } from './helpers/objects.js';
 
 // Names are either valid DNS labels (so they reach the rules) or anything at all (so validation is hit).
 const dnsLabel = fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?$/);
@@ -47,7 +47,7 @@ function objects(services: GeneratedService[]) {
   ]);
 }
 
-const config = { clusterCIDRs: ['10.244.0.0/16'], detectLocalMode: 'ClusterCIDR' as const, nodePortAddresses: { kind: 'primary' as const }, masqueradeBit: 14, masqueradeAll: false };
+const config = testConfig;
 
 for (const backend of ['nftables', 'iptables'] as const) {
   test(`kernel: any names and values give a ${backend} rule set the kernel accepts, or a named error`, async (t) => {

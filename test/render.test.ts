@@ -1,15 +1,12 @@
 import test from 'ava';
-import { computeNodeRules, endpointKey, type ComputeConfig } from '../controlplane/compute/compute.js';
+import { computeNodeRules, endpointKey } from '../controlplane/compute/compute.js';
 import type { EndpointTarget } from '../controlplane/compute/node-rules.js';
 import { nftIdentifier, ruleComment } from '../dataplane/escape.js';
 import { cumulativeProbabilities, render } from '../dataplane/render.js';
 import { checkStructure, StructureError } from '../dataplane/structure-check.js';
-import { plan } from './helpers/address-plan.js';
-import { clusterState, serviceObject, sliceObject } from './helpers/objects.js';
+import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 
-const config: ComputeConfig = {
-  clusterCIDRs: [plan.clusterCIDR.ipv4], detectLocalMode: 'ClusterCIDR', nodePortAddresses: { kind: 'primary' }, masqueradeBit: 14, masqueradeAll: false,
-};
+const config = testConfig;
 
 const target = (weight: number): EndpointTarget => ({ hash: `H${weight}`, ip: '10.0.0.1', port: 80, weight });
 

@@ -3,15 +3,9 @@ import { computeNodeRules, endpointKey, type ComputeConfig, type EndpointWeights
 import { buildClusterState } from '../../controlplane/model/cluster-state.js';
 import { readManifests } from '../../controlplane/sources/manifests.js';
 import { render, renderedText, type Backend } from '../../dataplane/render.js';
-import { plan } from './address-plan.js';
+import { testConfig } from './objects.js';
 
-const base: ComputeConfig = {
-  clusterCIDRs: [plan.clusterCIDR.ipv4, plan.clusterCIDR.ipv6],
-  detectLocalMode: 'ClusterCIDR',
-  nodePortAddresses: { kind: 'primary' },
-  masqueradeBit: 14,
-  masqueradeAll: false,
-};
+const base = testConfig;
 
 /** Each scenario: a config and endpoint weights; all render the same manifests for node-a. */
 export const scenarios: Record<string, { config: ComputeConfig; weights: EndpointWeights }> = {

@@ -1,4 +1,5 @@
 // Builders for raw Kubernetes objects as the API returns them, so tests read like the cluster they describe.
+import type { ComputeConfig } from '../../controlplane/compute/compute.js';
 import { buildClusterState } from '../../controlplane/model/cluster-state.js';
 import type { ClusterState } from '../../controlplane/model/types.js';
 import { plan } from './address-plan.js';
@@ -76,3 +77,12 @@ export function clusterState(...objects: unknown[]): ClusterState {
   if (errors.length > 0) throw new Error(`unexpected model errors: ${JSON.stringify(errors)}`);
   return state;
 }
+
+/** The proxy configuration most tests compute with: the plan's cluster CIDRs, kube-proxy's defaults otherwise. */
+export const testConfig: ComputeConfig = {
+  clusterCIDRs: [plan.clusterCIDR.ipv4, plan.clusterCIDR.ipv6],
+  detectLocalMode: 'ClusterCIDR',
+  nodePortAddresses: { kind: 'primary' },
+  masqueradeBit: 14,
+  masqueradeAll: false,
+};
