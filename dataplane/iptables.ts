@@ -77,9 +77,13 @@ export function planRestore(current: string, desired: string): string {
     const after = want.get(name) ?? { chains: [], hooks: [], rules: new Map() };
     const stale = before.chains.filter((chain) => !after.rules.has(chain));
     if (after.chains.length === 0 && before.chains.length === 0 && before.hooks.length === 0) continue;
-    out.push(`*${name}`, ...[...after.chains, ...stale].map((chain) => `:${chain} - [0:0]`));
+    const changed = after.chains.filter((chain) => before.rules.get(chain)?.join('\n') !== after.rules.get(chain)!.join('\n'));
+    out.push(`*${name}`, ...[...changed, ...stale].map((chain) => `:${chain} - [0:0]`));
     out.push(...hookChanges(before.hooks, after.hooks));
-    for (const rules of after.rules.values()) out.push(...rules);
+    for (const [chain, rules] of after.rules) {
+      // A chain that already holds exactly these rules is left alone (not even flushed).
+      if (before.rules.get(chain)?.join('\n') !== rules.join('\n')) out.push(...rules);
+    }
     out.push(...stale.map((chain) => `-X ${chain}`), 'COMMIT');
   }
   return out.length ? `${out.join('\n')}\n` : '';
@@ -114,9 +118,13 @@ export async function saveIptables(runner: Runner, family: Family): Promise<stri
   return runChecked(runner, `reading the ${family} rules failed`, COMMANDS[family].save, []);
 }
 
-/** Checks the transition with the kernel, then applies it in one iptables-restore transaction. */
-export async function applyIptables(runner: Runner, family: Family, desired: string): Promise<void> {
-  const plan = planRestore(await saveIptables(runner, family), desired);
+/**
+ * Checks the transition with the kernel, then applies it in one iptables-restore transaction. With
+ * `previous` (the rules last applied), only what changed since is written; without it the kernel's
+ * current rules are read, which also repairs anything someone else changed.
+ */
+export async function applyIptables(runner: Runner, family: Family, desired: string, previous?: string): Promise<void> {
+  const plan = planRestore(previous ?? await saveIptables(runner, family), desired);
   if (!plan) return;
   const restore = COMMANDS[family].restore;
   await runChecked(runner, `the kernel rejected the ${family} iptables rules`, restore, [...RESTORE_FLAGS, '--test'], plan);

@@ -1,0 +1,118 @@
+// Incremental nftables updates: from the previous rendered script to the next, only the chains, sets
+// and map elements that changed, as one transaction that leaves everything else (affinity state too) alone.
+
+/** A set or map of a rendered table: its declaration lines and its elements. */
+interface Collection {
+  kind: 'set' | 'map';
+  declaration: string[];
+  elements: string[];
+}
+
+/** A chain of a rendered table: its base-chain line (type/hook/priority), if any, and its rules. */
+interface Chain {
+  base: string | undefined;
+  rules: string[];
+}
+
+/** One `table FAMILY ferry { ... }` of a rendered script. */
+export interface TableModel {
+  family: string;
+  collections: Map<string, Collection>;
+  chains: Map<string, Chain>;
+}
+
+/** Reads the tables of a script that render() produced (not arbitrary nft syntax). */
+export function parseRenderedTables(script: string): Map<string, TableModel> {
+  const tables = new Map<string, TableModel>();
+  let table: TableModel | undefined;
+  let collection: Collection | undefined;
+  let chain: Chain | undefined;
+  let inElements = false;
+  for (const raw of script.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const tableStart = /^table (\S+) ferry \{$/.exec(line);
+    const block = /^(set|map|chain) (\S+) \{$/.exec(line);
+    if (tableStart) {
+      table = { family: tableStart[1]!, collections: new Map(), chains: new Map() };
+      tables.set(table.family, table);
+    } else if (table && block) {
+      if (block[1] === 'chain') {
+        chain = { base: undefined, rules: [] };
+        table.chains.set(block[2]!, chain);
+      } else {
+        collection = { kind: block[1] as 'set' | 'map', declaration: [], elements: [] };
+        table.collections.set(block[2]!, collection);
+      }
+    } else if (line === '}') {
+      if (inElements) inElements = false;
+      else if (chain || collection) chain = collection = undefined;
+      else table = undefined;
+    } else if (collection) {
+      if (line === 'elements = {') inElements = true;
+      else if (inElements) collection.elements.push(line.replace(/,$/, ''));
+      else if (line.startsWith('elements = {')) collection.elements.push(...line.slice(12, line.lastIndexOf('}')).split(',').map((e) => e.trim()).filter(Boolean));
+      else collection.declaration.push(line);
+    } else if (chain) {
+      if (/^type \S+ hook /.test(line)) chain.base = line;
+      else chain.rules.push(line);
+    }
+  }
+  return tables;
+}
+
+/**
+ * The nft script that turns the rules of `previous` into those of `next`, or undefined when only a full
+ * replacement can do it (a base chain or a set's declaration changed, or a table appeared).
+ * Order inside the one transaction: new chains and sets first (so elements and rules can refer to
+ * them), then changed rules and elements, and last the removal of what nothing refers to any more.
+ */
+export function incrementalScript(previous: string, next: string): string | undefined {
+  const before = parseRenderedTables(previous);
+  const after = parseRenderedTables(next);
+  if ([...after.keys()].some((family) => !before.has(family)) || [...before.keys()].some((family) => !after.has(family))) return undefined;
+  const create: string[] = [];
+  const update: string[] = [];
+  const remove: string[] = [];
+  const drop: string[] = [];
+  for (const [family, want] of after) {
+    const have = before.get(family)!;
+    const table = `${family} ferry`;
+    for (const [name, collection] of want.collections) {
+      const old = have.collections.get(name);
+      if (old && (old.kind !== collection.kind || old.declaration.join('\n') !== collection.declaration.join('\n'))) return undefined;
+      if (!old) create.push(`add ${collection.kind} ${table} ${name} { ${collection.declaration.join('; ')}; }`);
+      const oldElements = new Set(old?.elements ?? []);
+      const newElements = new Set(collection.elements);
+      const gone = [...oldElements].filter((element) => !newElements.has(element));
+      const added = collection.elements.filter((element) => !oldElements.has(element));
+      if (gone.length > 0) update.push(`delete element ${table} ${name} { ${gone.map(elementKey).join(', ')} }`);
+      if (added.length > 0) update.push(`add element ${table} ${name} { ${added.join(', ')} }`);
+    }
+    for (const [name, chain] of want.chains) {
+      const old = have.chains.get(name);
+      if (old && old.base !== chain.base) return undefined;
+      if (!old && chain.base) return undefined;
+      if (!old) create.push(`add chain ${table} ${name}`);
+      if (old && old.rules.join('\n') === chain.rules.join('\n')) continue;
+      if (old) update.push(`flush chain ${table} ${name}`);
+      update.push(...chain.rules.map((rule) => `add rule ${table} ${name} ${rule}`));
+    }
+    for (const name of have.chains.keys()) {
+      if (want.chains.has(name)) continue;
+      remove.push(`flush chain ${table} ${name}`);
+      drop.push(`delete chain ${table} ${name}`);
+    }
+    for (const [name, collection] of have.collections) {
+      if (!want.collections.has(name)) drop.push(`delete ${collection.kind} ${table} ${name}`);
+    }
+  }
+  const commands = [...create, ...update, ...remove, ...drop];
+  return commands.length > 0 ? `${commands.join('\n')}\n` : '';
+}
+
+/** The key of a map element (`key : verdict`) or a set element, as `delete element` wants it. */
+function elementKey(element: string): string {
+  const colon = element.lastIndexOf(' : ');
+  return colon < 0 ? element : element.slice(0, colon);
+}

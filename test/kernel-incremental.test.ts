@@ -1,0 +1,87 @@
+import test from 'ava';
+import fc from 'fast-check';
+import { computeNodeRules } from '../controlplane/compute/compute.js';
+import { compareRules } from '../dataplane/dataplane.js';
+import { applyIptables } from '../dataplane/iptables.js';
+import { incrementalScript } from '../dataplane/nft-incremental.js';
+import { applyNftables } from '../dataplane/nftables.js';
+import { render, type Backend } from '../dataplane/render.js';
+import { runChecked } from '../dataplane/runner.js';
+import { throwawayNamespace } from './helpers/netns-runner.js';
+import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
+
+/** A cluster drawn from a small universe, so that consecutive draws share, change and drop services. */
+const clusterArbitrary = fc.array(fc.record({
+  index: fc.integer({ min: 0, max: 7 }),
+  endpoints: fc.subarray(['node-a', 'node-b', 'node-c'] as const),
+  ready: fc.boolean(),
+  type: fc.constantFrom('ClusterIP', 'NodePort', 'LoadBalancer'),
+  affinity: fc.boolean(),
+  local: fc.boolean(),
+  dualStack: fc.boolean(),
+}), { maxLength: 6 }).map((services) => {
+  const seen = new Set<number>();
+  return services.filter((service) => !seen.has(service.index) && seen.add(service.index));
+});
+
+type GeneratedServices = typeof clusterArbitrary extends fc.Arbitrary<infer T> ? T : never;
+
+function rendered(services: GeneratedServices, backend: Backend) {
+  const objects = services.flatMap((s) => [
+    serviceObject({
+      name: `svc-${s.index}`, clusterIPs: s.dualStack ? [`10.96.2.${s.index + 1}`, `fd00:96::2:${s.index + 1}`] : [`10.96.2.${s.index + 1}`], type: s.type,
+      ports: [{ name: 'http', port: 80, ...(s.type === 'ClusterIP' ? {} : { nodePort: 30100 + s.index }) }],
+      ...(s.affinity ? { sessionAffinity: 'ClientIP' } : {}), ...(s.local && s.type !== 'ClusterIP' ? { externalTrafficPolicy: 'Local' } : {}),
+      ...(s.type === 'LoadBalancer' ? { loadBalancerSourceRanges: ['192.168.56.0/24'] } : {}),
+    }, s.type === 'LoadBalancer' ? { loadBalancer: { ingress: [{ ip: `198.51.100.${s.index + 1}` }] } } : undefined),
+    sliceObject(`svc-${s.index}`, s.endpoints.map((node, k) => ({ ip: `10.244.${k + 1}.${s.index + 10}`, node, ready: s.ready || k > 0 }))),
+  ]);
+  return render(computeNodeRules(clusterState(...objects), 'node-a', testConfig), backend);
+}
+
+test('kernel: nftables incremental updates leave the kernel exactly as a full replacement would', async (t) => {
+  const { runner } = await throwawayNamespace(t);
+  let previous = rendered([], 'nftables');
+  await applyNftables(runner, previous.texts[0]!.text);
+  let incremental = 0;
+  await fc.assert(fc.asyncProperty(clusterArbitrary, async (services) => {
+    const next = rendered(services, 'nftables');
+    const script = incrementalScript(previous.texts[0]!.text, next.texts[0]!.text);
+    if (script === undefined) {
+      await applyNftables(runner, next.texts[0]!.text);
+    } else {
+      incremental += 1;
+      if (script) await runChecked(runner, 'incremental update', 'nft', ['-f', '-'], script);
+    }
+    const { current, desired } = await compareRules(runner, next);
+    t.is(current, desired);
+    previous = next;
+  }), { numRuns: 25 });
+  t.true(incremental >= 20, `only ${incremental} of 25 updates were incremental`);
+});
+
+test('kernel: iptables updates rewrite only changed chains and leave the kernel as a full replacement would', async (t) => {
+  const { runner } = await throwawayNamespace(t);
+  let previous = rendered([], 'iptables');
+  for (const part of previous.texts) await applyIptables(runner, part.family as 'IPv4' | 'IPv6', part.text);
+  await fc.assert(fc.asyncProperty(clusterArbitrary, async (services) => {
+    const next = rendered(services, 'iptables');
+    for (const [index, part] of next.texts.entries()) {
+      await applyIptables(runner, part.family as 'IPv4' | 'IPv6', part.text, previous.texts[index]!.text);
+    }
+    const { current, desired } = await compareRules(runner, next);
+    t.is(current, desired);
+    previous = next;
+  }), { numRuns: 25 });
+});
+
+test('an unchanged rule set needs no nftables commands, and one endpoint more touches only its service', (t) => {
+  const before = render(computeNodeRules(clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }]), serviceObject({ name: 'other', clusterIPs: ['10.96.0.21'] }), sliceObject('other', [{ ip: '10.244.1.8' }])), 'node-a', testConfig), 'nftables').texts[0]!.text;
+  t.is(incrementalScript(before, before), '');
+  const after = render(computeNodeRules(clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }, { ip: '10.244.2.9' }]), serviceObject({ name: 'other', clusterIPs: ['10.96.0.21'] }), sliceObject('other', [{ ip: '10.244.1.8' }])), 'node-a', testConfig), 'nftables').texts[0]!.text;
+  const script = incrementalScript(before, after)!;
+  t.regex(script, /^add chain ip ferry sep-\w+$/m);
+  t.regex(script, /^flush chain ip ferry svc-\w+-default\/web\/http\/tcp$/m);
+  t.notRegex(script, /other/);
+  t.notRegex(script, /delete table|add table/);
+});
