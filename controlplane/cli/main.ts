@@ -4,7 +4,8 @@ import { diffLines } from 'diff';
 import { applyRules, cleanupRules, compareRules, diffRules } from '../../dataplane/dataplane.js';
 import { renderedText, type Backend } from '../../dataplane/render.js';
 import { execaRunner } from '../../dataplane/runner.js';
-import { desiredRules, describeModelError, type DesiredRules, type RuleOptions } from './pipeline.js';
+import { describeModelError } from '../model/cluster-state.js';
+import { desiredRules, type DesiredRules, type RuleOptions } from './pipeline.js';
 
 /** Exit codes of diff: 0 identical, 1 different, 2 error (as diff(1) has them). */
 const EXIT = { same: 0, different: 1, error: 2 } as const;

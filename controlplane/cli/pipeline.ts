@@ -1,8 +1,8 @@
 // The one way through the data for the commands: config and manifests in, rendered rules out.
 import { readFile } from 'node:fs/promises';
-import { computeNodeRules, type ComputeConfig } from '../compute/compute.js';
+import { computeNodeRules } from '../compute/compute.js';
 import type { NodeRules } from '../compute/node-rules.js';
-import { defaultConfig, parseKubeProxyConfiguration, type FerryConfig } from '../config/kube-proxy-config.js';
+import { computeConfig, defaultConfig, parseKubeProxyConfiguration } from '../config/kube-proxy-config.js';
 import { buildClusterState } from '../model/cluster-state.js';
 import type { ModelError } from '../model/types.js';
 import { readManifests } from '../sources/manifests.js';
@@ -34,20 +34,4 @@ export async function desiredRules(options: RuleOptions): Promise<DesiredRules> 
   const { state, errors } = buildClusterState(await readManifests(options.file));
   const rules = computeNodeRules(state, options.node, computeConfig(config, backend));
   return { backend, rules, rendered: render(rules, backend), warnings, modelErrors: errors };
-}
-
-/** The rule-shaping part of the config; masquerade settings come from the section of the backend in use. */
-export function computeConfig(config: FerryConfig, backend: Backend): ComputeConfig {
-  return {
-    clusterCIDRs: config.clusterCIDRs,
-    detectLocalMode: config.detectLocalMode,
-    nodePortAddresses: config.nodePortAddresses,
-    masqueradeBit: config[backend].masqueradeBit,
-    masqueradeAll: config[backend].masqueradeAll,
-  };
-}
-
-/** A one-line description of a model error: which object, which field, what was wrong. */
-export function describeModelError(error: ModelError): string {
-  return `skipped ${error.kind || 'object'} ${error.object}: ${error.message}`;
 }

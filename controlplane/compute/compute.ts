@@ -40,7 +40,25 @@ export function computeNodeRules(
     node: nodeName,
     masqueradeMark: `0x${(2 ** config.masqueradeBit).toString(16)}`,
     families: FAMILIES.map((family) => computeFamily(state, node, config, weights, family)),
+    healthChecks: healthChecks(state, node),
   };
+}
+
+/** kube-proxy's health-check node ports: one per Local-policy Service that has one allocated. */
+function healthChecks(state: ClusterState, node: Node): NodeRules['healthChecks'] {
+  return state.services
+    .filter((service) => service.externalTrafficPolicy === 'Local' && service.healthCheckNodePort > 0)
+    .map((service) => {
+      const local = new Set<string>();
+      for (const family of FAMILIES) {
+        for (const port of service.ports) {
+          const endpoints = serviceEndpoints(state, service, port, family).filter((endpoint) => endpoint.nodeName === node.name);
+          for (const endpoint of usableEndpoints(endpoints)) local.add(endpoint.ip);
+        }
+      }
+      return { namespace: service.namespace, name: service.name, port: service.healthCheckNodePort, localEndpoints: local.size };
+    })
+    .sort((a, b) => a.port - b.port);
 }
 
 function computeFamily(

@@ -81,10 +81,20 @@ export interface FamilyRules {
   servicePorts: ServicePortRules[];
 }
 
+/** A health-check node port of an externalTrafficPolicy Local Service, for load balancers to probe. */
+export interface HealthCheck {
+  namespace: string;
+  name: string;
+  port: number;
+  /** Usable endpoints of the Service on this node, over all its ports and families. */
+  localEndpoints: number;
+}
+
 /** Everything one node's dataplane must hold, for both families. */
 export interface NodeRules {
   node: string;
   /** The masquerade mark bit as a hex mask, e.g. 0x4000. */
   masqueradeMark: string;
   families: FamilyRules[];
+  healthChecks: HealthCheck[];
 }

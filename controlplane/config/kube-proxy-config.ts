@@ -1,5 +1,6 @@
 // Reads a kube-proxy KubeProxyConfiguration document into ferry's config, warning about what ferry ignores.
 import { parseDocument } from 'yaml';
+import type { ComputeConfig } from '../compute/compute.js';
 import { Field, FieldError, isRecord } from '../model/fields.js';
 import { familyOf } from '../model/ip.js';
 import { parseDuration } from './duration.js';
@@ -169,4 +170,15 @@ function readBindAddress(field: Field, fallback: string): string {
   const portNumber = Number(port);
   if (!Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) field.fail('must have a port from 1 to 65535');
   return ip.includes(':') ? `[${ip}]:${portNumber}` : `${ip}:${portNumber}`;
+}
+
+/** The rule-shaping part of the config; masquerade settings come from the section of the backend in use. */
+export function computeConfig(config: FerryConfig, backend: Backend): ComputeConfig {
+  return {
+    clusterCIDRs: config.clusterCIDRs,
+    detectLocalMode: config.detectLocalMode,
+    nodePortAddresses: config.nodePortAddresses,
+    masqueradeBit: config[backend].masqueradeBit,
+    masqueradeAll: config[backend].masqueradeAll,
+  };
 }

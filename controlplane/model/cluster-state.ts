@@ -236,3 +236,8 @@ function readServiceCIDR(root: Field): ServiceCIDR {
   const name = readName(root.get('metadata').get('name'), DNS_SUBDOMAIN, 253);
   return { name, cidrs: root.get('spec').get('cidrs').list().map((cidr) => cidr.cidr()) };
 }
+
+/** A one-line description of a model error: which object, which field, what was wrong. */
+export function describeModelError(error: ModelError): string {
+  return `skipped ${error.kind || 'object'} ${error.object}: ${error.message}`;
+}

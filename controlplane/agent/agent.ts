@@ -1,0 +1,178 @@
+// The node agent: follows a source of cluster objects and keeps the kernel's rules in step, with
+// coalesced incremental syncs, periodic full resyncs that repair, health and metrics.
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import { computeNodeRules } from '../compute/compute.js';
+import type { NodeRules } from '../compute/node-rules.js';
+import { staleUDPFlows } from '../compute/stale-flows.js';
+import { computeConfig, type FerryConfig } from '../config/kube-proxy-config.js';
+import { buildClusterState, describeModelError } from '../model/cluster-state.js';
+import type { ObjectSource } from '../sources/source.js';
+import { deleteStaleFlows } from '../../dataplane/conntrack.js';
+import { applyRules, cleanupRules, compareRules } from '../../dataplane/dataplane.js';
+import { applyIptables } from '../../dataplane/iptables.js';
+import { incrementalScript } from '../../dataplane/nft-incremental.js';
+import { applyNftables } from '../../dataplane/nftables.js';
+import { render, type Backend, type RenderedRules } from '../../dataplane/render.js';
+import type { Runner } from '../../dataplane/runner.js';
+import { checkStructure } from '../../dataplane/structure-check.js';
+import { close, healthHandler, HealthCheckPorts, listen, type HealthStatus } from './health.js';
+import { AgentMetrics } from './metrics.js';
+import { SyncScheduler, systemClock, type Clock } from './sync-scheduler.js';
+
+export interface AgentOptions {
+  node: string;
+  config: FerryConfig;
+  backend: Backend;
+  source: ObjectSource;
+  runner: Runner;
+  logger: Logger;
+  clock?: Clock;
+  /** Serve /healthz, /livez, /metrics and health-check node ports (off in unit tests). */
+  serve?: boolean;
+}
+
+/** An invalid object is logged at most this often, so a bad object cannot flood the log. */
+const REJECTION_LOG_INTERVAL_MS = 10 * 60_000;
+
+export class Agent {
+  readonly metrics = new AgentMetrics();
+  private readonly scheduler: SyncScheduler;
+  private readonly clock: Clock;
+  private readonly healthChecks = new HealthCheckPorts();
+  private readonly servers: Server[] = [];
+  private readonly rejectionsLogged = new Map<string, number>();
+  private previous: { rules: NodeRules; rendered: RenderedRules } | undefined;
+  private lastUpdated: Date | undefined;
+  /** Counts of syncs by kind, for tests and the log. */
+  readonly syncs = { full: 0, partial: 0, unchanged: 0 };
+
+  constructor(private readonly options: AgentOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.scheduler = new SyncScheduler((full, since) => this.sync(full, since), {
+      minSyncPeriodMs: options.config.minSyncPeriodMs,
+      syncPeriodMs: options.config.syncPeriodMs,
+      clock: this.clock,
+    });
+  }
+
+  /** Waits for a complete first view of the cluster, then syncs and serves. */
+  async start(): Promise<void> {
+    const { config, logger } = this.options;
+    await this.options.source.start(() => {
+      this.metrics.lastQueued.setToCurrentTime();
+      this.scheduler.request();
+    });
+    if (this.options.serve !== false) {
+      this.servers.push(await listen(config.healthzBindAddress, healthHandler(() => this.health())));
+      this.servers.push(await listen(config.metricsBindAddress, healthHandler(() => this.health(), async () => ({
+        contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics(),
+      }))));
+    }
+    this.scheduler.start();
+    logger.info({ node: this.options.node, backend: this.options.backend }, 'agent started');
+  }
+
+  /** Stops syncing; the rules stay in the kernel (as kube-proxy leaves them) unless `cleanup`. */
+  async stop(options: { cleanup?: boolean } = {}): Promise<void> {
+    await this.scheduler.stop();
+    await this.options.source.stop();
+    await this.healthChecks.close();
+    for (const server of this.servers.splice(0)) await close(server);
+    if (options.cleanup) await cleanupRules(this.options.runner, this.options.backend);
+    this.options.logger.info({ cleanup: Boolean(options.cleanup) }, 'agent stopped');
+  }
+
+  /** Unhealthy when a queued change has waited longer than twice the sync period. */
+  health(): HealthStatus {
+    const since = this.scheduler.pendingSince;
+    const healthy = since === undefined || this.clock.now() - since < 2 * this.options.config.syncPeriodMs;
+    return { healthy, lastUpdated: this.lastUpdated };
+  }
+
+  private async sync(full: boolean, changedSince: number | undefined): Promise<void> {
+    const { backend, runner, logger } = this.options;
+    const started = this.clock.now();
+    try {
+      const { state, errors } = buildClusterState(this.options.source.objects());
+      this.logRejections(errors);
+      const rules = computeNodeRules(state, this.options.node, computeConfig(this.options.config, backend));
+      const rendered = render(rules, backend);
+      for (const part of rendered.texts) checkStructure(part.text, backend);
+      const kind = full || !this.previous ? await this.syncFull(rendered) : await this.syncPartial(this.previous.rendered, rendered);
+      this.syncs[kind] += 1;
+      const stale = staleUDPFlows(this.previous?.rules, rules);
+      await deleteStaleFlows(runner, stale);
+      this.metrics.conntrackCleared.inc(stale.length);
+      if (this.options.serve !== false) await this.healthChecks.update(rules.healthChecks);
+      this.record(rules, rendered, kind, started, changedSince);
+      this.previous = { rules, rendered };
+    } catch (error) {
+      this.metrics.restoreFailures.inc({ backend });
+      logger.error({ err: (error as Error).message, full }, 'sync failed; the previous rules stay, retrying with a full sync');
+      throw error;
+    }
+  }
+
+  /** Compares with the kernel: adopts rules that already match (a restart), otherwise replaces them atomically. */
+  private async syncFull(rendered: RenderedRules): Promise<'full' | 'unchanged'> {
+    const { current, desired } = await compareRules(this.options.runner, rendered);
+    if (current === desired) return 'unchanged';
+    await applyRules(this.options.runner, rendered);
+    return 'full';
+  }
+
+  /** Writes only what changed since the last sync, in one transaction per restore. */
+  private async syncPartial(previous: RenderedRules, next: RenderedRules): Promise<'partial' | 'full' | 'unchanged'> {
+    const { runner } = this.options;
+    if (next.backend === 'nftables') {
+      const script = incrementalScript(previous.texts[0]!.text, next.texts[0]!.text);
+      if (script === undefined) {
+        await applyRules(runner, next);
+        return 'full';
+      }
+      if (script === '') return 'unchanged';
+      await applyNftables(runner, script);
+      return 'partial';
+    }
+    if (next.texts.every((part, index) => part.text === previous.texts[index]?.text)) return 'unchanged';
+    for (const [index, part] of next.texts.entries()) {
+      await applyIptables(runner, part.family as 'IPv4' | 'IPv6', part.text, previous.texts[index]?.text);
+    }
+    return 'partial';
+  }
+
+  private record(rules: NodeRules, rendered: RenderedRules, kind: 'full' | 'partial' | 'unchanged', started: number, changedSince: number | undefined): void {
+    const seconds = (this.clock.now() - started) / 1000;
+    this.metrics.syncDuration.observe(seconds);
+    (kind === 'partial' ? this.metrics.partialSyncDuration : this.metrics.fullSyncDuration).observe(seconds);
+    if (changedSince !== undefined) this.metrics.networkProgrammingDuration.observe((this.clock.now() - changedSince) / 1000);
+    this.metrics.lastSync.setToCurrentTime();
+    this.lastUpdated = new Date();
+    const ports = (r: NodeRules) => new Map(r.families.flatMap((family) => family.servicePorts.map((port) => [`${family.family} ${port.id}`, port])));
+    const before = this.previous ? ports(this.previous.rules) : new Map();
+    const after = ports(rules);
+    const endpoints = (map: typeof after) => new Set([...map.values()].flatMap((port) => [...(port.cluster?.endpoints ?? []), ...(port.local?.endpoints ?? [])].map((endpoint) => endpoint.hash)));
+    const symmetric = <T>(a: Set<T>, b: Set<T>) => [...a].filter((x) => !b.has(x)).length + [...b].filter((x) => !a.has(x)).length;
+    this.metrics.serviceChanges.inc([...after].filter(([id, port]) => JSON.stringify(before.get(id)) !== JSON.stringify(port)).length + [...before.keys()].filter((id) => !after.has(id)).length);
+    this.metrics.endpointChanges.inc(symmetric(endpoints(before), endpoints(after)));
+    const weighted = [...after.values()].flatMap((port) => [port.cluster, port.local]).filter((group) => group && new Set(group.endpoints.map((endpoint) => endpoint.weight)).size > 1);
+    this.metrics.weightedEndpoints.set(weighted.reduce((sum, group) => sum + group!.endpoints.length, 0));
+    for (const part of rendered.texts) {
+      const lines = part.text.split('\n').filter((line) => (rendered.backend === 'nftables' ? /^\t\t[a-z@]/.test(line) && !/^\t\t(type|flags|timeout|elements) /.test(line) : line.startsWith('-A ')));
+      this.metrics.rules.set({ backend: rendered.backend, family: part.family }, lines.length);
+    }
+    this.options.logger.debug({ kind, ms: Math.round(seconds * 1000) }, 'synced');
+  }
+
+  private logRejections(errors: ReturnType<typeof buildClusterState>['errors']): void {
+    for (const error of errors) {
+      this.metrics.objectsRejected.inc({ kind: error.kind });
+      const key = describeModelError(error);
+      const last = this.rejectionsLogged.get(key);
+      if (last !== undefined && this.clock.now() - last < REJECTION_LOG_INTERVAL_MS) continue;
+      this.rejectionsLogged.set(key, this.clock.now());
+      this.options.logger.warn({ kind: error.kind, object: error.object, field: error.field }, key);
+    }
+  }
+}

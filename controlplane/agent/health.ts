@@ -1,0 +1,85 @@
+// HTTP endpoints for operators and load balancers: /healthz and /livez as kube-proxy serves them,
+// /metrics, and one health-check node port per externalTrafficPolicy Local Service.
+import { createServer, type Server } from 'node:http';
+import type { HealthCheck } from '../compute/node-rules.js';
+
+/** What /healthz and /livez report. */
+export interface HealthStatus {
+  healthy: boolean;
+  lastUpdated: Date | undefined;
+}
+
+/** Starts an HTTP server on host:port ("[::]:10256" or "0.0.0.0:10256") and resolves once it listens. */
+export function listen(address: string, handler: Parameters<typeof createServer>[1]): Promise<Server> {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
+  const port = Number(address.slice(colon + 1));
+  const server = createServer(handler);
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => resolve(server));
+  });
+}
+
+export function close(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+/** The /healthz, /livez and /metrics handler. */
+export function healthHandler(status: () => HealthStatus, metrics?: () => Promise<{ contentType: string; body: string }>): Parameters<typeof createServer>[1] {
+  return (request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (path === '/healthz' || path === '/livez') {
+      const { healthy, lastUpdated } = status();
+      response.writeHead(healthy ? 200 : 503, { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff' });
+      response.end(JSON.stringify({ lastUpdated: lastUpdated?.toISOString() ?? '', currentTime: new Date().toISOString() }));
+    } else if (path === '/metrics' && metrics) {
+      void metrics().then(({ contentType, body }) => {
+        response.writeHead(200, { 'Content-Type': contentType });
+        response.end(body);
+      });
+    } else {
+      response.writeHead(404).end();
+    }
+  };
+}
+
+/** The health-check node ports: 200 while the node has local endpoints, 503 so load balancers skip it. */
+export class HealthCheckPorts {
+  private readonly servers = new Map<number, Server>();
+  private readonly checks = new Map<number, HealthCheck>();
+
+  /** Opens, updates and closes ports to match the given checks. */
+  async update(checks: HealthCheck[]): Promise<void> {
+    const wanted = new Map(checks.map((check) => [check.port, check]));
+    for (const [port, server] of this.servers) {
+      if (!wanted.has(port)) {
+        this.servers.delete(port);
+        this.checks.delete(port);
+        await close(server);
+      }
+    }
+    for (const [port, check] of wanted) {
+      this.checks.set(port, check);
+      if (!this.servers.has(port)) this.servers.set(port, await listen(`[::]:${port}`, (_request, response) => this.answer(port, response)));
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.update([]);
+  }
+
+  private answer(port: number, response: Parameters<Parameters<typeof createServer>[1] & object>[1]): void {
+    const check = this.checks.get(port);
+    const local = check?.localEndpoints ?? 0;
+    response.writeHead(local > 0 ? 200 : 503, { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff' });
+    response.end(JSON.stringify({
+      service: { namespace: check?.namespace ?? '', name: check?.name ?? '' },
+      localEndpoints: local,
+      serviceProxyHealthy: true,
+    }));
+  }
+}

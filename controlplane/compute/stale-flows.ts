@@ -1,0 +1,42 @@
+// Which UDP conntrack entries must go after a change: UDP has no connection end, so a client keeps
+// sending to a removed endpoint until its entry is deleted (kube-proxy's conntrack reconciler does the same).
+import type { IPFamily } from '../model/types.js';
+import type { NodeRules, ServicePortRules } from './node-rules.js';
+
+/** A conntrack -D filter: entries to `origDst` (or to `origPortDst` on any local address), NATed to `dstNat` if set. */
+export interface StaleFlow {
+  family: IPFamily;
+  origDst?: string;
+  origPortDst?: number;
+  dstNat?: string;
+}
+
+/** The UDP flows to delete when going from `previous` to `next` rules. */
+export function staleUDPFlows(previous: NodeRules | undefined, next: NodeRules): StaleFlow[] {
+  if (!previous) return [];
+  const flows: StaleFlow[] = [];
+  for (const family of next.families) {
+    const before = new Map(previous.families.find((f) => f.family === family.family)?.servicePorts.map((port) => [port.id, port]) ?? []);
+    for (const port of family.servicePorts.filter((candidate) => candidate.protocol === 'udp')) {
+      const old = before.get(port.id);
+      if (!old) continue;
+      const destinations = (dstNat?: string) => [
+        { family: family.family, origDst: port.clusterIP, dstNat },
+        ...port.externalIPs.map((ip) => ({ family: family.family, origDst: ip, dstNat })),
+        ...(port.nodePort > 0 ? [{ family: family.family, origPortDst: port.nodePort, dstNat }] : []),
+      ];
+      const now = endpointIPs(port);
+      if (endpointIPs(old).size === 0 && now.size > 0) {
+        // Packets sent while there was no endpoint left entries without NAT that would keep matching.
+        flows.push(...destinations());
+        continue;
+      }
+      for (const ip of endpointIPs(old)) if (!now.has(ip)) flows.push(...destinations(ip));
+    }
+  }
+  return flows.map((flow) => Object.fromEntries(Object.entries(flow).filter(([, value]) => value !== undefined)) as unknown as StaleFlow);
+}
+
+function endpointIPs(port: ServicePortRules): Set<string> {
+  return new Set([...(port.cluster?.endpoints ?? []), ...(port.local?.endpoints ?? [])].map((endpoint) => endpoint.ip));
+}
