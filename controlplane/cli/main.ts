@@ -4,7 +4,9 @@ import { diffLines } from 'diff';
 import { applyRules, cleanupRules, compareRules, diffRules } from '../../dataplane/dataplane.js';
 import { renderedText, type Backend } from '../../dataplane/render.js';
 import { execaRunner } from '../../dataplane/runner.js';
+import { hostname } from 'node:os';
 import { describeModelError } from '../model/cluster-state.js';
+import { runAgent, type AgentCommandOptions } from './agent-command.js';
 import { desiredRules, type DesiredRules, type RuleOptions } from './pipeline.js';
 
 /** Exit codes of diff: 0 identical, 1 different, 2 error (as diff(1) has them). */
@@ -80,6 +82,29 @@ async function main(argv: string[]): Promise<number> {
       console.log(current === wanted
         ? `ferry: ${desired.backend} rules for ${desired.rules.node} already up to date (${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${ms} ms)`
         : `ferry: applied ${desired.backend} rules for ${desired.rules.node}: ${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${count('added')} rule lines added, ${count('removed')} removed; ${ms} ms`);
+    });
+
+  program.command('agent')
+    .summary('run as the node\'s Service proxy: follow the cluster and keep the kernel\'s rules in step')
+    .description([
+      'run as the node\'s Service proxy: follow the cluster and keep the kernel\'s rules in step',
+      '',
+      'Without --manifests it follows the Kubernetes API: --kubeconfig, else $KUBECONFIG or ~/.kube/config, else the',
+      'in-cluster service account. Rules stay in the kernel when the agent stops (use --cleanup-on-exit to remove them).',
+      '',
+      'Example:',
+      '  ferry agent --node node-a --manifests /etc/ferry/manifests --config /etc/ferry/kube-proxy.yaml',
+    ].join('\n'))
+    .option('--node <name>', 'the Node this agent runs on (default: the host name, like kube-proxy\'s --hostname-override)', hostname())
+    .option('--kubeconfig <path>', 'kubeconfig of the API to follow')
+    .option('--manifests <dir>', 'follow a directory of YAML manifests instead of the API')
+    .option('--config <file>', 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) to honour')
+    .addOption(backendOption())
+    .addOption(new Option('--log-format <format>', 'json for machines, text for people').choices(['json', 'text']).default('json'))
+    .option('--cleanup-on-exit', 'remove ferry\'s rules when stopped by SIGTERM or SIGINT')
+    .action(async (options: AgentCommandOptions) => {
+      // Watches and sockets of a stopped source must not keep the process alive.
+      process.exit(await runAgent(options));
     });
 
   program.command('cleanup')
