@@ -1,7 +1,7 @@
 // `npm run cluster -- up|down|status`: the e2e namespace cluster as a tool for exploring ferry by hand.
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname } from 'node:path';
 import { Command, Option } from 'commander';
 import { execaRunner } from '../dataplane/runner.js';
 import { Cluster } from './cluster.js';
@@ -48,7 +48,6 @@ async function up(options: { backend: Backend }): Promise<void> {
   }
   await writeFile(STATE, JSON.stringify({ prefix: cluster.lab.prefix, namespaces: cluster.lab.names, directory: cluster.directory, backend: options.backend } satisfies State));
   const p = cluster.lab.prefix;
-  const manifests = join(cluster.directory, 'cluster.yaml');
   console.log(`A ${cluster.nodes.size}-node cluster is up (${options.backend}). Namespaces start with ${p}.
 
 Nodes (fabric 192.168.56.0/24):
@@ -63,8 +62,10 @@ Try:
   sudo ip netns exec ${p}client-a node dist/e2e/probe.js --host 10.96.1.10 --port 80 --count 5
   sudo ip netns exec ${p}ext-1 node dist/e2e/probe.js --host 192.168.56.12 --port 30080
   sudo ip netns exec ${p}node-a nft list table ip ferry
-Change ${manifests}, then on each node:
-  sudo ip netns exec ${p}node-a node bin/ferry.js apply --node node-a -f ${manifests} --config ${join(cluster.directory, 'kube-proxy.yaml')} --backend ${options.backend}
+Every node runs \`ferry agent\` watching ${dirname(cluster.manifestsPath)} (logs: ${cluster.directory}/agent-NODE.log).
+Edit ${cluster.manifestsPath} (write a new file and rename it over the old one) and the agents apply the change.
+Or apply by hand on one node:
+  sudo ip netns exec ${p}node-a node bin/ferry.js apply --node node-a -f ${cluster.manifestsPath} --config ${cluster.configPath} --backend ${options.backend}
 When done: npm run cluster -- down`);
 }
 

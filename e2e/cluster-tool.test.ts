@@ -7,7 +7,7 @@ import { packageRoot } from '../controlplane/package-root.js';
 import { deleteNamespaces } from './netns.js';
 
 const run = (args: string[], env: Record<string, string>) =>
-  execa(process.execPath, [join(packageRoot(), 'dist/e2e/cluster-cli.js'), ...args], { env, reject: false });
+  execa(process.execPath, [join(packageRoot(), 'dist/e2e/cluster-cli.js'), ...args], { env, reject: false, timeout: 60_000 });
 
 test('kernel: npm run cluster -- up, status and down work as documented and leave nothing behind', async (t) => {
   const env = { FERRY_CLUSTER_STATE: join(await mkdtemp(join(tmpdir(), 'ferry-cluster-')), 'state.json') };

@@ -1,14 +1,14 @@
 // A Kubernetes-shaped cluster built from network namespaces: nodes on a shared fabric, pods behind a
 // bridge on each node, external clients; and the manifests that describe it, from one description.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { externalPlan, nodePlan, plan } from '../test/helpers/address-plan.js';
 import { packageRoot } from '../controlplane/package-root.js';
 import type { Backend, ClusterDriver, EndpointPod, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
 import { endpointSliceObjects } from './manifests.js';
-import { Lab, type Namespace } from './netns.js';
+import { Lab, type Child, type Namespace } from './netns.js';
 
 /** A pod: where it runs and which ports its echo server answers on (none: a plain client). */
 export interface PodSpec {
@@ -49,6 +49,8 @@ export class Cluster implements ClusterDriver {
   readonly nodes = new Map<string, NamespaceNode>();
   readonly pods = new Map<string, NamespacePod>();
   readonly externals: NamespaceHost[] = [];
+  private readonly agents = new Map<string, Child>();
+  private agentBackend: Backend | undefined;
   /** Where the manifests and the kube-proxy config for every node's ferry are written. */
   directory = '';
 
@@ -68,7 +70,7 @@ export class Cluster implements ClusterDriver {
 
   private async build(spec: ClusterSpec): Promise<void> {
     this.directory = await mkdtemp(join(tmpdir(), `${this.lab.prefix}manifests-`));
-    await writeFile(join(this.directory, 'kube-proxy.yaml'), clusterConfig);
+    await writeFile(this.configPath, clusterConfig);
     const fabric = await this.lab.namespace('fabric');
     await fabric.run(['ip', 'link', 'add', 'br0', 'type', 'bridge']);
     await fabric.run(['ip', 'link', 'set', 'br0', 'up']);
@@ -170,7 +172,7 @@ export class Cluster implements ClusterDriver {
   async probe(from: Host, options: ProbeOptions): Promise<ProbeResult[]> {
     const output = await this.host(from).ns.run([process.execPath, script('probe.js'), '--proto', options.proto, '--host', options.host,
       '--port', String(options.port), '--count', String(options.count ?? 1), '--timeout-ms', String(options.timeoutMs ?? 2000),
-      '--hold-ms', String(options.holdMs ?? 0)]);
+      '--hold-ms', String(options.holdMs ?? 0), '--interval-ms', String(options.intervalMs ?? 0), ...(options.reuse ? ['--reuse'] : [])]);
     return output.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as ProbeResult);
   }
 
@@ -206,12 +208,79 @@ export class Cluster implements ClusterDriver {
     return node.ns.exec([process.execPath, ferryBin(), ...args]);
   }
 
-  /** Writes the manifests and runs `ferry apply` on every node; throws if any node fails. */
-  async apply(objects: object[], backend: Backend): Promise<void> {
+  /** Writes the manifests and runs `ferry apply` on every node (the CLI, no agent); throws if any node fails. */
+  async applyWithCli(objects: object[], backend: Backend): Promise<void> {
     const manifests = await this.writeManifests(objects);
     for (const node of this.nodes.values()) {
-      const result = await this.ferry(node, ['apply', '--node', node.name, '-f', manifests, '--backend', backend, '--config', join(this.directory, 'kube-proxy.yaml')]);
+      const result = await this.ferry(node, ['apply', '--node', node.name, '-f', manifests, '--backend', backend, '--config', this.configPath]);
       if (result.exitCode !== 0) throw new Error(`ferry apply on ${node.name} failed: ${result.stderr}`);
+    }
+  }
+
+  /**
+   * Publishes the objects to the manifests directory every node's agent watches (starting agents for
+   * `backend` first if they run another one) and returns once every node's kernel holds the rules.
+   */
+  async apply(objects: object[], backend: Backend): Promise<void> {
+    if (this.agentBackend !== backend) {
+      for (const node of this.nodes.values()) {
+        await this.stopAgent(node);
+        if (this.agentBackend) await this.ferry(node, ['cleanup', '--backend', this.agentBackend]);
+      }
+      await this.publish(objects);
+      for (const node of this.nodes.values()) this.startAgent(node, backend);
+      this.agentBackend = backend;
+    } else {
+      await this.publish(objects);
+    }
+    await this.settle(backend);
+  }
+
+  get configPath(): string {
+    return join(this.directory, 'kube-proxy.yaml');
+  }
+
+  get manifestsPath(): string {
+    return join(this.directory, 'manifests', 'cluster.yaml');
+  }
+
+  /** Replaces the watched manifests in one rename, so an agent never reads a half-written file. */
+  async publish(objects: object[]): Promise<void> {
+    const staging = await this.writeManifests(objects);
+    await mkdir(dirname(this.manifestsPath), { recursive: true });
+    await rename(staging, this.manifestsPath);
+  }
+
+  /** Starts `ferry agent` in a node, watching the manifests directory; its log goes to agent-NODE.log. */
+  startAgent(node: NamespaceNode, backend: Backend): void {
+    const child = node.ns.spawn([process.execPath, ferryBin(), 'agent', '--node', node.name, '--manifests', dirname(this.manifestsPath),
+      '--config', this.configPath, '--backend', backend], { log: this.agentLog(node) });
+    this.agents.set(node.name, child);
+  }
+
+  /** Stops a node's agent with SIGTERM (its rules stay) and waits until it has exited. */
+  async stopAgent(node: NamespaceNode): Promise<void> {
+    const child = this.agents.get(node.name);
+    if (!child) return;
+    this.agents.delete(node.name);
+    child.kill('SIGTERM');
+    await child;
+  }
+
+  agentLog(node: NamespaceNode): string {
+    return join(this.directory, `agent-${node.name}.log`);
+  }
+
+  /** Waits until `ferry diff` finds every node's kernel holding the published manifests' rules. */
+  async settle(backend: Backend, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (const node of this.nodes.values()) {
+      for (;;) {
+        const result = await this.ferry(node, ['diff', '--node', node.name, '-f', this.manifestsPath, '--backend', backend, '--config', this.configPath]);
+        if (result.exitCode === 0) break;
+        if (Date.now() > deadline) throw new Error(`${node.name}: the agent did not program the rules within ${timeoutMs} ms: ${result.stdout.slice(0, 2000)}${result.stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
     }
   }
 

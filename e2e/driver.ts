@@ -16,7 +16,7 @@ export interface PodHost extends Host {
   node: string;
 }
 
-/** What e2e/probe.ts should do: `count` new connections or datagrams, each held `holdMs` (TCP). */
+/** What e2e/probe.ts should do: `count` new connections or datagrams, each TCP connection held `holdMs`. */
 export interface ProbeOptions {
   proto: 'tcp' | 'udp';
   host: string;
@@ -24,6 +24,9 @@ export interface ProbeOptions {
   count?: number;
   timeoutMs?: number;
   holdMs?: number;
+  /** UDP: send every datagram from one socket (one conntrack flow), intervalMs apart. */
+  reuse?: boolean;
+  intervalMs?: number;
 }
 
 /** The result of one probe attempt, as e2e/probe.ts prints it. */

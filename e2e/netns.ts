@@ -1,7 +1,11 @@
 // Network namespaces that a test run creates, links and always deletes: the hosts of the e2e cluster.
 import { execFileSync } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { execa, type ResultPromise } from 'execa';
+import { execa, type Options, type ResultPromise } from 'execa';
+
+/** A process started in a namespace. */
+export type Child = ResultPromise<Options>;
 import { execaRunner, runChecked, type RunResult } from '../dataplane/runner.js';
 
 /** One network namespace: a node, a pod, the fabric or an external client. */
@@ -18,11 +22,14 @@ export class Namespace {
     return runChecked(execaRunner, `in ${this.name}`, 'ip', ['netns', 'exec', this.name, ...command], input);
   }
 
-  /** Starts a long-running command in the namespace; the lab kills it when it is destroyed. */
-  spawn(command: string[]): ResultPromise {
-    const child = execa('ip', ['netns', 'exec', this.name, ...command], {
-      reject: false, buffer: false, stdin: 'ignore', detached: this.lab.persistent,
-    });
+  /** Starts a long-running command in the namespace (output to `log` when given); the lab kills it when it is destroyed. */
+  spawn(command: string[], options: { log?: string } = {}): Child {
+    // The child writes its log itself (an inherited descriptor), so no pipe ties it to this process.
+    const log = options.log ? openSync(options.log, 'a') : undefined;
+    const settings: Options = { reject: false, buffer: false, stdin: 'ignore', detached: this.lab.persistent };
+    if (log !== undefined) Object.assign(settings, { stdout: log, stderr: log });
+    const child = execa('ip', ['netns', 'exec', this.name, ...command], settings);
+    if (log !== undefined) closeSync(log);
     this.lab.track(child);
     return child;
   }
@@ -38,7 +45,7 @@ process.once('exit', () => {
 export class Lab {
   readonly prefix = `f${randomBytes(3).toString('hex')}-`;
   private readonly namespaces: Namespace[] = [];
-  private readonly children = new Set<ResultPromise>();
+  private readonly children = new Set<Child>();
 
   /** A persistent lab outlives its process (`npm run cluster -- up`); `npm run cluster -- down` removes it. */
   constructor(readonly persistent = false) {
@@ -69,7 +76,7 @@ export class Lab {
     await b.run(['ip', 'link', 'set', bName, 'up']);
   }
 
-  track(child: ResultPromise): void {
+  track(child: Child): void {
     if (this.persistent) {
       child.unref();
       return;

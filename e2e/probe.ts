@@ -1,9 +1,10 @@
 // A client that opens N new connections (TCP) or sends N datagrams from new sockets (UDP) and prints
 // one JSON line per attempt: {"ok":true,"server":..,"peer":..} or {"ok":false,"error":"ECONNREFUSED",..}.
 // With --hold-ms, each TCP connection is held open that long and must still echo a line afterwards
-// (established connections must survive rule updates).
+// (established connections must survive rule updates). With --reuse, UDP sends every datagram from one
+// socket (one conntrack flow), --interval-ms apart.
 //   node dist/e2e/probe.js --proto tcp|udp --host H --port P [--count N] [--timeout-ms T] [--hold-ms H]
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';
 import { parseArgs } from 'node:util';
 
@@ -11,6 +12,7 @@ const { values } = parseArgs({
   options: {
     proto: { type: 'string', default: 'tcp' }, host: { type: 'string' }, port: { type: 'string' },
     count: { type: 'string', default: '1' }, 'timeout-ms': { type: 'string', default: '2000' }, 'hold-ms': { type: 'string', default: '0' },
+    reuse: { type: 'boolean', default: false }, 'interval-ms': { type: 'string', default: '0' },
   },
 });
 const host = values.host!;
@@ -50,23 +52,35 @@ function tcp(): Promise<Attempt> {
   });
 }
 
-function udp(): Promise<Attempt> {
+/** One datagram and its answer; a fresh socket unless one is given (then it stays open). */
+function udp(shared?: Socket): Promise<Attempt> {
   const started = performance.now();
   return new Promise((resolve) => {
-    const socket = createSocket(isIPv6(host) ? 'udp6' : 'udp4');
+    const socket = shared ?? createSocket(isIPv6(host) ? 'udp6' : 'udp4');
     const timer = setTimeout(() => done({ ok: false, error: 'ETIMEDOUT' }), timeout);
+    const onError = (error: NodeJS.ErrnoException) => done({ ok: false, error: error.code ?? error.message });
+    const onMessage = (message: Buffer) => done({ ok: true, ...JSON.parse(String(message)) });
     const done = (attempt: Omit<Attempt, 'ms'>) => {
       clearTimeout(timer);
-      socket.close();
+      socket.off('error', onError).off('message', onMessage);
+      if (!shared) socket.close();
       resolve({ ...attempt, ms: Math.round(performance.now() - started) });
     };
     // A connected socket is told about ICMP port unreachable, as ECONNREFUSED.
-    socket.on('error', (error: NodeJS.ErrnoException) => done({ ok: false, error: error.code ?? error.message }));
-    socket.on('message', (message) => done({ ok: true, ...JSON.parse(String(message)) }));
-    socket.connect(port, host, () => socket.send('ping'));
+    socket.on('error', onError).on('message', onMessage);
+    if (shared) socket.send('ping');
+    else socket.connect(port, host, () => socket.send('ping'));
   });
 }
 
-for (let i = 0; i < Number(values.count); i++) {
-  console.log(JSON.stringify(values.proto === 'udp' ? await udp() : await tcp()));
+let shared: Socket | undefined;
+if (values.reuse && values.proto === 'udp') {
+  const socket = createSocket(isIPv6(host) ? 'udp6' : 'udp4');
+  await new Promise<void>((resolve) => socket.connect(port, host, resolve));
+  shared = socket;
 }
+for (let i = 0; i < Number(values.count); i++) {
+  if (i > 0) await new Promise((resolve) => setTimeout(resolve, Number(values['interval-ms'])));
+  console.log(JSON.stringify(values.proto === 'udp' ? await udp(shared) : await tcp()));
+}
+shared?.close();

@@ -31,7 +31,7 @@ for (const backend of ['nftables', 'iptables'] as const) {
       pods: [{ name: 'web-1', node: 'node-a', ports: [8080] }, { name: 'web-2', node: 'node-a', ports: [8080] }, { name: 'web-3', node: 'node-a', ports: [8080] }, { name: 'client', node: 'node-a' }],
     });
     t.teardown(() => cluster.destroy());
-    await cluster.apply(manifests(cluster), backend);
+    await cluster.applyWithCli(manifests(cluster), backend);
     const node = cluster.nodes.get('node-a')!;
     const client = cluster.pods.get('client')!;
     const external = cluster.externals[0]!;
