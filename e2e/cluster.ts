@@ -251,9 +251,9 @@ export class Cluster implements ClusterDriver {
     await rename(staging, this.manifestsPath);
   }
 
-  /** Starts `ferry agent` in a node, watching the manifests directory; its log goes to agent-NODE.log. */
+  /** Starts `ferry agent` in a node, watching the manifests directory; its debug log goes to agent-NODE.log. */
   startAgent(node: NamespaceNode, backend: Backend): void {
-    const child = node.ns.spawn([process.execPath, ferryBin(), 'agent', '--node', node.name, '--manifests', dirname(this.manifestsPath),
+    const child = node.ns.spawn(['env', 'FERRY_LOG_LEVEL=debug', process.execPath, ferryBin(), 'agent', '--node', node.name, '--manifests', dirname(this.manifestsPath),
       '--config', this.configPath, '--backend', backend], { log: this.agentLog(node) });
     this.agents.set(node.name, child);
   }

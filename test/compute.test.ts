@@ -209,3 +209,14 @@ test('compute is deterministic: object order does not change the result', (t) =>
 test('an unknown node is an error for the whole computation', (t) => {
   t.throws(() => computeNodeRules(clusterState(), 'node-x', config), { instanceOf: ComputeError, message: /node-x/ });
 });
+
+test('a Local-policy Service with a health-check node port reports its local endpoints, a dual-stack pod once', (t) => {
+  const state = clusterState(
+    serviceObject({ type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 32000, clusterIPs: ['10.96.0.20', 'fd00:96::14'], ports: [{ name: 'http', port: 80, nodePort: 30080 }] }),
+    sliceObject('web', [{ ip: '10.244.1.9', node: 'node-a' }, { ip: '10.244.1.10', node: 'node-a', ready: false }, { ip: '10.244.2.9', node: 'node-b' }]),
+    sliceObject('web', [{ ip: 'fd00:244:0:1::9', node: 'node-a' }]),
+    serviceObject({ name: 'cluster-policy', clusterIPs: ['10.96.0.21'], type: 'NodePort', healthCheckNodePort: 32001, ports: [{ name: 'http', port: 80, nodePort: 30081 }] }),
+  );
+  t.deepEqual(computeNodeRules(state, 'node-a', config).healthChecks, [{ namespace: 'default', name: 'web', port: 32000, localEndpoints: 1 }]);
+  t.deepEqual(computeNodeRules(state, 'node-c', config).healthChecks, [{ namespace: 'default', name: 'web', port: 32000, localEndpoints: 0 }]);
+});

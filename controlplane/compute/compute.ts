@@ -49,14 +49,16 @@ function healthChecks(state: ClusterState, node: Node): NodeRules['healthChecks'
   return state.services
     .filter((service) => service.externalTrafficPolicy === 'Local' && service.healthCheckNodePort > 0)
     .map((service) => {
-      const local = new Set<string>();
-      for (const family of FAMILIES) {
+      // A dual-stack pod has an address per family: count per family and take the larger count.
+      const perFamily = FAMILIES.map((family) => {
+        const local = new Set<string>();
         for (const port of service.ports) {
           const endpoints = serviceEndpoints(state, service, port, family).filter((endpoint) => endpoint.nodeName === node.name);
           for (const endpoint of usableEndpoints(endpoints)) local.add(endpoint.ip);
         }
-      }
-      return { namespace: service.namespace, name: service.name, port: service.healthCheckNodePort, localEndpoints: local.size };
+        return local.size;
+      });
+      return { namespace: service.namespace, name: service.name, port: service.healthCheckNodePort, localEndpoints: Math.max(...perFamily) };
     })
     .sort((a, b) => a.port - b.port);
 }
