@@ -8,7 +8,7 @@ import { endpointSliceObjects } from './manifests.js';
 import type { PodSpec } from './cluster.js';
 
 const E2E_LABEL = 'ferry-e2e';
-const CONFIG = '/opt/ferry/deploy/systemd/kube-proxy.yaml';
+const CONFIG = '/etc/ferry/kube-proxy.yaml';
 const SETTLE_TIMEOUT_MS = 60_000;
 
 /** Quotes one word for the remote shell that `vagrant ssh -c` starts. */
@@ -67,7 +67,12 @@ export class VagrantCluster implements ClusterDriver {
   private async switchBackend(backend: Backend): Promise<void> {
     for (const node of this.nodes.keys()) {
       const other = backend === 'nftables' ? 'iptables' : 'nftables';
-      await this.ssh(node, `echo ${backend} | sudo tee /etc/ferry/backend >/dev/null && sudo node /opt/ferry/bin/ferry.js cleanup --backend ${other} && sudo systemctl restart ferry-sync`);
+      await this.ssh(node, [
+        `sudo sed -i 's/^FERRY_BACKEND=.*/FERRY_BACKEND=${backend}/' /etc/ferry/ferry.env`,
+        'sudo systemctl stop ferry',
+        `sudo node /opt/ferry/bin/ferry.js cleanup --backend ${other}`,
+        'sudo systemctl start ferry',
+      ].join(' && '));
     }
     this.backend = backend;
   }

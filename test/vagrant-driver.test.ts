@@ -42,14 +42,14 @@ test('apply switches the backend on every node, replaces the labelled objects an
   calls.length = 0;
   await cluster.apply([{ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' }, spec: {} }], 'iptables');
   const lines = calls.map((call) => call.args.slice(2).join(' '));
-  t.true(lines.slice(0, 3).every((line) => /echo iptables \| sudo tee \/etc\/ferry\/backend.*cleanup --backend nftables.*restart ferry-sync/.test(line)));
+  t.true(lines.slice(0, 3).every((line) => /FERRY_BACKEND=iptables\/' \/etc\/ferry\/ferry\.env && sudo systemctl stop ferry && .*cleanup --backend nftables && sudo systemctl start ferry/.test(line)), lines.slice(0, 3).join('\n'));
   t.true(lines.some((line) => line.includes("'delete' 'services,endpointslices' '-l' 'ferry-e2e=service'")));
   const applied = calls.find((call) => call.input?.includes('kind: Service'))!;
   t.is(parse(applied.input!).items[0].metadata.labels['ferry-e2e'], 'service');
   t.is(lines.filter((line) => line.includes('ferry.js diff --node')).length, 3, 'one successful diff per node');
   calls.length = 0;
   await cluster.apply([], 'iptables');
-  t.false(calls.some((call) => call.args.join(' ').includes('tee /etc/ferry/backend')), 'the backend is switched only when it changes');
+  t.false(calls.some((call) => call.args.join(' ').includes('FERRY_BACKEND=')), 'the backend is switched only when it changes');
 });
 
 test('probes run in the pod through kubectl exec, on VMs through vagrant ssh', async (t) => {

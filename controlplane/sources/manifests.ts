@@ -13,7 +13,9 @@ export async function readManifests(paths: string[]): Promise<unknown[]> {
   const objects: unknown[] = [];
   for (const path of paths) {
     for (const file of await manifestFiles(path)) {
-      objects.push(...parseManifest(await readFile(file, 'utf8'), file));
+      const text = await readFile(file, 'utf8');
+      // JSON is YAML too, but JSON.parse reads a large generated file many times faster.
+      objects.push(...(file.endsWith('.json') ? parseJSON(text, file) : parseManifest(text, file)));
     }
   }
   return objects;
@@ -29,6 +31,14 @@ export function parseManifest(text: string, source: string): unknown[] {
     if (object !== null && object !== undefined) objects.push(object);
   }
   return objects;
+}
+
+function parseJSON(text: string, source: string): unknown[] {
+  try {
+    return [JSON.parse(text)];
+  } catch (error) {
+    throw new ManifestError(`${source}: ${(error as Error).message}`);
+  }
 }
 
 async function manifestFiles(path: string): Promise<string[]> {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs ferry from the synced folder into /opt/ferry and runs it as a systemd service that follows
-# the cluster (deploy/systemd/ferry-sync.service, until the agent of issue #4 replaces it).
+# Installs ferry from the synced folder into /opt/ferry and runs `ferry agent` as the systemd service
+# ferry.service (deploy/systemd/ferry.service) against the k3s API.
 set -euo pipefail
 if ! command -v node >/dev/null || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
   curl -fsSL https://deb.nodesource.com/setup_20.x | bash -
@@ -10,8 +10,8 @@ rsync -a --delete --exclude node_modules --exclude dist --exclude .git /vagrant/
 bash /opt/ferry/scripts/install.sh
 install -d /etc/ferry
 cp /vagrant/.vagrant-k3s/kubeconfig /etc/ferry/kubeconfig
-[ -f /etc/ferry/backend ] || echo nftables > /etc/ferry/backend
-echo "$NODE_NAME" > /etc/ferry/node
-install -m 0644 /opt/ferry/deploy/systemd/ferry-sync.service /etc/systemd/system/ferry-sync.service
+cp /opt/ferry/deploy/systemd/kube-proxy.yaml /etc/ferry/kube-proxy.yaml
+[ -f /etc/ferry/ferry.env ] || printf 'FERRY_NODE=%s\nFERRY_BACKEND=nftables\n' "$NODE_NAME" > /etc/ferry/ferry.env
+install -m 0644 /opt/ferry/deploy/systemd/ferry.service /etc/systemd/system/ferry.service
 systemctl daemon-reload
-systemctl enable --now ferry-sync.service
+systemctl enable --now ferry.service
