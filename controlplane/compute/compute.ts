@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import { familyOf } from '../model/ip.js';
-import type { ClusterState, Endpoint, IPFamily, Node, Service, ServicePort } from '../model/types.js';
+import type { ClusterState, Endpoint, EndpointSlice, IPFamily, Node, Service, ServicePort } from '../model/types.js';
 import type {
   EndpointGroup, EndpointTarget, FamilyRules, L4Protocol, NodePortAddresses, NodeRules, ServicePortRules,
 } from './node-rules.js';
@@ -168,10 +168,7 @@ interface PortEndpoint extends Endpoint {
 /** The endpoints of one Service port: slices of the Service and family, port matched by name and protocol. */
 function serviceEndpoints(state: ClusterState, service: Service, port: ServicePort, family: IPFamily): PortEndpoint[] {
   const byAddress = new Map<string, PortEndpoint>();
-  const slices = state.endpointSlices
-    .filter((slice) => slice.namespace === service.namespace && slice.serviceName === service.name && slice.family === family)
-    .sort((a, b) => compareText(a.name, b.name));
-  for (const slice of slices) {
+  for (const slice of slicesOf(state).get(sliceKey(family, service.namespace, service.name)) ?? []) {
     const slicePort = slice.ports.find((candidate) => candidate.name === port.name && candidate.protocol === port.protocol);
     if (!slicePort) continue;
     for (const endpoint of slice.endpoints) {
@@ -181,6 +178,23 @@ function serviceEndpoints(state: ClusterState, service: Service, port: ServicePo
     }
   }
   return [...byAddress.values()];
+}
+
+const sliceIndexes = new WeakMap<ClusterState, Map<string, EndpointSlice[]>>();
+const sliceKey = (family: IPFamily, namespace: string, service: string) => `${family} ${namespace}/${service}`;
+
+/** The slices of each Service and family, in name order; built once per state, so lookups do not scan every slice. */
+function slicesOf(state: ClusterState): Map<string, EndpointSlice[]> {
+  let index = sliceIndexes.get(state);
+  if (!index) {
+    index = new Map();
+    for (const slice of [...state.endpointSlices].sort((a, b) => compareText(a.name, b.name))) {
+      const key = sliceKey(slice.family, slice.namespace, slice.serviceName);
+      index.set(key, [...(index.get(key) ?? []), slice]);
+    }
+    sliceIndexes.set(state, index);
+  }
+  return index;
 }
 
 /** Ready endpoints; when none is ready, those still serving while terminating (kube-proxy's fallback). */
