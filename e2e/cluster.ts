@@ -150,19 +150,19 @@ export class Cluster implements ClusterDriver {
     await ns.run(['ip', '-6', 'route', 'add', 'default', 'via', addresses.gateway.ipv6]);
     const pod: NamespacePod = { name: spec.name, ns, node: spec.node, ipv4, ipv6, ports: spec.ports ?? [] };
     this.pods.set(spec.name, pod);
-    if (pod.ports.length > 0) await this.startServer(pod);
+    if (pod.ports.length > 0) await this.startServer(pod, pod.ports);
   }
 
-  /** Starts the echo server of a pod and waits until it listens. */
-  async startServer(pod: NamespacePod, delayMs = 0): Promise<void> {
-    const child = pod.ns.spawn([process.execPath, script('echo-server.js'), ...pod.ports.flatMap((port) => ['--port', String(port)]), '--delay-ms', String(delayMs)]);
+  /** Starts an echo server on a host (a pod's, or one a test adds) and waits until it listens. */
+  async startServer(host: NamespaceHost, ports: number[], delayMs = 0): Promise<void> {
+    const child = host.ns.spawn([process.execPath, script('echo-server.js'), ...ports.flatMap((port) => ['--port', String(port)]), '--delay-ms', String(delayMs)]);
     await new Promise<void>((resolve, reject) => {
       let output = '';
       child.stdout?.on('data', (chunk: Buffer) => {
         output += String(chunk);
         if (output.includes('ready')) resolve();
       });
-      void child.then((result) => reject(new Error(`echo server in ${pod.name} exited: ${String(result.stderr ?? '')}`)));
+      void child.then((result) => reject(new Error(`echo server in ${host.name} exited: ${String(result.stderr ?? '')}`)));
     });
     // A persistent cluster's servers outlive this process: let go of their pipes.
     if (this.lab.persistent) for (const stream of [child.stdout, child.stderr]) stream?.destroy();

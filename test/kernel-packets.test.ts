@@ -19,6 +19,7 @@ function manifests(cluster: Cluster): object[] {
     },
     ...cluster.endpointSlices('web', ['web-1', 'web-2', 'web-3'], [{ name: 'http', port: 8080 }, { name: 'dns', port: 8080, protocol: 'UDP' }]),
     { apiVersion: 'v1', kind: 'Service', metadata: { name: 'empty', namespace: 'default' }, spec: { clusterIP: '10.96.0.30', ports: [{ name: 'http', port: 80 }, { name: 'dns', port: 53, protocol: 'UDP' }] } },
+    { apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', metadata: { name: 'kubernetes' }, spec: { cidrs: ['10.96.0.0/16', 'fd00:96::/112'] } },
   ];
 }
 
@@ -53,6 +54,18 @@ for (const backend of ['nftables', 'iptables'] as const) {
       const refused = await cluster.probe(client, { proto, host: '10.96.0.30', port: proto === 'tcp' ? 80 : 53, count: 3, timeoutMs: 3000 });
       t.true(refused.every((result) => result.error === 'ECONNREFUSED' && result.ms < 1000), `${proto} empty service: ${JSON.stringify(refused)}`);
     }
+
+    // ServiceCIDR semantics. A cluster IP on a port it does not serve is refused at once. An unallocated
+    // address of the service CIDR is dropped: without the rule it would reach the node's gateway,
+    // where this test puts a server on that very address, so a dropped connection can only be the rule.
+    // (From another pod: the kernel rate-limits ICMP errors per destination, and client had its share.)
+    const unserved = await cluster.probe(cluster.pods.get('web-2')!, { proto: 'tcp', host: WEB.clusterIPs[0]!, port: 81, count: 1, timeoutMs: 3000 });
+    t.true(unserved[0]!.error === 'ECONNREFUSED' && unserved[0]!.ms < 1000, JSON.stringify(unserved));
+    await external.ns.run(['ip', 'address', 'add', '10.96.0.99/32', 'dev', 'lo']);
+    await cluster.startServer(external, [80]);
+    t.true((await cluster.probe(external, { proto: 'tcp', host: '10.96.0.99', port: 80 }))[0]!.ok, 'the gateway does answer on that address');
+    const unallocated = await cluster.probe(client, { proto: 'tcp', host: '10.96.0.99', port: 80, count: 1, timeoutMs: 1500 });
+    t.is(unallocated[0]!.error, 'ETIMEDOUT', 'an unallocated service address is dropped');
 
     // The node itself reaches the cluster IP, and the IPv6 cluster IP works alongside IPv4.
     const fromNode = await cluster.probe(node, { proto: 'tcp', host: WEB.clusterIPs[0]!, port: WEB.http, count: 5 });
