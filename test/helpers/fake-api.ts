@@ -102,8 +102,10 @@ export class FakeApi {
   }
 
   async stop(): Promise<void> {
-    for (const collection of this.collections.values()) for (const watcher of collection.watchers) watcher.socket?.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Keep-alive and watch connections (also ones still arriving) would hold close() open forever.
+    this.server.closeAllConnections();
+    await closed;
   }
 
   private send(collection: Collection, event: object): void {
