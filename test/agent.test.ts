@@ -5,7 +5,7 @@ import { Agent } from '../controlplane/agent/agent.js';
 import { defaultConfig } from '../controlplane/config/kube-proxy-config.js';
 import type { ObjectSource } from '../controlplane/sources/source.js';
 import { readNftables } from '../dataplane/nftables.js';
-import type { Runner } from '../dataplane/runner.js';
+import { runChecked, type Runner } from '../dataplane/runner.js';
 import { ManualClock } from './helpers/manual-clock.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
 import { nodeObject, serviceObject, sliceObject } from './helpers/objects.js';
@@ -84,4 +84,22 @@ test('health turns 503 when a queued change waits longer than twice syncPeriod, 
   t.true(agent.health().healthy);
   t.truthy(agent.health().lastUpdated);
   await agent.stop();
+});
+
+test('kernel: the periodic full resync repairs rules someone else deleted, and stop with cleanup removes ferry\'s rules', async (t) => {
+  const { runner } = await throwawayNamespace(t);
+  const source = new TestSource([nodeObject('node-a'), serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }])]);
+  const synced: string[] = [];
+  const agent = new Agent({
+    node: 'node-a', config: { ...defaultConfig, syncPeriodMs: 300, minSyncPeriodMs: 10 }, backend: 'nftables', source, runner,
+    logger: pino({ level: 'silent' }), serve: false, onSynced: (kind) => synced.push(kind),
+  });
+  await agent.start();
+  await until(() => synced.length >= 1);
+  const before = await readNftables(runner);
+  await runChecked(runner, 'someone else', 'nft', ['delete', 'table', 'ip', 'ferry']);
+  await until(async () => (await readNftables(runner)) === before);
+  t.true(synced.includes('full') && synced.indexOf('full', 1) > 0, `a later full sync rewrote the table: ${synced.join(', ')}`);
+  await agent.stop({ cleanup: true });
+  t.notRegex(await runChecked(runner, 'list', 'nft', ['list', 'tables']), /ferry/);
 });
