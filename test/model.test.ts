@@ -25,7 +25,7 @@ test('a Service is read with the API defaults applied', (t) => {
     namespace: 'default', name: 'web', type: 'ClusterIP', clusterIPs: ['10.96.0.20'],
     ports: [{ name: '', protocol: 'TCP', port: 80, nodePort: 0 }],
     externalIPs: [], loadBalancerIPs: [], loadBalancerSourceRanges: [],
-    externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster', affinitySeconds: 0, healthCheckNodePort: 0,
+    externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster', affinitySeconds: 0, healthCheckNodePort: 0, balancing: undefined,
   }]);
 });
 

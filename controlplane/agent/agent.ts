@@ -2,13 +2,17 @@
 // coalesced incremental syncs, periodic full resyncs that repair, health and metrics.
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import { computeNodeRules } from '../compute/compute.js';
+import { balance, initialBalanceState, type BalanceConfig, type BalanceState } from '../balance/balance.js';
+import { liveConnections } from '../balance/live-connections.js';
+import { computeNodeRules, endpointKey } from '../compute/compute.js';
 import type { NodeRules } from '../compute/node-rules.js';
 import { staleUDPFlows } from '../compute/stale-flows.js';
 import { computeConfig, type FerryConfig } from '../config/kube-proxy-config.js';
 import { buildClusterState, describeModelError } from '../model/cluster-state.js';
+import type { Balancing } from '../model/types.js';
 import type { ObjectSource } from '../sources/source.js';
 import { deleteStaleFlows } from '../../dataplane/conntrack.js';
+import { listNatedConnections } from '../../dataplane/conntrack-sample.js';
 import { applyRules, cleanupRules, compareRules } from '../../dataplane/dataplane.js';
 import { applyIptables } from '../../dataplane/iptables.js';
 import { incrementalScript } from '../../dataplane/nft-incremental.js';
@@ -32,6 +36,11 @@ export interface AgentOptions {
   serve?: boolean;
   /** Told after every successful sync, once the kernel holds the rules (benchmarks measure with it). */
   onSynced?: (kind: SyncKind, rules: NodeRules) => void;
+  /** Endpoint choice for Services without a ferry.dev/balancing annotation (default least-busy). */
+  balancing?: Balancing;
+  /** How often conntrack is sampled for the balancer. */
+  sampleIntervalMs?: number;
+  balanceConfig?: BalanceConfig;
 }
 
 export type SyncKind = 'full' | 'partial' | 'unchanged';
@@ -48,6 +57,9 @@ export class Agent {
   private readonly rejectionsLogged = new Map<string, number>();
   private previous: { rules: NodeRules; rendered: RenderedRules } | undefined;
   private lastUpdated: Date | undefined;
+  private balanceState: BalanceState = initialBalanceState;
+  private sampler: NodeJS.Timeout | undefined;
+  private sampling: Promise<void> = Promise.resolve();
   /** Counts of syncs by kind, for tests and the log. */
   readonly syncs = { full: 0, partial: 0, unchanged: 0 };
 
@@ -74,11 +86,16 @@ export class Agent {
       }))));
     }
     this.scheduler.start();
-    logger.info({ node: this.options.node, backend: this.options.backend }, 'agent started');
+    this.sampler = setInterval(() => {
+      this.sampling = this.sampling.then(() => this.sample());
+    }, this.options.sampleIntervalMs ?? 2000);
+    logger.info({ node: this.options.node, backend: this.options.backend, balancing: this.options.balancing ?? 'least-busy' }, 'agent started');
   }
 
   /** Stops syncing; the rules stay in the kernel (as kube-proxy leaves them) unless `cleanup`. */
   async stop(options: { cleanup?: boolean } = {}): Promise<void> {
+    clearInterval(this.sampler);
+    await this.sampling;
     await this.scheduler.stop();
     await this.options.source.stop();
     await this.healthChecks.close();
@@ -100,7 +117,8 @@ export class Agent {
     try {
       const { state, errors } = buildClusterState(this.options.source.objects());
       this.logRejections(errors);
-      const rules = computeNodeRules(state, this.options.node, computeConfig(this.options.config, backend));
+      const rules = computeNodeRules(state, this.options.node, { ...computeConfig(this.options.config, backend), balancing: this.options.balancing },
+        this.balanceState.weights);
       const rendered = render(rules, backend);
       for (const part of rendered.texts) checkStructure(part.text, backend);
       const kind = full || !this.previous ? await this.syncFull(rendered) : await this.syncPartial(this.previous.rendered, rendered);
@@ -168,6 +186,34 @@ export class Agent {
       this.metrics.rules.set({ backend: rendered.backend, family: part.family }, lines.length);
     }
     this.options.logger.debug({ kind, ms: Math.round(seconds * 1000) }, 'synced');
+  }
+
+  /**
+   * One balancer step: count live connections per endpoint in conntrack, fold them into the weights,
+   * and ask for a sync when the published weights change. Only Services that balance by load are
+   * affected; compute ignores the weights of uniform ones.
+   */
+  private async sample(): Promise<void> {
+    const rules = this.previous?.rules;
+    if (!rules) return;
+    const started = this.clock.now();
+    try {
+      const counts = liveConnections(await listNatedConnections(this.options.runner));
+      const groups = rules.families.flatMap((family) => family.servicePorts.flatMap((port) => [port.cluster, port.local]
+        .filter((group) => group !== undefined)
+        .map((group) => group.endpoints.map((endpoint) => endpointKey(port.protocol, endpoint.ip, endpoint.port)))));
+      const samples = new Map(groups.flat().map((key) => [key, counts.get(key) ?? 0]));
+      const next = balance(samples, groups, this.balanceState, this.clock.now(), this.options.balanceConfig);
+      this.balanceState = next;
+      this.metrics.sampleDuration.observe((this.clock.now() - started) / 1000);
+      if (next.changed) {
+        this.metrics.weightUpdates.inc();
+        this.options.logger.debug({ weights: Object.fromEntries(next.weights) }, 'endpoint weights changed');
+        this.scheduler.request();
+      }
+    } catch (error) {
+      this.options.logger.warn({ err: (error as Error).message }, 'sampling conntrack failed; weights unchanged');
+    }
   }
 
   private logRejections(errors: ReturnType<typeof buildClusterState>['errors']): void {

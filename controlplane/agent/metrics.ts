@@ -19,6 +19,8 @@ export class AgentMetrics {
   readonly objectsRejected = new Counter({ name: 'ferry_objects_rejected_total', help: 'Objects left out because a field was invalid, counted per sync.', labelNames: ['kind'], registers: [this.registry] });
   readonly rules = new Gauge({ name: 'ferry_rules', help: 'Rule lines ferry holds in the kernel, per family.', labelNames: ['backend', 'family'], registers: [this.registry] });
   readonly weightedEndpoints = new Gauge({ name: 'ferry_endpoints_weighted', help: 'Endpoints whose weight differs from the uniform one.', registers: [this.registry] });
+  readonly weightUpdates = new Counter({ name: 'ferry_balancer_weight_updates_total', help: 'Times the load-aware balancer changed endpoint weights (each asks for a rule update).', registers: [this.registry] });
+  readonly sampleDuration = this.histogram('ferry_balancer_sample_duration_seconds', 'Time one conntrack sample of live connections took.');
   readonly conntrackCleared = new Counter({ name: 'ferry_conntrack_entries_cleared_total', help: 'conntrack deletions run for UDP endpoints that went away.', registers: [this.registry] });
 
   private histogram(name: string, help: string): Histogram {

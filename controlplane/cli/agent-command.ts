@@ -4,6 +4,7 @@ import { pino, type Logger } from 'pino';
 import pretty from 'pino-pretty';
 import { Agent } from '../agent/agent.js';
 import { defaultConfig, parseKubeProxyConfiguration } from '../config/kube-proxy-config.js';
+import type { Balancing } from '../model/types.js';
 import { KubernetesSource, loadKubeConfig } from '../sources/kubernetes.js';
 import { ManifestWatch } from '../sources/manifest-watch.js';
 import type { Backend } from '../../dataplane/render.js';
@@ -17,6 +18,7 @@ export interface AgentCommandOptions {
   backend?: Backend;
   logFormat: 'json' | 'text';
   cleanupOnExit?: boolean;
+  balancing: Balancing;
 }
 
 function logger(format: 'json' | 'text'): Logger {
@@ -35,7 +37,7 @@ export async function runAgent(options: AgentCommandOptions): Promise<number> {
   const source = options.manifests
     ? new ManifestWatch(options.manifests, log)
     : new KubernetesSource(loadKubeConfig(options.kubeconfig), options.node, log);
-  const agent = new Agent({ node: options.node, config, backend, source, runner: execaRunner, logger: log });
+  const agent = new Agent({ node: options.node, config, backend, source, runner: execaRunner, logger: log, balancing: options.balancing });
   const stopped = new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));

@@ -102,6 +102,7 @@ async function main(argv: string[]): Promise<number> {
     .addOption(backendOption())
     .addOption(new Option('--log-format <format>', 'json for machines, text for people').choices(['json', 'text']).default('json'))
     .option('--cleanup-on-exit', 'remove ferry\'s rules when stopped by SIGTERM or SIGINT')
+    .addOption(new Option('--balancing <mode>', 'endpoint choice for Services without a ferry.dev/balancing annotation: least-busy measures live connections (conntrack) and favours the less busy; uniform is kube-proxy\'s').choices(['least-busy', 'uniform']).default('least-busy'))
     .action(async (options: AgentCommandOptions) => {
       // Watches and sockets of a stopped source must not keep the process alive.
       process.exit(await runAgent(options));

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import { familyOf } from '../model/ip.js';
-import type { ClusterState, Endpoint, EndpointSlice, IPFamily, Node, Service, ServicePort } from '../model/types.js';
+import type { Balancing, ClusterState, Endpoint, EndpointSlice, IPFamily, Node, Service, ServicePort } from '../model/types.js';
 import type {
   EndpointGroup, EndpointTarget, FamilyRules, L4Protocol, NodePortAddresses, NodeRules, ServicePortRules,
 } from './node-rules.js';
@@ -15,6 +15,8 @@ export interface ComputeConfig {
   nodePortAddresses: { kind: 'primary' } | { kind: 'all' } | { kind: 'cidrs'; cidrs: string[] };
   masqueradeBit: number;
   masqueradeAll: boolean;
+  /** Whether endpoint weights apply to Services without a ferry.dev/balancing annotation. */
+  balancing?: Balancing;
 }
 
 /** Per-endpoint weights keyed by endpointKey(); missing endpoints weigh 1. */
@@ -69,7 +71,7 @@ function computeFamily(
   const ofFamily = (address: string) => familyOf(address) === family;
   // The API and the config allow at most one pod or cluster CIDR per family.
   const localCIDR = (config.detectLocalMode === 'ClusterCIDR' ? config.clusterCIDRs : node.podCIDRs).find(ofFamily);
-  const context: FamilyContext = { family, node, localCIDR, masqueradeAll: config.masqueradeAll, weights };
+  const context: FamilyContext = { family, node, localCIDR, masqueradeAll: config.masqueradeAll, weights, balancing: config.balancing ?? 'least-busy' };
   const services = state.services.filter((service) => service.clusterIPs.some(ofFamily));
   const servicePorts = services
     .flatMap((service) => service.ports.map((port) => computeServicePort(state, service, port, context)))
@@ -90,6 +92,7 @@ interface FamilyContext {
   localCIDR: string | undefined;
   masqueradeAll: boolean;
   weights: EndpointWeights;
+  balancing: Balancing;
 }
 
 function nodePortAddresses(config: ComputeConfig, node: Node, family: IPFamily): NodePortAddresses {
@@ -128,8 +131,10 @@ function computeServicePort(state: ClusterState, service: Service, port: Service
     : internalLocal ? (usableLocal.length > 0 ? 'local' : 'drop')
     : 'cluster';
   const clusterIPMasquerade = context.masqueradeAll ? 'all' : context.localCIDR ? 'off-cluster' : 'none';
+  // A uniform Service ignores measured weights, whatever the agent measured.
+  const weights = (service.balancing ?? context.balancing) === 'uniform' ? new Map<string, number>() : context.weights;
   const group = (members: PortEndpoint[], target: 'cluster' | 'local'): EndpointGroup => ({
-    endpoints: endpointTargets(id, protocol, members, context.weights),
+    endpoints: endpointTargets(id, protocol, members, weights),
     clusterIPMasquerade: internal === target ? clusterIPMasquerade : 'none',
   });
   // The cluster group also serves pod and node traffic to external addresses under a Local policy.

@@ -10,6 +10,8 @@ const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
 const SERVICE_TYPES = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'] as const;
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 const SOURCE_RANGES_ANNOTATION = 'service.beta.kubernetes.io/load-balancer-source-ranges';
+/** ferry's per-Service choice of endpoint balancing. */
+export const BALANCING_ANNOTATION = 'ferry.dev/balancing';
 // RFC 1123 label: what the API server allows for namespaces, Service names and port names.
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 // RFC 1123 subdomain: EndpointSlice and Node names.
@@ -123,6 +125,9 @@ function readService(root: Field): Service | undefined {
       ? spec.get('sessionAffinityConfig').get('clientIP').get('timeoutSeconds').integer(1, 86400, 10800)
       : 0,
     healthCheckNodePort: spec.get('healthCheckNodePort').integer(0, 65535, 0),
+    balancing: metadata.get('annotations').get(BALANCING_ANNOTATION).absent
+      ? undefined
+      : metadata.get('annotations').get(BALANCING_ANNOTATION).oneOf(['least-busy', 'uniform'] as const),
   };
 }
 

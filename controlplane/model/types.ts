@@ -38,7 +38,12 @@ export interface Service {
   /** ClientIP affinity timeout in seconds; 0 means no affinity. */
   affinitySeconds: number;
   healthCheckNodePort: number;
+  /** From the ferry.dev/balancing annotation; undefined follows the agent's --balancing. */
+  balancing: Balancing | undefined;
 }
+
+/** How new connections are spread: by measured load (ferry's default) or uniformly (kube-proxy). */
+export type Balancing = 'least-busy' | 'uniform';
 
 /** Endpoint conditions with the API's defaults already applied (ready and serving default to true). */
 export interface EndpointConditions {
