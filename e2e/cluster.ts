@@ -154,8 +154,9 @@ export class Cluster implements ClusterDriver {
   }
 
   /** Starts an echo server on a host (a pod's, or one a test adds) and waits until it listens. */
-  async startServer(host: NamespaceHost, ports: number[], delayMs = 0): Promise<void> {
-    const child = host.ns.spawn([process.execPath, script('echo-server.js'), ...ports.flatMap((port) => ['--port', String(port)]), '--delay-ms', String(delayMs)]);
+  async startServer(host: NamespaceHost, ports: number[], options: { delayMs?: number; serialMs?: number } = {}): Promise<void> {
+    const child = host.ns.spawn([process.execPath, script('echo-server.js'), ...ports.flatMap((port) => ['--port', String(port)]),
+      '--delay-ms', String(options.delayMs ?? 0), '--serial-ms', String(options.serialMs ?? 0)]);
     await new Promise<void>((resolve, reject) => {
       let output = '';
       child.stdout?.on('data', (chunk: Buffer) => {
@@ -252,9 +253,9 @@ export class Cluster implements ClusterDriver {
   }
 
   /** Starts `ferry agent` in a node, watching the manifests directory; its debug log goes to agent-NODE.log. */
-  startAgent(node: NamespaceNode, backend: Backend): void {
+  startAgent(node: NamespaceNode, backend: Backend, extraArgs: string[] = []): void {
     const child = node.ns.spawn(['env', 'FERRY_LOG_LEVEL=debug', process.execPath, ferryBin(), 'agent', '--node', node.name, '--manifests', dirname(this.manifestsPath),
-      '--config', this.configPath, '--backend', backend], { log: this.agentLog(node) });
+      '--config', this.configPath, '--backend', backend, ...extraArgs], { log: this.agentLog(node) });
     this.agents.set(node.name, child);
   }
 

@@ -1,14 +1,25 @@
 // The server every endpoint pod runs: answers each TCP connection and UDP datagram with who it is and
 // whom it saw, so a test can tell which endpoint answered and whether the client address was kept.
-//   node dist/e2e/echo-server.js --port 8080 [--port 9090] [--delay-ms N]
+// With --serial-ms S it behaves like a server with one worker: each connection waits for the ones
+// before it and then takes S ms (a capacity of 1000/S per second), so an overloaded endpoint queues.
+//   node dist/e2e/echo-server.js --port 8080 [--port 9090] [--delay-ms N] [--serial-ms S]
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { port: { type: 'string', multiple: true }, 'delay-ms': { type: 'string', default: '0' } } });
+const { values } = parseArgs({ options: { port: { type: 'string', multiple: true }, 'delay-ms': { type: 'string', default: '0' }, 'serial-ms': { type: 'string', default: '0' } } });
 const ports = (values.port ?? []).map(Number);
 const delay = Number(values['delay-ms']);
+const serial = Number(values['serial-ms']);
+let busyUntil = 0;
+/** How long to wait before answering: the fixed delay, or the single worker's queue. */
+const wait = () => {
+  if (serial === 0) return delay;
+  const now = performance.now();
+  busyUntil = Math.max(now, busyUntil) + serial;
+  return busyUntil - now;
+};
 
 /** IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d. */
 const plain = (address: string | undefined) => (address ?? '').replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
@@ -25,7 +36,7 @@ for (const port of ports) {
   // TCP: greet at once (after the delay), then echo whatever the client sends, for long-lived tests.
   createServer((socket) => {
     socket.on('error', () => socket.destroy());
-    setTimeout(() => socket.write(answer(socket.localAddress, socket.remoteAddress, port)), delay);
+    setTimeout(() => socket.write(answer(socket.localAddress, socket.remoteAddress, port)), wait());
     socket.on('data', (data) => socket.write(data));
   }).listen({ port, host: '::', ipv6Only: false }, ready);
 

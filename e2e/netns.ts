@@ -36,10 +36,16 @@ export class Namespace {
 }
 
 const labs = new Set<Lab>();
-// The safety net for a test process that ends without its teardown: delete what it created.
+// The safety net for a process that ends without its teardown (or is interrupted): delete what it created.
 process.once('exit', () => {
   for (const lab of labs) lab.destroySync();
 });
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    for (const lab of labs) lab.destroySync();
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+  });
+}
 
 /** All namespaces of one test run, named with a prefix unique to the run. */
 export class Lab {
