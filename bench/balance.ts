@@ -29,10 +29,10 @@ async function run(backend: Backend, name: string, serviceMs: number[]) {
     ];
     const node = cluster.nodes.get('node-a')!;
     const rows = [];
-    for (const balancing of ['uniform', 'least-busy']) {
+    for (const balancing of ['uniform', 'least-busy'] as const) {
       await cluster.stopAgent(node);
       await cluster.publish(objects);
-      cluster.startAgent(node, backend, ['--balancing', balancing]);
+      cluster.startAgent(node, backend, balancing);
       await cluster.settle(backend);
       const output = await cluster.pods.get('client')!.ns.run([process.execPath, join(packageRoot(), 'dist/e2e/load.js'), '--host', '10.96.0.20', '--port', '80', '--rate', String(RATE), '--seconds', String(SECONDS)]);
       const requests = output.trim().split('\n').map((line) => JSON.parse(line) as Request);

@@ -252,10 +252,14 @@ export class Cluster implements ClusterDriver {
     await rename(staging, this.manifestsPath);
   }
 
-  /** Starts `ferry agent` in a node, watching the manifests directory; its debug log goes to agent-NODE.log. */
-  startAgent(node: NamespaceNode, backend: Backend, extraArgs: string[] = []): void {
+  /**
+   * Starts `ferry agent` in a node, watching the manifests directory; its debug log goes to
+   * agent-NODE.log. Uniform balancing unless told otherwise: the scenarios check kube-proxy's
+   * semantics, and `settle` compares with rules of equal weights.
+   */
+  startAgent(node: NamespaceNode, backend: Backend, balancing: 'uniform' | 'least-busy' = 'uniform'): void {
     const child = node.ns.spawn(['env', 'FERRY_LOG_LEVEL=debug', process.execPath, ferryBin(), 'agent', '--node', node.name, '--manifests', dirname(this.manifestsPath),
-      '--config', this.configPath, '--backend', backend, ...extraArgs], { log: this.agentLog(node) });
+      '--config', this.configPath, '--backend', backend, '--balancing', balancing], { log: this.agentLog(node) });
     this.agents.set(node.name, child);
   }
 
