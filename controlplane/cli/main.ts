@@ -1,10 +1,10 @@
-// The ferry command line: render, diff, apply and cleanup (exit codes are part of the contract).
+// The ferry command line: render, diff, apply, cleanup and agent (exit codes are part of the contract).
+import { hostname } from 'node:os';
 import { Command, Option } from 'commander';
 import { diffLines } from 'diff';
 import { applyRules, cleanupRules, compareRules, diffRules } from '../../dataplane/dataplane.js';
 import { renderedText, type Backend } from '../../dataplane/render.js';
 import { execaRunner } from '../../dataplane/runner.js';
-import { hostname } from 'node:os';
 import { describeModelError } from '../model/cluster-state.js';
 import { runAgent, type AgentCommandOptions } from './agent-command.js';
 import { desiredRules, type DesiredRules, type RuleOptions } from './pipeline.js';
