@@ -17,7 +17,7 @@ for (const scenario of Object.keys(scenarios)) {
         const declared = backend === 'nftables'
           ? [...part.text.matchAll(/^\tchain (\S+) \{/gm)].map((match) => match[1]!)
           : [...part.text.matchAll(/^:(FERRY-\S+)/gm)].map((match) => match[1]!);
-        t.true(declared.length > 10);
+        t.true(declared.length >= 7, "at least the fixed chains are declared");
         for (const chain of declared) t.true(listed.includes(backend === 'nftables' ? `chain ${chain} {` : `:${chain} `), chain);
       }
     });

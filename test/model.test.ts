@@ -23,9 +23,10 @@ test('a Service is read with the API defaults applied', (t) => {
   t.deepEqual(errors, []);
   t.deepEqual(state.services, [{
     namespace: 'default', name: 'web', type: 'ClusterIP', clusterIPs: ['10.96.0.20'],
-    ports: [{ name: '', protocol: 'TCP', port: 80, nodePort: 0 }],
+    ports: [{ name: '', protocol: 'TCP', port: 80, nodePort: 0, targetPort: 80 }],
     externalIPs: [], loadBalancerIPs: [], loadBalancerSourceRanges: [],
     externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster', affinitySeconds: 0, healthCheckNodePort: 0, balancing: undefined,
+    selector: undefined, publishNotReadyAddresses: false,
   }]);
 });
 

@@ -115,8 +115,8 @@ export class Agent {
     const { backend, runner, logger } = this.options;
     const started = this.clock.now();
     try {
-      const { state, errors } = buildClusterState(this.options.source.objects());
-      this.logRejections(errors);
+      const { state, errors, warnings } = buildClusterState(this.options.source.objects());
+      this.logRejections([...errors, ...warnings]);
       const rules = computeNodeRules(state, this.options.node, { ...computeConfig(this.options.config, backend), balancing: this.options.balancing },
         this.balanceState.weights);
       const rendered = render(rules, backend);

@@ -7,6 +7,7 @@ import { renderedText, type Backend } from '../../dataplane/render.js';
 import { execaRunner } from '../../dataplane/runner.js';
 import { describeModelError } from '../model/cluster-state.js';
 import { runAgent, type AgentCommandOptions } from './agent-command.js';
+import { endpointsReport, type EndpointsOptions } from './endpoints-command.js';
 import { desiredRules, type DesiredRules, type RuleOptions } from './pipeline.js';
 
 /** Exit codes of diff: 0 identical, 1 different, 2 error (as diff(1) has them). */
@@ -82,6 +83,28 @@ async function main(argv: string[]): Promise<number> {
       console.log(current === wanted
         ? `ferry: ${desired.backend} rules for ${desired.rules.node} already up to date (${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${ms} ms)`
         : `ferry: applied ${desired.backend} rules for ${desired.rules.node}: ${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${count('added')} rule lines added, ${count('removed')} removed; ${ms} ms`);
+    });
+
+  program.command('endpoints')
+    .argument('[service]', 'a Service name (in -n NAMESPACE, default "default"); all Services when left out')
+    .summary('list the endpoints of each Service port and where they come from')
+    .description([
+      'list the endpoints of each Service port: node, ready/serving/terminating, and whether they come from an',
+      'EndpointSlice or from the Service\'s selector and the Pods in the input; with --node also whether each is',
+      'local and which group of that node\'s rules uses it (after the traffic policies).',
+      '',
+      'Example:',
+      '  ferry endpoints web -n shop -f examples/app.yaml --node node-a',
+    ].join('\n'))
+    .option('-n, --namespace <namespace>', 'the Services\' namespace')
+    .requiredOption('-f, --file <path>', 'a YAML/JSON manifest or a directory of them; repeatable', collect, [])
+    .option('--node <name>', 'also show what this node\'s rules use')
+    .option('--config <file>', 'a KubeProxyConfiguration, for --node')
+    .addOption(new Option('-o, --output <format>', 'table, or yaml for the EndpointSlices derived from Pods').choices(['table', 'yaml']).default('table'))
+    .action(async (service: string | undefined, options: EndpointsOptions) => {
+      const { text, messages } = await endpointsReport(service, options);
+      for (const message of messages) console.error(`ferry: warning: ${message}`);
+      process.stdout.write(text);
     });
 
   program.command('agent')

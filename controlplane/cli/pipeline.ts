@@ -31,7 +31,7 @@ export async function desiredRules(options: RuleOptions): Promise<DesiredRules> 
     ? parseKubeProxyConfiguration(await readFile(options.config, 'utf8'), options.config)
     : { config: defaultConfig, warnings: [] };
   const backend = options.backend ?? config.mode ?? 'nftables';
-  const { state, errors } = buildClusterState(await readManifests(options.file));
+  const { state, errors, warnings: modelWarnings } = buildClusterState(await readManifests(options.file));
   const rules = computeNodeRules(state, options.node, computeConfig(config, backend));
-  return { backend, rules, rendered: render(rules, backend), warnings, modelErrors: errors };
+  return { backend, rules, rendered: render(rules, backend), warnings: [...warnings, ...modelWarnings.map((warning) => `${warning.kind} ${warning.object}: ${warning.message}`)], modelErrors: errors };
 }

@@ -166,12 +166,14 @@ function computeServicePort(state: ClusterState, service: Service, port: Service
   };
 }
 
-interface PortEndpoint extends Endpoint {
+/** An endpoint of one Service port: the address, its port for this Service port, and where it came from. */
+export interface PortEndpoint extends Endpoint {
   port: number;
+  source: EndpointSlice['source'];
 }
 
 /** The endpoints of one Service port: slices of the Service and family, port matched by name and protocol. */
-function serviceEndpoints(state: ClusterState, service: Service, port: ServicePort, family: IPFamily): PortEndpoint[] {
+export function serviceEndpoints(state: ClusterState, service: Service, port: ServicePort, family: IPFamily): PortEndpoint[] {
   const byAddress = new Map<string, PortEndpoint>();
   for (const slice of slicesOf(state).get(sliceKey(family, service.namespace, service.name)) ?? []) {
     const slicePort = slice.ports.find((candidate) => candidate.name === port.name && candidate.protocol === port.protocol);
@@ -179,7 +181,7 @@ function serviceEndpoints(state: ClusterState, service: Service, port: ServicePo
     for (const endpoint of slice.endpoints) {
       const key = `${endpoint.ip}/${slicePort.port}`;
       // The same address in two slices happens while the controller moves it; the first slice wins.
-      if (!byAddress.has(key)) byAddress.set(key, { ...endpoint, port: slicePort.port });
+      if (!byAddress.has(key)) byAddress.set(key, { ...endpoint, port: slicePort.port, source: slice.source });
     }
   }
   return [...byAddress.values()];

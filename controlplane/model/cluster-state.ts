@@ -1,8 +1,9 @@
 // Turns raw Kubernetes objects into a validated ClusterState; an invalid object is left out and named.
 import { Field, FieldError, isRecord } from './fields.js';
 import { familyOf } from './ip.js';
+import { selectorEndpointSlices } from './selector-endpoints.js';
 import type {
-  ClusterState, Endpoint, EndpointPort, EndpointSlice, IPFamily, ModelError, Node, Protocol, Service,
+  ClusterState, Endpoint, EndpointPort, EndpointSlice, IPFamily, ModelError, Node, Pod, Protocol, Service,
   ServiceCIDR, ServicePort, ServiceType,
 } from './types.js';
 
@@ -21,11 +22,13 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 export interface ModelResult {
   state: ClusterState;
   errors: ModelError[];
+  /** Worth telling but not wrong, such as a selector that matches no Pod. */
+  warnings: ModelError[];
 }
 
 /** Builds the cluster model from API objects (Lists are expanded; kinds ferry does not use are ignored). */
 export function buildClusterState(objects: unknown[]): ModelResult {
-  const state: ClusterState = { services: [], endpointSlices: [], nodes: [], serviceCIDRs: [] };
+  const state: ClusterState = { services: [], endpointSlices: [], nodes: [], serviceCIDRs: [], pods: [] };
   const errors: ModelError[] = [];
   for (const object of expandLists(objects)) {
     const root = new Field(object, '');
@@ -45,6 +48,9 @@ export function buildClusterState(objects: unknown[]): ModelResult {
         case 'v1/Node':
           state.nodes.push(readNode(root));
           break;
+        case 'v1/Pod':
+          state.pods.push(readPod(root));
+          break;
         case 'networking.k8s.io/v1/ServiceCIDR':
         case 'networking.k8s.io/v1beta1/ServiceCIDR':
           state.serviceCIDRs.push(readServiceCIDR(root));
@@ -55,7 +61,9 @@ export function buildClusterState(objects: unknown[]): ModelResult {
       errors.push({ kind, object: objectName(root), field: error.field, message: error.message });
     }
   }
-  return { state, errors };
+  const derived = selectorEndpointSlices(state);
+  state.endpointSlices.push(...derived.slices);
+  return { state, errors, warnings: derived.warnings };
 }
 
 function* expandLists(objects: unknown[]): Generator<unknown> {
@@ -125,6 +133,8 @@ function readService(root: Field): Service | undefined {
       ? spec.get('sessionAffinityConfig').get('clientIP').get('timeoutSeconds').integer(1, 86400, 10800)
       : 0,
     healthCheckNodePort: spec.get('healthCheckNodePort').integer(0, 65535, 0),
+    selector: readSelector(spec.get('selector')),
+    publishNotReadyAddresses: spec.get('publishNotReadyAddresses').boolean(false),
     balancing: metadata.get('annotations').get(BALANCING_ANNOTATION).absent
       ? undefined
       : metadata.get('annotations').get(BALANCING_ANNOTATION).oneOf(['least-busy', 'uniform'] as const),
@@ -159,7 +169,12 @@ function readServicePorts(ports: Field, type: ServiceType): ServicePort[] {
     const nodePortField = port.get('nodePort');
     const nodePort = type === 'ClusterIP' ? 0 : nodePortField.integer(1, 65535, 0);
     if (type === 'NodePort' && nodePort === 0) nodePortField.fail('a NodePort Service needs a node port');
-    return { name, protocol, port: port.get('port').integer(1, 65535), nodePort };
+    const number = port.get('port').integer(1, 65535);
+    const targetField = port.get('targetPort');
+    const targetPort = typeof targetField.value === 'string' && !/^\d+$/.test(targetField.value)
+      ? readName(targetField, DNS_LABEL, 15)
+      : targetField.absent ? number : typeof targetField.value === 'string' ? new Field(Number(targetField.value), targetField.path).integer(1, 65535) : targetField.integer(1, 65535);
+    return { name, protocol, port: number, nodePort, targetPort };
   });
 }
 
@@ -192,7 +207,7 @@ function readEndpointSlice(root: Field): EndpointSlice | undefined {
       return { name: portName, protocol: port.get('protocol').oneOf(PROTOCOLS, 'TCP'), port: port.get('port').integer(1, 65535) };
     });
   const endpoints = root.get('endpoints').list().map((endpoint) => readEndpoint(endpoint, addressType));
-  return { namespace, name, serviceName, family: addressType, ports, endpoints };
+  return { namespace, name, serviceName, source: 'EndpointSlice', family: addressType, ports, endpoints };
 }
 
 function readEndpoint(endpoint: Field, family: IPFamily): Endpoint {
@@ -234,6 +249,39 @@ function readNode(root: Field): Node {
     internalIPs: addresses.filter((a) => a.type === 'InternalIP').map((a) => a.ip),
     externalIPs: addresses.filter((a) => a.type === 'ExternalIP').map((a) => a.ip),
     podCIDRs,
+  };
+}
+
+function readSelector(selector: Field): Record<string, string> | undefined {
+  if (selector.absent) return undefined;
+  if (!isRecord(selector.value)) selector.fail('must be a map of labels');
+  return Object.fromEntries(Object.keys(selector.value).map((key) => [key, selector.get(key).string()]));
+}
+
+function readPod(root: Field): Pod {
+  const { namespace, name, metadata } = readMetadata(root, DNS_SUBDOMAIN, 253);
+  const labels = metadata.get('labels');
+  const status = root.get('status');
+  const spec = root.get('spec');
+  const podIPs = status.get('podIPs');
+  const ips = podIPs.absent
+    ? (status.get('podIP').absent ? [] : [status.get('podIP').ip()])
+    : podIPs.list().map((entry) => entry.get('ip').ip());
+  const phase = status.get('phase').string('Pending');
+  const readyCondition = status.get('conditions').list().find((condition) => condition.get('type').value === 'Ready');
+  const nodeNameField = spec.get('nodeName');
+  return {
+    namespace,
+    name,
+    labels: labels.absent ? {} : Object.fromEntries(Object.keys(labels.value as object).map((key) => [key, labels.get(key).string()])),
+    ips,
+    nodeName: nodeNameField.absent ? '' : readName(nodeNameField, DNS_SUBDOMAIN, 253),
+    ready: readyCondition?.get('status').value === 'True',
+    terminating: !metadata.get('deletionTimestamp').absent,
+    terminal: phase === 'Succeeded' || phase === 'Failed',
+    containerPorts: [...spec.get('initContainers').list(), ...spec.get('containers').list()].flatMap((container) => container.get('ports').list())
+      .filter((port) => !port.get('name').absent)
+      .map((port) => ({ name: port.get('name').string(), port: port.get('containerPort').integer(1, 65535), protocol: port.get('protocol').oneOf(PROTOCOLS, 'TCP') })),
   };
 }
 

@@ -18,6 +18,8 @@ export interface ServicePort {
   port: number;
   /** 0 when the Service has no node port for this port. */
   nodePort: number;
+  /** The Pods' port: a number, or the name of a container port (resolved per Pod). */
+  targetPort: number | string;
 }
 
 /** A Service that has virtual IPs (headless and ExternalName Services never reach the model). */
@@ -40,6 +42,10 @@ export interface Service {
   healthCheckNodePort: number;
   /** From the ferry.dev/balancing annotation; undefined follows the agent's --balancing. */
   balancing: Balancing | undefined;
+  /** spec.selector; undefined for a Service without one (its endpoints are managed by hand). */
+  selector: Record<string, string> | undefined;
+  /** Not-ready Pods count as ready endpoints (for DNS of StatefulSets, for example). */
+  publishNotReadyAddresses: boolean;
 }
 
 /** How new connections are spread: by measured load (ferry's default) or uniformly (kube-proxy). */
@@ -71,6 +77,8 @@ export interface EndpointSlice {
   namespace: string;
   name: string;
   serviceName: string;
+  /** Given in the input, or derived from Pods and the Service's selector (manifests without slices). */
+  source: 'EndpointSlice' | 'selector';
   family: IPFamily;
   ports: EndpointPort[];
   endpoints: Endpoint[];
@@ -85,6 +93,23 @@ export interface Node {
   podCIDRs: string[];
 }
 
+/** The parts of a Pod that make it an endpoint (manifests mode only: the API source does not list Pods). */
+export interface Pod {
+  namespace: string;
+  name: string;
+  labels: Record<string, string>;
+  /** status.podIPs, one per family. */
+  ips: string[];
+  nodeName: string;
+  /** The Ready condition is True. */
+  ready: boolean;
+  /** metadata.deletionTimestamp is set. */
+  terminating: boolean;
+  /** Succeeded and Failed Pods are never endpoints. */
+  terminal: boolean;
+  containerPorts: { name: string; port: number; protocol: Protocol }[];
+}
+
 /** A networking.k8s.io/v1 ServiceCIDR: the ranges cluster IPs are allocated from. */
 export interface ServiceCIDR {
   name: string;
@@ -97,6 +122,7 @@ export interface ClusterState {
   endpointSlices: EndpointSlice[];
   nodes: Node[];
   serviceCIDRs: ServiceCIDR[];
+  pods: Pod[];
 }
 
 /** Why an object was left out of the model: which object, which field, and the value received. */

@@ -7,8 +7,10 @@ import { testConfig } from './objects.js';
 
 const base = testConfig;
 
-/** Each scenario: a config and endpoint weights; all render the same manifests for node-a. */
-export const scenarios: Record<string, { config: ComputeConfig; weights: EndpointWeights }> = {
+const cluster = ['../../examples/cluster.yaml', '../fixtures/edge-cases.yaml'];
+
+/** Each scenario: manifests (default: the example cluster and the edge cases), a config and endpoint weights, rendered for node-a. */
+export const scenarios: Record<string, { config: ComputeConfig; weights: EndpointWeights; files?: string[] }> = {
   default: { config: base, weights: new Map() },
   'masquerade-all': {
     config: { ...base, detectLocalMode: 'NodeCIDR', nodePortAddresses: { kind: 'all' }, masqueradeAll: true },
@@ -18,6 +20,8 @@ export const scenarios: Record<string, { config: ComputeConfig; weights: Endpoin
     config: { ...base, clusterCIDRs: [], nodePortAddresses: { kind: 'cidrs', cidrs: ['192.168.56.0/24', 'fd00:56::/64'] }, masqueradeBit: 5 },
     weights: new Map([[endpointKey('tcp', '10.244.1.2', 53), 0.2], [endpointKey('tcp', '10.244.2.2', 53), 0.5]]),
   },
+  // An application's Services and Pods without EndpointSlices: endpoints derived from the selectors.
+  'app-pods': { config: base, weights: new Map(), files: ['../../examples/app.yaml'] },
 };
 
 export const backends: Backend[] = ['nftables', 'iptables'];
@@ -27,10 +31,10 @@ export const goldenPath = (scenario: string, backend: Backend) =>
 
 /** Renders a golden scenario; throws if the manifests hold any invalid object. */
 export async function renderScenario(scenario: string, backend: Backend) {
-  const objects = await readManifests([new URL('../../examples/cluster.yaml', import.meta.url).pathname, new URL('../fixtures/edge-cases.yaml', import.meta.url).pathname]);
+  const { config, weights, files = cluster } = scenarios[scenario]!;
+  const objects = await readManifests(files.map((file) => new URL(file, import.meta.url).pathname));
   const { state, errors } = buildClusterState(objects);
   if (errors.length > 0) throw new Error(`fixture errors: ${JSON.stringify(errors)}`);
-  const { config, weights } = scenarios[scenario]!;
   const rendered = render(computeNodeRules(state, 'node-a', config, weights), backend);
   return { rendered, text: renderedText(rendered) };
 }
