@@ -6,6 +6,7 @@ import test from 'ava';
 import { packageRoot } from '../controlplane/package-root.js';
 import { Cluster, type NamespaceHost, type NamespaceNode } from './cluster.js';
 import type { Backend, ProbeResult } from './driver.js';
+import { podObjects } from './manifests.js';
 import { clusterSpec } from './scenarios.js';
 
 const HTTP = { name: 'http', port: 8080 };
@@ -110,6 +111,15 @@ export function registerAgentTests(backend: Backend): void {
     await cluster.apply(local('web-2'), backend);
     t.is((await check('node-a')).status, 503);
     t.is((await check('node-b')).status, 200);
+  });
+
+  test.serial(`kernel: agent ${backend}: manifests with Pods and no EndpointSlices: endpoints come from the selector`, async (t) => {
+    await cluster.apply([
+      service('selected', '10.96.3.50', { selector: { app: 'selected' }, ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 'web' }] }),
+      ...podObjects(cluster.pods, ['web-1', 'web-3'], { app: 'selected' }, { name: 'web', containerPort: 8080 }),
+    ], backend);
+    const results = await cluster.probe(pod('client-b'), { proto: 'tcp', host: '10.96.3.50', port: 80, count: 30 });
+    t.deepEqual(servers(results), [pod('web-1').ipv4, pod('web-3').ipv4].sort());
   });
 
   test.serial(`kernel: agent ${backend}: /healthz and /metrics answer with kube-proxy's metrics under ferry_`, async (t) => {

@@ -21,3 +21,16 @@ export function endpointSliceObjects(pods: ReadonlyMap<string, PodHost>, service
     ports: ports.map((port) => ({ name: port.name ?? '', port: port.port, protocol: port.protocol ?? 'TCP' })),
   }));
 }
+
+/** Pod objects for pods of the cluster, Ready, with the given labels and one named container port. */
+export function podObjects(pods: ReadonlyMap<string, PodHost>, names: string[], labels: Record<string, string>, port: { name: string; containerPort: number }, namespace = 'default'): object[] {
+  return names.map((name) => {
+    const pod = pods.get(name);
+    if (!pod) throw new Error(`no pod ${name}`);
+    return {
+      apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace, labels },
+      spec: { nodeName: pod.node, containers: [{ name: 'main', image: 'echo', ports: [{ ...port, protocol: 'TCP' }] }] },
+      status: { phase: 'Running', podIP: pod.ipv4, podIPs: [{ ip: pod.ipv4 }, { ip: pod.ipv6 }], conditions: [{ type: 'Ready', status: 'True' }] },
+    };
+  });
+}

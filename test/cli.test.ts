@@ -90,7 +90,7 @@ test('errors exit 2 with a message: unknown node, missing file, broken YAML, unk
 test('--help explains every command with an example', async (t) => {
   const help = await ferry(['--help']);
   t.is(help.exitCode, 0);
-  for (const command of ['render', 'diff', 'apply', 'cleanup']) {
+  for (const command of ['render', 'diff', 'apply', 'cleanup', 'endpoints', 'agent']) {
     t.regex(help.stdout, new RegExp(`^  ${command}`, 'm'));
     const own = await ferry([command, '--help']);
     t.is(own.exitCode, 0);
@@ -117,4 +117,31 @@ test('kernel: diff exits 1 before apply and 0 after; apply reports what it did; 
   t.notRegex(await runChecked(runner, 'nft', 'nft', ['list', 'ruleset']), /ferry|FERRY/);
   t.notRegex(await runChecked(runner, 'save', 'iptables-save', []), /FERRY/);
   t.notRegex(await runChecked(runner, 'save', 'ip6tables-save', []), /FERRY/);
+});
+
+test('ferry endpoints lists each endpoint with its node, conditions and source, and what a node uses', async (t) => {
+  const { stdout, stderr, exitCode } = await ferry(['endpoints', '-n', 'shop', '-f', 'examples/app.yaml', '--node', 'node-a']);
+  t.is(exitCode, 0, stderr);
+  const rows = stdout.trim().split('\n').map((line) => line.split(/\s{2,}/));
+  t.deepEqual(rows[0], ['SERVICE', 'PORT', 'ENDPOINT', 'NODE', 'READY', 'SERVING', 'TERMINATING', 'SOURCE', 'LOCAL', 'USED BY THIS NODE']);
+  t.deepEqual(rows.find((row) => row[2] === '10.244.2.12:9090'), ['shop/web', 'http 80/TCP', '10.244.2.12:9090', 'node-b', 'true', 'true', 'false', 'selector', 'no', 'cluster']);
+  t.deepEqual(rows.find((row) => row[2] === '10.244.2.11:8080')?.slice(4, 10), ['false', 'true', 'true', 'selector', 'no', '-'], 'terminating and not used: a ready endpoint exists');
+  t.deepEqual(rows.find((row) => row[2] === '10.244.1.21:8080')?.slice(8), ['yes', '-'], 'a not-ready local endpoint is not used');
+  t.regex(stderr, /Service shop\/reports: spec\.selector: matches no Pod/);
+});
+
+test('ferry endpoints -o yaml prints derived EndpointSlices that render the same rules when fed back', async (t) => {
+  const derived = await ferry(['endpoints', '-n', 'shop', '-f', 'examples/app.yaml', '-o', 'yaml']);
+  t.is(derived.exitCode, 0);
+  const slices = await tempFile('slices.yaml', derived.stdout);
+  const fromPods = await ferry(['render', '--node', 'node-a', '-f', 'examples/app.yaml']);
+  const fromSlices = await ferry(['render', '--node', 'node-a', '-f', 'examples/app.yaml', '-f', slices]);
+  t.regex(fromPods.stdout, /dnat to 10\.244\.2\.12:9090/);
+  t.is(fromSlices.stdout, fromPods.stdout);
+});
+
+test('ferry endpoints names a Service that is not there, with exit code 2', async (t) => {
+  const { exitCode, stderr } = await ferry(['endpoints', 'nope', '-f', 'examples/app.yaml']);
+  t.is(exitCode, 2);
+  t.regex(stderr, /Service default\/nope is not in the input/);
 });
