@@ -212,7 +212,10 @@ function usableEndpoints<T extends Endpoint>(endpoints: T[]): T[] {
 }
 
 function endpointTargets(id: string, protocol: L4Protocol, endpoints: PortEndpoint[], weights: EndpointWeights): EndpointTarget[] {
-  const sorted = [...endpoints].sort((a, b) => compareIPs(a.ip, b.ip) || a.port - b.port);
+  // Sorting compares each address many times: parse each once.
+  const sorted = endpoints.map((endpoint) => ({ endpoint, key: ipSortKey(endpoint.ip) }))
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.endpoint.port - b.endpoint.port))
+    .map(({ endpoint }) => endpoint);
   const shares = integerWeights(sorted.map((endpoint) => weights.get(endpointKey(protocol, endpoint.ip, endpoint.port)) ?? 1));
   return sorted.map((endpoint, index) => ({
     hash: stableHash(`${id}/${endpointKey(protocol, endpoint.ip, endpoint.port)}`),
@@ -237,11 +240,13 @@ function compareText(a: string, b: string): number {
 
 /** Numeric address order, so that 10.0.0.9 sorts before 10.0.0.10. */
 function compareIPs(a: string, b: string): number {
-  const left = ipaddr.parse(a).toByteArray();
-  const right = ipaddr.parse(b).toByteArray();
-  if (left.length !== right.length) return left.length - right.length;
-  for (let i = 0; i < left.length; i++) {
-    if (left[i] !== right[i]) return left[i]! - right[i]!;
-  }
-  return 0;
+  const left = ipSortKey(a);
+  const right = ipSortKey(b);
+  return left < right ? -1 : left > right ? 1 : 0;
+}
+
+/** A string that sorts like the address: family first, then the bytes as fixed-width hex. */
+function ipSortKey(ip: string): string {
+  const bytes = ipaddr.parse(ip).toByteArray();
+  return `${bytes.length === 4 ? 4 : 6}${bytes.map((byte) => byte.toString(16).padStart(2, '0')).join('')}`;
 }
