@@ -8,6 +8,12 @@ export interface SyntheticOptions {
 
 const ip = (base: number, index: number) => `10.${base + (index >> 16)}.${(index >> 8) & 255}.${index & 255}`;
 
+/** The address of endpoint `e` of Service `s` in a synthetic cluster with `endpoints` per Service. */
+export const endpointIP = (s: number, e: number, endpoints: number) => ip(64, s * (endpoints + 8) + e);
+
+/** The cluster IP of Service `s`. */
+export const clusterIP = (s: number) => `10.96.${(s + 1) >> 8}.${(s + 1) & 255}`;
+
 /** Node names node-0 .. node-(K-1); node-0 is the one the benchmark computes for. */
 export function syntheticCluster({ services, endpoints, nodes = 3 }: SyntheticOptions, extraEndpoint?: (service: number) => number): object[] {
   const objects: object[] = [];
@@ -25,7 +31,7 @@ export function syntheticCluster({ services, endpoints, nodes = 3 }: SyntheticOp
     objects.push({
       apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${s}`, namespace: `ns-${s % 20}` },
       spec: {
-        type, clusterIP: `10.96.${(s + 1) >> 8}.${(s + 1) & 255}`,
+        type, clusterIP: clusterIP(s),
         ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080, ...nodePort }],
         ...(type === 'LoadBalancer' ? { externalTrafficPolicy: 'Local' } : {}),
       },
@@ -37,7 +43,7 @@ export function syntheticCluster({ services, endpoints, nodes = 3 }: SyntheticOp
       metadata: { name: `svc-${s}-abcde`, namespace: `ns-${s % 20}`, labels: { 'kubernetes.io/service-name': `svc-${s}` } },
       addressType: 'IPv4',
       endpoints: Array.from({ length: count }, (_, e) => ({
-        addresses: [ip(64, s * (endpoints + 8) + e)], conditions: { ready: true }, nodeName: `node-${e % nodes}`,
+        addresses: [endpointIP(s, e, endpoints)], conditions: { ready: true }, nodeName: `node-${e % nodes}`,
       })),
       ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
     });

@@ -1,0 +1,105 @@
+// One scale measurement (a backend, N Services × M endpoints), run by bench/scale.ts in its own
+// throwaway network namespace and process, so that peak RSS and kernel state belong to this run only.
+// Prints one JSON line.
+import { connect, createServer } from 'node:net';
+import { parseArgs } from 'node:util';
+import { computeNodeRules } from '../controlplane/compute/compute.js';
+import type { ComputeConfig } from '../controlplane/compute/compute.js';
+import { buildClusterState } from '../controlplane/model/cluster-state.js';
+import { applyRules } from '../dataplane/dataplane.js';
+import { applyIptables } from '../dataplane/iptables.js';
+import { incrementalScript } from '../dataplane/nft-incremental.js';
+import { render, type Backend, type RenderedRules } from '../dataplane/render.js';
+import { execaRunner, runChecked } from '../dataplane/runner.js';
+import { clusterIP, endpointIP, syntheticCluster } from './synthetic.js';
+
+const { values } = parseArgs({ options: { backend: { type: 'string' }, services: { type: 'string' }, endpoints: { type: 'string' } } });
+const backend = values.backend as Backend;
+const N = Number(values.services);
+const M = Number(values.endpoints);
+const config: ComputeConfig = { clusterCIDRs: ['10.244.0.0/16'], detectLocalMode: 'ClusterCIDR', nodePortAddresses: { kind: 'primary' }, masqueradeBit: 14, masqueradeAll: false };
+const now = () => performance.now();
+
+function rulesFor(objects: object[]): { rendered: RenderedRules; computeMs: number; renderMs: number } {
+  const t0 = now();
+  const rules = computeNodeRules(buildClusterState(objects).state, 'node-0', config);
+  const t1 = now();
+  const rendered = render(rules, backend);
+  return { rendered, computeMs: t1 - t0, renderMs: now() - t1 };
+}
+
+/** The kernel alone: the same text straight into nft / iptables-restore, nothing else. */
+async function kernelOnly(rendered: RenderedRules): Promise<number> {
+  const t0 = now();
+  if (backend === 'nftables') await runChecked(execaRunner, 'nft', 'nft', ['-f', '-'], rendered.texts[0]!.text);
+  else for (const part of rendered.texts) await runChecked(execaRunner, 'restore', part.family === 'IPv4' ? 'iptables-restore' : 'ip6tables-restore', ['--noflush'], part.text);
+  return now() - t0;
+}
+
+/** One change from `previous` to `next`, written as the agent writes a partial sync. */
+async function incremental(previous: RenderedRules, objects: object[]): Promise<{ ms: number; next: RenderedRules }> {
+  const t0 = now();
+  const { rendered: next } = rulesFor(objects);
+  if (backend === 'nftables') {
+    const script = incrementalScript(previous.texts[0]!.text, next.texts[0]!.text);
+    if (script) await runChecked(execaRunner, 'nft', 'nft', ['-f', '-'], script);
+  } else {
+    for (const [index, part] of next.texts.entries()) await applyIptables(execaRunner, part.family as 'IPv4' | 'IPv6', part.text, previous.texts[index]!.text);
+  }
+  return { ms: now() - t0, next };
+}
+
+/** Connection set-up latency to a Service's cluster IP, through the rules, p50 and p99 over `count` connections. */
+async function setupLatency(service: number, count: number): Promise<{ p50: number; p99: number }> {
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const t0 = now();
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect({ host: clusterIP(service), port: 80 }, () => {
+        samples.push(now() - t0);
+        socket.destroy();
+        resolve();
+      });
+      socket.on('error', reject);
+    });
+  }
+  samples.sort((a, b) => a - b);
+  return { p50: samples[Math.floor(count / 2)]!, p99: samples[Math.floor(count * 0.99)]! };
+}
+
+const base = syntheticCluster({ services: N, endpoints: M });
+const full0 = now();
+const { rendered, computeMs, renderMs } = rulesFor(base);
+const applyStart = now();
+await applyRules(execaRunner, rendered);
+const fullSync = { computeMs, renderMs, applyMs: now() - applyStart, totalMs: now() - full0 };
+
+// Endpoints of the first and the last Service answer on this namespace's loopback; cluster IPs need a
+// route for connect() to reach the output hook, where DNAT sends them to those local addresses.
+await runChecked(execaRunner, 'ip', 'ip', ['route', 'add', '10.96.0.0/16', 'dev', 'lo']);
+for (const service of new Set([0, N - 1])) {
+  for (let e = 0; e < M; e++) await runChecked(execaRunner, 'ip', 'ip', ['address', 'add', `${endpointIP(service, e, M)}/32`, 'dev', 'lo']);
+}
+const server = createServer((socket) => socket.end());
+await new Promise<void>((resolve) => server.listen(8080, '0.0.0.0', resolve));
+const first = await setupLatency(0, 300);
+const last = await setupLatency(N - 1, 300);
+server.close();
+
+// Incremental syncs with N Services present: one endpoint added, one Service added, one removed.
+const withEndpoint = syntheticCluster({ services: N, endpoints: M }, (s) => (s === 0 ? 1 : 0));
+const endpointAdded = await incremental(rendered, withEndpoint);
+const withService = syntheticCluster({ services: N + 1, endpoints: M }, (s) => (s === 0 ? 1 : 0));
+const serviceAdded = await incremental(endpointAdded.next, withService);
+const serviceRemoved = await incremental(serviceAdded.next, withEndpoint);
+
+// The kernel alone, on a clean table: ferry's overhead is full sync / this.
+if (backend === 'nftables') await runChecked(execaRunner, 'nft', 'nft', ['flush', 'ruleset']);
+else for (const save of ['iptables', 'ip6tables']) for (const table of ['nat', 'filter', 'mangle']) await runChecked(execaRunner, save, save, ['-t', table, '-F']).then(() => runChecked(execaRunner, save, save, ['-t', table, '-X']));
+const kernelMs = await kernelOnly(rendered);
+
+console.log(JSON.stringify({
+  backend, services: N, endpoints: M, fullSync, kernelMs,
+  incremental: { endpointAddedMs: endpointAdded.ms, serviceAddedMs: serviceAdded.ms, serviceRemovedMs: serviceRemoved.ms },
+  latency: { first, last }, peakRssMB: process.resourceUsage().maxRSS / 1024,
+}));
