@@ -6,16 +6,21 @@ import type { Backend, RenderedRules } from './render.js';
 import type { Runner } from './runner.js';
 import { checkStructure } from './structure-check.js';
 
-/** Loads the rules into the kernel: checked first, then one transaction per restore (per family for iptables). */
+/** Loads the rules into the kernel: structure-checked, then one transaction (nft), or per family checked then committed (iptables). */
 export async function applyRules(runner: Runner, rendered: RenderedRules): Promise<void> {
   for (const part of rendered.texts) checkStructure(part.text, rendered.backend);
   if (rendered.backend === 'nftables') {
     await nftables.applyNftables(runner, rendered.texts[0]!.text);
     return;
   }
-  // Validate every family before touching any, so a bad IPv6 set does not leave IPv4 half-updated.
-  for (const part of rendered.texts) await iptables.listAsKernelWould(runner, part.family as iptables.Family, part.text);
-  for (const part of rendered.texts) await iptables.applyIptables(runner, part.family as iptables.Family, part.text);
+  // Check every family before touching any, so a bad IPv6 set does not leave IPv4 half-updated.
+  const plans: [iptables.Family, string][] = [];
+  for (const part of rendered.texts) {
+    const family = part.family as iptables.Family;
+    plans.push([family, await iptables.restorePlan(runner, family, part.text)]);
+  }
+  for (const [family, plan] of plans) await iptables.testRestore(runner, family, plan);
+  for (const [family, plan] of plans) await iptables.commitRestore(runner, family, plan);
 }
 
 /** The kernel's current ferry rules and the desired ones, both as the kernel lists them. */

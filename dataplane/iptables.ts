@@ -119,16 +119,33 @@ export async function saveIptables(runner: Runner, family: Family): Promise<stri
 }
 
 /**
- * Checks the transition with the kernel, then applies it in one iptables-restore transaction. With
- * `previous` (the rules last applied), only what changed since is written; without it the kernel's
- * current rules are read, which also repairs anything someone else changed.
+ * The restore input from the rules now to `desired`. With `previous` (the rules last applied), only
+ * what changed since; without it the kernel's current rules are read, which also repairs anything
+ * someone else changed. Empty when nothing changes.
+ */
+export async function restorePlan(runner: Runner, family: Family, desired: string, previous?: string): Promise<string> {
+  return planRestore(previous ?? await saveIptables(runner, family), desired);
+}
+
+/** The kernel's verdict on a restore input, without committing it (`iptables-restore --test`). */
+export async function testRestore(runner: Runner, family: Family, plan: string): Promise<void> {
+  if (plan) await runChecked(runner, `the kernel rejected the ${family} iptables rules`, COMMANDS[family].restore, [...RESTORE_FLAGS, '--test'], plan);
+}
+
+/** Commits a restore input that testRestore accepted. */
+export async function commitRestore(runner: Runner, family: Family, plan: string): Promise<void> {
+  if (plan) await runChecked(runner, `applying the ${family} iptables rules failed`, COMMANDS[family].restore, RESTORE_FLAGS, plan);
+}
+
+/**
+ * Checks the transition with the kernel, then applies it. The check comes first because only the
+ * nf_tables variant of iptables-restore commits all tables at once; the legacy one commits table by
+ * table, and a rejected filter table would leave a new nat table behind.
  */
 export async function applyIptables(runner: Runner, family: Family, desired: string, previous?: string): Promise<void> {
-  const plan = planRestore(previous ?? await saveIptables(runner, family), desired);
-  if (!plan) return;
-  const restore = COMMANDS[family].restore;
-  await runChecked(runner, `the kernel rejected the ${family} iptables rules`, restore, [...RESTORE_FLAGS, '--test'], plan);
-  await runChecked(runner, `applying the ${family} iptables rules failed`, restore, RESTORE_FLAGS, plan);
+  const plan = await restorePlan(runner, family, desired, previous);
+  await testRestore(runner, family, plan);
+  await commitRestore(runner, family, plan);
 }
 
 /** Removes ferry's chains and the jumps into them, and nothing else. */

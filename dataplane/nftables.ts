@@ -3,15 +3,13 @@ import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from '.
 
 const TABLES = ['ip ferry', 'ip6 ferry'] as const;
 
-/** Asks the kernel whether it would accept the script, without changing anything. */
-export async function checkNftables(runner: Runner, script: string): Promise<void> {
-  await runChecked(runner, 'the kernel rejected the nftables rules', 'nft', ['-c', '-f', '-'], script);
-}
-
-/** Checks, then applies the script as one transaction; on failure the previous tables stay. */
+/**
+ * Applies the script as one transaction. `nft -f` sends the whole script as one batch that the kernel
+ * commits entirely or not at all, so a rejected script leaves the previous tables in place; a separate
+ * `nft -c` first would only do the kernel's work twice.
+ */
 export async function applyNftables(runner: Runner, script: string): Promise<void> {
-  await checkNftables(runner, script);
-  await runChecked(runner, 'applying the nftables rules failed', 'nft', ['-f', '-'], script);
+  await runChecked(runner, 'the kernel rejected the nftables rules; the previous rules stay', 'nft', ['-f', '-'], script);
 }
 
 /** Removes ferry's tables, and nothing else, in one transaction (a missing table is fine). */

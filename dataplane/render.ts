@@ -184,42 +184,60 @@ function nftTable(family: FamilyRules, mark: string) {
     firewallIPs,
     affinitySets: family.servicePorts.filter((port) => port.affinitySeconds > 0).flatMap((port) =>
       uniqueEndpoints(port).map((endpoint) => ({ name: nftAffinitySet(endpoint), seconds: port.affinitySeconds }))),
-    groupChains: family.servicePorts.flatMap((port) => groups(port).map(({ kind, group }) => {
-      const endpoints = group.endpoints;
-      const total = endpoints.reduce((sum, endpoint) => sum + endpoint.weight, 0);
-      let next = 0;
-      const choices = endpoints.map((endpoint) => {
-        const first = next;
-        next += endpoint.weight;
-        const range = endpoint.weight === 1 ? `${first}` : `${first}-${next - 1}`;
-        return `${range} : goto ${names.endpoint(endpoint)}`;
-      });
-      return {
-        name: names.group(port, kind),
-        masquerade: masqueradeRule(port, group, family.localCIDR, (ip) => ip),
-        affinity: port.affinitySeconds > 0
-          ? endpoints.map((endpoint) => ({ set: nftAffinitySet(endpoint), chain: names.endpoint(endpoint) }))
-          : [],
-        single: endpoints.length === 1 ? names.endpoint(endpoints[0]!) : undefined,
-        total,
-        choices: choices.join(', '),
-        comment: ruleComment(kind === 'cluster' ? port.id : `${port.id} local endpoints`),
-      };
-    })),
+    hairpinEndpoints: unique(family.servicePorts.flatMap((port) => uniqueEndpoints(port).map((endpoint) => endpoint.ip)))
+      .map((ip) => `${ip} . ${ip}`).join(', '),
+    groupChains: family.servicePorts.flatMap((port) => groups(port).map(({ kind, group }) => ({
+      name: names.group(port, kind),
+      masquerade: masqueradeRule(port, group, family.localCIDR, (ip) => ip),
+      protocol: port.protocol,
+      ...nftDispatch(port, group.endpoints, names),
+    }))),
     externalChains: family.servicePorts.filter((port) => externalTarget(port, names)).map((port) => ({
       ...externalChain(port, names),
-      podCIDRs: family.localCIDR ?? '',
+      podCIDR: family.localCIDR ?? '',
     })),
     firewallChains: family.servicePorts.filter((port) => port.firewall).map((port) => ({
       name: names.firewall(port),
-      allowed: port.firewall!.sourceRanges.join(', '),
+      allowed: port.firewall!.sourceRanges,
       comment: ruleComment(`${port.id} loadBalancerSourceRanges`),
     })),
-    endpointChains: endpointChains(family, names, (ip) => ip).map((chain) => ({
+    // Only affinity needs a chain per endpoint (to record the client); the rest DNAT from the group chain.
+    endpointChains: endpointChains(family, names, (ip) => ip).filter((chain) => chain.affinitySeconds > 0).map((chain) => ({
       ...chain,
-      affinitySet: chain.affinitySeconds > 0 ? nftAffinitySet({ hash: chain.name.slice('sep-'.length) }) : undefined,
+      affinitySet: nftAffinitySet({ hash: chain.name.slice('sep-'.length) }),
     })),
   };
+}
+
+/**
+ * How a group chain picks an endpoint: one rule per endpoint, each taking its weight's share of what
+ * the rules before it left (as iptables' statistic rules do), the last unconditional. No set or map
+ * per Service: the kernel's cost of creating sets grows with the number already in the table, so a
+ * map per Service makes a full load quadratic. Without affinity the rule DNATs straight away (no
+ * chain per endpoint); with affinity it goes to an endpoint chain that records the client.
+ */
+function nftDispatch(port: ServicePortRules, endpoints: EndpointTarget[], names: ChainNames) {
+  const affinity = port.affinitySeconds > 0;
+  let remaining = endpoints.reduce((sum, endpoint) => sum + endpoint.weight, 0);
+  const choices = endpoints.map((endpoint, index) => {
+    const last = index === endpoints.length - 1;
+    const choice = {
+      modulus: remaining,
+      below: last ? undefined : endpoint.weight,
+      chain: affinity ? names.endpoint(endpoint) : undefined,
+      destination: endpointDestination(endpoint),
+    };
+    remaining -= endpoint.weight;
+    return choice;
+  });
+  return {
+    affinity: affinity ? endpoints.map((endpoint) => ({ set: nftAffinitySet(endpoint), chain: names.endpoint(endpoint) })) : [],
+    choices,
+  };
+}
+
+function unique<T>(items: T[]): T[] {
+  return [...new Set(items)];
 }
 
 function nftAffinitySet(endpoint: Pick<EndpointTarget, 'hash'>): string {

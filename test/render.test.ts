@@ -37,10 +37,49 @@ function renderWeighted(backend: 'nftables' | 'iptables') {
   return render(computeNodeRules(state, 'node-a', config, weights), backend).texts[0]!.text;
 }
 
-test('nftables renders weights as numgen ranges that cover 0..total-1 exactly once', (t) => {
+test('nftables renders weights 1:2:5 as cumulative numgen rules that give each endpoint its share', (t) => {
+  const lines = renderWeighted('nftables').split('\n').filter((line) => / dnat to 10\.244\.\d\.9:8080$/.test(line));
+  t.deepEqual(lines.map((line) => line.trim()), [
+    'meta l4proto tcp numgen random mod 8 < 1 dnat to 10.244.1.9:8080',
+    'meta l4proto tcp numgen random mod 7 < 2 dnat to 10.244.2.9:8080',
+    'meta l4proto tcp dnat to 10.244.3.9:8080',
+  ]);
+  let left = 1;
+  const shares = lines.map((line) => {
+    const [, modulus, below] = /numgen random mod (\d+) < (\d+)/.exec(line) ?? [];
+    const share = left * (modulus ? Number(below) / Number(modulus) : 1);
+    left -= share;
+    return share;
+  });
+  t.deepEqual(shares.map((share) => Math.round(share * 8)), [1, 2, 5]);
+});
+
+test('nftables Service chains use no set or map of their own, so loading grows linearly with Services', (t) => {
+  const many = clusterState(
+    serviceObject({ name: 'web' }), sliceObject('web', [{ ip: '10.244.1.9' }, { ip: '10.244.2.9' }]),
+    serviceObject({
+      name: 'api', clusterIPs: ['10.96.0.30'], type: 'LoadBalancer', externalTrafficPolicy: 'Local',
+      ports: [{ name: 'http', port: 80, protocol: 'TCP', nodePort: 30080 }], loadBalancerSourceRanges: ['192.0.2.0/24', '198.51.100.0/24'],
+    }, { loadBalancer: { ingress: [{ ip: '203.0.113.7' }] } }),
+    sliceObject('api', [{ ip: '10.244.1.8', node: 'node-a' }, { ip: '10.244.2.8', node: 'node-b' }]),
+  );
+  const text = render(computeNodeRules(many, 'node-a', config), 'nftables').texts[0]!.text;
+  const bodies = [...text.matchAll(/\n\tchain (?:svc|svl|ext|fw)-\S+ \{\n([\s\S]*?)\n\t\}/g)].map((match) => match[1]!);
+  t.is(bodies.length, 5, text);
+  for (const body of bodies) t.false(body.includes('{'), body);
+});
+
+test('nftables affinity keeps a chain per endpoint that records the client', (t) => {
+  const state = clusterState(serviceObject({ sessionAffinity: 'ClientIP' }), sliceObject('web', [{ ip: '10.244.1.9' }, { ip: '10.244.2.9' }]));
+  const text = render(computeNodeRules(state, 'node-a', config), 'nftables').texts[0]!.text;
+  t.regex(text, /\t\tnumgen random mod 2 < 1 goto (sep-\w+)\n\t\tgoto sep-\w+\n/);
+  t.regex(text, /chain sep-\w+ \{\n\t\tupdate @affinity-\w+ \{ ip saddr \}\n\t\tmeta l4proto tcp dnat to 10\.244\.1\.9:8080/);
+});
+
+test('nftables hairpin: every endpoint is a pair in hairpin-endpoints, masqueraded after DNAT', (t) => {
   const text = renderWeighted('nftables');
-  const match = /numgen random mod 8 vmap \{ 0 : goto (sep-\w+), 1-2 : goto (sep-\w+), 3-7 : goto (sep-\w+) \}/.exec(text);
-  t.truthy(match, text);
+  t.regex(text, /set hairpin-endpoints \{\n\t\ttype ipv4_addr \. ipv4_addr\n\t\telements = \{ 10\.244\.1\.9 \. 10\.244\.1\.9, 10\.244\.2\.9 \. 10\.244\.2\.9, 10\.244\.3\.9 \. 10\.244\.3\.9 \}/);
+  t.regex(text, /chain masquerading \{\n\t\tct status dnat ip saddr \. ip daddr @hairpin-endpoints jump mark-for-masquerade/);
 });
 
 test('iptables renders weights as cumulative statistic rules', (t) => {
@@ -49,10 +88,11 @@ test('iptables renders weights as cumulative statistic rules', (t) => {
   t.deepEqual(lines.map((line) => / --probability (\S+)/.exec(line)?.[1]), [undefined, '0.1250000000', '0.2857142857', undefined]);
 });
 
-test('a single endpoint is a plain goto, without numgen or statistic', (t) => {
+test('a single endpoint is a plain DNAT, without numgen or statistic', (t) => {
   const state = clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }]));
   const rules = computeNodeRules(state, 'node-a', config);
-  t.regex(render(rules, 'nftables').texts[0]!.text, /\t\tgoto sep-\w+ comment "default\/web:http\/tcp"/);
+  t.regex(render(rules, 'nftables').texts[0]!.text, /chain svc-\w+-default\/web\/http\/tcp \{\n.*\n\t\tmeta l4proto tcp dnat to 10\.244\.1\.9:8080\n\t\}/);
+  t.notRegex(render(rules, 'nftables').texts[0]!.text, /numgen/);
   t.notRegex(render(rules, 'iptables').texts[0]!.text, /statistic/);
 });
 

@@ -81,7 +81,7 @@ function computeFamily(
     localCIDR,
     nodePortAddresses: nodePortAddresses(config, node, family),
     serviceCIDRs: unique(state.serviceCIDRs.flatMap((serviceCIDR) => serviceCIDR.cidrs).filter(ofFamily)),
-    clusterIPs: unique(services.flatMap((service) => service.clusterIPs.filter(ofFamily))).sort(compareIPs),
+    clusterIPs: sortedIPs(unique(services.flatMap((service) => service.clusterIPs.filter(ofFamily)))),
     servicePorts,
   };
 }
@@ -238,15 +238,13 @@ function compareText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Numeric address order, so that 10.0.0.9 sorts before 10.0.0.10. */
-function compareIPs(a: string, b: string): number {
-  const left = ipSortKey(a);
-  const right = ipSortKey(b);
-  return left < right ? -1 : left > right ? 1 : 0;
+/** Numeric address order, so that 10.0.0.9 sorts before 10.0.0.10; each address is parsed once. */
+function sortedIPs(ips: string[]): string[] {
+  return ips.map((ip) => ({ ip, key: ipSortKey(ip) })).sort((a, b) => compareText(a.key, b.key)).map(({ ip }) => ip);
 }
 
 /** A string that sorts like the address: family first, then the bytes as fixed-width hex. */
 function ipSortKey(ip: string): string {
-  const bytes = ipaddr.parse(ip).toByteArray();
+  const bytes = ip.includes(':') ? ipaddr.parse(ip).toByteArray() : ip.split('.').map(Number);
   return `${bytes.length === 4 ? 4 : 6}${bytes.map((byte) => byte.toString(16).padStart(2, '0')).join('')}`;
 }

@@ -26,44 +26,79 @@ export interface ModelResult {
   warnings: ModelError[];
 }
 
+/** One raw object read into the model: what it became, or why it was left out. */
+type ReadObject =
+  | { kind: 'Service'; value: Service | undefined }
+  | { kind: 'EndpointSlice'; value: EndpointSlice | undefined }
+  | { kind: 'Node'; value: Node }
+  | { kind: 'Pod'; value: Pod }
+  | { kind: 'ServiceCIDR'; value: ServiceCIDR }
+  | { kind: 'ignored' }
+  | { kind: 'error'; error: ModelError };
+
+// API objects are never changed in place (an informer replaces an object that changed), so what an
+// object read into can be reused: a sync after one change reads one object, not every object again.
+const readCache = new WeakMap<object, ReadObject>();
+
 /** Builds the cluster model from API objects (Lists are expanded; kinds ferry does not use are ignored). */
 export function buildClusterState(objects: unknown[]): ModelResult {
   const state: ClusterState = { services: [], endpointSlices: [], nodes: [], serviceCIDRs: [], pods: [] };
   const errors: ModelError[] = [];
   for (const object of expandLists(objects)) {
-    const root = new Field(object, '');
-    const kind = typeof root.get('kind').value === 'string' ? (root.get('kind').value as string) : '';
-    try {
-      switch (apiKind(root)) {
-        case 'v1/Service': {
-          const service = readService(root);
-          if (service) state.services.push(service);
-          break;
-        }
-        case 'discovery.k8s.io/v1/EndpointSlice': {
-          const slice = readEndpointSlice(root);
-          if (slice) state.endpointSlices.push(slice);
-          break;
-        }
-        case 'v1/Node':
-          state.nodes.push(readNode(root));
-          break;
-        case 'v1/Pod':
-          state.pods.push(readPod(root));
-          break;
-        case 'networking.k8s.io/v1/ServiceCIDR':
-        case 'networking.k8s.io/v1beta1/ServiceCIDR':
-          state.serviceCIDRs.push(readServiceCIDR(root));
-          break;
-      }
-    } catch (error) {
-      if (!(error instanceof FieldError)) throw error;
-      errors.push({ kind, object: objectName(root), field: error.field, message: error.message });
+    let read = isRecord(object) ? readCache.get(object) : undefined;
+    if (!read) {
+      read = readObject(object);
+      if (isRecord(object)) readCache.set(object, read);
+    }
+    switch (read.kind) {
+      case 'Service':
+        if (read.value) state.services.push(read.value);
+        break;
+      case 'EndpointSlice':
+        if (read.value) state.endpointSlices.push(read.value);
+        break;
+      case 'Node':
+        state.nodes.push(read.value);
+        break;
+      case 'Pod':
+        state.pods.push(read.value);
+        break;
+      case 'ServiceCIDR':
+        state.serviceCIDRs.push(read.value);
+        break;
+      case 'error':
+        errors.push(read.error);
+        break;
     }
   }
   const derived = selectorEndpointSlices(state);
   state.endpointSlices.push(...derived.slices);
   return { state, errors, warnings: derived.warnings };
+}
+
+function readObject(object: unknown): ReadObject {
+  const root = new Field(object, '');
+  const kind = typeof root.get('kind').value === 'string' ? (root.get('kind').value as string) : '';
+  try {
+    switch (apiKind(root)) {
+      case 'v1/Service':
+        return { kind: 'Service', value: readService(root) };
+      case 'discovery.k8s.io/v1/EndpointSlice':
+        return { kind: 'EndpointSlice', value: readEndpointSlice(root) };
+      case 'v1/Node':
+        return { kind: 'Node', value: readNode(root) };
+      case 'v1/Pod':
+        return { kind: 'Pod', value: readPod(root) };
+      case 'networking.k8s.io/v1/ServiceCIDR':
+      case 'networking.k8s.io/v1beta1/ServiceCIDR':
+        return { kind: 'ServiceCIDR', value: readServiceCIDR(root) };
+      default:
+        return { kind: 'ignored' };
+    }
+  } catch (error) {
+    if (!(error instanceof FieldError)) throw error;
+    return { kind: 'error', error: { kind, object: objectName(root), field: error.field, message: error.message } };
+  }
 }
 
 function* expandLists(objects: unknown[]): Generator<unknown> {

@@ -2,8 +2,13 @@
 import ipaddr from 'ipaddr.js';
 import type { IPFamily } from './types.js';
 
+// A dotted quad without leading zeros is already canonical: the common case, decided without parsing.
+const OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
+const CANONICAL_IPV4 = new RegExp(`^${OCTET}(?:\\.${OCTET}){3}$`);
+
 /** The canonical text of an IP address (IPv6 compressed, IPv4-mapped IPv6 rejected), or undefined. */
 export function canonicalIP(text: string): string | undefined {
+  if (typeof text === 'string' && CANONICAL_IPV4.test(text)) return text;
   if (typeof text !== 'string' || !ipaddr.isValid(text)) return undefined;
   // isValid accepts forms like '10' or '0x0a.1' for IPv4; Kubernetes only accepts dotted quads.
   if (ipaddr.IPv4.isValidFourPartDecimal(text)) return ipaddr.IPv4.parse(text).toString();
