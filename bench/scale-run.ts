@@ -6,12 +6,11 @@ import { parseArgs } from 'node:util';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import type { ComputeConfig } from '../controlplane/compute/compute.js';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
-import { applyRules } from '../dataplane/dataplane.js';
-import { applyIptables } from '../dataplane/iptables.js';
-import { incrementalScript } from '../dataplane/nft-incremental.js';
+import { applyChanges, applyRules } from '../dataplane/dataplane.js';
 import { render, type Backend, type RenderedRules } from '../dataplane/render.js';
-import { execaRunner, runChecked } from '../dataplane/runner.js';
-import { clusterIP, endpointIP, syntheticCluster } from './synthetic.js';
+import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
+import { checkRendered } from '../dataplane/structure-check.js';
+import { clusterIP, endpointIP, syntheticCluster, syntheticService } from './synthetic.js';
 
 const { values } = parseArgs({ options: { backend: { type: 'string' }, services: { type: 'string' }, endpoints: { type: 'string' } } });
 const backend = values.backend as Backend;
@@ -20,13 +19,18 @@ const M = Number(values.endpoints);
 const config: ComputeConfig = { clusterCIDRs: ['10.244.0.0/16'], detectLocalMode: 'ClusterCIDR', nodePortAddresses: { kind: 'primary' }, masqueradeBit: 14, masqueradeAll: false };
 const now = () => performance.now();
 
-function rulesFor(objects: object[]): { rendered: RenderedRules; computeMs: number; renderMs: number } {
-  const t0 = now();
-  const rules = computeNodeRules(buildClusterState(objects).state, 'node-0', config);
-  const t1 = now();
-  const rendered = render(rules, backend);
-  return { rendered, computeMs: t1 - t0, renderMs: now() - t1 };
-}
+/** The runner, timing what the kernel's tools take, so that ferry's own share can be told apart. */
+let toolMs = 0;
+const runner: Runner = {
+  async run(command, args, input) {
+    const t0 = now();
+    try {
+      return await execaRunner.run(command, args, input);
+    } finally {
+      toolMs += now() - t0;
+    }
+  },
+};
 
 /** The kernel alone: the same text straight into nft / iptables-restore, nothing else. */
 async function kernelOnly(rendered: RenderedRules): Promise<number> {
@@ -36,17 +40,18 @@ async function kernelOnly(rendered: RenderedRules): Promise<number> {
   return now() - t0;
 }
 
-/** One change from `previous` to `next`, written as the agent writes a partial sync. */
-async function incremental(previous: RenderedRules, objects: object[]): Promise<{ ms: number; next: RenderedRules }> {
+/**
+ * One change, as the agent's partial sync makes it: the objects as an informer holds them (only the
+ * changed one is new), then model, compute, render, structure check, and the transaction of what changed.
+ */
+async function incremental(previous: RenderedRules, objects: object[]): Promise<{ ms: number; kernelMs: number; next: RenderedRules }> {
+  toolMs = 0;
   const t0 = now();
-  const { rendered: next } = rulesFor(objects);
-  if (backend === 'nftables') {
-    const script = incrementalScript(previous.texts[0]!.text, next.texts[0]!.text);
-    if (script) await runChecked(execaRunner, 'nft', 'nft', ['-f', '-'], script);
-  } else {
-    for (const [index, part] of next.texts.entries()) await applyIptables(execaRunner, part.family as 'IPv4' | 'IPv6', part.text, previous.texts[index]!.text);
-  }
-  return { ms: now() - t0, next };
+  const next = render(computeNodeRules(buildClusterState(objects).state, 'node-0', config), backend);
+  checkRendered(next);
+  const kind = await applyChanges(runner, previous, next);
+  if (kind !== 'partial') throw new Error(`expected a partial sync, got ${kind}`);
+  return { ms: now() - t0, kernelMs: toolMs, next };
 }
 
 /** Connection set-up latency to a Service's cluster IP, through the rules, p50 and p99 over `count` connections. */
@@ -68,11 +73,15 @@ async function setupLatency(service: number, count: number): Promise<{ p50: numb
 }
 
 const base = syntheticCluster({ services: N, endpoints: M });
+toolMs = 0;
 const full0 = now();
-const { rendered, computeMs, renderMs } = rulesFor(base);
-const applyStart = now();
-await applyRules(execaRunner, rendered);
-const fullSync = { computeMs, renderMs, applyMs: now() - applyStart, totalMs: now() - full0 };
+const state = buildClusterState(base).state;
+const rules = computeNodeRules(state, 'node-0', config);
+const computed = now();
+const rendered = render(rules, backend);
+const renderedAt = now();
+await applyRules(runner, rendered);
+const fullSync = { computeMs: computed - full0, renderMs: renderedAt - computed, applyMs: now() - renderedAt, kernelMs: toolMs, totalMs: now() - full0 };
 
 // Endpoints of the first and the last Service answer on this namespace's loopback; cluster IPs need a
 // route for connect() to reach the output hook, where DNAT sends them to those local addresses.
@@ -87,9 +96,10 @@ const last = await setupLatency(N - 1, 300);
 server.close();
 
 // Incremental syncs with N Services present: one endpoint added, one Service added, one removed.
-const withEndpoint = syntheticCluster({ services: N, endpoints: M }, (s) => (s === 0 ? 1 : 0));
+const sliceIndex = base.findIndex((object) => (object as { kind: string }).kind === 'EndpointSlice');
+const withEndpoint = base.map((object, index) => (index === sliceIndex ? syntheticService(0, M, 1)[1] : object));
 const endpointAdded = await incremental(rendered, withEndpoint);
-const withService = syntheticCluster({ services: N + 1, endpoints: M }, (s) => (s === 0 ? 1 : 0));
+const withService = [...withEndpoint, ...syntheticService(N, M)];
 const serviceAdded = await incremental(endpointAdded.next, withService);
 const serviceRemoved = await incremental(serviceAdded.next, withEndpoint);
 
@@ -100,6 +110,10 @@ const kernelMs = await kernelOnly(rendered);
 
 console.log(JSON.stringify({
   backend, services: N, endpoints: M, fullSync, kernelMs,
-  incremental: { endpointAddedMs: endpointAdded.ms, serviceAddedMs: serviceAdded.ms, serviceRemovedMs: serviceRemoved.ms },
+  incremental: {
+    endpointAdded: { ms: endpointAdded.ms, kernelMs: endpointAdded.kernelMs },
+    serviceAdded: { ms: serviceAdded.ms, kernelMs: serviceAdded.kernelMs },
+    serviceRemoved: { ms: serviceRemoved.ms, kernelMs: serviceRemoved.kernelMs },
+  },
   latency: { first, last }, peakRssMB: process.resourceUsage().maxRSS / 1024,
 }));

@@ -3,32 +3,32 @@
 // Writes docs/performance.md.
 import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { cpus, totalmem } from 'node:os';
+import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../controlplane/package-root.js';
 
+interface Change { ms: number; kernelMs: number }
 interface Result {
   backend: string; services: number; endpoints: number; kernelMs: number; peakRssMB: number;
-  fullSync: { computeMs: number; renderMs: number; applyMs: number; totalMs: number };
-  incremental: { endpointAddedMs: number; serviceAddedMs: number; serviceRemovedMs: number };
+  fullSync: { computeMs: number; renderMs: number; applyMs: number; kernelMs: number; totalMs: number };
+  incremental: { endpointAdded: Change; serviceAdded: Change; serviceRemoved: Change };
   latency: { first: { p50: number; p99: number }; last: { p50: number; p99: number } };
 }
 
-// FERRY_BENCH_SIZES=all adds 50,000 × 10, 5,000 × 50 and iptables at 10,000: each takes many minutes
-// (see "Not measured" in docs/performance.md), too long for one session's run.
-const all = process.env.FERRY_BENCH_SIZES === 'all';
+// The sizes of issue #6. FERRY_BENCH_SIZES=small keeps the runs under a minute (1 and 1,000 Services).
+const small = process.env.FERRY_BENCH_SIZES === 'small';
 const runs: [string, number, number][] = [
-  ['nftables', 1, 10], ['nftables', 1000, 10], ['nftables', 10_000, 10],
-  ...(all ? [['nftables', 50_000, 10], ['nftables', 5000, 50]] as [string, number, number][] : []),
+  ['nftables', 1, 10], ['nftables', 1000, 10],
+  ...(small ? [] : [['nftables', 10_000, 10], ['nftables', 50_000, 10], ['nftables', 5000, 50]] as [string, number, number][]),
   ['iptables', 1, 10], ['iptables', 1000, 10],
-  ...(all ? [['iptables', 10_000, 10]] as [string, number, number][] : []),
+  ...(small ? [] : [['iptables', 10_000, 10]] as [string, number, number][]),
 ];
 const results: Result[] = [];
 const skipped: string[] = [];
 for (const [backend, services, endpoints] of runs) {
   try {
     const output = execFileSync('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', process.execPath, join(packageRoot(), 'dist/bench/scale-run.js'),
-      '--backend', backend, '--services', String(services), '--endpoints', String(endpoints)], { encoding: 'utf8', timeout: 20 * 60_000, maxBuffer: 1 << 20 });
+      '--backend', backend, '--services', String(services), '--endpoints', String(endpoints)], { encoding: 'utf8', timeout: 30 * 60_000, maxBuffer: 1 << 20 });
     results.push(JSON.parse(output.trim().split('\n').at(-1)!) as Result);
     console.log(output.trim());
   } catch (error) {
@@ -38,32 +38,41 @@ for (const [backend, services, endpoints] of runs) {
 
 const ms = (value: number) => (value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${value.toFixed(0)} ms`);
 const us = (value: number) => `${(value * 1000).toFixed(0)} µs`;
+const change = (c: Change) => `${ms(c.ms)} (${ms(c.kernelMs)})`;
 const table = [
-  '| backend | Services × endpoints | full sync (compute + render + apply) | compute | render | apply | kernel alone | ratio full / kernel | + endpoint | + Service | − Service | peak RSS | set-up p50 / p99 first | last | last/first p50 |',
+  '| backend | Services × endpoints | full sync | compute | render | apply (of which tools) | kernel alone | ratio full / kernel alone | + endpoint (tools) | + Service (tools) | − Service (tools) | peak RSS | set-up p50 / p99 first Service | last Service | last/first p50 |',
   '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-  ...results.map((r) => `| ${r.backend} | ${r.services.toLocaleString('en')} × ${r.endpoints} | ${ms(r.fullSync.totalMs)} | ${ms(r.fullSync.computeMs)} | ${ms(r.fullSync.renderMs)} | ${ms(r.fullSync.applyMs)} | ${ms(r.kernelMs)} | ${(r.fullSync.totalMs / r.kernelMs).toFixed(2)} | ${ms(r.incremental.endpointAddedMs)} | ${ms(r.incremental.serviceAddedMs)} | ${ms(r.incremental.serviceRemovedMs)} | ${r.peakRssMB.toFixed(0)} MB | ${us(r.latency.first.p50)} / ${us(r.latency.first.p99)} | ${us(r.latency.last.p50)} / ${us(r.latency.last.p99)} | ${(r.latency.last.p50 / r.latency.first.p50).toFixed(2)} |`),
+  ...results.map((r) => `| ${r.backend} | ${r.services.toLocaleString('en')} × ${r.endpoints} | ${ms(r.fullSync.totalMs)} | ${ms(r.fullSync.computeMs)} | ${ms(r.fullSync.renderMs)} | ${ms(r.fullSync.applyMs)} (${ms(r.fullSync.kernelMs)}) | ${ms(r.kernelMs)} | ${(r.fullSync.totalMs / r.kernelMs).toFixed(2)} | ${change(r.incremental.endpointAdded)} | ${change(r.incremental.serviceAdded)} | ${change(r.incremental.serviceRemoved)} | ${r.peakRssMB.toFixed(0)} MB | ${us(r.latency.first.p50)} / ${us(r.latency.first.p99)} | ${us(r.latency.last.p50)} / ${us(r.latency.last.p99)} | ${(r.latency.last.p50 / r.latency.first.p50).toFixed(2)} |`),
 ].join('\n');
 const report = `# Performance
 
-\`npm run bench\` on ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}; one run each.
+\`npm run bench\` on ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${nftVersion()}, kernel ${release()}, ${new Date().toISOString().slice(0, 10)}; every number from this one run.
 
 Synthetic clusters (\`bench/synthetic.ts\`): N Services × M endpoints over 3 nodes, 70 % ClusterIP, 20 %
-NodePort, 10 % LoadBalancer with externalTrafficPolicy Local, computed for one node. Every row runs
-in its own process (peak RSS is that process's) and throwaway network namespace.
+NodePort (while the 2,768 node ports last, then ClusterIP), 10 % LoadBalancer with externalTrafficPolicy
+Local and no node port, computed for one node. Every row runs in its own process (peak RSS is that
+process's) and throwaway network namespace.
 
-- full sync: model + compute, render, and \`applyRules\` (structure check, the kernel's check —
-  \`nft -c\` / a restore in a throwaway namespace and \`iptables-restore --test\` — then the transaction);
+- full sync: model + compute, render, and \`applyRules\` (structure check, then the transaction: one
+  \`nft -f\`; for iptables \`iptables-save\`, \`iptables-restore --test\`, \`iptables-restore\`). "tools" is the
+  time spent in those commands;
 - kernel alone: the same text straight into \`nft -f\` / \`iptables-restore\`, on an empty table;
 - + endpoint / + Service / − Service: one change with N Services present, as the agent's partial sync
-  does it (model, compute, render, diff against the previous text, one transaction);
+  makes it (the objects as an informer holds them, model, compute, render, structure check, the
+  transaction of what changed), from the change reaching the model to the command's exit; in brackets
+  the time of the commands alone;
 - set-up: TCP connect latency through the rules to the first and to the last Service (300 connections
   each, from the namespace itself to endpoints on its loopback).
 
 ${table}
-${skipped.length ? `\nFailed or timed out: ${skipped.join('; ')}\n` : ''}${all ? '' : `
-Not measured in this run: nftables 50,000 × 10 and 5,000 × 50, iptables 10,000 × 10. The kernel
-alone needs 43 s for 10,000 × 10 with nftables (one chain per endpoint: 100,000 chains), growing
-faster than linearly, so these sizes take from many minutes to hours (\`FERRY_BENCH_SIZES=all npm run bench\`).
-`}`;
+${skipped.length ? `\nFailed or timed out: ${skipped.join('; ')}\n` : ''}`;
 console.log(report);
 await writeFile(join(packageRoot(), 'docs', 'performance.md'), report);
+
+function nftVersion(): string {
+  try {
+    return execFileSync('nft', ['--version'], { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }).trim().split(' (')[0]!;
+  } catch {
+    return 'nft unknown';
+  }
+}

@@ -1,14 +1,15 @@
 // The dataplane facade: apply, diff and clean up rendered rules with whichever backend they were rendered for.
 import { createTwoFilesPatch } from 'diff';
 import * as iptables from './iptables.js';
+import { incrementalScript } from './nft-incremental.js';
 import * as nftables from './nftables.js';
 import type { Backend, RenderedRules } from './render.js';
 import type { Runner } from './runner.js';
-import { checkStructure } from './structure-check.js';
+import { checkRendered } from './structure-check.js';
 
 /** Loads the rules into the kernel: structure-checked, then one transaction (nft), or per family checked then committed (iptables). */
 export async function applyRules(runner: Runner, rendered: RenderedRules): Promise<void> {
-  for (const part of rendered.texts) checkStructure(part.text, rendered.backend);
+  checkRendered(rendered);
   if (rendered.backend === 'nftables') {
     await nftables.applyNftables(runner, rendered.texts[0]!.text);
     return;
@@ -21,6 +22,29 @@ export async function applyRules(runner: Runner, rendered: RenderedRules): Promi
   }
   for (const [family, plan] of plans) await iptables.testRestore(runner, family, plan);
   for (const [family, plan] of plans) await iptables.commitRestore(runner, family, plan);
+}
+
+/**
+ * Writes only what changed from `previous` (the rules last applied) to `next`, in one transaction per
+ * restore: 'unchanged' when nothing did, 'full' when only a replacement can do it (a base chain or a
+ * set's type changed).
+ */
+export async function applyChanges(runner: Runner, previous: RenderedRules, next: RenderedRules): Promise<'unchanged' | 'partial' | 'full'> {
+  if (next.backend === 'nftables') {
+    const script = incrementalScript(previous, next);
+    if (script === undefined) {
+      await applyRules(runner, next);
+      return 'full';
+    }
+    if (script === '') return 'unchanged';
+    await nftables.applyNftables(runner, script);
+    return 'partial';
+  }
+  if (next.texts.every((part, index) => part.text === previous.texts[index]?.text)) return 'unchanged';
+  for (const [index, part] of next.texts.entries()) {
+    await iptables.applyIptables(runner, part.family as iptables.Family, part.text, previous.texts[index]?.text);
+  }
+  return 'partial';
 }
 
 /** The kernel's current ferry rules and the desired ones, both as the kernel lists them. */

@@ -1,5 +1,6 @@
 // Incremental nftables updates: from the previous rendered script to the next, only the chains, sets
 // and map elements that changed, as one transaction that leaves everything else (affinity state too) alone.
+import type { RenderedRules } from './render.js';
 
 /** A set or map of a rendered table: its declaration lines and its elements. */
 interface Collection {
@@ -61,15 +62,44 @@ export function parseRenderedTables(script: string): Map<string, TableModel> {
   return tables;
 }
 
+const parsed = new WeakMap<RenderedRules, Map<string, TableModel>>();
+// The chains of each Service port text seen in the last parse: a port that did not change renders the
+// same text, so a sync parses only the ports that changed.
+let portChains = new Map<string, Map<string, Chain>>();
+
+/** The tables of a rendered nftables rule set, parsed once per rendering and per distinct port text. */
+export function renderedTables(rendered: RenderedRules): Map<string, TableModel> {
+  let tables = parsed.get(rendered);
+  if (tables) return tables;
+  if (!rendered.nftTables) {
+    tables = parseRenderedTables(rendered.texts[0]!.text);
+  } else {
+    tables = new Map();
+    const seen = new Map<string, Map<string, Chain>>();
+    for (const part of rendered.nftTables) {
+      const table = parseRenderedTables(part.head).get(part.family)!;
+      for (const text of part.servicePortChains) {
+        const chains = seen.get(text) ?? portChains.get(text) ?? parseRenderedTables(`table port ferry {\n${text}}\n`).get('port')!.chains;
+        seen.set(text, chains);
+        for (const [name, chain] of chains) table.chains.set(name, chain);
+      }
+      tables.set(part.family, table);
+    }
+    portChains = seen;
+  }
+  parsed.set(rendered, tables);
+  return tables;
+}
+
 /**
  * The nft script that turns the rules of `previous` into those of `next`, or undefined when only a full
  * replacement can do it (a base chain or a set's declaration changed, or a table appeared).
  * Order inside the one transaction: new chains and sets first (so elements and rules can refer to
  * them), then changed rules and elements, and last the removal of what nothing refers to any more.
  */
-export function incrementalScript(previous: string, next: string): string | undefined {
-  const before = parseRenderedTables(previous);
-  const after = parseRenderedTables(next);
+export function incrementalScript(previous: RenderedRules, next: RenderedRules): string | undefined {
+  const before = renderedTables(previous);
+  const after = renderedTables(next);
   if ([...after.keys()].some((family) => !before.has(family)) || [...before.keys()].some((family) => !after.has(family))) return undefined;
   const create: string[] = [];
   const update: string[] = [];
@@ -82,6 +112,7 @@ export function incrementalScript(previous: string, next: string): string | unde
       const old = have.collections.get(name);
       if (old && (old.kind !== collection.kind || old.declaration.join('\n') !== collection.declaration.join('\n'))) return undefined;
       if (!old) create.push(`add ${collection.kind} ${table} ${name} { ${collection.declaration.join('; ')}; }`);
+      if (old && sameItems(old.elements, collection.elements)) continue;
       const oldElements = new Set(old?.elements ?? []);
       const newElements = new Set(collection.elements);
       const gone = [...oldElements].filter((element) => !newElements.has(element));
@@ -94,7 +125,7 @@ export function incrementalScript(previous: string, next: string): string | unde
       if (old && old.base !== chain.base) return undefined;
       if (!old && chain.base) return undefined;
       if (!old) create.push(`add chain ${table} ${name}`);
-      if (old && old.rules.join('\n') === chain.rules.join('\n')) continue;
+      if (old && sameItems(old.rules, chain.rules)) continue;
       if (old) update.push(`flush chain ${table} ${name}`);
       update.push(...chain.rules.map((rule) => `add rule ${table} ${name} ${rule}`));
     }
@@ -109,6 +140,10 @@ export function incrementalScript(previous: string, next: string): string | unde
   }
   const commands = [...create, ...update, ...remove, ...drop];
   return commands.length > 0 ? `${commands.join('\n')}\n` : '';
+}
+
+function sameItems(a: string[], b: string[]): boolean {
+  return a === b || (a.length === b.length && a.every((item, index) => item === b[index]));
 }
 
 /** The key of a map element (`key : verdict`) or a set element, as `delete element` wants it. */

@@ -15,6 +15,17 @@ export interface RenderedRules {
   backend: Backend;
   /** nftables: one script for both families. iptables: one restore input per family. */
   texts: { family: 'IPv4' | 'IPv6' | 'both'; text: string }[];
+  /** nftables: the text in parts, so that an update can skip what did not change (see nft-incremental.ts). */
+  nftTables?: NftTableText[];
+}
+
+/** One nftables table of the script: everything but the Service port chains, and those per port. */
+export interface NftTableText {
+  family: string;
+  /** The table without Service port chains: sets, maps, base and shared chains. */
+  head: string;
+  /** Each Service port's chains; the same string as last time for a port whose rules did not change. */
+  servicePortChains: string[];
 }
 
 const templates = loadTemplates();
@@ -22,7 +33,16 @@ const templates = loadTemplates();
 /** Renders node rules for a backend; pure: the same rules give the same text. */
 export function render(rules: NodeRules, backend: Backend): RenderedRules {
   if (backend === 'nftables') {
-    return { backend, texts: [{ family: 'both', text: templates.nftables({ node: rules.node, tables: rules.families.map((f) => nftTable(f, rules.masqueradeMark)) }) }] };
+    const tables = rules.families.map((family) => nftTable(family, rules.masqueradeMark));
+    return {
+      backend,
+      texts: [{ family: 'both', text: templates.nftables({ node: rules.node, tables }) }],
+      nftTables: tables.map((table) => ({
+        family: table.family,
+        head: templates.nftTable({ ...table, servicePortChains: [] }),
+        servicePortChains: table.servicePortChains,
+      })),
+    };
   }
   return {
     backend,
@@ -44,9 +64,9 @@ function loadTemplates() {
   const compile = (name: string) => handlebars.compile(readFileSync(join(directory, `${name}.hbs`), 'utf8'), { noEscape: true, strict: true });
   for (const file of readdirSync(directory)) {
     const name = file.replace(/\.hbs$/, '');
-    if (name !== 'nftables' && name !== 'iptables') handlebars.registerPartial(name, compile(name));
+    if (name !== 'nftables' && name !== 'iptables' && name !== 'nft-service-port') handlebars.registerPartial(name, compile(name));
   }
-  return { nftables: compile('nftables'), iptables: compile('iptables') };
+  return { nftables: compile('nftables'), iptables: compile('iptables'), nftTable: compile('nft-table'), nftServicePort: compile('nft-service-port') };
 }
 
 // ---- shared shapes ----
@@ -141,32 +161,7 @@ function externalChain(port: ServicePortRules, names: ChainNames) {
 function nftTable(family: FamilyRules, mark: string) {
   const ipv6 = family.family === 'IPv6';
   const address = ipv6 ? 'ip6' : 'ip';
-  const names = nftNames;
-  const serviceIPs: string[] = [];
-  const serviceNodePorts: string[] = [];
-  const noEndpointServices: string[] = [];
-  const noEndpointNodePorts: string[] = [];
-  const firewallIPs: string[] = [];
-  const verdict = (filter: FilterVerdict) => (filter === 'reject' ? 'goto reject-chain' : 'drop');
-
-  for (const port of family.servicePorts) {
-    const key = (ip: string) => `${ip} . ${port.protocol} . ${port.port}`;
-    const internal = internalTarget(port, names);
-    if ('chain' in internal) serviceIPs.push(`${key(port.clusterIP)} : goto ${internal.chain}`);
-    else noEndpointServices.push(`${key(port.clusterIP)} : ${verdict(internal.verdict)}`);
-    const external = externalTarget(port, names);
-    const externalVerdict = port.external?.verdict;
-    for (const ip of port.externalIPs) {
-      if (external) serviceIPs.push(`${key(ip)} : goto ${external}`);
-      if (externalVerdict) noEndpointServices.push(`${key(ip)} : ${verdict(externalVerdict)}`);
-    }
-    if (port.nodePort > 0) {
-      if (external) serviceNodePorts.push(`${port.protocol} . ${port.nodePort} : goto ${external}`);
-      if (externalVerdict) noEndpointNodePorts.push(`${port.protocol} . ${port.nodePort} : ${verdict(externalVerdict)}`);
-    }
-    for (const ip of port.firewall?.loadBalancerIPs ?? []) firewallIPs.push(`${key(ip)} : goto ${names.firewall(port)}`);
-  }
-
+  const ports = family.servicePorts.map((port) => nftServicePort(port, family));
   return {
     family: address,
     address,
@@ -177,36 +172,91 @@ function nftTable(family: FamilyRules, mark: string) {
     nodePortIPs: family.nodePortAddresses.kind === 'addresses' ? family.nodePortAddresses.addresses.join(', ') : '',
     nodePortMatch: nftNodePortMatch(family.nodePortAddresses, address),
     serviceCIDRs: family.serviceCIDRs.join(', '),
-    serviceIPs,
-    serviceNodePorts,
-    noEndpointServices,
-    noEndpointNodePorts,
-    firewallIPs,
-    affinitySets: family.servicePorts.filter((port) => port.affinitySeconds > 0).flatMap((port) =>
-      uniqueEndpoints(port).map((endpoint) => ({ name: nftAffinitySet(endpoint), seconds: port.affinitySeconds }))),
-    hairpinEndpoints: unique(family.servicePorts.flatMap((port) => uniqueEndpoints(port).map((endpoint) => endpoint.ip)))
-      .map((ip) => `${ip} . ${ip}`).join(', '),
-    groupChains: family.servicePorts.flatMap((port) => groups(port).map(({ kind, group }) => ({
+    serviceIPs: ports.flatMap((port) => port.serviceIPs),
+    serviceNodePorts: ports.flatMap((port) => port.serviceNodePorts),
+    noEndpointServices: ports.flatMap((port) => port.noEndpointServices),
+    noEndpointNodePorts: ports.flatMap((port) => port.noEndpointNodePorts),
+    firewallIPs: ports.flatMap((port) => port.firewallIPs),
+    affinitySets: ports.flatMap((port) => port.affinitySets),
+    hairpinEndpoints: unique(ports.flatMap((port) => port.endpointIPs)).map((ip) => `${ip} . ${ip}`).join(', '),
+    servicePortChains: ports.map((port) => port.chains),
+  };
+}
+
+/** What one Service port adds to its family's table: map elements, sets, and its chains as text. */
+interface NftServicePort {
+  serviceIPs: string[];
+  serviceNodePorts: string[];
+  noEndpointServices: string[];
+  noEndpointNodePorts: string[];
+  firewallIPs: string[];
+  affinitySets: { name: string; seconds: number }[];
+  endpointIPs: string[];
+  chains: string;
+}
+
+// Rendering a port depends only on the port's rules and the family's pod CIDR; compute hands back the
+// same ServicePortRules object for a Service that did not change, so a sync renders only what changed.
+const nftPortMemo = new WeakMap<ServicePortRules, { localCIDR: string | undefined; rendered: NftServicePort }>();
+
+function nftServicePort(port: ServicePortRules, family: FamilyRules): NftServicePort {
+  const memo = nftPortMemo.get(port);
+  if (memo && memo.localCIDR === family.localCIDR) return memo.rendered;
+  const rendered = renderNftServicePort(port, family);
+  nftPortMemo.set(port, { localCIDR: family.localCIDR, rendered });
+  return rendered;
+}
+
+function renderNftServicePort(port: ServicePortRules, family: FamilyRules): NftServicePort {
+  const address = family.family === 'IPv6' ? 'ip6' : 'ip';
+  const names = nftNames;
+  const verdict = (filter: FilterVerdict) => (filter === 'reject' ? 'goto reject-chain' : 'drop');
+  const key = (ip: string) => `${ip} . ${port.protocol} . ${port.port}`;
+  const rendered: NftServicePort = {
+    serviceIPs: [], serviceNodePorts: [], noEndpointServices: [], noEndpointNodePorts: [], firewallIPs: [],
+    affinitySets: [], endpointIPs: uniqueEndpoints(port).map((endpoint) => endpoint.ip), chains: '',
+  };
+  const internal = internalTarget(port, names);
+  if ('chain' in internal) rendered.serviceIPs.push(`${key(port.clusterIP)} : goto ${internal.chain}`);
+  else rendered.noEndpointServices.push(`${key(port.clusterIP)} : ${verdict(internal.verdict)}`);
+  const external = externalTarget(port, names);
+  const externalVerdict = port.external?.verdict;
+  for (const ip of port.externalIPs) {
+    if (external) rendered.serviceIPs.push(`${key(ip)} : goto ${external}`);
+    if (externalVerdict) rendered.noEndpointServices.push(`${key(ip)} : ${verdict(externalVerdict)}`);
+  }
+  if (port.nodePort > 0) {
+    if (external) rendered.serviceNodePorts.push(`${port.protocol} . ${port.nodePort} : goto ${external}`);
+    if (externalVerdict) rendered.noEndpointNodePorts.push(`${port.protocol} . ${port.nodePort} : ${verdict(externalVerdict)}`);
+  }
+  for (const ip of port.firewall?.loadBalancerIPs ?? []) rendered.firewallIPs.push(`${key(ip)} : goto ${names.firewall(port)}`);
+  if (port.affinitySeconds > 0) {
+    rendered.affinitySets = uniqueEndpoints(port).map((endpoint) => ({ name: nftAffinitySet(endpoint), seconds: port.affinitySeconds }));
+  }
+  rendered.chains = templates.nftServicePort({
+    address,
+    groupChains: groups(port).map(({ kind, group }) => ({
       name: names.group(port, kind),
       masquerade: masqueradeRule(port, group, family.localCIDR, (ip) => ip),
       protocol: port.protocol,
       ...nftDispatch(port, group.endpoints, names),
-    }))),
-    externalChains: family.servicePorts.filter((port) => externalTarget(port, names)).map((port) => ({
-      ...externalChain(port, names),
-      podCIDR: family.localCIDR ?? '',
     })),
-    firewallChains: family.servicePorts.filter((port) => port.firewall).map((port) => ({
-      name: names.firewall(port),
-      allowed: port.firewall!.sourceRanges,
-      comment: ruleComment(`${port.id} loadBalancerSourceRanges`),
-    })),
+    externalChains: external ? [{ ...externalChain(port, names), podCIDR: family.localCIDR ?? '' }] : [],
+    firewallChains: port.firewall
+      ? [{ name: names.firewall(port), allowed: port.firewall.sourceRanges, comment: ruleComment(`${port.id} loadBalancerSourceRanges`) }]
+      : [],
     // Only affinity needs a chain per endpoint (to record the client); the rest DNAT from the group chain.
-    endpointChains: endpointChains(family, names, (ip) => ip).filter((chain) => chain.affinitySeconds > 0).map((chain) => ({
-      ...chain,
-      affinitySet: nftAffinitySet({ hash: chain.name.slice('sep-'.length) }),
-    })),
-  };
+    endpointChains: port.affinitySeconds > 0
+      ? uniqueEndpoints(port).map((endpoint) => ({
+          name: names.endpoint(endpoint),
+          affinitySet: nftAffinitySet(endpoint),
+          protocol: port.protocol,
+          destination: endpointDestination(endpoint),
+          comment: ruleComment(`${port.id} -> ${endpointDestination(endpoint)}`),
+        }))
+      : [],
+  });
+  return rendered;
 }
 
 /**

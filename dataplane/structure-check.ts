@@ -1,5 +1,6 @@
 // Structure checks on rendered text: catch a dangling jump or an over-long name before the kernel sees it.
-import type { Backend } from './render.js';
+import { parseRenderedTables, renderedTables, type TableModel } from './nft-incremental.js';
+import type { Backend, RenderedRules } from './render.js';
 
 /** The rendered rules are inconsistent: a bug in ferry, never the user's input. */
 export class StructureError extends Error {}
@@ -10,22 +11,52 @@ const BUILTIN_CHAINS = new Set(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POS
 
 /** Throws a StructureError naming every problem found. */
 export function checkStructure(text: string, backend: Backend): void {
-  const problems = backend === 'nftables' ? nftProblems(text) : iptablesProblems(text);
+  report(backend, backend === 'nftables' ? nftProblems(parseRenderedTables(text)) : iptablesProblems(text));
+}
+
+/** checkStructure for everything rendered; nftables reuses the parse that incremental updates share. */
+export function checkRendered(rendered: RenderedRules): void {
+  if (rendered.backend === 'nftables') report('nftables', nftProblems(renderedTables(rendered)));
+  else for (const part of rendered.texts) checkStructure(part.text, 'iptables');
+}
+
+function report(backend: Backend, problems: string[]): void {
   if (problems.length > 0) throw new StructureError(`rendered ${backend} rules are inconsistent:\n  ${problems.join('\n  ')}`);
 }
 
-function nftProblems(text: string): string[] {
-  const problems: string[] = [];
-  // Each `table ... {` block is checked on its own: names do not cross tables.
-  for (const table of text.split(/^table /m).slice(1)) {
-    const name = table.slice(0, table.indexOf('{')).trim();
-    const chains = new Set([...table.matchAll(/^\s*chain (\S+) \{/gm)].map((match) => match[1]));
-    const sets = new Set([...table.matchAll(/^\s*(?:set|map) (\S+) \{/gm)].map((match) => match[1]));
-    for (const [, target] of table.matchAll(/\b(?:goto|jump) ([^\s,;}]+)/g)) {
-      if (!chains.has(target)) problems.push(`table ${name}: jump or goto to undefined chain ${target}`);
+/** What a rule or map element refers to: chains it jumps to, sets and maps it names. */
+interface References {
+  chains: string[];
+  sets: string[];
+}
+
+// A Service port that did not change keeps its parsed rules (the same array), so its references are found once.
+const referencesMemo = new WeakMap<string[], References>();
+
+function referencesOf(lines: string[]): References {
+  let references = referencesMemo.get(lines);
+  if (!references) {
+    references = { chains: [], sets: [] };
+    for (const line of lines) {
+      // Most lines (set elements above all) refer to nothing: skip them without running the patterns.
+      if (!line.includes('goto') && !line.includes('jump') && !line.includes('@')) continue;
+      for (const [, target] of line.matchAll(/\b(?:goto|jump) ([^\s,;}]+)/g)) references.chains.push(target!);
+      for (const [, name] of line.matchAll(/@([^\s,;}]+)/g)) references.sets.push(name!);
     }
-    for (const [, reference] of table.matchAll(/@([^\s,;}]+)/g)) {
-      if (!sets.has(reference)) problems.push(`table ${name}: reference to undefined set or map @${reference}`);
+    referencesMemo.set(lines, references);
+  }
+  return references;
+}
+
+function nftProblems(tables: Map<string, TableModel>): string[] {
+  const problems: string[] = [];
+  // Each table is checked on its own: names do not cross tables.
+  for (const [family, table] of tables) {
+    const lists = [...[...table.chains.values()].map((chain) => chain.rules), ...[...table.collections.values()].map((collection) => collection.elements)];
+    for (const lines of lists) {
+      const { chains, sets } = referencesOf(lines);
+      for (const target of chains) if (!table.chains.has(target)) problems.push(`table ${family} ferry: jump or goto to undefined chain ${target}`);
+      for (const name of sets) if (!table.collections.has(name)) problems.push(`table ${family} ferry: reference to undefined set or map @${name}`);
     }
   }
   return problems;

@@ -3,11 +3,12 @@ import fc from 'fast-check';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { compareRules } from '../dataplane/dataplane.js';
 import { applyIptables } from '../dataplane/iptables.js';
-import { incrementalScript } from '../dataplane/nft-incremental.js';
+import { incrementalScript, parseRenderedTables, renderedTables } from '../dataplane/nft-incremental.js';
 import { applyNftables } from '../dataplane/nftables.js';
 import { render, type Backend } from '../dataplane/render.js';
 import { runChecked } from '../dataplane/runner.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
+import { renderScenario, scenarios } from './helpers/golden.js';
 import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 
 /** A cluster drawn from a small universe, so that consecutive draws share, change and drop services. */
@@ -46,7 +47,7 @@ test('kernel: nftables incremental updates leave the kernel exactly as a full re
   let incremental = 0;
   await fc.assert(fc.asyncProperty(clusterArbitrary, async (services) => {
     const next = rendered(services, 'nftables');
-    const script = incrementalScript(previous.texts[0]!.text, next.texts[0]!.text);
+    const script = incrementalScript(previous, next);
     if (script === undefined) {
       await applyNftables(runner, next.texts[0]!.text);
     } else {
@@ -75,11 +76,20 @@ test('kernel: iptables updates rewrite only changed chains and leave the kernel 
   }), { numRuns: 25 });
 });
 
+test('the parts of a rendered nftables script parse to the same tables as its whole text', async (t) => {
+  for (const scenario of Object.keys(scenarios)) {
+    const { rendered } = await renderScenario(scenario, 'nftables');
+    t.deepEqual(renderedTables(rendered), parseRenderedTables(rendered.texts[0]!.text), scenario);
+    t.true(renderedTables(rendered).get('ip')!.chains.size > 10);
+  }
+});
+
 test('an unchanged rule set needs no nftables commands, and one endpoint more touches only its service', (t) => {
-  const before = render(computeNodeRules(clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }]), serviceObject({ name: 'other', clusterIPs: ['10.96.0.21'] }), sliceObject('other', [{ ip: '10.244.1.8' }])), 'node-a', testConfig), 'nftables').texts[0]!.text;
+  const before = render(computeNodeRules(clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }]), serviceObject({ name: 'other', clusterIPs: ['10.96.0.21'] }), sliceObject('other', [{ ip: '10.244.1.8' }])), 'node-a', testConfig), 'nftables');
   t.is(incrementalScript(before, before), '');
-  const after = render(computeNodeRules(clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }, { ip: '10.244.2.9' }]), serviceObject({ name: 'other', clusterIPs: ['10.96.0.21'] }), sliceObject('other', [{ ip: '10.244.1.8' }])), 'node-a', testConfig), 'nftables').texts[0]!.text;
-  const script = incrementalScript(before, after)!;
+  const rendered = render(computeNodeRules(clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }, { ip: '10.244.2.9' }]), serviceObject({ name: 'other', clusterIPs: ['10.96.0.21'] }), sliceObject('other', [{ ip: '10.244.1.8' }])), 'node-a', testConfig), 'nftables');
+  const script = incrementalScript(before, rendered)!;
+  const after = rendered.texts[0]!.text;
   // The web chain is rewritten with its new rules and the new endpoint joins the hairpin set; nothing else.
   const [, chain, body] = /\tchain (svc-\w+-default\/web\/http\/tcp) \{\n([\s\S]*?)\n\t\}/.exec(after)!;
   t.is(script, [

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { balance, initialBalanceState, type BalanceConfig, type BalanceState } from '../balance/balance.js';
 import { liveConnections } from '../balance/live-connections.js';
 import { computeNodeRules, endpointKey } from '../compute/compute.js';
-import type { NodeRules } from '../compute/node-rules.js';
+import type { NodeRules, ServicePortRules } from '../compute/node-rules.js';
 import { staleUDPFlows } from '../compute/stale-flows.js';
 import { computeConfig, type FerryConfig } from '../config/kube-proxy-config.js';
 import { buildClusterState, describeModelError } from '../model/cluster-state.js';
@@ -13,13 +13,11 @@ import type { Balancing } from '../model/types.js';
 import type { ObjectSource } from '../sources/source.js';
 import { deleteStaleFlows } from '../../dataplane/conntrack.js';
 import { listNatedConnections } from '../../dataplane/conntrack-sample.js';
-import { applyRules, cleanupRules, compareRules } from '../../dataplane/dataplane.js';
-import { applyIptables } from '../../dataplane/iptables.js';
-import { incrementalScript } from '../../dataplane/nft-incremental.js';
-import { applyNftables } from '../../dataplane/nftables.js';
+import { applyChanges, applyRules, cleanupRules, compareRules } from '../../dataplane/dataplane.js';
+import { renderedTables } from '../../dataplane/nft-incremental.js';
 import { render, type Backend, type RenderedRules } from '../../dataplane/render.js';
 import type { Runner } from '../../dataplane/runner.js';
-import { checkStructure } from '../../dataplane/structure-check.js';
+import { checkRendered } from '../../dataplane/structure-check.js';
 import { close, healthHandler, HealthCheckPorts, listen, type HealthStatus } from './health.js';
 import { AgentMetrics } from './metrics.js';
 import { SyncScheduler, systemClock, type Clock } from './sync-scheduler.js';
@@ -120,8 +118,8 @@ export class Agent {
       const rules = computeNodeRules(state, this.options.node, { ...computeConfig(this.options.config, backend), balancing: this.options.balancing },
         this.balanceState.weights);
       const rendered = render(rules, backend);
-      for (const part of rendered.texts) checkStructure(part.text, backend);
-      const kind = full || !this.previous ? await this.syncFull(rendered) : await this.syncPartial(this.previous.rendered, rendered);
+      checkRendered(rendered);
+      const kind = full || !this.previous ? await this.syncFull(rendered) : await applyChanges(runner, this.previous.rendered, rendered);
       this.syncs[kind] += 1;
       const stale = staleUDPFlows(this.previous?.rules, rules);
       await deleteStaleFlows(runner, stale);
@@ -145,26 +143,6 @@ export class Agent {
     return 'full';
   }
 
-  /** Writes only what changed since the last sync, in one transaction per restore. */
-  private async syncPartial(previous: RenderedRules, next: RenderedRules): Promise<SyncKind> {
-    const { runner } = this.options;
-    if (next.backend === 'nftables') {
-      const script = incrementalScript(previous.texts[0]!.text, next.texts[0]!.text);
-      if (script === undefined) {
-        await applyRules(runner, next);
-        return 'full';
-      }
-      if (script === '') return 'unchanged';
-      await applyNftables(runner, script);
-      return 'partial';
-    }
-    if (next.texts.every((part, index) => part.text === previous.texts[index]?.text)) return 'unchanged';
-    for (const [index, part] of next.texts.entries()) {
-      await applyIptables(runner, part.family as 'IPv4' | 'IPv6', part.text, previous.texts[index]?.text);
-    }
-    return 'partial';
-  }
-
   private record(rules: NodeRules, rendered: RenderedRules, kind: SyncKind, started: number, changedSince: number | undefined): void {
     const seconds = (this.clock.now() - started) / 1000;
     this.metrics.syncDuration.observe(seconds);
@@ -173,17 +151,29 @@ export class Agent {
     this.metrics.lastSync.setToCurrentTime();
     this.lastUpdated = new Date();
     const ports = (r: NodeRules) => new Map(r.families.flatMap((family) => family.servicePorts.map((port) => [`${family.family} ${port.id}`, port])));
-    const before = this.previous ? ports(this.previous.rules) : new Map();
+    const before = this.previous ? ports(this.previous.rules) : new Map<string, ServicePortRules>();
     const after = ports(rules);
-    const endpoints = (map: typeof after) => new Set([...map.values()].flatMap((port) => [...(port.cluster?.endpoints ?? []), ...(port.local?.endpoints ?? [])].map((endpoint) => endpoint.hash)));
-    const symmetric = <T>(a: Set<T>, b: Set<T>) => [...a].filter((x) => !b.has(x)).length + [...b].filter((x) => !a.has(x)).length;
-    this.metrics.serviceChanges.inc([...after].filter(([id, port]) => JSON.stringify(before.get(id)) !== JSON.stringify(port)).length + [...before.keys()].filter((id) => !after.has(id)).length);
-    this.metrics.endpointChanges.inc(symmetric(endpoints(before), endpoints(after)));
-    const weighted = [...after.values()].flatMap((port) => [port.cluster, port.local]).filter((group) => group && new Set(group.endpoints.map((endpoint) => endpoint.weight)).size > 1);
+    // compute hands back the same object for a port that did not change: only the others are compared.
+    const endpoints = (port: ServicePortRules | undefined) => new Set([...(port?.cluster?.endpoints ?? []), ...(port?.local?.endpoints ?? [])].map((endpoint) => endpoint.hash));
+    let serviceChanges = 0;
+    let endpointChanges = 0;
+    for (const id of new Set([...before.keys(), ...after.keys()])) {
+      const [old, port] = [before.get(id), after.get(id)];
+      if (old === port || JSON.stringify(old) === JSON.stringify(port)) continue;
+      serviceChanges += 1;
+      const [was, is] = [endpoints(old), endpoints(port)];
+      endpointChanges += [...was].filter((hash) => !is.has(hash)).length + [...is].filter((hash) => !was.has(hash)).length;
+    }
+    this.metrics.serviceChanges.inc(serviceChanges);
+    this.metrics.endpointChanges.inc(endpointChanges);
+    const weighted = [...after.values()].flatMap((port) => [port.cluster, port.local]).filter((group) => group && group.endpoints.some((endpoint) => endpoint.weight !== group.endpoints[0]!.weight));
     this.metrics.weightedEndpoints.set(weighted.reduce((sum, group) => sum + group!.endpoints.length, 0));
-    for (const part of rendered.texts) {
-      const lines = part.text.split('\n').filter((line) => (rendered.backend === 'nftables' ? /^\t\t[a-z@]/.test(line) && !/^\t\t(type|flags|timeout|elements) /.test(line) : line.startsWith('-A ')));
-      this.metrics.rules.set({ backend: rendered.backend, family: part.family }, lines.length);
+    if (rendered.backend === 'nftables') {
+      for (const [family, table] of renderedTables(rendered)) {
+        this.metrics.rules.set({ backend: rendered.backend, family: family === 'ip6' ? 'IPv6' : 'IPv4' }, [...table.chains.values()].reduce((sum, chain) => sum + chain.rules.length, 0));
+      }
+    } else {
+      for (const part of rendered.texts) this.metrics.rules.set({ backend: rendered.backend, family: part.family }, part.text.split('\n').filter((line) => line.startsWith('-A ')).length);
     }
     this.options.logger.debug({ kind, ms: Math.round(seconds * 1000) }, 'synced');
   }

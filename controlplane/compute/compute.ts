@@ -32,9 +32,11 @@ export function endpointKey(protocol: L4Protocol, ip: string, port: number): str
   return `${protocol}/${ip.includes(':') ? `[${ip}]` : ip}:${port}`;
 }
 
+const NO_WEIGHTS: EndpointWeights = new Map();
+
 /** Computes the rules of node `nodeName`; the same input always gives the same output. */
 export function computeNodeRules(
-  state: ClusterState, nodeName: string, config: ComputeConfig, weights: EndpointWeights = new Map(),
+  state: ClusterState, nodeName: string, config: ComputeConfig, weights: EndpointWeights = NO_WEIGHTS,
 ): NodeRules {
   const node = state.nodes.find((candidate) => candidate.name === nodeName);
   if (!node) throw new ComputeError(`node ${JSON.stringify(nodeName)} is not among the Node objects of the input`);
@@ -74,7 +76,7 @@ function computeFamily(
   const context: FamilyContext = { family, node, localCIDR, masqueradeAll: config.masqueradeAll, weights, balancing: config.balancing ?? 'least-busy' };
   const services = state.services.filter((service) => service.clusterIPs.some(ofFamily));
   const servicePorts = services
-    .flatMap((service) => service.ports.map((port) => computeServicePort(state, service, port, context)))
+    .flatMap((service) => portsOf(state, service, context))
     .sort((a, b) => compareText(a.id, b.id));
   return {
     family,
@@ -110,6 +112,36 @@ function nodePortAddresses(config: ComputeConfig, node: Node, family: IPFamily):
   }
 }
 
+// What a Service's ports became, per family: its rules depend only on the Service, its slices and the
+// context, so a sync after one change recomputes that one Service. Model objects are reused across
+// syncs for API objects that did not change (see buildClusterState), which makes identity a valid key.
+interface PortsMemo {
+  slices: readonly EndpointSlice[];
+  context: FamilyContext;
+  ports: ServicePortRules[];
+}
+const portsMemo = new WeakMap<Service, Map<IPFamily, PortsMemo>>();
+
+function portsOf(state: ClusterState, service: Service, context: FamilyContext): ServicePortRules[] {
+  const slices = slicesOf(state).get(sliceKey(context.family, service.namespace, service.name)) ?? [];
+  const byFamily = portsMemo.get(service) ?? new Map<IPFamily, PortsMemo>();
+  const memo = byFamily.get(context.family);
+  if (memo && sameContext(memo.context, context) && sameItems(memo.slices, slices)) return memo.ports;
+  const ports = service.ports.map((port) => computeServicePort(state, service, port, context));
+  byFamily.set(context.family, { slices, context, ports });
+  portsMemo.set(service, byFamily);
+  return ports;
+}
+
+function sameContext(a: FamilyContext, b: FamilyContext): boolean {
+  return a.node === b.node && a.localCIDR === b.localCIDR && a.masqueradeAll === b.masqueradeAll
+    && a.weights === b.weights && a.balancing === b.balancing;
+}
+
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  return a.length === b.length && a.every((item, index) => item === b[index]);
+}
+
 function computeServicePort(state: ClusterState, service: Service, port: ServicePort, context: FamilyContext): ServicePortRules {
   const { family, node } = context;
   const ofFamily = (address: string) => familyOf(address) === family;
@@ -132,7 +164,7 @@ function computeServicePort(state: ClusterState, service: Service, port: Service
     : 'cluster';
   const clusterIPMasquerade = context.masqueradeAll ? 'all' : context.localCIDR ? 'off-cluster' : 'none';
   // A uniform Service ignores measured weights, whatever the agent measured.
-  const weights = (service.balancing ?? context.balancing) === 'uniform' ? new Map<string, number>() : context.weights;
+  const weights = (service.balancing ?? context.balancing) === 'uniform' ? NO_WEIGHTS : context.weights;
   const group = (members: PortEndpoint[], target: 'cluster' | 'local'): EndpointGroup => ({
     endpoints: endpointTargets(id, protocol, members, weights),
     clusterIPMasquerade: internal === target ? clusterIPMasquerade : 'none',

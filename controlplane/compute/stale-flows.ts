@@ -19,7 +19,8 @@ export function staleUDPFlows(previous: NodeRules | undefined, next: NodeRules):
     const before = new Map(previous.families.find((f) => f.family === family.family)?.servicePorts.map((port) => [port.id, port]) ?? []);
     for (const port of family.servicePorts.filter((candidate) => candidate.protocol === 'udp')) {
       const old = before.get(port.id);
-      if (!old) continue;
+      // The same object: compute reused the port because nothing about it changed.
+      if (!old || old === port) continue;
       const destinations = (dstNat?: string) => [
         { family: family.family, origDst: port.clusterIP, dstNat },
         ...port.externalIPs.map((ip) => ({ family: family.family, origDst: ip, dstNat })),
