@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import type { ComputeConfig } from '../controlplane/compute/compute.js';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
-import { applyChanges, applyRules } from '../dataplane/dataplane.js';
+import { applyChanges, applyRules, reassertRules } from '../dataplane/dataplane.js';
 import { render, type Backend, type RenderedRules } from '../dataplane/render.js';
 import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
 import { checkRendered } from '../dataplane/structure-check.js';
@@ -103,6 +103,12 @@ const withService = [...withEndpoint, ...syntheticService(N, M)];
 const serviceAdded = await incremental(endpointAdded.next, withService);
 const serviceRemoved = await incremental(serviceAdded.next, withEndpoint);
 
+// The agent's periodic full resync with N Services present: everything re-asserted, nothing read back but names.
+toolMs = 0;
+const resync0 = now();
+await reassertRules(runner, serviceRemoved.next);
+const resync = { ms: now() - resync0, kernelMs: toolMs };
+
 // The kernel alone, on a clean table: ferry's overhead is full sync / this.
 if (backend === 'nftables') await runChecked(execaRunner, 'nft', 'nft', ['flush', 'ruleset']);
 else for (const save of ['iptables', 'ip6tables']) for (const table of ['nat', 'filter', 'mangle']) await runChecked(execaRunner, save, save, ['-t', table, '-F']).then(() => runChecked(execaRunner, save, save, ['-t', table, '-X']));
@@ -115,5 +121,5 @@ console.log(JSON.stringify({
     serviceAdded: { ms: serviceAdded.ms, kernelMs: serviceAdded.kernelMs },
     serviceRemoved: { ms: serviceRemoved.ms, kernelMs: serviceRemoved.kernelMs },
   },
-  latency: { first, last }, peakRssMB: process.resourceUsage().maxRSS / 1024,
+  resync, latency: { first, last }, peakRssMB: process.resourceUsage().maxRSS / 1024,
 }));

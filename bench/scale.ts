@@ -12,6 +12,7 @@ interface Result {
   backend: string; services: number; endpoints: number; kernelMs: number; peakRssMB: number;
   fullSync: { computeMs: number; renderMs: number; applyMs: number; kernelMs: number; totalMs: number };
   incremental: { endpointAdded: Change; serviceAdded: Change; serviceRemoved: Change };
+  resync: Change;
   latency: { first: { p50: number; p99: number }; last: { p50: number; p99: number } };
 }
 
@@ -40,9 +41,9 @@ const ms = (value: number) => (value >= 1000 ? `${(value / 1000).toFixed(2)} s` 
 const us = (value: number) => `${(value * 1000).toFixed(0)} µs`;
 const change = (c: Change) => `${ms(c.ms)} (${ms(c.kernelMs)})`;
 const table = [
-  '| backend | Services × endpoints | full sync | compute | render | apply (of which tools) | kernel alone | ratio full / kernel alone | + endpoint (tools) | + Service (tools) | − Service (tools) | peak RSS | set-up p50 / p99 first Service | last Service | last/first p50 |',
-  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-  ...results.map((r) => `| ${r.backend} | ${r.services.toLocaleString('en')} × ${r.endpoints} | ${ms(r.fullSync.totalMs)} | ${ms(r.fullSync.computeMs)} | ${ms(r.fullSync.renderMs)} | ${ms(r.fullSync.applyMs)} (${ms(r.fullSync.kernelMs)}) | ${ms(r.kernelMs)} | ${(r.fullSync.totalMs / r.kernelMs).toFixed(2)} | ${change(r.incremental.endpointAdded)} | ${change(r.incremental.serviceAdded)} | ${change(r.incremental.serviceRemoved)} | ${r.peakRssMB.toFixed(0)} MB | ${us(r.latency.first.p50)} / ${us(r.latency.first.p99)} | ${us(r.latency.last.p50)} / ${us(r.latency.last.p99)} | ${(r.latency.last.p50 / r.latency.first.p50).toFixed(2)} |`),
+  '| backend | Services × endpoints | full sync | compute | render | apply (of which tools) | kernel alone | ratio full / kernel alone | + endpoint (tools) | + Service (tools) | − Service (tools) | periodic full resync (tools) | peak RSS | set-up p50 / p99 first Service | last Service | last/first p50 |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ...results.map((r) => `| ${r.backend} | ${r.services.toLocaleString('en')} × ${r.endpoints} | ${ms(r.fullSync.totalMs)} | ${ms(r.fullSync.computeMs)} | ${ms(r.fullSync.renderMs)} | ${ms(r.fullSync.applyMs)} (${ms(r.fullSync.kernelMs)}) | ${ms(r.kernelMs)} | ${(r.fullSync.totalMs / r.kernelMs).toFixed(2)} | ${change(r.incremental.endpointAdded)} | ${change(r.incremental.serviceAdded)} | ${change(r.incremental.serviceRemoved)} | ${change(r.resync)} | ${r.peakRssMB.toFixed(0)} MB | ${us(r.latency.first.p50)} / ${us(r.latency.first.p99)} | ${us(r.latency.last.p50)} / ${us(r.latency.last.p99)} | ${(r.latency.last.p50 / r.latency.first.p50).toFixed(2)} |`),
 ].join('\n');
 const report = `# Performance
 
@@ -61,6 +62,8 @@ process's) and throwaway network namespace.
   makes it (the objects as an informer holds them, model, compute, render, structure check, the
   transaction of what changed), from the change reaching the model to the command's exit; in brackets
   the time of the commands alone;
+- periodic full resync: what the agent does every syncPeriod with N Services present (nftables: names
+  listed, every rule re-asserted in one transaction; iptables: \`iptables-save\`, then what differs);
 - set-up: TCP connect latency through the rules to the first and to the last Service (300 connections
   each, from the namespace itself to endpoints on its loopback).
 

@@ -47,6 +47,17 @@ export async function applyChanges(runner: Runner, previous: RenderedRules, next
   return 'partial';
 }
 
+/**
+ * A periodic full resync: the kernel holds exactly `rendered` afterwards, whatever someone changed.
+ * nftables rewrites everything in one transaction without listing rules (listing 10,000 Services
+ * takes the kernel longer than loading them); iptables plans from iptables-save as applyRules does.
+ */
+export async function reassertRules(runner: Runner, rendered: RenderedRules): Promise<void> {
+  checkRendered(rendered);
+  if (rendered.backend === 'nftables') await nftables.reassertNftables(runner, rendered);
+  else await applyRules(runner, rendered);
+}
+
 /** The kernel's current ferry rules and the desired ones, both as the kernel lists them. */
 export async function compareRules(runner: Runner, rendered: RenderedRules): Promise<{ current: string; desired: string }> {
   if (rendered.backend === 'nftables') {

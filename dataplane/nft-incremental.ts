@@ -151,3 +151,41 @@ function elementKey(element: string): string {
   const colon = element.lastIndexOf(' : ');
   return colon < 0 ? element : element.slice(0, colon);
 }
+
+/** The names of what the kernel holds in ferry's tables, per family (`nft -t -j list chains/sets/maps`). */
+export type NftInventory = Map<string, { chains: Set<string>; collections: Map<string, 'set' | 'map'> }>;
+
+/**
+ * A full resync that reads back names only, not rules: every set, map and chain of `next` declared
+ * again, maps and plain sets refilled, every chain rewritten, and whatever else the kernel holds in
+ * ferry's tables removed. One transaction; dynamic sets (session affinity) keep their elements. Listing
+ * the rules of a large table costs the kernel far more than loading them (see docs/performance.md).
+ */
+export function reassertScript(inventory: NftInventory, next: RenderedRules): string {
+  const declare: string[] = [];
+  const flush: string[] = [];
+  const fill: string[] = [];
+  const remove: string[] = [];
+  for (const [family, want] of renderedTables(next)) {
+    const table = `${family} ferry`;
+    const have = inventory.get(family) ?? { chains: new Set<string>(), collections: new Map<string, 'set' | 'map'>() };
+    declare.push(`add table ${table}`);
+    for (const [name, collection] of want.collections) {
+      declare.push(`add ${collection.kind} ${table} ${name} { ${collection.declaration.join('; ')}; }`);
+      if (collection.declaration.some((line) => /^flags .*dynamic/.test(line))) continue;
+      if (have.collections.has(name)) flush.push(`flush ${collection.kind} ${table} ${name}`);
+      if (collection.elements.length > 0) fill.push(`add element ${table} ${name} { ${collection.elements.join(', ')} }`);
+    }
+    for (const [name, chain] of want.chains) {
+      declare.push(chain.base ? `add chain ${table} ${name} { ${chain.base} }` : `add chain ${table} ${name}`);
+      fill.push(...chain.rules.map((rule) => `add rule ${table} ${name} ${rule}`));
+    }
+    // Every chain the kernel holds is emptied first, so that nothing refers to what is removed last.
+    for (const name of have.chains) {
+      flush.push(`flush chain ${table} ${name}`);
+      if (!want.chains.has(name)) remove.push(`delete chain ${table} ${name}`);
+    }
+    for (const [name, kind] of have.collections) if (!want.collections.has(name)) remove.push(`delete ${kind} ${table} ${name}`);
+  }
+  return `${[...declare, ...flush, ...fill, ...remove].join('\n')}\n`;
+}

@@ -1,4 +1,6 @@
 // nftables shell: check, apply, read back and clean up ferry's tables (`ip ferry`, `ip6 ferry`) with nft.
+import { reassertScript, type NftInventory } from './nft-incremental.js';
+import type { RenderedRules } from './render.js';
 import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from './runner.js';
 
 const TABLES = ['ip ferry', 'ip6 ferry'] as const;
@@ -10,6 +12,28 @@ const TABLES = ['ip ferry', 'ip6 ferry'] as const;
  */
 export async function applyNftables(runner: Runner, script: string): Promise<void> {
   await runChecked(runner, 'the kernel rejected the nftables rules; the previous rules stay', 'nft', ['-f', '-'], script);
+}
+
+/** The names of the chains, sets and maps in ferry's tables: cheap to list, unlike their rules. */
+export async function readInventory(runner: Runner): Promise<NftInventory> {
+  const inventory: NftInventory = new Map();
+  for (const what of ['chains', 'sets', 'maps'] as const) {
+    const listing = JSON.parse(await runChecked(runner, 'listing the ferry tables failed', 'nft', ['-t', '-j', 'list', what])) as { nftables: Record<string, { family: string; table: string; name: string }>[] };
+    for (const entry of listing.nftables) {
+      const [kind, object] = Object.entries(entry)[0]!;
+      if (kind === 'metainfo' || object.table !== 'ferry') continue;
+      const table = inventory.get(object.family) ?? { chains: new Set<string>(), collections: new Map<string, 'set' | 'map'>() };
+      inventory.set(object.family, table);
+      if (kind === 'chain') table.chains.add(object.name);
+      else table.collections.set(object.name, kind as 'set' | 'map');
+    }
+  }
+  return inventory;
+}
+
+/** Makes the kernel hold exactly the rendered rules again, without listing its rules (see reassertScript). */
+export async function reassertNftables(runner: Runner, rendered: RenderedRules): Promise<void> {
+  await applyNftables(runner, reassertScript(await readInventory(runner), rendered));
 }
 
 /** Removes ferry's tables, and nothing else, in one transaction (a missing table is fine). */

@@ -4,7 +4,7 @@ import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { compareRules } from '../dataplane/dataplane.js';
 import { applyIptables } from '../dataplane/iptables.js';
 import { incrementalScript, parseRenderedTables, renderedTables } from '../dataplane/nft-incremental.js';
-import { applyNftables } from '../dataplane/nftables.js';
+import { applyNftables, reassertNftables } from '../dataplane/nftables.js';
 import { render, type Backend } from '../dataplane/render.js';
 import { runChecked } from '../dataplane/runner.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
@@ -100,4 +100,27 @@ test('an unchanged rule set needs no nftables commands, and one endpoint more to
   ].join('\n'));
   t.notRegex(script, /other/);
   t.notRegex(script, /delete table|add table/);
+});
+
+test('kernel: a full resync re-asserts the rules without reading them back: tampering undone, affinity state kept', async (t) => {
+  const { runner } = await throwawayNamespace(t);
+  const affine: GeneratedServices[number] = { index: 1, endpoints: ['node-a', 'node-b'], ready: true, type: 'ClusterIP', affinity: true, local: false, dualStack: false };
+  await applyNftables(runner, rendered([affine], 'nftables').texts[0]!.text);
+  const affinitySet = /set (affinity-\w+) \{/.exec(rendered([affine], 'nftables').texts[0]!.text)![1]!;
+  await fc.assert(fc.asyncProperty(clusterArbitrary, async (services) => {
+    const next = rendered([affine, ...services.filter((s) => s.index !== affine.index)], 'nftables');
+    // Someone else: a client in the affinity state, a stray chain, set and map element, a lost rule.
+    await runChecked(runner, 'tamper', 'nft', ['-f', '-'], [
+      `add element ip ferry ${affinitySet} { 192.0.2.7 }`,
+      'add chain ip ferry stray-chain',
+      'add set ip ferry stray-set { type ipv4_addr; }',
+      'add element ip ferry service-ips { 192.0.2.1 . tcp . 1 : drop }',
+      'flush chain ip ferry masquerading',
+      '',
+    ].join('\n'));
+    await reassertNftables(runner, next);
+    const { current, desired } = await compareRules(runner, next);
+    t.is(current, desired);
+    t.regex(await runChecked(runner, 'list', 'nft', ['list', 'set', 'ip', 'ferry', affinitySet]), /192\.0\.2\.7/);
+  }), { numRuns: 15 });
 });

@@ -1,5 +1,5 @@
 // compute: the pure function from cluster state to one node's rules, where Service semantics live.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import { familyOf } from '../model/ip.js';
 import type { Balancing, ClusterState, Endpoint, EndpointSlice, IPFamily, Node, Service, ServicePort } from '../model/types.js';
@@ -259,7 +259,7 @@ function endpointTargets(id: string, protocol: L4Protocol, endpoints: PortEndpoi
 
 /** 16 hex digits of sha256: stable across runs and short enough for iptables' 28-character chain names. */
 export function stableHash(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 16).toUpperCase();
+  return hash('sha256', text, 'hex').slice(0, 16).toUpperCase();
 }
 
 function unique<T>(items: T[]): T[] {
@@ -277,6 +277,8 @@ function sortedIPs(ips: string[]): string[] {
 
 /** A string that sorts like the address: family first, then the bytes as fixed-width hex. */
 function ipSortKey(ip: string): string {
-  const bytes = ip.includes(':') ? ipaddr.parse(ip).toByteArray() : ip.split('.').map(Number);
-  return `${bytes.length === 4 ? 4 : 6}${bytes.map((byte) => byte.toString(16).padStart(2, '0')).join('')}`;
+  if (ip.includes(':')) return `6${ipaddr.parse(ip).toByteArray().map((byte) => byte.toString(16).padStart(2, '0')).join('')}`;
+  // A canonical dotted quad: its 32 bits as 8 hex digits, without parsing it into an object.
+  const [a, b, c, d] = ip.split('.').map(Number) as [number, number, number, number];
+  return `4${(a * 2 ** 24 + b * 2 ** 16 + c * 2 ** 8 + d).toString(16).padStart(8, '0')}`;
 }
