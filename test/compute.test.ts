@@ -4,7 +4,9 @@ import { computeNodeRules, ComputeError, endpointKey, type ComputeConfig } from 
 import type { ServicePortRules } from '../controlplane/compute/node-rules.js';
 import { integerWeights } from '../controlplane/compute/weights.js';
 import type { ClusterState } from '../controlplane/model/types.js';
-import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
+import { render, renderedText } from '../dataplane/render.js';
+import { buildClusterState } from '../controlplane/model/cluster-state.js';
+import { clusterState, nodeObject, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 
 const config = testConfig;
 
@@ -219,4 +221,39 @@ test('a Local-policy Service with a health-check node port reports its local end
   );
   t.deepEqual(computeNodeRules(state, 'node-a', config).healthChecks, [{ namespace: 'default', name: 'web', port: 32000, localEndpoints: 1 }]);
   t.deepEqual(computeNodeRules(state, 'node-c', config).healthChecks, [{ namespace: 'default', name: 'web', port: 32000, localEndpoints: 0 }]);
+});
+
+const nodes = [nodeObject('node-a'), nodeObject('node-b'), nodeObject('node-c')];
+/** A state whose Node objects are the same from call to call, as an informer's are. */
+const sharedState = (...objects: unknown[]) => buildClusterState([...nodes, ...objects]).state;
+
+// The model, compute and render reuse what they made for objects they saw before (identity as the key).
+// Whatever objects are shared between syncs, the result must be what a first computation gives.
+test('reuse across syncs never shows an old result: sharing objects gives what fresh copies give', (t) => {
+  const pool = [0, 1, 2, 3].flatMap((index) => [
+    serviceObject({ name: `svc-${index}`, clusterIPs: [`10.96.3.${index + 1}`], ...(index === 3 ? { sessionAffinity: 'ClientIP' } : {}) }),
+    serviceObject({ name: `svc-${index}`, clusterIPs: [`10.96.3.${index + 1}`], type: 'NodePort', externalTrafficPolicy: 'Local', ports: [{ name: 'http', port: 80, protocol: 'TCP', nodePort: 30200 + index }] }),
+    sliceObject(`svc-${index}`, [{ ip: `10.244.1.${index + 10}`, node: 'node-a' }]),
+    sliceObject(`svc-${index}`, [{ ip: `10.244.1.${index + 10}`, node: 'node-a' }, { ip: `10.244.2.${index + 10}`, node: 'node-b', ready: index % 2 === 0 }]),
+  ]);
+  const weights = [new Map<string, number>(), new Map([[endpointKey('tcp', '10.244.1.10', 8080), 3]])];
+  fc.assert(fc.property(fc.array(fc.tuple(fc.subarray(pool), fc.constantFrom(0, 1)), { minLength: 2, maxLength: 6 }), (syncs) => {
+    for (const [objects, weighting] of syncs) {
+      // Two objects of one kind and name are one object changing: keep the last, as an informer would.
+      const current = [...new Map(objects.map((object) => [`${object.kind}/${object.metadata.name}`, object])).values()];
+      const shared = computeNodeRules(sharedState(...current), 'node-a', config, weights[weighting]);
+      const fresh = computeNodeRules(clusterState(...structuredClone(current)), 'node-a', config, new Map(weights[weighting]));
+      t.deepEqual(shared, fresh);
+      for (const backend of ['nftables', 'iptables'] as const) t.is(renderedText(render(shared, backend)), renderedText(render(fresh, backend)));
+    }
+  }), { numRuns: 100 });
+});
+
+test('a sync after one change computes that Service again and hands back the others as they were', (t) => {
+  const objects = [serviceObject({ name: 'a' }), sliceObject('a', [{ ip: '10.244.1.9' }]), serviceObject({ name: 'b', clusterIPs: ['10.96.0.21'] }), sliceObject('b', [{ ip: '10.244.1.8' }])];
+  const before = computeNodeRules(sharedState(...objects), 'node-a', config).families[0]!.servicePorts;
+  const after = computeNodeRules(sharedState(...objects.slice(0, 3), sliceObject('b', [{ ip: '10.244.1.8' }, { ip: '10.244.2.8' }])), 'node-a', config).families[0]!.servicePorts;
+  t.is(after.find((port) => port.id.startsWith('default/a:'))!, before.find((port) => port.id.startsWith('default/a:'))!);
+  t.not(after.find((port) => port.id.startsWith('default/b:'))!, before.find((port) => port.id.startsWith('default/b:'))!);
+  t.is(after.find((port) => port.id.startsWith('default/b:'))!.cluster!.endpoints.length, 2);
 });

@@ -1,8 +1,19 @@
 import test from 'ava';
+import fc from 'fast-check';
+import ipaddr from 'ipaddr.js';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
 import { canonicalCIDR, canonicalIP } from '../controlplane/model/ip.js';
 import { parseManifest } from '../controlplane/sources/manifests.js';
 import { nodeObject, serviceObject, sliceObject } from './helpers/objects.js';
+
+test('every dotted quad, with or without leading zeros, reads as ipaddr.js reads it', (t) => {
+  const octet = fc.oneof(fc.integer({ min: 0, max: 255 }).map(String), fc.integer({ min: 0, max: 99 }).map((n) => `0${n}`), fc.integer({ min: 256, max: 999 }).map(String));
+  fc.assert(fc.property(fc.tuple(octet, octet, octet, octet), (octets) => {
+    const text = octets.join('.');
+    const expected = ipaddr.IPv4.isValidFourPartDecimal(text) ? ipaddr.IPv4.parse(text).toString() : undefined;
+    t.is(canonicalIP(text), expected, text);
+  }), { numRuns: 2000 });
+});
 
 test('IP addresses are canonicalised and non-Kubernetes forms are refused', (t) => {
   t.is(canonicalIP('10.0.0.1'), '10.0.0.1');
