@@ -52,7 +52,8 @@ export function parseRenderedTables(script: string): Map<string, TableModel> {
     } else if (collection) {
       if (line === 'elements = {') inElements = true;
       else if (inElements) collection.elements.push(line.replace(/,$/, ''));
-      else if (line.startsWith('elements = {')) collection.elements.push(...line.slice(12, line.lastIndexOf('}')).split(',').map((e) => e.trim()).filter(Boolean));
+      // One line can hold hundreds of thousands of elements: too many to spread into push()'s arguments.
+      else if (line.startsWith('elements = {')) collection.elements = collection.elements.concat(line.slice(12, line.lastIndexOf('}')).split(',').map((e) => e.trim()).filter(Boolean));
       else collection.declaration.push(line);
     } else if (chain) {
       if (/^type \S+ hook /.test(line)) chain.base = line;

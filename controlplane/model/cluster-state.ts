@@ -72,7 +72,7 @@ export function buildClusterState(objects: unknown[]): ModelResult {
     }
   }
   const derived = selectorEndpointSlices(state);
-  state.endpointSlices.push(...derived.slices);
+  for (const slice of derived.slices) state.endpointSlices.push(slice);
   return { state, errors, warnings: derived.warnings };
 }
 

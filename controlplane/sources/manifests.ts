@@ -15,7 +15,7 @@ export async function readManifests(paths: string[]): Promise<unknown[]> {
     for (const file of await manifestFiles(path)) {
       const text = await readFile(file, 'utf8');
       // JSON is YAML too, but JSON.parse reads a large generated file many times faster.
-      objects.push(...(file.endsWith('.json') ? parseJSON(text, file) : parseManifest(text, file)));
+      for (const object of file.endsWith('.json') ? parseJSON(text, file) : parseManifest(text, file)) objects.push(object);
     }
   }
   return objects;
