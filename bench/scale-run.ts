@@ -54,22 +54,27 @@ async function incremental(previous: RenderedRules, objects: object[]): Promise<
   return { ms: now() - t0, kernelMs: toolMs, next };
 }
 
-/** Connection set-up latency to a Service's cluster IP, through the rules, p50 and p99 over `count` connections. */
-async function setupLatency(service: number, count: number): Promise<{ p50: number; p99: number }> {
-  const samples: number[] = [];
-  for (let i = 0; i < count; i++) {
+/**
+ * Connection set-up latency through the rules to the cluster IPs of two Services, p50 and p99 over
+ * `count` connections each, alternating between them so that drift in the machine affects both alike.
+ */
+async function setupLatency(services: [number, number], count: number): Promise<{ p50: number; p99: number }[]> {
+  const samples: number[][] = [[], []];
+  for (let i = 0; i < 2 * count; i++) {
     const t0 = now();
     await new Promise<void>((resolve, reject) => {
-      const socket = connect({ host: clusterIP(service), port: 80 }, () => {
-        samples.push(now() - t0);
+      const socket = connect({ host: clusterIP(services[i % 2]!), port: 80 }, () => {
+        samples[i % 2]!.push(now() - t0);
         socket.destroy();
         resolve();
       });
       socket.on('error', reject);
     });
   }
-  samples.sort((a, b) => a - b);
-  return { p50: samples[Math.floor(count / 2)]!, p99: samples[Math.floor(count * 0.99)]! };
+  return samples.map((list) => {
+    list.sort((a, b) => a - b);
+    return { p50: list[Math.floor(count / 2)]!, p99: list[Math.floor(count * 0.99)]! };
+  });
 }
 
 const base = syntheticCluster({ services: N, endpoints: M });
@@ -83,16 +88,18 @@ const renderedAt = now();
 await applyRules(runner, rendered);
 const fullSync = { computeMs: computed - full0, renderMs: renderedAt - computed, applyMs: now() - renderedAt, kernelMs: toolMs, totalMs: now() - full0 };
 
-// Endpoints of the first and the last Service answer on this namespace's loopback; cluster IPs need a
-// route for connect() to reach the output hook, where DNAT sends them to those local addresses.
+// The first and the last Service in the order of the rules (iptables tests Services one rule after
+// another in this order; nftables looks them up in a map). Their endpoints answer on this namespace's
+// loopback; cluster IPs need a route for connect() to reach the output hook, where DNAT sends them there.
+const order = rules.families[0]!.servicePorts.map((port) => Number(/\/svc-(\d+):/.exec(port.id)![1]));
+const [firstService, lastService] = [order[0]!, order.at(-1)!];
 await runChecked(execaRunner, 'ip', 'ip', ['route', 'add', '10.96.0.0/16', 'dev', 'lo']);
-for (const service of new Set([0, N - 1])) {
+for (const service of new Set([firstService, lastService])) {
   for (let e = 0; e < M; e++) await runChecked(execaRunner, 'ip', 'ip', ['address', 'add', `${endpointIP(service, e, M)}/32`, 'dev', 'lo']);
 }
 const server = createServer((socket) => socket.end());
 await new Promise<void>((resolve) => server.listen(8080, '0.0.0.0', resolve));
-const first = await setupLatency(0, 300);
-const last = await setupLatency(N - 1, 300);
+const [first, last] = await setupLatency([firstService, lastService], 1000);
 server.close();
 
 // Incremental syncs with N Services present: one endpoint added, one Service added, one removed.
