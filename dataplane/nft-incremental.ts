@@ -79,6 +79,7 @@ export function renderedTables(rendered: RenderedRules): Map<string, TableModel>
     const seen = new Map<string, Map<string, Chain>>();
     for (const part of rendered.nftTables) {
       const table = parseRenderedTables(part.head).get(part.family)!;
+      for (const [name, elements] of part.elements) table.collections.get(name)!.elements = elements;
       for (const text of part.servicePortChains) {
         const chains = seen.get(text) ?? portChains.get(text) ?? parseRenderedTables(`table port ferry {\n${text}}\n`).get('port')!.chains;
         seen.set(text, chains);
@@ -114,8 +115,8 @@ export function incrementalScript(previous: RenderedRules, next: RenderedRules):
       if (old && (old.kind !== collection.kind || old.declaration.join('\n') !== collection.declaration.join('\n'))) return undefined;
       if (!old) create.push(`add ${collection.kind} ${table} ${name} { ${collection.declaration.join('; ')}; }`);
       if (old && sameItems(old.elements, collection.elements)) continue;
-      const oldElements = new Set(old?.elements ?? []);
-      const newElements = new Set(collection.elements);
+      const oldElements = elementSet(old?.elements ?? []);
+      const newElements = elementSet(collection.elements);
       const gone = [...oldElements].filter((element) => !newElements.has(element));
       const added = collection.elements.filter((element) => !oldElements.has(element));
       if (gone.length > 0) update.push(`delete element ${table} ${name} { ${gone.map(elementKey).join(', ')} }`);
@@ -141,6 +142,15 @@ export function incrementalScript(previous: RenderedRules, next: RenderedRules):
   }
   const commands = [...create, ...update, ...remove, ...drop];
   return commands.length > 0 ? `${commands.join('\n')}\n` : '';
+}
+
+// The elements of the last rendering are the previous ones of the next sync: their set is built once.
+const elementSets = new WeakMap<string[], Set<string>>();
+
+function elementSet(elements: string[]): Set<string> {
+  let set = elementSets.get(elements);
+  if (!set) elementSets.set(elements, (set = new Set(elements)));
+  return set;
 }
 
 function sameItems(a: string[], b: string[]): boolean {

@@ -22,8 +22,10 @@ export interface RenderedRules {
 /** One nftables table of the script: everything but the Service port chains, and those per port. */
 export interface NftTableText {
   family: string;
-  /** The table without Service port chains: sets, maps, base and shared chains. */
+  /** The table without Service port chains and without set and map elements. */
   head: string;
+  /** The elements of each set and map, as the script prints them. */
+  elements: Map<string, string[]>;
   /** Each Service port's chains; the same string as last time for a port whose rules did not change. */
   servicePortChains: string[];
 }
@@ -34,12 +36,16 @@ const templates = loadTemplates();
 export function render(rules: NodeRules, backend: Backend): RenderedRules {
   if (backend === 'nftables') {
     const tables = rules.families.map((family) => nftTable(family, rules.masqueradeMark));
+    // The whole script is only printed when something reads it (a full apply, `ferry render`): an
+    // incremental sync works from the parts and never builds the largest string of all.
+    let text: string | undefined;
     return {
       backend,
-      texts: [{ family: 'both', text: templates.nftables({ node: rules.node, tables }) }],
+      texts: [{ family: 'both', get text() { return (text ??= templates.nftables({ node: rules.node, tables })); } }],
       nftTables: tables.map((table) => ({
         family: table.family,
-        head: templates.nftTable({ ...table, servicePortChains: [] }),
+        head: templates.nftTable({ ...table, collections: table.collections.map((collection) => ({ ...collection, elements: [] })), servicePortChains: [] }),
+        elements: new Map(table.collections.map((collection) => [collection.name, collection.elements])),
         servicePortChains: table.servicePortChains,
       })),
     };
@@ -161,26 +167,44 @@ function externalChain(port: ServicePortRules, names: ChainNames) {
 function nftTable(family: FamilyRules, mark: string) {
   const ipv6 = family.family === 'IPv6';
   const address = ipv6 ? 'ip6' : 'ip';
+  const addressType = ipv6 ? 'ipv6_addr' : 'ipv4_addr';
+  const addressPortKey = `${addressType} . inet_proto . inet_service`;
   const ports = family.servicePorts.map((port) => nftServicePort(port, family));
+  const nodePortIPs = family.nodePortAddresses.kind === 'addresses' ? family.nodePortAddresses.addresses : [];
+  const collections: NftCollection[] = [
+    { kind: 'set', name: 'cluster-ips', type: addressType, elements: family.clusterIPs, comment: '' },
+    {
+      kind: 'set', name: 'hairpin-endpoints', type: `${addressType} . ${addressType}`,
+      elements: unique(ports.flatMap((port) => port.hairpinPairs)),
+      comment: 'Hairpin: after DNAT, a connection whose source is the endpoint it was sent to must be masqueraded.',
+    },
+    ...(nodePortIPs.length > 0 ? [{ kind: 'set' as const, name: 'nodeport-ips', type: addressType, elements: nodePortIPs, comment: '' }] : []),
+    { kind: 'map', name: 'service-ips', type: `${addressPortKey} : verdict`, elements: ports.flatMap((port) => port.serviceIPs), comment: '' },
+    { kind: 'map', name: 'service-nodeports', type: 'inet_proto . inet_service : verdict', elements: ports.flatMap((port) => port.serviceNodePorts), comment: '' },
+    { kind: 'map', name: 'no-endpoint-services', type: `${addressPortKey} : verdict`, elements: ports.flatMap((port) => port.noEndpointServices), comment: '' },
+    { kind: 'map', name: 'no-endpoint-nodeports', type: 'inet_proto . inet_service : verdict', elements: ports.flatMap((port) => port.noEndpointNodePorts), comment: '' },
+    { kind: 'map', name: 'firewall-ips', type: `${addressPortKey} : verdict`, elements: ports.flatMap((port) => port.firewallIPs), comment: '' },
+  ];
   return {
     family: address,
     address,
-    addressType: ipv6 ? 'ipv6_addr' : 'ipv4_addr',
-    addressPortKey: `${ipv6 ? 'ipv6_addr' : 'ipv4_addr'} . inet_proto . inet_service`,
+    addressType,
     mark,
-    clusterIPs: family.clusterIPs.join(', '),
-    nodePortIPs: family.nodePortAddresses.kind === 'addresses' ? family.nodePortAddresses.addresses.join(', ') : '',
+    collections,
     nodePortMatch: nftNodePortMatch(family.nodePortAddresses, address),
     serviceCIDRs: family.serviceCIDRs.join(', '),
-    serviceIPs: ports.flatMap((port) => port.serviceIPs),
-    serviceNodePorts: ports.flatMap((port) => port.serviceNodePorts),
-    noEndpointServices: ports.flatMap((port) => port.noEndpointServices),
-    noEndpointNodePorts: ports.flatMap((port) => port.noEndpointNodePorts),
-    firewallIPs: ports.flatMap((port) => port.firewallIPs),
     affinitySets: ports.flatMap((port) => port.affinitySets),
-    hairpinEndpoints: unique(ports.flatMap((port) => port.endpointIPs)).map((ip) => `${ip} . ${ip}`).join(', '),
     servicePortChains: ports.map((port) => port.chains),
   };
+}
+
+/** A named set or map of a table, as nft-collection.hbs prints it. */
+interface NftCollection {
+  kind: 'set' | 'map';
+  name: string;
+  type: string;
+  elements: string[];
+  comment: string;
 }
 
 /** What one Service port adds to its family's table: map elements, sets, and its chains as text. */
@@ -191,7 +215,8 @@ interface NftServicePort {
   noEndpointNodePorts: string[];
   firewallIPs: string[];
   affinitySets: { name: string; seconds: number }[];
-  endpointIPs: string[];
+  /** `ip . ip` for every endpoint, the elements of hairpin-endpoints. */
+  hairpinPairs: string[];
   chains: string;
 }
 
@@ -214,7 +239,7 @@ function renderNftServicePort(port: ServicePortRules, family: FamilyRules): NftS
   const key = (ip: string) => `${ip} . ${port.protocol} . ${port.port}`;
   const rendered: NftServicePort = {
     serviceIPs: [], serviceNodePorts: [], noEndpointServices: [], noEndpointNodePorts: [], firewallIPs: [],
-    affinitySets: [], endpointIPs: uniqueEndpoints(port).map((endpoint) => endpoint.ip), chains: '',
+    affinitySets: [], hairpinPairs: uniqueEndpoints(port).map((endpoint) => `${endpoint.ip} . ${endpoint.ip}`), chains: '',
   };
   const internal = internalTarget(port, names);
   if ('chain' in internal) rendered.serviceIPs.push(`${key(port.clusterIP)} : goto ${internal.chain}`);

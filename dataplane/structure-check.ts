@@ -52,7 +52,9 @@ function nftProblems(tables: Map<string, TableModel>): string[] {
   const problems: string[] = [];
   // Each table is checked on its own: names do not cross tables.
   for (const [family, table] of tables) {
-    const lists = [...[...table.chains.values()].map((chain) => chain.rules), ...[...table.collections.values()].map((collection) => collection.elements)];
+    // Elements of a plain set are values; only a verdict map's elements can name a chain.
+    const maps = [...table.collections.values()].filter((collection) => collection.kind === 'map');
+    const lists = [...[...table.chains.values()].map((chain) => chain.rules), ...maps.map((collection) => collection.elements)];
     for (const lines of lists) {
       const { chains, sets } = referencesOf(lines);
       for (const target of chains) if (!table.chains.has(target)) problems.push(`table ${family} ferry: jump or goto to undefined chain ${target}`);

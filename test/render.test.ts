@@ -78,7 +78,7 @@ test('nftables affinity keeps a chain per endpoint that records the client', (t)
 
 test('nftables hairpin: every endpoint is a pair in hairpin-endpoints, masqueraded after DNAT', (t) => {
   const text = renderWeighted('nftables');
-  t.regex(text, /set hairpin-endpoints \{\n\t\ttype ipv4_addr \. ipv4_addr\n\t\telements = \{ 10\.244\.1\.9 \. 10\.244\.1\.9, 10\.244\.2\.9 \. 10\.244\.2\.9, 10\.244\.3\.9 \. 10\.244\.3\.9 \}/);
+  t.regex(text, /set hairpin-endpoints \{\n\t\ttype ipv4_addr \. ipv4_addr\n\t\telements = \{\n\t\t\t10\.244\.1\.9 \. 10\.244\.1\.9,\n\t\t\t10\.244\.2\.9 \. 10\.244\.2\.9,\n\t\t\t10\.244\.3\.9 \. 10\.244\.3\.9,\n\t\t\}/);
   t.regex(text, /chain masquerading \{\n\t\tct status dnat ip saddr \. ip daddr @hairpin-endpoints jump mark-for-masquerade/);
 });
 

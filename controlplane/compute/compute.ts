@@ -227,10 +227,13 @@ function slicesOf(state: ClusterState): Map<string, EndpointSlice[]> {
   let index = sliceIndexes.get(state);
   if (!index) {
     index = new Map();
-    for (const slice of [...state.endpointSlices].sort((a, b) => compareText(a.name, b.name))) {
+    for (const slice of state.endpointSlices) {
       const key = sliceKey(slice.family, slice.namespace, slice.serviceName);
-      index.set(key, [...(index.get(key) ?? []), slice]);
+      const slices = index.get(key);
+      if (slices) slices.push(slice);
+      else index.set(key, [slice]);
     }
+    for (const slices of index.values()) if (slices.length > 1) slices.sort((a, b) => compareText(a.name, b.name));
     sliceIndexes.set(state, index);
   }
   return index;
