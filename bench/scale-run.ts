@@ -88,6 +88,12 @@ const renderedAt = now();
 await applyRules(runner, rendered);
 const fullSync = { computeMs: computed - full0, renderMs: renderedAt - computed, applyMs: now() - renderedAt, kernelMs: toolMs, totalMs: now() - full0 };
 
+// What reading the rules back costs (a comparison with the kernel needs it; the periodic resync does not).
+const list0 = now();
+if (backend === 'nftables') await runChecked(execaRunner, 'nft', 'nft', ['list', 'table', 'ip', 'ferry']);
+else await runChecked(execaRunner, 'iptables-save', 'iptables-save', []);
+const listMs = now() - list0;
+
 // The first and the last Service in the order of the rules (iptables tests Services one rule after
 // another in this order; nftables looks them up in a map). Their endpoints answer on this namespace's
 // loopback; cluster IPs need a route for connect() to reach the output hook, where DNAT sends them there.
@@ -122,7 +128,7 @@ else for (const save of ['iptables', 'ip6tables']) for (const table of ['nat', '
 const kernelMs = await kernelOnly(rendered);
 
 console.log(JSON.stringify({
-  backend, services: N, endpoints: M, fullSync, kernelMs,
+  backend, services: N, endpoints: M, fullSync, kernelMs, listMs,
   incremental: {
     endpointAdded: { ms: endpointAdded.ms, kernelMs: endpointAdded.kernelMs },
     serviceAdded: { ms: serviceAdded.ms, kernelMs: serviceAdded.kernelMs },

@@ -101,7 +101,8 @@ function readObject(object: unknown): ReadObject {
   }
 }
 
-function* expandLists(objects: unknown[]): Generator<unknown> {
+/** The objects with every `kind: ...List` replaced by its items, recursively. */
+export function* expandLists(objects: unknown[]): Generator<unknown> {
   for (const object of objects) {
     if (isRecord(object) && typeof object.kind === 'string' && object.kind.endsWith('List') && Array.isArray(object.items)) {
       yield* expandLists(object.items);

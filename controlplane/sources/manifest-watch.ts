@@ -2,6 +2,7 @@
 // reported and the last good view is kept, so a half-written file never empties the node's rules.
 import { watch, type FSWatcher } from 'node:fs';
 import type { Logger } from 'pino';
+import { expandLists } from '../model/cluster-state.js';
 import { readManifests } from './manifests.js';
 import type { ObjectSource } from './source.js';
 
@@ -12,7 +13,8 @@ const RESCAN_MS = 5000;
 
 export class ManifestWatch implements ObjectSource {
   private current: unknown[] = [];
-  private currentText = '';
+  /** Each current object as JSON: an object read again with the same text is the same object. */
+  private currentTexts: string[] = [];
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private rescan: NodeJS.Timeout | undefined;
@@ -21,8 +23,8 @@ export class ManifestWatch implements ObjectSource {
   constructor(private readonly directory: string, private readonly logger: Logger) {}
 
   async start(onChange: () => void): Promise<void> {
-    this.current = await readManifests([this.directory]);
-    this.currentText = JSON.stringify(this.current);
+    this.current = [...expandLists(await readManifests([this.directory]))];
+    this.currentTexts = this.current.map((object) => JSON.stringify(object));
     const reread = () => {
       this.reading = this.reading.then(() => this.reread(onChange));
     };
@@ -46,11 +48,14 @@ export class ManifestWatch implements ObjectSource {
 
   private async reread(onChange: () => void): Promise<void> {
     try {
-      const objects = await readManifests([this.directory]);
-      const text = JSON.stringify(objects);
-      if (text === this.currentText) return;
-      this.current = objects;
-      this.currentText = text;
+      const objects = [...expandLists(await readManifests([this.directory]))];
+      const texts = objects.map((object) => JSON.stringify(object));
+      if (texts.length === this.currentTexts.length && texts.every((text, index) => text === this.currentTexts[index])) return;
+      // Unchanged objects stay the objects they were, as an informer's do, so that the model, compute
+      // and render reuse what they made of them and a sync costs what changed.
+      const previous = new Map(this.currentTexts.map((text, index) => [text, this.current[index]]));
+      this.current = objects.map((object, index) => previous.get(texts[index]!) ?? object);
+      this.currentTexts = texts;
       onChange();
     } catch (error) {
       this.logger.error({ directory: this.directory, err: (error as Error).message }, 'manifests did not parse; keeping the last good state');
