@@ -7,21 +7,16 @@ import type { Backend, RenderedRules } from './render.js';
 import type { Runner } from './runner.js';
 import { checkRendered } from './structure-check.js';
 
-/** Loads the rules into the kernel: structure-checked, then one transaction (nft), or per family checked then committed (iptables). */
+/** Loads the rules into the kernel: structure-checked, then one transaction (nft), or every family loaded into a throwaway namespace first, then each committed (iptables). */
 export async function applyRules(runner: Runner, rendered: RenderedRules): Promise<void> {
   checkRendered(rendered);
   if (rendered.backend === 'nftables') {
     await nftables.applyNftables(runner, rendered.texts[0]!.text);
     return;
   }
-  // Check every family before touching any, so a bad IPv6 set does not leave IPv4 half-updated.
-  const plans: [iptables.Family, string][] = [];
-  for (const part of rendered.texts) {
-    const family = part.family as iptables.Family;
-    plans.push([family, await iptables.restorePlan(runner, family, part.text)]);
-  }
-  for (const [family, plan] of plans) await iptables.testRestore(runner, family, plan);
-  for (const [family, plan] of plans) await iptables.commitRestore(runner, family, plan);
+  // The kernel checks every family before any is touched, so a bad IPv6 rule does not leave IPv4 half-updated.
+  for (const part of rendered.texts) await iptables.checkIptables(runner, part.family as iptables.Family, part.text);
+  for (const part of rendered.texts) await iptables.applyIptables(runner, part.family as iptables.Family, part.text);
 }
 
 /**

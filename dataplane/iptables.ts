@@ -119,33 +119,28 @@ export async function saveIptables(runner: Runner, family: Family): Promise<stri
 }
 
 /**
- * The restore input from the rules now to `desired`. With `previous` (the rules last applied), only
- * what changed since; without it the kernel's current rules are read, which also repairs anything
- * someone else changed. Empty when nothing changes.
+ * The kernel's verdict on the rendered rules of a family: loaded into an empty network namespace that
+ * lives only for the command. `iptables-restore --test` is no such check: it parses, but the nf_tables
+ * variant accepts rules there (MASQUERADE outside postrouting) that the kernel then refuses.
  */
-export async function restorePlan(runner: Runner, family: Family, desired: string, previous?: string): Promise<string> {
-  return planRestore(previous ?? await saveIptables(runner, family), desired);
-}
-
-/** The kernel's verdict on a restore input, without committing it (`iptables-restore --test`). */
-export async function testRestore(runner: Runner, family: Family, plan: string): Promise<void> {
-  if (plan) await runChecked(runner, `the kernel rejected the ${family} iptables rules`, COMMANDS[family].restore, [...RESTORE_FLAGS, '--test'], plan);
-}
-
-/** Commits a restore input that testRestore accepted. */
-export async function commitRestore(runner: Runner, family: Family, plan: string): Promise<void> {
-  if (plan) await runChecked(runner, `applying the ${family} iptables rules failed`, COMMANDS[family].restore, RESTORE_FLAGS, plan);
+export async function checkIptables(runner: Runner, family: Family, desired: string): Promise<void> {
+  const [command, args] = inThrowawayNamespace(COMMANDS[family].restore, ['--noflush']);
+  await runChecked(runner, `the kernel rejected the ${family} iptables rules`, command, args, desired);
 }
 
 /**
- * Checks the transition with the kernel, then applies it. The check comes first because only the
- * nf_tables variant of iptables-restore commits all tables at once; the legacy one commits table by
- * table, and a rejected filter table would leave a new nat table behind.
+ * Applies the transition to `desired` in one iptables-restore. With `previous` (the rules last
+ * applied), only what changed since is written; without it the kernel's current rules are read, which
+ * also repairs anything someone else changed. `--test` first: what the tool refuses never reaches the
+ * legacy variant, which commits table by table; the nf_tables variant commits atomically, so a rule the
+ * kernel refuses leaves the family as it was.
  */
 export async function applyIptables(runner: Runner, family: Family, desired: string, previous?: string): Promise<void> {
-  const plan = await restorePlan(runner, family, desired, previous);
-  await testRestore(runner, family, plan);
-  await commitRestore(runner, family, plan);
+  const plan = planRestore(previous ?? await saveIptables(runner, family), desired);
+  if (!plan) return;
+  const restore = COMMANDS[family].restore;
+  await runChecked(runner, `iptables-restore refused the ${family} rules`, restore, [...RESTORE_FLAGS, '--test'], plan);
+  await runChecked(runner, `applying the ${family} iptables rules failed`, restore, RESTORE_FLAGS, plan);
 }
 
 /** Removes ferry's chains and the jumps into them, and nothing else. */

@@ -3,7 +3,7 @@ import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { applyRules, cleanupRules, compareRules, diffRules } from '../dataplane/dataplane.js';
 import * as iptables from '../dataplane/iptables.js';
 import * as nftables from '../dataplane/nftables.js';
-import { render, type Backend } from '../dataplane/render.js';
+import { render, type Backend, type RenderedRules } from '../dataplane/render.js';
 import { DataplaneError, runChecked } from '../dataplane/runner.js';
 import { renderScenario } from './helpers/golden.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
@@ -79,4 +79,22 @@ for (const backend of ['nftables', 'iptables'] as const) {
     t.true(error instanceof DataplaneError);
     t.deepEqual(await compareRules(runner, good), before, 'the kernel still holds the previous rules');
   });
+
+  test(`kernel: a ${backend} rule set that parses but the kernel refuses is never applied, in either family`, async (t) => {
+    const { runner } = await throwawayNamespace(t);
+    const good = rulesWith(3, backend);
+    await applyRules(runner, good);
+    const before = await compareRules(runner, good);
+    // Masquerading is only allowed in postrouting: the tools accept the text (nft -c and
+    // iptables-restore --test both do), only the kernel's commit refuses it.
+    const bad = rulesWith(1, backend);
+    const poisoned: RenderedRules = backend === 'nftables'
+      ? { backend, texts: [{ family: 'both', text: bad.texts[0]!.text.replace('jump services', 'jump services\n\t\tmasquerade') }] }
+      : { backend, texts: bad.texts.map((part) => (part.family === 'IPv6' ? { ...part, text: part.text.replace('-A FERRY-MARK-MASQ ', '-A FERRY-SERVICES -j MASQUERADE\n-A FERRY-MARK-MASQ ') } : part)) };
+    t.not(poisoned.texts.map((part) => part.text).join(), bad.texts.map((part) => part.text).join(), 'the rule was inserted');
+    const error = await t.throwsAsync(applyRules(runner, poisoned));
+    t.true(error instanceof DataplaneError);
+    t.deepEqual(await compareRules(runner, good), before, 'the kernel still holds the previous rules of both families');
+  });
 }
+
