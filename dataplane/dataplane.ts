@@ -4,7 +4,7 @@ import * as iptables from './iptables.js';
 import { incrementalScript } from './nft-incremental.js';
 import * as nftables from './nftables.js';
 import type { Backend, RenderedRules } from './render.js';
-import type { Runner } from './runner.js';
+import { DataplaneError, type Runner } from './runner.js';
 import { checkRendered } from './structure-check.js';
 
 /** Loads the rules into the kernel: structure-checked, then one transaction (nft), or every family loaded into a throwaway namespace first, then each committed (iptables). */
@@ -45,12 +45,19 @@ export async function applyChanges(runner: Runner, previous: RenderedRules, next
 /**
  * A periodic full resync: the kernel holds exactly `rendered` afterwards, whatever someone changed.
  * nftables rewrites everything in one transaction without listing rules (listing 10,000 Services
- * takes the kernel longer than loading them); iptables plans from iptables-save as applyRules does.
+ * takes the kernel longer than loading them); when the kernel refuses that (a set or base chain of
+ * another shape, left by someone else or an older ferry), the tables are replaced instead. iptables
+ * plans from iptables-save, as applyRules does.
  */
 export async function reassertRules(runner: Runner, rendered: RenderedRules): Promise<void> {
+  if (rendered.backend === 'iptables') return applyRules(runner, rendered);
   checkRendered(rendered);
-  if (rendered.backend === 'nftables') await nftables.reassertNftables(runner, rendered);
-  else await applyRules(runner, rendered);
+  try {
+    await nftables.reassertNftables(runner, rendered);
+  } catch (error) {
+    if (!(error instanceof DataplaneError)) throw error;
+    await nftables.applyNftables(runner, rendered.texts[0]!.text);
+  }
 }
 
 /** The kernel's current ferry rules and the desired ones, both as the kernel lists them. */

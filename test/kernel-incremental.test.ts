@@ -1,7 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
-import { compareRules } from '../dataplane/dataplane.js';
+import { compareRules, reassertRules } from '../dataplane/dataplane.js';
 import { applyIptables } from '../dataplane/iptables.js';
 import { incrementalScript, parseRenderedTables, renderedTables } from '../dataplane/nft-incremental.js';
 import { applyNftables, reassertNftables } from '../dataplane/nftables.js';
@@ -123,4 +123,13 @@ test('kernel: a full resync re-asserts the rules without reading them back: tamp
     t.is(current, desired);
     t.regex(await runChecked(runner, 'list', 'nft', ['list', 'set', 'ip', 'ferry', affinitySet]), /192\.0\.2\.7/);
   }), { numRuns: 15 });
+});
+
+test('kernel: a full resync the kernel refuses (a set of another type, left by an older ferry) replaces the tables instead', async (t) => {
+  const { runner } = await throwawayNamespace(t);
+  await runChecked(runner, 'an older layout', 'nft', ['-f', '-'], 'table ip ferry {\n\tset cluster-ips {\n\t\ttype inet_service\n\t}\n\tchain sep-OLD {\n\t}\n}\n');
+  const next = rendered([{ index: 2, endpoints: ['node-a'], ready: true, type: 'NodePort', affinity: false, local: false, dualStack: true }], 'nftables');
+  await reassertRules(runner, next);
+  const { current, desired } = await compareRules(runner, next);
+  t.is(current, desired);
 });
