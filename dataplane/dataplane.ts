@@ -25,6 +25,7 @@ export async function applyRules(runner: Runner, rendered: RenderedRules): Promi
  * set's type changed).
  */
 export async function applyChanges(runner: Runner, previous: RenderedRules, next: RenderedRules): Promise<'unchanged' | 'partial' | 'full'> {
+  checkRendered(next);
   if (next.backend === 'nftables') {
     const script = incrementalScript(previous, next);
     if (script === undefined) {
@@ -62,6 +63,7 @@ export async function reassertRules(runner: Runner, rendered: RenderedRules): Pr
 
 /** The kernel's current ferry rules and the desired ones, both as the kernel lists them. */
 export async function compareRules(runner: Runner, rendered: RenderedRules): Promise<{ current: string; desired: string }> {
+  checkRendered(rendered);
   if (rendered.backend === 'nftables') {
     return {
       current: await nftables.readNftables(runner),

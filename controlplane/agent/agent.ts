@@ -17,7 +17,6 @@ import { applyChanges, applyRules, cleanupRules, compareRules, reassertRules } f
 import { renderedTables } from '../../dataplane/nft-incremental.js';
 import { render, type Backend, type RenderedRules } from '../../dataplane/render.js';
 import type { Runner } from '../../dataplane/runner.js';
-import { checkRendered } from '../../dataplane/structure-check.js';
 import { close, healthHandler, HealthCheckPorts, listen, type HealthStatus } from './health.js';
 import { AgentMetrics } from './metrics.js';
 import { SyncScheduler, systemClock, type Clock } from './sync-scheduler.js';
@@ -118,7 +117,6 @@ export class Agent {
       const rules = computeNodeRules(state, this.options.node, { ...computeConfig(this.options.config, backend), balancing: this.options.balancing },
         this.balanceState.weights);
       const rendered = render(rules, backend);
-      checkRendered(rendered);
       const kind = full || !this.previous ? await this.syncFull(rendered) : await applyChanges(runner, this.previous.rendered, rendered);
       this.syncs[kind] += 1;
       const stale = staleUDPFlows(this.previous?.rules, rules);
