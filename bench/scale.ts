@@ -90,7 +90,7 @@ if (nft50k) {
 }
 for (const r of results.filter((row) => row.services >= 1000)) {
   const ratio = r.fullSync.totalMs / r.kernelMs;
-  targets.push(`| ${r.backend} ${r.services.toLocaleString('en')} × ${r.endpoints} ferry overhead (full / kernel alone) < 1.5 | ${ratio.toFixed(2)} | ${verdict(ratio < 1.5)} | compute ${ms(r.fullSync.computeMs)}, render ${ms(r.fullSync.renderMs)}, apply beyond the tools ${ms(r.fullSync.applyMs - r.fullSync.kernelMs)}${r.backend === 'iptables' ? ', and iptables-save plus --test before the restore' : ''} |`);
+  targets.push(`| ${r.backend} ${r.services.toLocaleString('en')} × ${r.endpoints} ferry overhead (full / kernel alone) < 1.5 | ${ratio.toFixed(2)} | ${verdict(ratio < 1.5)} | compute ${ms(r.fullSync.computeMs)}, render ${ms(r.fullSync.renderMs)}, apply beyond the tools ${ms(r.fullSync.applyMs - r.fullSync.kernelMs)}${r.backend === 'iptables' ? ' (the tools: a check load in a throwaway namespace, iptables-save and --test before the restore)' : ''} |`);
 }
 const iptablesRows = results.filter((r) => r.backend === 'iptables');
 if (iptablesRows.length > 1) {
@@ -107,7 +107,8 @@ Local and no node port, computed for one node. Every row runs in its own process
 process's) and throwaway network namespace.
 
 - full sync: model + compute, render, and \`applyRules\` (structure check, then the transaction: one
-  \`nft -f\`; for iptables \`iptables-save\`, \`iptables-restore --test\`, \`iptables-restore\`). "tools" is the
+  \`nft -f\`; for iptables a load into a throwaway namespace as the kernel's check, \`iptables-save\`,
+  \`iptables-restore --test\`, \`iptables-restore\`). "tools" is the
   time spent in those commands;
 - kernel alone: the same text straight into \`nft -f\` / \`iptables-restore\`, in a fresh namespace as
   the full sync had it (loading the same text a second time into one namespace is up to a quarter faster);
