@@ -58,6 +58,7 @@ test('no config file means the documented defaults', (t) => {
     mode: undefined, clusterCIDRs: [], detectLocalMode: 'NodeCIDR', nodePortAddresses: { kind: 'primary' },
     iptables: { masqueradeBit: 14, masqueradeAll: false }, nftables: { masqueradeBit: 14, masqueradeAll: false },
     syncPeriodMs: 30_000, minSyncPeriodMs: 1_000, metricsBindAddress: '127.0.0.1:10249', healthzBindAddress: '0.0.0.0:10256',
+    hostnameOverride: undefined, kubeconfig: undefined, verbosity: 0,
   });
   t.deepEqual(parse('').config, defaultConfig);
 });
@@ -68,11 +69,37 @@ test('a kubeadm kube-proxy config is honoured, with the selected backend\'s peri
     mode: 'nftables', clusterCIDRs: ['10.244.0.0/16', 'fd00:244::/56'], detectLocalMode: 'ClusterCIDR', nodePortAddresses: { kind: 'primary' },
     iptables: { masqueradeBit: 14, masqueradeAll: false }, nftables: { masqueradeBit: 15, masqueradeAll: true },
     syncPeriodMs: 60_000, minSyncPeriodMs: 2_000, metricsBindAddress: '127.0.0.1:10249', healthzBindAddress: '0.0.0.0:10256',
+    hostnameOverride: undefined, kubeconfig: '/var/lib/kube-proxy/kubeconfig.conf', verbosity: 0,
   });
-  t.true(warnings.includes('config: conntrack.maxPerCore is not used by ferry (ignored)'));
-  t.true(warnings.includes('config: clientConnection.kubeconfig is not used by ferry (ignored)'));
-  t.true(warnings.includes('config: iptables.localhostNodePorts is not used by ferry (ignored)'));
-  t.false(warnings.some((warning) => /nftables\.|mode|clusterCIDR/.test(warning)));
+  // Every ignored field holds kube-proxy's default or a zero value, as kubeadm writes them: no warning.
+  t.deepEqual(warnings, []);
+});
+
+test('an ignored field set to something else than kube-proxy\'s default is a warning naming it and the value', (t) => {
+  t.deepEqual(parse('conntrack:\n  maxPerCore: 65536\n  min: 131072\nipvs:\n  scheduler: rr\n  syncPeriod: 30s\niptables:\n  localhostNodePorts: false\n').warnings, [
+    'config: conntrack.maxPerCore is not used by ferry (ignored), got 65536',
+    'config: ipvs.scheduler is not used by ferry (ignored), got "rr"',
+    'config: iptables.localhostNodePorts is not used by ferry (ignored), got false',
+  ]);
+  t.deepEqual(parse('logging:\n  flushFrequency: 5s\n  verbosity: 4\nconfigSyncPeriod: 15m0s\nfeatureGates: {}\n').warnings, []);
+  t.deepEqual(parse('featureGates:\n  MultiCIDRServiceAllocator: true\n').warnings, ['config: featureGates.MultiCIDRServiceAllocator is not used by ferry (ignored), got true']);
+});
+
+test('0s periods mean kube-proxy\'s defaults, as kubeadm writes them', (t) => {
+  const { config } = parse('iptables:\n  syncPeriod: 0s\n  minSyncPeriod: 0s\nnftables:\n  syncPeriod: 0s\n');
+  t.is(config.syncPeriodMs, 30_000);
+  t.is(config.minSyncPeriodMs, 1_000);
+  t.is(parse('mode: iptables\niptables:\n  syncPeriod: 0s\nnftables:\n  syncPeriod: 45s\n').config.syncPeriodMs, 45_000, 'the other section fills in for a zero');
+  t.is(parse('syncPeriod: 0s\n').config.syncPeriodMs, 30_000);
+});
+
+test('hostnameOverride, clientConnection.kubeconfig and logging.verbosity are honoured', (t) => {
+  const { config, warnings } = parse('hostnameOverride: " Node-A "\nclientConnection:\n  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf\n  qps: 5\nlogging:\n  verbosity: 4\n');
+  t.is(config.hostnameOverride, 'node-a');
+  t.is(config.kubeconfig, '/var/lib/kube-proxy/kubeconfig.conf');
+  t.is(config.verbosity, 4);
+  t.deepEqual(warnings, []);
+  t.is(parse('hostnameOverride: ""\n').config.hostnameOverride, undefined);
 });
 
 test('unknown fields are ignored with a warning that calls them unknown', (t) => {
@@ -107,7 +134,7 @@ const invalid: [string, string, RegExp][] = [
   ['a bad duration', 'syncPeriod: 5x\n', /syncPeriod: must be a duration/],
   ['a negative duration', 'syncPeriod: -1s\n', /syncPeriod/],
   ['minSyncPeriod longer than syncPeriod', 'syncPeriod: 1s\nminSyncPeriod: 2s\n', /minSyncPeriod: must not be longer than syncPeriod/],
-  ['a zero syncPeriod', 'syncPeriod: 0s\n', /syncPeriod: must be longer than 0s/],
+  ['a verbosity that is not a number', 'logging:\n  verbosity: high\n', /logging\.verbosity/],
   ['mode ipvs', 'mode: ipvs\n', /mode: is not supported by ferry/],
   ['an unknown mode', 'mode: ebpf\n', /mode: must be one of/],
   ['detectLocalMode BridgeInterface', 'detectLocalMode: BridgeInterface\n', /detectLocalMode: is not supported by ferry/],

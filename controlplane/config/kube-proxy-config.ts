@@ -21,6 +21,12 @@ export interface FerryConfig {
   minSyncPeriodMs: number;
   metricsBindAddress: string;
   healthzBindAddress: string;
+  /** `hostnameOverride`: the Node name to use instead of the host name. */
+  hostnameOverride: string | undefined;
+  /** `clientConnection.kubeconfig`: how to reach the API server (kubeadm points it at the control plane). */
+  kubeconfig: string | undefined;
+  /** `logging.verbosity`, klog's -v. */
+  verbosity: number;
 }
 
 /** The config file is unusable; the message names the field path and echoes the value. */
@@ -38,16 +44,47 @@ export const defaultConfig: FerryConfig = {
   minSyncPeriodMs: 1_000,
   metricsBindAddress: '127.0.0.1:10249',
   healthzBindAddress: '0.0.0.0:10256',
+  hostnameOverride: undefined,
+  kubeconfig: undefined,
+  verbosity: 0,
 };
 
 const API_VERSION = 'kubeproxy.config.k8s.io/v1alpha1';
 const BACKEND_FIELDS = ['masqueradeBit', 'masqueradeAll', 'syncPeriod', 'minSyncPeriod'];
 const HONOURED = new Set(['apiVersion', 'kind', 'mode', 'clusterCIDR', 'detectLocalMode', 'nodePortAddresses', 'syncPeriod',
-  'minSyncPeriod', 'metricsBindAddress', 'healthzBindAddress', 'iptables', 'nftables']);
-// Fields kube-proxy knows that ferry does not use: ignored with a warning, not called unknown.
+  'minSyncPeriod', 'metricsBindAddress', 'healthzBindAddress', 'hostnameOverride', 'iptables', 'nftables']);
+// Honoured leaves inside sections that ferry otherwise ignores.
+const HONOURED_LEAVES = new Set(['clientConnection.kubeconfig', 'logging.verbosity']);
+// Fields kube-proxy knows that ferry does not use: a warning only when set to something else than
+// kube-proxy's default, so a stock kubeadm config.conf loads quietly.
 const KUBE_PROXY_FIELDS = new Set(['bindAddress', 'bindAddressHardFail', 'clientConnection', 'configSyncPeriod', 'conntrack',
-  'detectLocal', 'enableProfiling', 'featureGates', 'hostnameOverride', 'ipvs', 'linux', 'logging', 'oomScoreAdj', 'portRange',
+  'detectLocal', 'enableProfiling', 'featureGates', 'ipvs', 'linux', 'logging', 'oomScoreAdj', 'portRange',
   'showHiddenMetricsForVersion', 'udpIdleTimeout', 'winkernel', 'windowsRunAsService']);
+// kube-proxy's defaults (pkg/proxy/apis/config/v1alpha1/defaults.go) for fields ferry ignores; zero
+// values ("", 0, 0s, false, null, {}) are unset and take these too.
+const KUBE_PROXY_DEFAULTS: Record<string, unknown> = {
+  bindAddress: '0.0.0.0',
+  'clientConnection.contentType': 'application/vnd.kubernetes.protobuf',
+  'clientConnection.qps': 5,
+  'clientConnection.burst': 10,
+  configSyncPeriod: 900_000,
+  'conntrack.maxPerCore': 32_768,
+  'conntrack.min': 131_072,
+  'conntrack.tcpEstablishedTimeout': 86_400_000,
+  'conntrack.tcpCloseWaitTimeout': 3_600_000,
+  'conntrack.udpTimeout': 0,
+  'conntrack.udpStreamTimeout': 0,
+  'ipvs.syncPeriod': 30_000,
+  'ipvs.minSyncPeriod': 0,
+  'iptables.localhostNodePorts': true,
+  'logging.format': 'text',
+  'logging.flushFrequency': 5_000,
+  oomScoreAdj: -999,
+};
+// Durations among them: Go duration text, or (logging.flushFrequency) nanoseconds as a number.
+const DURATION_FIELDS = new Set(['configSyncPeriod', 'conntrack.tcpEstablishedTimeout', 'conntrack.tcpCloseWaitTimeout',
+  'conntrack.udpTimeout', 'conntrack.udpStreamTimeout', 'ipvs.syncPeriod', 'ipvs.minSyncPeriod', 'ipvs.tcpTimeout',
+  'ipvs.tcpFinTimeout', 'ipvs.udpTimeout', 'logging.flushFrequency']);
 
 /** Parses a KubeProxyConfiguration; throws a ConfigError for anything invalid. */
 export function parseKubeProxyConfiguration(text: string, source = 'config'): { config: FerryConfig; warnings: string[] } {
@@ -82,16 +119,17 @@ function readConfig(root: Field): { config: FerryConfig; warnings: string[] } {
   });
   const selected: Backend = mode === '' ? 'nftables' : mode;
   const other: Backend = selected === 'nftables' ? 'iptables' : 'nftables';
-  // v1alpha1 keeps the periods per backend; newer versions moved them to the top level.
+  // v1alpha1 keeps the periods per backend; newer versions moved them to the top level. 0s means
+  // kube-proxy's default, which is how kubeadm writes the periods it does not set.
   const period = (name: string, fallback: number) => {
     for (const field of [root.get(name), root.get(selected).get(name), root.get(other).get(name)]) {
-      if (!field.absent) return readDuration(field);
+      const milliseconds = field.absent ? 0 : readDuration(field);
+      if (milliseconds > 0) return milliseconds;
     }
     return fallback;
   };
   const syncPeriodMs = period('syncPeriod', defaultConfig.syncPeriodMs);
   const minSyncPeriodMs = period('minSyncPeriod', defaultConfig.minSyncPeriodMs);
-  if (syncPeriodMs <= 0) new Field(syncPeriodMs, 'syncPeriod').fail('must be longer than 0s (milliseconds shown)');
   if (minSyncPeriodMs > syncPeriodMs) new Field(minSyncPeriodMs, 'minSyncPeriod').fail(`must not be longer than syncPeriod (${syncPeriodMs} ms; milliseconds shown)`);
 
   return {
@@ -106,6 +144,10 @@ function readConfig(root: Field): { config: FerryConfig; warnings: string[] } {
       minSyncPeriodMs,
       metricsBindAddress: readBindAddress(root.get('metricsBindAddress'), defaultConfig.metricsBindAddress),
       healthzBindAddress: readBindAddress(root.get('healthzBindAddress'), defaultConfig.healthzBindAddress),
+      // kube-proxy trims and lower-cases the override, as Node names are.
+      hostnameOverride: root.get('hostnameOverride').string('').trim().toLowerCase() || undefined,
+      kubeconfig: root.get('clientConnection').get('kubeconfig').string('') || undefined,
+      verbosity: root.get('logging').get('verbosity').integer(0, 100, 0),
     },
     warnings,
   };
@@ -113,22 +155,38 @@ function readConfig(root: Field): { config: FerryConfig; warnings: string[] } {
 
 function ignoredFields(config: Record<string, unknown>): string[] {
   const warnings: string[] = [];
+  const ignored = (path: string, value: unknown) => {
+    if (!HONOURED_LEAVES.has(path) && !isKubeProxyDefault(path, value)) warnings.push(`config: ${path} is not used by ferry (ignored), got ${JSON.stringify(value)}`);
+  };
   for (const [key, value] of Object.entries(config)) {
-    if (KUBE_PROXY_FIELDS.has(key)) warnings.push(...leafPaths(value, key).map((path) => `config: ${path} is not used by ferry (ignored)`));
+    if (KUBE_PROXY_FIELDS.has(key)) for (const [path, leaf] of leaves(value, key)) ignored(path, leaf);
     else if (!HONOURED.has(key)) warnings.push(`config: ${key} is unknown (ignored)`);
     else if ((key === 'iptables' || key === 'nftables') && isRecord(value)) {
-      for (const inner of Object.keys(value)) {
-        if (!BACKEND_FIELDS.includes(inner)) warnings.push(`config: ${key}.${inner} is not used by ferry (ignored)`);
+      for (const [inner, leaf] of Object.entries(value)) {
+        if (!BACKEND_FIELDS.includes(inner)) ignored(`${key}.${inner}`, leaf);
       }
     }
   }
   return warnings;
 }
 
-/** Dotted paths of the leaves under a value, so a warning names the exact field. */
-function leafPaths(value: unknown, path: string): string[] {
-  if (!isRecord(value) || Object.keys(value).length === 0) return [path];
-  return Object.entries(value).flatMap(([key, inner]) => leafPaths(inner, `${path}.${key}`));
+/** Whether an ignored field holds what kube-proxy would use anyway: unset, a zero value, or its default. */
+function isKubeProxyDefault(path: string, value: unknown): boolean {
+  const known = KUBE_PROXY_DEFAULTS[path];
+  if (DURATION_FIELDS.has(path)) {
+    const milliseconds = typeof value === 'number' ? value / 1e6 : typeof value === 'string' ? parseDuration(value) : undefined;
+    return value === null || value === undefined || milliseconds === 0 || milliseconds === known;
+  }
+  // A *bool that defaults to true is set when false.
+  const zero = value === null || value === undefined || value === '' || value === 0 || value === '0' || (value === false && known !== true)
+    || (isRecord(value) && Object.keys(value).length === 0) || (Array.isArray(value) && value.length === 0);
+  return zero || value === known;
+}
+
+/** Each leaf under a value with its dotted path, so a warning names the exact field. */
+function leaves(value: unknown, path: string): [string, unknown][] {
+  if (!isRecord(value) || Object.keys(value).length === 0) return [[path, value]];
+  return Object.entries(value).flatMap(([key, inner]) => leaves(inner, `${path}.${key}`));
 }
 
 function readClusterCIDRs(field: Field): string[] {
