@@ -2,6 +2,7 @@
 import { Field, FieldError, isRecord } from './fields.js';
 import { familyOf } from './ip.js';
 import { selectorEndpointSlices } from './selector-endpoints.js';
+import { closestName, OBJECT_SCHEMAS, unknownFields } from './unknown-fields.js';
 import type {
   ClusterState, Endpoint, EndpointPort, EndpointSlice, IPFamily, ModelError, Node, Pod, Protocol, Service,
   ServiceCIDR, ServicePort, ServiceType,
@@ -22,12 +23,18 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 export interface ModelResult {
   state: ClusterState;
   errors: ModelError[];
-  /** Worth telling but not wrong, such as a selector that matches no Pod. */
+  /**
+   * Worth telling but not wrong, the objects are still read: a field the API does not have (`field` is
+   * its path), an object of a kind or apiVersion ferry does not read (`field` is kind or apiVersion), a
+   * selector that matches no Pod.
+   */
   warnings: ModelError[];
 }
 
-/** One raw object read into the model: what it became, or why it was left out. */
-type ReadObject =
+/** One raw object read into the model: what it became, or why it was left out, and what to warn about. */
+type ReadObject = ReadValue & { warnings: ModelError[] };
+
+type ReadValue =
   | { kind: 'Service'; value: Service | undefined }
   | { kind: 'EndpointSlice'; value: EndpointSlice | undefined }
   | { kind: 'Node'; value: Node }
@@ -40,16 +47,18 @@ type ReadObject =
 // object read into can be reused: a sync after one change reads one object, not every object again.
 const readCache = new WeakMap<object, ReadObject>();
 
-/** Builds the cluster model from API objects (Lists are expanded; kinds ferry does not use are ignored). */
+/** Builds the cluster model from API objects (Lists are expanded; kinds ferry does not read are ignored with a warning). */
 export function buildClusterState(objects: unknown[]): ModelResult {
   const state: ClusterState = { services: [], endpointSlices: [], nodes: [], serviceCIDRs: [], pods: [] };
   const errors: ModelError[] = [];
+  const warnings: ModelError[] = [];
   for (const object of expandLists(objects)) {
     let read = isRecord(object) ? readCache.get(object) : undefined;
     if (!read) {
       read = readObject(object);
       if (isRecord(object)) readCache.set(object, read);
     }
+    warnings.push(...read.warnings);
     switch (read.kind) {
       case 'Service':
         if (read.value) state.services.push(read.value);
@@ -73,12 +82,43 @@ export function buildClusterState(objects: unknown[]): ModelResult {
   }
   const derived = selectorEndpointSlices(state);
   for (const slice of derived.slices) state.endpointSlices.push(slice);
-  return { state, errors, warnings: derived.warnings };
+  return { state, errors, warnings: [...warnings, ...derived.warnings] };
 }
 
 function readObject(object: unknown): ReadObject {
   const root = new Field(object, '');
-  const kind = typeof root.get('kind').value === 'string' ? (root.get('kind').value as string) : '';
+  const [apiVersion, kind] = [text(root.get('apiVersion')), text(root.get('kind'))];
+  const read = readValue(root, kind);
+  const schema = OBJECT_SCHEMAS[`${apiVersion}/${kind}`];
+  // Something that is not an object, or has a kind that is not a string, is an error already.
+  if (!isRecord(object) || (!schema && read.kind === 'error')) return { ...read, warnings: [] };
+  const warning = (field: string, message: string): ModelError => ({ kind: kind || 'object', object: objectName(root), field, message });
+  const warnings = schema
+    ? unknownFields(object, schema).map(({ path, suggestion }) => warning(path, `${path}: unknown field${suggestion ? ` (did you mean ${suggestion}?)` : ''}`))
+    : [notRead(apiVersion, kind, warning)];
+  return { ...read, warnings };
+}
+
+const text = (field: Field) => (typeof field.value === 'string' ? field.value : '');
+
+// The kinds ferry reads, each with the apiVersions it reads them in.
+const READ_KINDS = new Map<string, string[]>();
+for (const [apiVersion, kind] of Object.keys(OBJECT_SCHEMAS).map((key) => [key.slice(0, key.lastIndexOf('/')), key.slice(key.lastIndexOf('/') + 1)] as const)) {
+  READ_KINDS.set(kind, [...(READ_KINDS.get(kind) ?? []), apiVersion]);
+}
+
+/** The warning for an object ferry does not read: a kind it does not use (or a likely typo of one), or another apiVersion. */
+function notRead(apiVersion: string, kind: string, warning: (field: string, message: string) => ModelError): ModelError {
+  if (kind === '') return warning('kind', 'kind: not set (ignored)');
+  const versions = READ_KINDS.get(kind);
+  if (versions) return warning('apiVersion', `apiVersion: ${apiVersion || 'not set'} is not read by ferry (ignored; ${kind} is read as ${versions.join(' or ')})`);
+  const typo = closestName(kind, [...READ_KINDS.keys()]);
+  // Endpoints (v1) are what the EndpointSlice controller mirrors; ferry, like kube-proxy, reads only slices.
+  const hint = kind === 'Endpoints' ? '; ferry reads EndpointSlices' : typo ? `; did you mean ${typo}?` : '';
+  return warning('kind', `not read by ferry (ignored${hint})`);
+}
+
+function readValue(root: Field, kind: string): ReadValue {
   try {
     switch (apiKind(root)) {
       case 'v1/Service':
