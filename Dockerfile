@@ -1,18 +1,42 @@
-# The ferry agent image for deploy/kubernetes/ferry.yaml: Node.js LTS on Debian slim with the kernel
-# tools ferry drives. Build: docker build -t ferry:0.1.0 .
+# The ferry agent image for deploy/kubernetes/ferry.yaml: docker build -t ferry:0.1.0 .
+# Three stages: the TypeScript is compiled with the dev dependencies, the production dependencies are
+# installed on their own, and the image gets the compiled CLI, its templates and those dependencies only
+# (no tests, benchmarks, e2e harness, compiler or sources). test/dockerfile.test.ts replays these steps
+# without Docker.
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json tsconfig.json ./
+# --ignore-scripts: `prepare` would compile before the sources are here.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY controlplane controlplane
+COPY dataplane dataplane
+RUN npx tsc -p tsconfig.json
+
+FROM node:20-bookworm-slim AS production-dependencies
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
 FROM node:20-bookworm-slim
+# iptables brings both variants (iptables-legacy, iptables-nft); the entry point picks the node's.
+# nftables and conntrack are the other tools ferry drives; iproute2 and util-linux (unshare) make the
+# throwaway network namespaces of the start-up comparison and the iptables check.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iptables nftables conntrack iproute2 util-linux \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/ferry
-COPY package.json package-lock.json tsconfig.json ./
+COPY package.json ./
 COPY bin bin
-COPY controlplane controlplane
-COPY dataplane dataplane
 COPY templates templates
-COPY e2e e2e
-COPY test test
-COPY bench bench
-RUN npm ci --no-audit --no-fund && npm prune --omit=dev
-ENTRYPOINT ["node", "/opt/ferry/bin/ferry.js"]
+COPY --from=production-dependencies /src/node_modules node_modules
+COPY --from=build /src/dist/controlplane dist/controlplane
+COPY --from=build /src/dist/dataplane dist/dataplane
+COPY deploy/image deploy/image
+# Runs as root. iptables, nft, conntrack and unshare need CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN,
+# and the xtables lock (/run/xtables.lock) belongs to root on the host. Kubernetes gives added capabilities
+# to a non-root user only through file capabilities on every binary (it sets no ambient capabilities), and
+# file capabilities on `node` would give them to any script it runs. So: uid 0, and the DaemonSet drops
+# every capability but those three and keeps the root filesystem read-only (kube-proxy runs privileged).
+ENTRYPOINT ["/opt/ferry/deploy/image/entrypoint.sh"]
 CMD ["agent"]
