@@ -90,7 +90,7 @@ test('typos in the parts of a Pod that ferry reads are warnings; the rest of a P
 });
 
 test('typos in a Node\'s spec and addresses are warnings; the rest of its status is not checked', (t) => {
-  const node = nodeObject('node-a') as ReturnType<typeof nodeObject> & { spec: Record<string, unknown>; status: Record<string, unknown> };
+  const node = nodeObject('node-a') as unknown as { spec: Record<string, unknown>; status: Record<string, unknown> };
   node.spec.podCidrs = [];
   node.status.addresses = [{ type: 'InternalIP', adress: '192.168.56.11' }];
   node.status.nodeInfo = { kernelVersion: '6.12', newField: 'x' };
