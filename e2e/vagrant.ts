@@ -9,6 +9,7 @@ import type { PodSpec } from './cluster.js';
 
 const E2E_LABEL = 'ferry-e2e';
 const CONFIG = '/etc/ferry/kube-proxy.yaml';
+const KUBECONFIG = '/etc/ferry/kubeconfig';
 const SETTLE_TIMEOUT_MS = 60_000;
 
 /** Quotes one word for the remote shell that `vagrant ssh -c` starts. */
@@ -77,15 +78,18 @@ export class VagrantCluster implements ClusterDriver {
     this.backend = backend;
   }
 
-  /** Polls `ferry diff` against the API's current objects on every node until all exit 0. */
+  /**
+   * Polls `ferry diff` on every node until all exit 0, against what the API shows that node's ferry:
+   * the objects listed with the kubeconfig ferry.service uses (deploy/vagrant/ferry.sh), on stdin.
+   */
   private async settle(backend: Backend): Promise<void> {
     const deadline = Date.now() + SETTLE_TIMEOUT_MS;
     for (const node of this.nodes.keys()) {
       const line = [
-        'export KUBECONFIG=/etc/ferry/kubeconfig',
-        'sudo -E k3s kubectl get services,endpointslices,nodes,servicecidrs -A -o yaml > /tmp/ferry-e2e.yaml',
-        `sudo node /opt/ferry/bin/ferry.js diff --node ${node} --backend ${backend} --config ${CONFIG} -f /tmp/ferry-e2e.yaml >/dev/null`,
-      ].join(' && ');
+        'set -o pipefail;',
+        `sudo k3s kubectl --kubeconfig ${KUBECONFIG} get services,endpointslices,nodes,servicecidrs -A -o yaml`,
+        `| sudo node /opt/ferry/bin/ferry.js diff --node ${node} --backend ${backend} --config ${CONFIG} -f - >/dev/null`,
+      ].join(' ');
       while ((await this.runner.run('vagrant', ['ssh', node, '-c', line])).exitCode !== 0) {
         if (Date.now() > deadline) throw new Error(`${node}: ferry's rules did not match the cluster within ${SETTLE_TIMEOUT_MS} ms`);
         await new Promise((resolve) => setTimeout(resolve, 1000));

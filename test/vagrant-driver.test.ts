@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import test from 'ava';
 import { parse } from 'yaml';
 import type { Runner, RunResult } from '../dataplane/runner.js';
@@ -46,7 +47,10 @@ test('apply switches the backend on every node, replaces the labelled objects an
   t.true(lines.some((line) => line.includes("'delete' 'services,endpointslices' '-l' 'ferry-e2e=service'")));
   const applied = calls.find((call) => call.input?.includes('kind: Service'))!;
   t.is(parse(applied.input!).items[0].metadata.labels['ferry-e2e'], 'service');
-  t.is(lines.filter((line) => line.includes('ferry.js diff --node')).length, 3, 'one successful diff per node');
+  const diffs = lines.filter((line) => line.includes('ferry.js diff --node'));
+  t.is(diffs.length, 3, 'one successful diff per node');
+  // What the node's ferry sees: the API through ferry.service's kubeconfig (written by deploy/vagrant/ferry.sh), on stdin.
+  t.regex(diffs[1]!, /^node-b -c set -o pipefail; sudo k3s kubectl --kubeconfig \/etc\/ferry\/kubeconfig get services,endpointslices,nodes,servicecidrs -A -o yaml \| sudo node \/opt\/ferry\/bin\/ferry\.js diff --node node-b --backend iptables --config \/etc\/ferry\/kube-proxy\.yaml -f - >\/dev\/null$/);
   calls.length = 0;
   await cluster.apply([], 'iptables');
   t.false(calls.some((call) => call.args.join(' ').includes('FERRY_BACKEND=')), 'the backend is switched only when it changes');
@@ -60,6 +64,12 @@ test('probes run in the pod through kubectl exec, on VMs through vagrant ssh', a
   t.regex(calls[0]!.args.at(-1)!, /^'sudo' 'k3s' 'kubectl' 'exec' 'client-a' '--' 'node' '\/ferry\/e2e\/probe\.js' '--proto' 'udp' '--host' '10\.96\.1\.10' '--port' '53' '--count' '3'/);
   t.deepEqual(calls[1]!.args.slice(0, 3), ['vagrant', 'ssh', 'ext-2']);
   t.regex(calls[1]!.args.at(-1)!, /^'node' '\/opt\/ferry\/dist\/e2e\/probe\.js' '--proto' 'tcp'/);
+});
+
+test('the driver uses the files the provisioning writes on every node', async (t) => {
+  const provisioning = await readFile('deploy/vagrant/ferry.sh', 'utf8');
+  for (const path of ['/etc/ferry/kubeconfig', '/etc/ferry/kube-proxy.yaml', '/etc/ferry/ferry.env', '/opt/ferry/']) t.true(provisioning.includes(path), path);
+  t.regex(provisioning, /printf 'FERRY_NODE=%s\\nFERRY_BACKEND=nftables\\n'/, 'the FERRY_BACKEND= line the driver rewrites');
 });
 
 test('routes of external clients are replaced through vagrant ssh, per family', async (t) => {
