@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import { execa, execaSync } from 'execa';
+import { parseKubeProxyConfiguration } from '../controlplane/config/kube-proxy-config.js';
 import { packageRoot } from '../controlplane/package-root.js';
 
 // deploy/systemd/ferry.service cannot be started here (no systemd as PID 1): its ExecStart is expanded as
@@ -68,6 +69,12 @@ test('the environment file is optional, and SIGTERM stops the agent, which keeps
   t.is(serviceSetting(unit, 'EnvironmentFile'), '-/etc/ferry/ferry.env');
   t.is(serviceSetting(unit, 'KillSignal'), 'SIGTERM');
   t.is(serviceSetting(unit, 'Restart'), 'always');
+});
+
+test('the unit\'s KubeProxyConfiguration parses without warnings', async (t) => {
+  const { config, warnings } = parseKubeProxyConfiguration(await readFile(join(root, 'deploy/systemd/kube-proxy.yaml'), 'utf8'));
+  t.deepEqual(warnings, []);
+  t.deepEqual(config.clusterCIDRs, ['10.244.0.0/16', 'fd00:244::/56']);
 });
 
 test('the agent accepts the flags the unit passes', async (t) => {
