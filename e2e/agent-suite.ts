@@ -1,10 +1,12 @@
 // The agent's own behaviour in the namespace cluster: restart under traffic, a broken manifest, UDP
 // conntrack cleanup, health-check node ports, /healthz and /metrics. One cluster per backend.
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import test from 'ava';
+import { endpointKey } from '../controlplane/compute/compute.js';
 import { packageRoot } from '../controlplane/package-root.js';
-import { Cluster, type NamespaceHost, type NamespaceNode } from './cluster.js';
+import { binomialLowerQuantile, hoeffdingUpperTail } from '../test/helpers/statistics.js';
+import { Cluster, isSyncOutcome, type AgentLogEntry, type NamespaceHost } from './cluster.js';
 import type { Backend, ProbeResult } from './driver.js';
 import { podObjects } from './manifests.js';
 import { clusterSpec } from './scenarios.js';
@@ -39,11 +41,6 @@ export function parseMetrics(text: string): Map<string, number> {
   return metrics;
 }
 
-async function syncsAfter(cluster: Cluster, node: NamespaceNode, marker: string): Promise<string[]> {
-  const log = await readFile(cluster.agentLog(node), 'utf8');
-  return log.slice(log.lastIndexOf(marker)).split('\n').filter((line) => line.includes('"msg":"synced"')).map((line) => (JSON.parse(line) as { kind: string }).kind);
-}
-
 export function registerAgentTests(backend: Backend): void {
   let cluster: Cluster;
   test.before(async () => {
@@ -58,39 +55,45 @@ export function registerAgentTests(backend: Backend): void {
 
   test.serial(`kernel: agent ${backend}: a restarted agent adopts its rules: no connection fails and its first sync writes nothing`, async (t) => {
     await cluster.apply([service('web', '10.96.3.10'), ...cluster.endpointSlices('web', ['web-1', 'web-2', 'web-3'], [HTTP, DNS])], backend);
-    const traffic = cluster.probe(pod('client-a'), { proto: 'tcp', host: '10.96.3.10', port: 80, count: 120, intervalMs: 20 });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Connections keep coming from before the agent stops until after the restarted one has synced.
+    const traffic = cluster.flow(pod('client-a'), { proto: 'tcp', host: '10.96.3.10', port: 80, intervalMs: 20 });
+    t.teardown(() => traffic.stop());
+    await traffic.next();
     await cluster.stopAgent(node('node-a'));
     t.is(await cluster.ferry(node('node-a'), ['diff', '--node', 'node-a', '-f', cluster.manifestsPath, '--backend', backend, '--config', cluster.configPath]).then((r) => r.exitCode), 0, 'SIGTERM left the rules in place');
-    await writeFile(cluster.agentLog(node('node-a')), '--- restart ---\n', { flag: 'a' });
+    const restart = await cluster.logOffset(node('node-a'));
     cluster.startAgent(node('node-a'), backend);
-    const results = await traffic;
-    t.deepEqual(results.filter((result) => !result.ok), [], 'no connection failed across the restart');
-    await cluster.settle(backend);
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    t.is((await syncsAfter(cluster, node('node-a'), '--- restart ---'))[0], 'unchanged', 'the first sync after the restart adopted the rules');
+    const first = await cluster.waitForLog(node('node-a'), isSyncOutcome, { after: restart });
+    await traffic.next(() => true, { from: traffic.results.length });
+    const results = await traffic.stop();
+    t.deepEqual(results.filter((result) => !result.ok), [], `no connection failed across the restart (${results.length} connections)`);
+    t.is(first.entry.kind, 'unchanged', `the first sync after the restart adopted the rules: ${JSON.stringify(first.entry)}`);
   });
 
   test.serial(`kernel: agent ${backend}: a manifest that does not parse keeps the last good rules`, async (t) => {
     const broken = join(dirname(cluster.manifestsPath), 'broken.yaml');
+    const offsets = await cluster.logOffsets();
     await writeFile(broken, 'kind: [unclosed\n');
     t.teardown(() => rm(broken, { force: true }));
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    await cluster.settle(backend, 1000);
+    for (const host of cluster.nodes.values()) {
+      await cluster.waitForLog(host, (entry) => entry.msg === 'manifests did not parse; keeping the last good state', { after: offsets.get(host.name)! });
+    }
+    await cluster.settle(backend);
     const results = await cluster.probe(pod('client-b'), { proto: 'tcp', host: '10.96.3.10', port: 80, count: 10 });
     t.deepEqual(results.filter((result) => !result.ok), []);
-    t.regex(await readFile(cluster.agentLog(node('node-b')), 'utf8'), /manifests did not parse; keeping the last good state/);
   });
 
   test.serial(`kernel: agent ${backend}: a UDP flow to an endpoint that went away moves to a live one (conntrack cleared)`, async (t) => {
     await cluster.apply([service('udp', '10.96.3.20'), ...cluster.endpointSlices('udp', ['web-1'], [HTTP, DNS])], backend);
     // One socket, one conntrack flow: without the cleanup it would keep going to web-1, which still answers.
-    const flow = cluster.probe(pod('client-a'), { proto: 'udp', host: '10.96.3.20', port: 53, count: 50, intervalMs: 100, reuse: true });
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const flow = cluster.flow(pod('client-a'), { proto: 'udp', host: '10.96.3.20', port: 53, intervalMs: 100, reuse: true });
+    t.teardown(() => flow.stop());
+    const first = await flow.next();
     await cluster.apply([service('udp', '10.96.3.20'), ...cluster.endpointSlices('udp', ['web-2'], [HTTP, DNS])], backend);
-    const results = await flow;
-    t.is(results[0]!.server, pod('web-1').ipv4);
-    t.is(results.at(-1)!.server, pod('web-2').ipv4, `the flow moved: ${servers(results).join(', ')}`);
+    // The agent clears the flow in the sync that changed the rules; 20 datagrams (2 s) later is plenty.
+    const moved = await flow.next((result) => result.server === pod('web-2').ipv4, { from: flow.results.length, within: 20 });
+    t.is(first!.server, pod('web-1').ipv4);
+    t.truthy(moved, `the flow moved: ${servers(flow.results).join(', ')}`);
   });
 
   test.serial(`kernel: agent ${backend}: health-check node ports answer 200 where endpoints are local and 503 elsewhere, following the endpoints`, async (t) => {
@@ -102,15 +105,25 @@ export function registerAgentTests(backend: Backend): void {
       },
     }, ...cluster.endpointSlices('hc', [where], [HTTP])];
     const external = cluster.externals[0]!;
-    const check = async (target: string) => get(external, `http://${node(target).ipv4}:32100/`);
+    // The agent moves its health-check servers in the sync that changes the rules, just before it logs
+    // that sync; `settle` can see the kernel's rules a moment earlier, so ask until the port answers as
+    // expected (or 30 s have passed).
+    const check = async (target: string, status: number) => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const answer = await get(external, `http://${node(target).ipv4}:32100/`);
+        if (answer.status === status || Date.now() > deadline) return answer;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    };
     await cluster.apply(local('web-1'), backend);
-    const onA = await check('node-a');
+    const onA = await check('node-a', 200);
     t.is(onA.status, 200);
     t.deepEqual(JSON.parse(onA.body), { service: { namespace: 'default', name: 'hc' }, localEndpoints: 1, serviceProxyHealthy: true });
-    t.is((await check('node-b')).status, 503);
+    t.is((await check('node-b', 503)).status, 503);
     await cluster.apply(local('web-2'), backend);
-    t.is((await check('node-a')).status, 503);
-    t.is((await check('node-b')).status, 200);
+    t.is((await check('node-a', 503)).status, 503);
+    t.is((await check('node-b', 200)).status, 200);
   });
 
   test.serial(`kernel: agent ${backend}: manifests with Pods and no EndpointSlices: endpoints come from the selector`, async (t) => {
@@ -140,30 +153,90 @@ export function registerAgentTests(backend: Backend): void {
   });
 
   test.serial(`kernel: agent ${backend}: the balancer gives a made-busy endpoint less of the new traffic`, async (t) => {
-    // Port 9090 on three pods: two with a 2 ms worker, web-3 with a 40 ms one; uniform would send it twice its capacity.
-    for (const [name, serialMs] of [['web-1', 2], ['web-2', 2], ['web-3', 40]] as const) await cluster.startServer(pod(name), [9090], { serialMs });
+    // Port 9090 on three pods: web-1 and web-2 serve a connection in 2 ms, web-3 in 100 ms (10 a
+    // second). A uniform third of RATE is over three times web-3's capacity, and stays above it even if
+    // a busy machine lets the client reach only half of RATE, so connections pile up at web-3 (its
+    // server greets at once and closes when it has served them) and node-a's agent must lower its weight.
+    for (const [name, serialMs] of [['web-1', 2], ['web-2', 2], ['web-3', 100]] as const) await cluster.startServer(pod(name), [9090], { serialMs });
     await cluster.apply([service('busy', '10.96.3.40', { ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 9090 }] }),
       ...cluster.endpointSlices('busy', ['web-1', 'web-2', 'web-3'], [{ name: 'http', port: 9090 }])], backend);
     // node-a's agent balances by load for this test, and goes back to uniform (as `settle` expects) after it.
-    await cluster.stopAgent(node('node-a'));
-    cluster.startAgent(node('node-a'), backend, 'least-busy');
+    const nodeA = node('node-a');
+    await cluster.stopAgent(nodeA);
+    const restart = await cluster.logOffset(nodeA);
+    cluster.startAgent(nodeA, backend, 'least-busy');
     t.teardown(async () => {
-      await cluster.stopAgent(node('node-a'));
-      cluster.startAgent(node('node-a'), backend);
+      await cluster.stopAgent(nodeA);
+      cluster.startAgent(nodeA, backend);
       await cluster.settle(backend);
     });
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    const output = await pod('client-a').ns.run([process.execPath, join(packageRoot(), 'dist/e2e/load.js'), '--host', '10.96.3.40', '--port', '80', '--rate', '150', '--seconds', '10']);
-    const requests = output.trim().split('\n').map((line) => JSON.parse(line) as { at: number; server?: string });
-    const late = requests.filter((request) => request.at >= 6000 && request.server);
-    const slowShare = late.filter((request) => request.server === pod('web-3').ipv4).length / late.length;
-    t.log(`web-3 got ${(slowShare * 100).toFixed(0)} % of the connections in the last 4 s`);
-    // Its capacity is a sixth of the load: least-busy settles near that, uniform would give it a third.
-    t.true(slowShare < 0.25, 'well under its uniform third');
-    t.true(slowShare > 0, 'but not starved');
-    t.regex(await readFile(cluster.agentLog(node('node-a')), 'utf8'), /endpoint weights changed/);
-    const metrics = parseMetrics((await get(node('node-a'), 'http://127.0.0.1:10249/metrics')).body);
+    await cluster.waitForLog(nodeA, isSyncOutcome, { after: restart });
+
+    const RATE = 150;
+    const load = pod('client-a').ns.stream([process.execPath, join(packageRoot(), 'dist/e2e/load.js'), '--host', '10.96.3.40', '--port', '80',
+      '--rate', String(RATE), '--seconds', '90', '--timeout-ms', '60000', '--until-stdin-ends']);
+    t.teardown(() => load.end());
+    const keys = ['web-1', 'web-2', 'web-3'].map((name) => endpointKey('tcp', pod(name).ipv4, 9090));
+    const measured = async () => measuredConnections(await cluster.logEntries(nodeA, restart), load.lines.map((line) => JSON.parse(line) as LoadRequest), keys);
+    // The load runs until CONNECTIONS connections have started under weights the balancer published
+    // and the kernel holds (an event, whenever it comes: the balancer samples every 2 s, and a busy
+    // machine slows everything), or fails when its 90 s are over.
+    const CONNECTIONS = 1000;
+    try {
+      while ((await measured()).length < CONNECTIONS) await load.waitFor(() => true, { from: load.lines.length + 24 });
+    } catch (error) {
+      t.fail(`fewer than ${CONNECTIONS} connections under published weights: ${(error as Error).message}\n${(await cluster.logEntries(nodeA, restart)).filter((entry) => entry.msg === 'endpoint weights changed').map((entry) => JSON.stringify(entry)).join('\n')}`);
+      return;
+    }
+    await load.end();
+    const sample = (await measured()).sort((a, b) => a.t - b.t).slice(0, CONNECTIONS);
+    t.deepEqual(sample.filter((request) => request.server === undefined), [], 'every measured connection reached an endpoint');
+    const slow = sample.filter((request) => request.server === pod('web-3').ipv4).length;
+    const expected = sample.reduce((sum, request) => sum + request.share, 0);
+    // The assertion: web-3 got fewer than `cutoff` of CONNECTIONS, where a uniform third (a balancer
+    // without effect) would stay under `cutoff` with probability 1e-3. The false-failure probability
+    // under the weights the kernel held is at most exp(-2 (cutoff + 1 - expected)² / CONNECTIONS)
+    // (hoeffdingUpperTail; it holds although the weights follow the traffic): with web-3's share at
+    // 0.2 below 3e-7, at the 0.05 this test sees below 1e-60.
+    const cutoff = binomialLowerQuantile(CONNECTIONS, 1 / 3, 1e-3);
+    const falseFailure = hoeffdingUpperTail(CONNECTIONS, cutoff + 1 - expected);
+    t.log(`web-3 got ${slow} of ${CONNECTIONS} connections under published weights (expected ${expected.toFixed(0)}; uniform ${(CONNECTIONS / 3).toFixed(0)}); at most ${cutoff} passes; false-failure bound ${falseFailure.toExponential(1)}`);
+    t.true(slow <= cutoff, `${slow} > ${cutoff}: not clearly under its uniform third`);
+    // Every weight is at least the floor (0.1 of an idle endpoint's): P(no connection at all) ≤ exp(-expected).
+    t.true(slow > 0, 'but not starved');
+    const metrics = parseMetrics((await get(nodeA, 'http://127.0.0.1:10249/metrics')).body);
     t.true(metrics.get('ferry_balancer_weight_updates_total')! >= 1);
     t.true(metrics.get('ferry_balancer_sample_duration_seconds_count')! >= 1);
+  });
+}
+
+/** A line of e2e/load.ts. */
+interface LoadRequest {
+  t: number;
+  server?: string;
+  error?: string;
+}
+
+/**
+ * The load's connections that started while the kernel held weights the balancer published, each
+ * with web-3's (keys[2]) share of the new traffic under those weights. A change is in force from the
+ * first sync that started after it was logged (its "synced" line, when the kernel holds it) until the
+ * next change is logged; connections between a change and that sync are left out, as are those before
+ * the first change. The share is raised by 0.002 for the rendering (integer weights out of 1,000).
+ */
+function measuredConnections(log: AgentLogEntry[], requests: LoadRequest[], keys: string[]): (LoadRequest & { share: number })[] {
+  const changes = log.filter((entry) => entry.msg === 'endpoint weights changed');
+  const syncs = log.filter((entry) => entry.msg === 'synced');
+  const periods: { from: number; until: number; share: number }[] = [];
+  for (const [index, change] of changes.entries()) {
+    const applied = syncs.find((sync) => sync.time - Number(sync.ms) >= change.time);
+    if (!applied) break;
+    const weights = change.weights as Record<string, number>;
+    const [w1, w2, w3] = keys.map((key) => weights[key] ?? 1) as [number, number, number];
+    periods.push({ from: applied.time, until: changes[index + 1]?.time ?? Infinity, share: w3 / (w1 + w2 + w3) + 0.002 });
+  }
+  return requests.flatMap((request) => {
+    const period = periods.find(({ from, until }) => request.t > from && request.t < until);
+    return period ? [{ ...request, share: period.share }] : [];
   });
 }

@@ -1,14 +1,15 @@
 // A Kubernetes-shaped cluster built from network namespaces: nodes on a shared fabric, pods behind a
 // bridge on each node, external clients; and the manifests that describe it, from one description.
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { watch } from 'node:fs';
+import { mkdir, mkdtemp, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { externalPlan, nodePlan, plan } from '../test/helpers/address-plan.js';
 import { packageRoot } from '../controlplane/package-root.js';
-import type { Backend, ClusterDriver, EndpointPod, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
+import type { Backend, ClusterDriver, EndpointPod, HeldConnection, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
 import { endpointSliceObjects } from './manifests.js';
-import { Lab, type Child, type Namespace } from './netns.js';
+import { Lab, type Child, type LineStream, type Namespace } from './netns.js';
 
 /** A pod: where it runs and which ports its echo server answers on (none: a plain client). */
 export interface PodSpec {
@@ -36,6 +37,23 @@ export type NamespacePod = PodHost & InNamespace & { ports: number[] };
 const script = (file: string) => join(packageRoot(), 'dist', 'e2e', file);
 const ferryBin = () => join(packageRoot(), 'bin', 'ferry.js');
 
+/**
+ * How long `settle` waits for the agents at most. It waits for events (a sync in the agent's log, then
+ * `ferry diff` exiting 0), so this only bounds a hang; on a busy 2-core machine an agent's start (node,
+ * the CLI's modules, the first sync's kernel comparison) has taken more than 20 s.
+ */
+export const SETTLE_TIMEOUT_MS = 90_000;
+
+/** A line of an agent's log (pino JSON): `time` is Unix ms. */
+export interface AgentLogEntry {
+  time: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/** An agent finished a sync, successfully ("synced", debug level) or not. */
+export const isSyncOutcome = (entry: AgentLogEntry) => entry.msg === 'synced' || entry.msg.startsWith('sync failed');
+
 /** The kube-proxy configuration every node's ferry runs with. */
 export const clusterConfig = [
   'apiVersion: kubeproxy.config.k8s.io/v1alpha1',
@@ -51,6 +69,8 @@ export class Cluster implements ClusterDriver {
   readonly externals: NamespaceHost[] = [];
   private readonly agents = new Map<string, Child>();
   private agentBackend: Backend | undefined;
+  /** The manifests text last published, to know whether a publish changed anything. */
+  private published: string | undefined;
   /** Where the manifests and the kube-proxy config for every node's ferry are written. */
   directory = '';
 
@@ -171,10 +191,23 @@ export class Cluster implements ClusterDriver {
 
   /** Opens `count` connections from a namespace and returns what each saw. */
   async probe(from: Host, options: ProbeOptions): Promise<ProbeResult[]> {
-    const output = await this.host(from).ns.run([process.execPath, script('probe.js'), '--proto', options.proto, '--host', options.host,
-      '--port', String(options.port), '--count', String(options.count ?? 1), '--timeout-ms', String(options.timeoutMs ?? 2000),
-      '--hold-ms', String(options.holdMs ?? 0), '--interval-ms', String(options.intervalMs ?? 0), ...(options.reuse ? ['--reuse'] : [])]);
+    const output = await this.host(from).ns.run(probeCommand(options, String(options.count ?? 1), String(options.holdMs ?? 0)));
     return output.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as ProbeResult);
+  }
+
+  /** Connections (or datagrams) that keep coming from a namespace, one after another, until stopped. */
+  flow(from: Host, options: ProbeOptions): Flow {
+    return new Flow(this.host(from).ns.stream(probeCommand(options, '0', '0')));
+  }
+
+  /** One TCP connection, held open from once it is established until it is released. */
+  async holdOpen(from: Host, options: ProbeOptions): Promise<HeldConnection> {
+    const stream = this.host(from).ns.stream(probeCommand({ ...options, proto: 'tcp' }, '1', 'stdin'));
+    const holding = await stream.waitFor(() => true);
+    if (!(JSON.parse(stream.lines[holding!]!) as { holding?: boolean }).holding) {
+      throw new Error(`the connection to ${options.host} did not stay open: ${stream.lines[holding!]}`);
+    }
+    return { release: async () => JSON.parse((await stream.end()).at(-1)!) as ProbeResult };
   }
 
   /** The Node objects of the cluster, as the API would hold them. */
@@ -193,8 +226,12 @@ export class Cluster implements ClusterDriver {
   /** Writes the manifests (Nodes plus the given objects) where every node's ferry reads them. */
   async writeManifests(objects: object[]): Promise<string> {
     const path = join(this.directory, 'cluster.yaml');
-    await writeFile(path, stringify({ apiVersion: 'v1', kind: 'List', items: [...this.nodeObjects(), ...objects] }));
+    await writeFile(path, this.manifestsText(objects));
     return path;
+  }
+
+  private manifestsText(objects: object[]): string {
+    return stringify({ apiVersion: 'v1', kind: 'List', items: [...this.nodeObjects(), ...objects] });
   }
 
   /** The namespace host behind a host a scenario holds. */
@@ -223,6 +260,7 @@ export class Cluster implements ClusterDriver {
    * `backend` first if they run another one) and returns once every node's kernel holds the rules.
    */
   async apply(objects: object[], backend: Backend): Promise<void> {
+    const since = await this.logOffsets();
     if (this.agentBackend !== backend) {
       for (const node of this.nodes.values()) {
         await this.stopAgent(node);
@@ -231,10 +269,12 @@ export class Cluster implements ClusterDriver {
       await this.publish(objects);
       for (const node of this.nodes.values()) this.startAgent(node, backend);
       this.agentBackend = backend;
+      await this.settle(backend, SETTLE_TIMEOUT_MS, since);
     } else {
-      await this.publish(objects);
+      // Manifests that did not change make no agent sync: then only `ferry diff` is asked.
+      const changed = await this.publish(objects);
+      await this.settle(backend, SETTLE_TIMEOUT_MS, changed ? since : undefined);
     }
-    await this.settle(backend);
   }
 
   get configPath(): string {
@@ -245,11 +285,19 @@ export class Cluster implements ClusterDriver {
     return join(this.directory, 'manifests', 'cluster.yaml');
   }
 
-  /** Replaces the watched manifests in one rename, so an agent never reads a half-written file. */
-  async publish(objects: object[]): Promise<void> {
-    const staging = await this.writeManifests(objects);
+  /**
+   * Replaces the watched manifests in one rename, so an agent never reads a half-written file; says
+   * whether they differ from the ones published before.
+   */
+  async publish(objects: object[]): Promise<boolean> {
+    const text = this.manifestsText(objects);
+    const staging = join(this.directory, 'cluster.yaml');
+    await writeFile(staging, text);
     await mkdir(dirname(this.manifestsPath), { recursive: true });
     await rename(staging, this.manifestsPath);
+    const changed = text !== this.published;
+    this.published = text;
+    return changed;
   }
 
   /**
@@ -276,16 +324,88 @@ export class Cluster implements ClusterDriver {
     return join(this.directory, `agent-${node.name}.log`);
   }
 
-  /** Waits until `ferry diff` finds every node's kernel holding the published manifests' rules. */
-  async settle(backend: Backend, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (const node of this.nodes.values()) {
+  /** Where each node's agent log ends now: `waitForLog` and `settle` look at what comes after. */
+  async logOffsets(): Promise<Map<string, number>> {
+    return new Map(await Promise.all([...this.nodes.values()].map(async (node) => [node.name, await this.logOffset(node)] as const)));
+  }
+
+  async logOffset(node: NamespaceNode): Promise<number> {
+    return stat(this.agentLog(node)).then((info) => info.size, () => 0);
+  }
+
+  /** The agent log's JSON lines after byte `after` (lines that are not JSON are left out). */
+  async logEntries(node: NamespaceNode, after = 0): Promise<AgentLogEntry[]> {
+    return (await readLog(this.agentLog(node), after)).entries.map(({ entry }) => entry);
+  }
+
+  /**
+   * Waits for the first line after byte `after` of a node's agent log that `match` accepts, reading
+   * the log when it changes (inotify); gives up when the agent exits or at the deadline. Returns the
+   * line and the byte offset after it.
+   */
+  async waitForLog(node: NamespaceNode, match: (entry: AgentLogEntry) => boolean, options: { after: number; timeoutMs?: number; deadline?: number }): Promise<{ entry: AgentLogEntry; offset: number }> {
+    const deadline = options.deadline ?? Date.now() + (options.timeoutMs ?? SETTLE_TIMEOUT_MS);
+    const path = this.agentLog(node);
+    await writeFile(path, '', { flag: 'a' });
+    const agent = this.agents.get(node.name);
+    let wake = () => {};
+    const watcher = watch(path, () => wake());
+    let exited = false;
+    void agent?.then(() => {
+      exited = true;
+      wake();
+    });
+    let offset = options.after;
+    try {
       for (;;) {
-        const result = await this.ferry(node, ['diff', '--node', node.name, '-f', this.manifestsPath, '--backend', backend, '--config', this.configPath]);
-        if (result.exitCode === 0) break;
-        if (Date.now() > deadline) throw new Error(`${node.name}: the agent did not program the rules within ${timeoutMs} ms: ${result.stdout.slice(0, 2000)}${result.stderr}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        const read = await readLog(path, offset);
+        const found = read.entries.find(({ entry }) => match(entry));
+        if (found) return found;
+        offset = read.end;
+        if (exited) throw new Error(`${node.name}: the agent exited; its log ends: ${(await readLog(path, Math.max(0, offset - 2000))).text}`);
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) throw new Error(`${node.name}: no such line in the agent's log; it ends: ${(await readLog(path, Math.max(0, offset - 2000))).text}`);
+        // inotify is the event; the 1 s re-read only guards against a missed notification.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => resolve(), Math.min(remaining, 1000));
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
       }
+    } finally {
+      watcher.close();
+    }
+  }
+
+  /**
+   * Waits until `ferry diff` finds every node's kernel holding the published manifests' rules. With
+   * `since` (each node's log offset before the manifests changed), it first waits for each agent to
+   * finish a sync after that; after a diff that still differs, for the agent's next sync. So `ferry
+   * diff` (a process that costs about a second of CPU) runs about once per node and change, not in a loop.
+   */
+  async settle(backend: Backend, timeoutMs = SETTLE_TIMEOUT_MS, since?: ReadonlyMap<string, number>): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    await Promise.all([...this.nodes.values()].map((node) => this.settleNode(node, backend, deadline, timeoutMs, since?.get(node.name))));
+  }
+
+  private async settleNode(node: NamespaceNode, backend: Backend, deadline: number, timeoutMs: number, after: number | undefined): Promise<void> {
+    let differences = '';
+    for (let waitAfter = after; ;) {
+      if (waitAfter !== undefined) {
+        try {
+          await this.waitForLog(node, isSyncOutcome, { after: waitAfter, deadline });
+        } catch (error) {
+          throw new Error(`${node.name}: the agent did not program the rules within ${timeoutMs} ms (${(error as Error).message})${differences}`);
+        }
+      }
+      const before = await this.logOffset(node);
+      const result = await this.ferry(node, ['diff', '--node', node.name, '-f', this.manifestsPath, '--backend', backend, '--config', this.configPath]);
+      if (result.exitCode === 0) return;
+      differences = `; ferry diff: ${result.stdout.slice(0, 2000)}${result.stderr}`;
+      if (!this.agents.has(node.name)) throw new Error(`${node.name}: no agent runs and the rules differ${differences}`);
+      waitAfter = before;
     }
   }
 
@@ -293,6 +413,64 @@ export class Cluster implements ClusterDriver {
   async destroy(): Promise<void> {
     await this.lab.destroy();
     if (this.directory) await rm(this.directory, { recursive: true, force: true });
+  }
+}
+
+/** The command line of e2e/probe.ts for `options`, with its count and hold. */
+function probeCommand(options: ProbeOptions, count: string, hold: string): string[] {
+  // 5 s per connection: on a busy machine a first answer can take seconds; checks that expect a drop pass a shorter one.
+  return [process.execPath, script('probe.js'), '--proto', options.proto, '--host', options.host, '--port', String(options.port),
+    '--count', count, '--timeout-ms', String(options.timeoutMs ?? 5000), '--hold-ms', hold, '--interval-ms', String(options.intervalMs ?? 0),
+    ...(options.reuse ? ['--reuse'] : [])];
+}
+
+/** Probe results as they come (Cluster.flow); `stop` ends the flow. */
+export class Flow {
+  constructor(private readonly stream: LineStream) {}
+
+  /** The results so far. */
+  get results(): ProbeResult[] {
+    return this.stream.lines.map((line) => JSON.parse(line) as ProbeResult);
+  }
+
+  /**
+   * The first result at index `from` or later that `match` accepts, once it is there; undefined when
+   * `within` results after `from` did not match.
+   */
+  async next(match: (result: ProbeResult) => boolean = () => true, options: { from?: number; within?: number } = {}): Promise<ProbeResult | undefined> {
+    const index = await this.stream.waitFor((line) => match(JSON.parse(line) as ProbeResult), options);
+    return index === undefined ? undefined : this.results[index];
+  }
+
+  /** Stops the flow after the attempt in progress; every result. */
+  async stop(): Promise<ProbeResult[]> {
+    await this.stream.end();
+    return this.results;
+  }
+}
+
+/** The complete JSON lines of a log file after byte `after`, each with the offset after it. */
+async function readLog(path: string, after: number): Promise<{ entries: { entry: AgentLogEntry; offset: number }[]; end: number; text: string }> {
+  const file = await open(path, 'r');
+  try {
+    const size = (await file.stat()).size;
+    const buffer = Buffer.alloc(Math.max(0, size - after));
+    if (buffer.length > 0) await file.read(buffer, 0, buffer.length, after);
+    const entries: { entry: AgentLogEntry; offset: number }[] = [];
+    let start = 0;
+    for (let newline = buffer.indexOf(10); newline !== -1; newline = buffer.indexOf(10, start)) {
+      const line = buffer.subarray(start, newline).toString();
+      start = newline + 1;
+      if (!line.startsWith('{')) continue;
+      try {
+        entries.push({ entry: JSON.parse(line) as AgentLogEntry, offset: after + start });
+      } catch {
+        // Not a log line (a test's marker).
+      }
+    }
+    return { entries, end: after + start, text: buffer.toString() };
+  } finally {
+    await file.close();
   }
 }
 

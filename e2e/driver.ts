@@ -39,6 +39,12 @@ export interface ProbeResult {
   ms: number;
 }
 
+/** A TCP connection a test holds open (ClusterDriver.holdOpen). */
+export interface HeldConnection {
+  /** Checks that the connection still echoes, closes it and gives the attempt's result. */
+  release(): Promise<ProbeResult>;
+}
+
 /** An endpoint of a Service: a pod by name, optionally with its conditions. */
 export type EndpointPod = string | { name: string; ready?: boolean; serving?: boolean; terminating?: boolean };
 
@@ -53,4 +59,9 @@ export interface ClusterDriver {
   endpointSlices(service: string, pods: EndpointPod[], ports: { name?: string; port: number; protocol?: string }[]): object[];
   /** Routes an external client's traffic for `cidr` through `node`. */
   routeVia(external: Host, cidr: string, node: NodeHost): Promise<void>;
+  /**
+   * Opens a TCP connection and resolves once it is established; it stays open until released.
+   * Optional: a driver without it (Vagrant) holds connections for ProbeOptions.holdMs instead.
+   */
+  holdOpen?(from: Host, options: ProbeOptions): Promise<HeldConnection>;
 }

@@ -1,7 +1,9 @@
 // The server every endpoint pod runs: answers each TCP connection and UDP datagram with who it is and
 // whom it saw, so a test can tell which endpoint answered and whether the client address was kept.
-// With --serial-ms S it behaves like a server with one worker: each connection waits for the ones
-// before it and then takes S ms (a capacity of 1000/S per second), so an overloaded endpoint queues.
+// With --serial-ms S it behaves like a server with one worker: each connection is greeted at once
+// (with "queued":true, so the client knows at once which endpoint holds it), waits for the ones before
+// it and then takes S ms (a capacity of 1000/S per second), and is closed when served; so an
+// overloaded endpoint holds more and more open connections.
 //   node dist/e2e/echo-server.js --port 8080 [--port 9090] [--delay-ms N] [--serial-ms S]
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
@@ -13,9 +15,8 @@ const ports = (values.port ?? []).map(Number);
 const delay = Number(values['delay-ms']);
 const serial = Number(values['serial-ms']);
 let busyUntil = 0;
-/** How long to wait before answering: the fixed delay, or the single worker's queue. */
-const wait = () => {
-  if (serial === 0) return delay;
+/** How long the single worker's queue makes a new connection wait, its own service time included. */
+const queue = () => {
   const now = performance.now();
   busyUntil = Math.max(now, busyUntil) + serial;
   return busyUntil - now;
@@ -23,8 +24,8 @@ const wait = () => {
 
 /** IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d. */
 const plain = (address: string | undefined) => (address ?? '').replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
-const answer = (server: string | undefined, peer: string | undefined, port: number) =>
-  `${JSON.stringify({ server: plain(server), peer: plain(peer), port })}\n`;
+const answer = (server: string | undefined, peer: string | undefined, port: number, extra: object = {}) =>
+  `${JSON.stringify({ server: plain(server), peer: plain(peer), port, ...extra })}\n`;
 
 let listening = 0;
 const ready = () => {
@@ -33,10 +34,15 @@ const ready = () => {
 };
 
 for (const port of ports) {
-  // TCP: greet at once (after the delay), then echo whatever the client sends, for long-lived tests.
   createServer((socket) => {
     socket.on('error', () => socket.destroy());
-    setTimeout(() => socket.write(answer(socket.localAddress, socket.remoteAddress, port)), wait());
+    if (serial > 0) {
+      socket.write(answer(socket.localAddress, socket.remoteAddress, port, { queued: true }));
+      setTimeout(() => socket.end(), queue());
+      return;
+    }
+    // Greet at once (after the delay), then echo whatever the client sends, for long-lived tests.
+    setTimeout(() => socket.write(answer(socket.localAddress, socket.remoteAddress, port)), delay);
     socket.on('data', (data) => socket.write(data));
   }).listen({ port, host: '::', ipv6Only: false }, ready);
 

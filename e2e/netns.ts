@@ -1,6 +1,7 @@
 // Network namespaces that a test run creates, links and always deletes: the hosts of the e2e cluster.
 import { execFileSync } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import { execa, type Options, type ResultPromise } from 'execa';
 
@@ -32,6 +33,75 @@ export class Namespace {
     if (log !== undefined) closeSync(log);
     this.lab.track(child);
     return child;
+  }
+
+  /** Starts a command whose standard output is read line by line while it runs; see LineStream. */
+  stream(command: string[]): LineStream {
+    const child = execa('ip', ['netns', 'exec', this.name, ...command], { reject: false, buffer: false, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
+    this.lab.track(child);
+    return new LineStream(child, `${command.join(' ')} in ${this.name}`);
+  }
+}
+
+/**
+ * A running process's output, line by line as it prints it: a test waits for the line it needs (an
+ * event), not for a time. Ending its standard input is how e2e/probe.ts and e2e/load.ts are told to stop.
+ */
+export class LineStream {
+  readonly lines: string[] = [];
+  private readonly waiters = new Set<() => void>();
+  private stderr = '';
+  private exited = false;
+  private readonly exit: Promise<void>;
+
+  constructor(private readonly child: Child, private readonly description: string) {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      this.lines.push(line);
+      for (const wake of this.waiters) wake();
+    });
+    child.stderr?.on('data', (chunk: Buffer) => {
+      this.stderr += String(chunk);
+    });
+    this.exit = new Promise<void>((resolve) => {
+      // 'close' comes after the last line has been read.
+      child.stdout!.once('close', () => {
+        void child.then(() => {
+          this.exited = true;
+          for (const wake of this.waiters) wake();
+          resolve();
+        });
+      });
+    });
+  }
+
+  /**
+   * The index of the first line at `from` or later that `match` accepts, once it has been printed.
+   * With `within`, gives up (undefined) when that many lines after `from` did not match; rejects when
+   * the process exits without printing one.
+   */
+  async waitFor(match: (line: string) => boolean, options: { from?: number; within?: number } = {}): Promise<number | undefined> {
+    const from = options.from ?? 0;
+    for (;;) {
+      for (let index = from; index < this.lines.length; index++) {
+        if (match(this.lines[index]!)) return index;
+        if (options.within !== undefined && index - from + 1 >= options.within) return undefined;
+      }
+      if (this.exited) throw new Error(`${this.description} exited without the line it was waited for: ${this.stderr}`);
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          this.waiters.delete(wake);
+          resolve();
+        };
+        this.waiters.add(wake);
+      });
+    }
+  }
+
+  /** Ends the process's standard input and waits until it has exited; every line it printed. */
+  async end(): Promise<string[]> {
+    this.child.stdin?.end();
+    await this.exit;
+    return this.lines;
   }
 }
 

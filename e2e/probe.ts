@@ -1,9 +1,12 @@
 // A client that opens N new connections (TCP) or sends N datagrams from new sockets (UDP) and prints
-// one JSON line per attempt: {"ok":true,"server":..,"peer":..} or {"ok":false,"error":"ECONNREFUSED",..}.
+// one JSON line per attempt, as it ends: {"ok":true,"server":..,"peer":..} or {"ok":false,"error":"ECONNREFUSED",..}.
+// --count 0 keeps going until its standard input ends (a test stops it when the event it waits for
+// has happened), then finishes the attempt in progress.
 // With --hold-ms, each TCP connection is held open that long and must still echo a line afterwards
-// (established connections must survive rule updates). With --reuse, UDP sends every datagram from one
-// socket (one conntrack flow), --interval-ms apart.
-//   node dist/e2e/probe.js --proto tcp|udp --host H --port P [--count N] [--timeout-ms T] [--hold-ms H]
+// (established connections must survive rule updates); --hold-ms stdin holds it until standard input
+// ends and prints {"holding":true,"server":..} once the connection is established. With --reuse, UDP
+// sends every datagram from one socket (one conntrack flow), --interval-ms apart.
+//   node dist/e2e/probe.js --proto tcp|udp --host H --port P [--count N] [--timeout-ms T] [--hold-ms H|stdin]
 import { createSocket, type Socket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';
 import { parseArgs } from 'node:util';
@@ -18,7 +21,19 @@ const { values } = parseArgs({
 const host = values.host!;
 const port = Number(values.port);
 const timeout = Number(values['timeout-ms']);
-const hold = Number(values['hold-ms']);
+const count = Number(values.count);
+const holdUntilStdin = values['hold-ms'] === 'stdin';
+const hold = holdUntilStdin ? 0 : Number(values['hold-ms']);
+
+// Standard input ending is the signal to stop (--count 0) or to release a held connection (--hold-ms stdin).
+let stdinEnded = false;
+const stdinEnd = new Promise<void>((resolve) => {
+  if (count !== 0 && !holdUntilStdin) return;
+  process.stdin.on('end', () => {
+    stdinEnded = true;
+    resolve();
+  }).resume();
+});
 
 interface Attempt { ok: boolean; server?: string; peer?: string; error?: string; ms: number }
 
@@ -32,6 +47,10 @@ function tcp(): Promise<Attempt> {
       socket.destroy();
       resolve({ ...attempt, ms: Math.round(performance.now() - started) });
     };
+    const check = () => {
+      socket.setTimeout(timeout, () => done({ ok: false, error: 'ETIMEDOUT after hold' }));
+      socket.write('still-there\n');
+    };
     socket.setTimeout(timeout, () => done({ ok: false, error: 'ETIMEDOUT' }));
     socket.on('error', (error: NodeJS.ErrnoException) => done({ ok: false, error: error.code ?? error.message }));
     socket.on('data', (chunk) => {
@@ -40,12 +59,14 @@ function tcp(): Promise<Attempt> {
         const first: Omit<Attempt, 'ms'> = { ok: true, ...JSON.parse(data.slice(0, data.indexOf('\n'))) };
         greeting = first;
         data = data.slice(data.indexOf('\n') + 1);
-        if (hold === 0) return done(first);
+        if (hold === 0 && !holdUntilStdin) return done(first);
         socket.setTimeout(0);
-        setTimeout(() => {
-          socket.setTimeout(timeout, () => done({ ok: false, error: 'ETIMEDOUT after hold' }));
-          socket.write('still-there\n');
-        }, hold);
+        if (holdUntilStdin) {
+          console.log(JSON.stringify({ holding: true, server: first.server }));
+          void stdinEnd.then(check);
+        } else {
+          setTimeout(check, hold);
+        }
       }
       if (greeting && data.includes('still-there\n')) done(greeting);
     });
@@ -79,8 +100,9 @@ if (values.reuse && values.proto === 'udp') {
   await new Promise<void>((resolve) => socket.connect(port, host, resolve));
   shared = socket;
 }
-for (let i = 0; i < Number(values.count); i++) {
+for (let i = 0; count === 0 ? !stdinEnded : i < count; i++) {
   if (i > 0) await new Promise((resolve) => setTimeout(resolve, Number(values['interval-ms'])));
   console.log(JSON.stringify(values.proto === 'udp' ? await udp(shared) : await tcp()));
 }
 shared?.close();
+if (count === 0 || holdUntilStdin) process.stdin.destroy();

@@ -16,7 +16,9 @@ export function registerScenarios(backend: Backend, create: () => Promise<Cluste
   });
   for (const scenario of scenarios) {
     test.serial(`kernel: e2e ${backend}: ${scenario.title}`, async (t) => {
-      t.timeout(60_000);
+      // ava's timeout restarts at every assertion; a step (an agent's start, an apply) waits for events
+      // that a busy 2-core machine can delay by tens of seconds, and settle gives up after 90 s.
+      t.timeout(120_000);
       await scenario.run(cluster!, t, backend);
     });
   }

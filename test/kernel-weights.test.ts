@@ -8,9 +8,11 @@ import { runnerIn } from './helpers/netns-runner.js';
 import { testConfig } from './helpers/objects.js';
 
 // Weights 1:3 on two endpoints, 2,000 new connections: the split must pass a chi-square test.
-// 10.83 is the 0.1% critical value for one degree of freedom: a correct split fails once in a thousand runs.
+// 23.93 is the critical value for one degree of freedom at 1e-6 (4.89², the two-sided normal
+// quantile squared): a correct split fails once in a million runs. A wrong one is still caught: an
+// even split (weights ignored) gives a chi-square of 667, 1:2 instead of 1:3 one of 74.
 const CONNECTIONS = 2000;
-const CRITICAL = 10.83;
+const CRITICAL = 23.93;
 
 for (const backend of ['nftables', 'iptables'] as const) {
   test(`kernel: ${backend} weights 1:3 split ${CONNECTIONS} connections 1:3 (chi-square)`, async (t) => {
