@@ -1,7 +1,7 @@
 // The dataplane facade: apply, diff and clean up rendered rules with whichever backend they were rendered for.
-import { createTwoFilesPatch } from 'diff';
+import { createTwoFilesPatch, diffLines } from 'diff';
 import * as iptables from './iptables.js';
-import { incrementalScript } from './nft-incremental.js';
+import { incrementalScript, renderedTables } from './nft-incremental.js';
 import * as nftables from './nftables.js';
 import type { Backend, RenderedRules } from './render.js';
 import { DataplaneError, type Runner } from './runner.js';
@@ -11,7 +11,7 @@ import { checkRendered } from './structure-check.js';
 export async function applyRules(runner: Runner, rendered: RenderedRules): Promise<void> {
   checkRendered(rendered);
   if (rendered.backend === 'nftables') {
-    await nftables.applyNftables(runner, rendered.texts[0]!.text);
+    await nftables.applyNftables(runner, rendered.texts[0]!.text + nftables.stampScript(rendered));
     return;
   }
   // The kernel checks every family before any is touched, so a bad IPv6 rule does not leave IPv4 half-updated.
@@ -33,7 +33,7 @@ export async function applyChanges(runner: Runner, previous: RenderedRules, next
       return 'full';
     }
     if (script === '') return 'unchanged';
-    await nftables.applyNftables(runner, script);
+    await nftables.applyNftables(runner, script + nftables.stampScript(next));
     return 'partial';
   }
   if (next.texts.every((part, index) => part.text === previous.texts[index]?.text)) return 'unchanged';
@@ -57,18 +57,89 @@ export async function reassertRules(runner: Runner, rendered: RenderedRules): Pr
     await nftables.reassertNftables(runner, rendered);
   } catch (error) {
     if (!(error instanceof DataplaneError)) throw error;
-    await nftables.applyNftables(runner, rendered.texts[0]!.text);
+    await nftables.applyNftables(runner, rendered.texts[0]!.text + nftables.stampScript(rendered));
   }
 }
 
-/** The kernel's current ferry rules and the desired ones, both as the kernel lists them. */
+/** What bringing the kernel in line did: nothing (it held the rules already), or a replacement, in rule lines. */
+export interface ApplyOutcome {
+  changed: boolean;
+  added: number;
+  removed: number;
+}
+
+/**
+ * Makes the kernel hold the rendered rules and writes nothing when it already does (`ferry apply`, the
+ * agent's start, so that a restart does not touch rules that match). nftables decides from the stamp
+ * every ferry transaction leaves in its tables, before listing anything: the digest of these rules in
+ * every table (and no other ferry table) means nothing to do; otherwise one `nft -f` replaces the tables,
+ * with `added` the rule lines written and `removed` those the replaced stamp recorded. Listing the rules
+ * instead would cost the kernel time growing with the square of their number (see readNftables). Tables
+ * without a stamp (an older ferry, or the stamp removed) are compared by listing, as iptables always is.
+ * `force` writes even when the kernel seems to hold the rules: it repairs what was changed behind a
+ * stamp, which `ferry diff` shows.
+ */
+export async function applyIfChanged(runner: Runner, rendered: RenderedRules, options: { force?: boolean } = {}): Promise<ApplyOutcome> {
+  checkRendered(rendered);
+  if (rendered.backend === 'nftables') {
+    const found = await nftables.readStamps(runner);
+    const families = [...renderedTables(rendered).keys()];
+    // A table of a family no longer rendered goes in the same transaction.
+    const stale = [...found.keys()].filter((family) => !families.includes(family)).map((family) => `add table ${family} ferry\ndelete table ${family} ferry\n`).join('');
+    const replace = () => nftables.applyNftables(runner, stale + rendered.texts[0]!.text + nftables.stampScript(rendered));
+    const stamps = [...found.values()];
+    if (stamps.every((held) => held !== undefined)) {
+      if (!options.force && stampMatches(found, rendered)) return { changed: false, added: 0, removed: 0 };
+      await replace();
+      return { changed: true, added: nftables.rulesStamp(rendered).lines, removed: Math.max(0, ...stamps.map((held) => held!.lines)) };
+    }
+    const { current, desired } = await compareRules(runner, rendered);
+    if (current === desired && stale === '' && !options.force) {
+      // The rules match: recording the stamp lets the next comparison skip the listing.
+      await nftables.applyNftables(runner, nftables.stampScript(rendered));
+      return { changed: false, added: 0, removed: 0 };
+    }
+    await replace();
+    return { changed: true, ...lineChanges(current, desired) };
+  }
+  const { current, desired } = await compareRules(runner, rendered);
+  if (current === desired && !options.force) return { changed: false, added: 0, removed: 0 };
+  await applyRules(runner, rendered);
+  return { changed: true, ...lineChanges(current, desired) };
+}
+
+/** Whether ferry's stamp in the kernel says it holds these rules (nftables; iptables has no stamp). */
+export async function stampedAs(runner: Runner, rendered: RenderedRules): Promise<boolean> {
+  return rendered.backend === 'nftables' && stampMatches(await nftables.readStamps(runner), rendered);
+}
+
+/** Every rendered table, and no other ferry table, holds the stamp of these rules. */
+function stampMatches(found: Map<string, nftables.Stamp | undefined>, rendered: RenderedRules): boolean {
+  const families = [...renderedTables(rendered).keys()];
+  const { digest } = nftables.rulesStamp(rendered);
+  return found.size === families.length && families.every((family) => found.get(family)?.digest === digest);
+}
+
+function lineChanges(current: string, desired: string): { added: number; removed: number } {
+  const changes = diffLines(current, desired);
+  const count = (kind: 'added' | 'removed') => changes.filter((change) => change[kind]).reduce((sum, change) => sum + (change.count ?? 0), 0);
+  return { added: count('added'), removed: count('removed') };
+}
+
+/**
+ * The kernel's current ferry rules and the desired ones, both as the kernel lists them. nftables: the
+ * kernel's listing is first compared with the script rewritten into the kernel's words
+ * (canonicalAsKernelLists); only when they differ is the script loaded into a throwaway namespace and
+ * listed there, so that a difference is shown exactly and never one of wording. Both ways read the
+ * kernel's real rules, never the stamp.
+ */
 export async function compareRules(runner: Runner, rendered: RenderedRules): Promise<{ current: string; desired: string }> {
   checkRendered(rendered);
   if (rendered.backend === 'nftables') {
-    return {
-      current: await nftables.readNftables(runner),
-      desired: await nftables.listAsKernelWould(runner, rendered.texts[0]!.text),
-    };
+    const text = rendered.texts[0]!.text;
+    const current = await nftables.readNftables(runner);
+    const worded = nftables.canonicalAsKernelLists(text);
+    return { current, desired: worded === current ? worded : await nftables.listAsKernelWould(runner, text) };
   }
   let current = '';
   let desired = '';

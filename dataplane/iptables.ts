@@ -40,8 +40,12 @@ export function parseFerryTables(text: string): Map<string, FerryTable> {
     } else if (table && line.startsWith('-A ')) {
       const chain = line.split(' ')[1]!;
       // Rules of an undeclared chain are kept, so that the kernel, not this parser, refuses them.
-      if (isFerryChain(chain)) table.rules.set(chain, [...(table.rules.get(chain) ?? []), line]);
-      else if (/ -j FERRY-/.test(line)) table.hooks.push(line);
+      // Appended in place: a copy per rule would make FERRY-SERVICES (a rule per Service address) quadratic.
+      if (isFerryChain(chain)) {
+        const rules = table.rules.get(chain);
+        if (rules) rules.push(line);
+        else table.rules.set(chain, [line]);
+      } else if (/ -j FERRY-/.test(line)) table.hooks.push(line);
     }
   }
   return tables;
@@ -55,8 +59,11 @@ export function canonicalIptables(text: string): string {
     const table = tables.get(name)!;
     if (table.chains.length === 0 && table.hooks.length === 0) continue;
     const chains = [...table.chains].sort();
-    out.push(`*${name}`, ...chains.map((chain) => `:${chain} - [0:0]`), ...table.hooks);
-    for (const chain of chains) out.push(...table.rules.get(chain)!);
+    // Line by line: a table can hold more chains, and a chain more rules, than a call can take arguments.
+    out.push(`*${name}`);
+    for (const chain of chains) out.push(`:${chain} - [0:0]`);
+    for (const line of table.hooks) out.push(line);
+    for (const chain of chains) for (const line of table.rules.get(chain)!) out.push(line);
     out.push('COMMIT');
   }
   return out.length ? `${out.join('\n')}\n` : '';

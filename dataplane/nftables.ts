@@ -1,9 +1,19 @@
 // nftables shell: check, apply, read back and clean up ferry's tables (`ip ferry`, `ip6 ferry`) with nft.
-import { reassertScript, type NftInventory } from './nft-incremental.js';
+import { createHash } from 'node:crypto';
+import { reassertScript, renderedTables, type NftInventory } from './nft-incremental.js';
 import type { RenderedRules } from './render.js';
 import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from './runner.js';
 
 const TABLES = ['ip ferry', 'ip6 ferry'] as const;
+
+/**
+ * The set in each of ferry's tables whose one element's comment records what ferry wrote last: the
+ * digest of the whole rendered rule set and its number of rule lines. Reading it costs a few
+ * milliseconds at any size; reading the rules costs the kernel time that grows with the square of
+ * their number (see readNftables). A set, because a table's comment cannot be changed once the table
+ * exists (the kernel ignores it on update), and nft 1.0.6 does not print it in `list tables`.
+ */
+export const STAMP_SET = 'rules-digest';
 
 /**
  * Applies the script as one transaction. `nft -f` sends the whole script as one batch that the kernel
@@ -33,7 +43,78 @@ export async function readInventory(runner: Runner): Promise<NftInventory> {
 
 /** Makes the kernel hold exactly the rendered rules again, without listing its rules (see reassertScript). */
 export async function reassertNftables(runner: Runner, rendered: RenderedRules): Promise<void> {
-  await applyNftables(runner, reassertScript(await readInventory(runner), rendered));
+  const inventory = await readInventory(runner);
+  // The stamp is not part of the rendered tables: re-asserting must not remove it, only renew it.
+  for (const table of inventory.values()) table.collections.delete(STAMP_SET);
+  await applyNftables(runner, reassertScript(inventory, rendered) + stampScript(rendered));
+}
+
+/** What a stamp records: the digest of a rendered rule set and its number of rule lines (rules and set elements). */
+export interface Stamp {
+  digest: string;
+  lines: number;
+}
+
+const stamps = new WeakMap<RenderedRules, Stamp>();
+// The digest of each Service port text of the last rendering: an unchanged port is the same string again.
+let portDigests = new Map<string, string>();
+
+/**
+ * The stamp of a rendered rule set, from its parts: each Service port's text hashed once while it stays
+ * the same, so that an incremental sync does not hash or print the whole script.
+ */
+export function rulesStamp(rendered: RenderedRules): Stamp {
+  let stamp = stamps.get(rendered);
+  if (stamp) return stamp;
+  const hash = createHash('sha256').update('ferry nftables rules 1\0');
+  if (!rendered.nftTables) {
+    hash.update(rendered.texts[0]!.text);
+  } else {
+    const seen = new Map<string, string>();
+    for (const part of rendered.nftTables) {
+      hash.update(`table ${part.family}\0${part.head}\0`);
+      for (const [name, elements] of part.elements) hash.update(`${name}\0${elements.join('\n')}\0`);
+      for (const text of part.servicePortChains) {
+        const digest = seen.get(text) ?? portDigests.get(text) ?? createHash('sha256').update(text).digest('hex');
+        seen.set(text, digest);
+        hash.update(digest);
+      }
+    }
+    portDigests = seen;
+  }
+  let lines = 0;
+  for (const table of renderedTables(rendered).values()) {
+    for (const chain of table.chains.values()) lines += chain.rules.length;
+    for (const collection of table.collections.values()) lines += collection.elements.length;
+  }
+  stamps.set(rendered, (stamp = { digest: hash.digest('hex'), lines }));
+  return stamp;
+}
+
+/** The commands that record the stamp of `rendered` in each of its tables; appended to every transaction ferry makes. */
+export function stampScript(rendered: RenderedRules): string {
+  const { digest, lines } = rulesStamp(rendered);
+  return [...renderedTables(rendered).keys()].map((family) => [
+    `add set ${family} ferry ${STAMP_SET} { type inet_service; comment "what ferry applied: apply and the agent's start compare it, diff reads the rules"; }`,
+    `flush set ${family} ferry ${STAMP_SET}`,
+    `add element ${family} ferry ${STAMP_SET} { 1 comment "sha256:${digest} lines:${lines}" }`,
+    '',
+  ].join('\n')).join('');
+}
+
+/** ferry's tables in this namespace, each with the stamp it holds (undefined when it has none). */
+export async function readStamps(runner: Runner): Promise<Map<string, Stamp | undefined>> {
+  const listing = JSON.parse(await runChecked(runner, 'listing the tables failed', 'nft', ['-j', 'list', 'tables'])) as { nftables: { table?: { family: string; name: string } }[] };
+  const found = new Map<string, Stamp | undefined>();
+  for (const { table } of listing.nftables) {
+    if (table?.name !== 'ferry') continue;
+    const result = await runner.run('nft', ['-j', 'list', 'set', table.family, 'ferry', STAMP_SET]);
+    if (result.exitCode !== 0 && !/No such file or directory/.test(result.stderr)) throw new DataplaneError(`nft -j list set ${table.family} ferry ${STAMP_SET}`, result, 'reading the stamp failed');
+    const elements = result.exitCode === 0 ? (JSON.parse(result.stdout) as { nftables: { set?: { elem?: { elem?: { comment?: string } }[] } }[] }).nftables.find((entry) => entry.set)?.set?.elem : undefined;
+    const match = /^sha256:([0-9a-f]{64}) lines:(\d+)$/.exec(elements?.[0]?.elem?.comment ?? '');
+    found.set(table.family, match ? { digest: match[1]!, lines: Number(match[2]) } : undefined);
+  }
+  return found;
 }
 
 /** Removes ferry's tables, and nothing else, in one transaction (a missing table is fine). */
@@ -60,57 +141,142 @@ export async function listAsKernelWould(runner: Runner, script: string): Promise
 }
 
 /**
+ * ferry's script canonicalised as the kernel (nft 1.0.6) lists it, without loading it anywhere: each
+ * rewrite turns ferry's syntax into an equivalent the kernel prints (`meta l4proto tcp th dport` is
+ * `tcp dport`, a one-element set its element, marks in eight hex digits, a priority near a standard one
+ * by its name, a timeout in days/hours/minutes/seconds, the default size of a dynamic set). Equal to a
+ * kernel's listing means the kernel holds these rules; a rewrite the kernel prints otherwise (another
+ * nft version) only makes a comparison fall back to a throwaway load (see compareRules).
+ */
+export function canonicalAsKernelLists(script: string): string {
+  return canonicalNftables(script, asKernelPrints);
+}
+
+const STANDARD_PRIORITIES: [string, number, string[] | undefined][] = [
+  ['raw', -300, undefined], ['mangle', -150, undefined], ['dstnat', -100, ['prerouting']], ['filter', 0, undefined],
+  ['security', 50, undefined], ['srcnat', 100, ['postrouting']],
+];
+
+function asKernelPrints(line: string): string {
+  if (line.startsWith('type ') && line.includes(' hook ')) {
+    return line.replace(/ hook (\S+) priority (-?\d+);/, (whole, hook: string, value: string) => {
+      const priority = Number(value);
+      for (const [name, base, hooks] of STANDARD_PRIORITIES) {
+        const offset = priority - base;
+        if ((hooks && !hooks.includes(hook)) || Math.abs(offset) > 10) continue;
+        return ` hook ${hook} priority ${name}${offset === 0 ? '' : offset < 0 ? ` - ${-offset}` : ` + ${offset}`};`;
+      }
+      return whole;
+    });
+  }
+  if (line.startsWith('timeout ')) return line.replace(/^timeout (\d+)s$/, (_, seconds: string) => `timeout ${duration(Number(seconds))}`);
+  let out = line.replace(/\bmeta l4proto (tcp|udp|sctp) th dport /g, '$1 dport ').replace(/ (saddr|daddr) \{ ([^,{}]+) \} /g, ' $1 $2 ');
+  if (out.includes('meta mark')) {
+    out = out.replace(/\b0x([0-9a-f]{1,8})\b/g, (_, hex: string) => `0x${hex.padStart(8, '0')}`)
+      .replace(/ == (\d+) /g, (_, value: string) => ` == 0x${Number(value).toString(16).padStart(8, '0')} `);
+  }
+  return out;
+}
+
+function duration(seconds: number): string {
+  const parts: string[] = [];
+  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+    if (seconds >= size) parts.push(`${Math.floor(seconds / size)}${unit}`);
+    seconds %= size;
+  }
+  return parts.join('') || '0s';
+}
+
+// The stamp is ferry's bookkeeping, not a rule: comparisons leave it out.
+const STAMP_BLOCK = `set ${STAMP_SET} {`;
+
+/**
  * A listing in a stable form: blocks (sets, maps, chains) sorted by name, set and map elements one per
  * line and sorted, and the elements of dynamic sets (affinity state the kernel adds) left out. The
  * kernel lists in creation order, which differs between a fresh load and a table updated over time.
+ * One pass, each line looked at once: a listing of 50,000 Services has more than a million lines, and
+ * one map can hold hundreds of thousands of elements wrapped over many lines.
  */
-export function canonicalNftables(listing: string): string {
-  const tables: string[] = [];
-  for (const table of splitBlocks(listing, 0)) {
-    const lines = table.split('\n');
-    const header = lines[0]!.trim();
-    const blocks = splitBlocks(lines.slice(1, -1).join('\n'), 1).map(canonicalBlock).sort(compareBlocks);
-    tables.push([header, ...blocks, '}'].join('\n'));
-  }
-  return tables.sort().join('\n') + (tables.length ? '\n' : '');
-}
-
-/** Top-level `{ ... }` blocks of a listing at a given tab depth, each as its text. */
-function splitBlocks(listing: string, depth: number): string[] {
-  const blocks: string[] = [];
-  let current: string[] = [];
-  const indent = '\t'.repeat(depth);
-  for (const line of listing.split('\n')) {
-    if (line.trim() === '') continue;
-    current.push(line);
-    if (line === `${indent}}`) {
-      blocks.push(current.join('\n'));
-      current = [];
+export function canonicalNftables(listing: string, rewrite?: (line: string) => string): string {
+  const tables: { header: string; blocks: { key: string; text: string }[] }[] = [];
+  let table: (typeof tables)[number] | undefined;
+  let block: { key: string; lines: string[]; dynamic: boolean } | undefined;
+  let elements: ElementScanner | undefined;
+  for (const raw of listing.split('\n')) {
+    const trimmed = raw.trim();
+    // Comments: ferry's script has them, the kernel's listing never starts a line with one.
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const line = rewrite ? rewrite(trimmed) : trimmed;
+    if (elements) {
+      if (!elements.feed(line)) elements = endElements(block!, elements);
+    } else if (!table) {
+      if (line.endsWith('{')) tables.push(table = { header: line, blocks: [] });
+    } else if (!block) {
+      if (line === '}') table = undefined;
+      else if (line.endsWith('{')) block = { key: line, lines: [`\t${line}`], dynamic: false };
+    } else if (line === '}') {
+      // The kernel gives a dynamic set created without a size nft's default, and lists it.
+      if (rewrite && block.dynamic && !block.lines.some((l) => l.startsWith('\t\tsize '))) block.lines.splice(2, 0, '\t\tsize 65535');
+      block.lines.push('\t}');
+      if (block.key !== STAMP_BLOCK) table.blocks.push({ key: block.key, text: block.lines.join('\n') });
+      block = undefined;
+    } else if (line.startsWith('elements = {')) {
+      elements = new ElementScanner();
+      if (!elements.feed(line.slice('elements = {'.length))) elements = endElements(block, elements);
+    } else {
+      if (/^flags .*dynamic/.test(line)) block.dynamic = true;
+      block.lines.push(`\t\t${line}`);
     }
   }
-  return blocks;
+  const texts = tables.map(({ header, blocks }) => {
+    blocks.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return [header, ...blocks.map((b) => b.text), '}'].join('\n');
+  });
+  return texts.sort().join('\n') + (texts.length ? '\n' : '');
 }
 
-function canonicalBlock(block: string): string {
-  const lines = block.split('\n').map((line) => line.trim());
-  const isDynamic = lines.some((line) => /^flags .*dynamic/.test(line));
-  const out: string[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    if (!line.startsWith('elements = {')) {
-      out.push(line);
-      continue;
+/** The elements of a set or map, sorted, one per line (none for a dynamic set: that is the kernel's state). */
+function endElements(block: { lines: string[]; dynamic: boolean }, scanner: ElementScanner): undefined {
+  if (block.dynamic) return undefined;
+  block.lines.push('\t\telements = {');
+  for (const element of scanner.elements().sort()) block.lines.push(`\t\t\t${element},`);
+  block.lines.push('\t\t}');
+  return undefined;
+}
+
+/**
+ * Reads `a, b, c }` over as many lines as the kernel wraps it into: commas and the closing brace count
+ * only outside double quotes (an element's comment may hold either).
+ */
+class ElementScanner {
+  private readonly found: string[] = [];
+  private current = '';
+
+  /** Takes the next piece of text; false once the closing brace was read. */
+  feed(text: string): boolean {
+    let inQuotes = false;
+    let start = 0;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 34 /* " */) inQuotes = !inQuotes;
+      else if (inQuotes) continue;
+      else if (c === 44 /* , */ || c === 125 /* } */) {
+        this.add(text.slice(start, i));
+        start = i + 1;
+        if (c === 125) return false;
+      }
     }
-    let text = line;
-    while (!text.trimEnd().endsWith('}') && i + 1 < lines.length) text += ` ${lines[++i]}`;
-    if (isDynamic) continue;
-    const elements = text.slice(text.indexOf('{') + 1, text.lastIndexOf('}')).split(',').map((element) => element.trim()).filter(Boolean);
-    out.push('elements = {', ...elements.sort().map((element) => `\t${element},`), '}');
+    this.current += `${text.slice(start)} `;
+    return true;
   }
-  return out.map((line, index) => (index === 0 || index === out.length - 1 ? `\t${line}` : `\t\t${line}`)).join('\n');
-}
 
-function compareBlocks(a: string, b: string): number {
-  const key = (block: string) => block.split('\n')[0]!.trim();
-  return key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0;
+  elements(): string[] {
+    return this.found;
+  }
+
+  private add(tail: string): void {
+    const element = (this.current + tail).trim();
+    this.current = '';
+    if (element) this.found.push(element);
+  }
 }

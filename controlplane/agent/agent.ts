@@ -13,7 +13,7 @@ import type { Balancing } from '../model/types.js';
 import type { ObjectSource } from '../sources/source.js';
 import { deleteStaleFlows } from '../../dataplane/conntrack.js';
 import { listNatedConnections } from '../../dataplane/conntrack-sample.js';
-import { applyChanges, applyRules, cleanupRules, compareRules, reassertRules } from '../../dataplane/dataplane.js';
+import { applyChanges, applyIfChanged, cleanupRules, reassertRules } from '../../dataplane/dataplane.js';
 import { renderedTables } from '../../dataplane/nft-incremental.js';
 import { render, type Backend, type RenderedRules } from '../../dataplane/render.js';
 import type { Runner } from '../../dataplane/runner.js';
@@ -134,18 +134,17 @@ export class Agent {
   }
 
   /**
-   * At start, compares with the kernel: adopts rules that already match (a restart), otherwise replaces
-   * them atomically. Later full syncs re-assert every rule without reading the rules back.
+   * At start: adopts rules that already match (a restart) without writing, otherwise replaces them
+   * atomically; nftables decides from the stamp of the last write (applyIfChanged), so a start does not
+   * list the rules. Later full syncs re-assert every rule without reading them back, which also repairs
+   * what someone changed behind a stamp.
    */
   private async syncFull(rendered: RenderedRules): Promise<SyncKind> {
     if (this.previous) {
       await reassertRules(this.options.runner, rendered);
       return 'full';
     }
-    const { current, desired } = await compareRules(this.options.runner, rendered);
-    if (current === desired) return 'unchanged';
-    await applyRules(this.options.runner, rendered);
-    return 'full';
+    return (await applyIfChanged(this.options.runner, rendered)).changed ? 'full' : 'unchanged';
   }
 
   private record(rules: NodeRules, rendered: RenderedRules, kind: SyncKind, started: number, changedSince: number | undefined): void {

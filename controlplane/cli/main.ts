@@ -1,8 +1,7 @@
 // The ferry command line: render, diff, apply, cleanup and agent (exit codes are part of the contract).
 import { hostname } from 'node:os';
 import { Command, Option } from 'commander';
-import { diffLines } from 'diff';
-import { applyRules, cleanupRules, compareRules, diffRules } from '../../dataplane/dataplane.js';
+import { applyIfChanged, cleanupRules, diffRules, stampedAs } from '../../dataplane/dataplane.js';
 import { renderedText, type Backend } from '../../dataplane/render.js';
 import { execaRunner } from '../../dataplane/runner.js';
 import { describeModelError } from '../model/cluster-state.js';
@@ -64,25 +63,25 @@ async function main(argv: string[]): Promise<number> {
       const patch = await diffRules(execaRunner, desired.rendered);
       process.stdout.write(patch);
       exitCode = patch ? EXIT.different : EXIT.same;
+      // apply trusts the stamp of its last write: say when something changed the rules behind it.
+      if (patch && await stampedAs(execaRunner, desired.rendered)) console.error('ferry: the rules were changed after ferry wrote them (its stamp is unchanged); ferry apply --force rewrites them');
     });
 
   ruleCommand(program, 'apply', 'check the rules with the kernel, then apply them in one atomic transaction',
     `ferry apply --node node-a ${EXAMPLE_FILES}`)
-    .action(async (options: RuleOptions) => {
+    .option('--force', 'write the rules even when ferry\'s stamp in the kernel says they are there (repairs what was changed behind ferry\'s back, which diff shows)')
+    .action(async (options: RuleOptions & { force?: boolean }) => {
       const started = performance.now();
       const desired = await desiredRules(options);
       report(desired);
-      const { current, desired: wanted } = await compareRules(execaRunner, desired.rendered);
-      if (current !== wanted) await applyRules(execaRunner, desired.rendered);
-      const changes = diffLines(current, wanted);
-      const count = (kind: 'added' | 'removed') => changes.filter((change) => change[kind]).reduce((sum, change) => sum + (change.count ?? 0), 0);
+      const outcome = await applyIfChanged(execaRunner, desired.rendered, { force: options.force });
       const ports = desired.rules.families.flatMap((family) => family.servicePorts);
       const services = new Set(ports.map((port) => port.id.split(':')[0]));
       const endpoints = new Set(ports.flatMap((port) => [...(port.cluster?.endpoints ?? []), ...(port.local?.endpoints ?? [])].map((endpoint) => endpoint.hash)));
       const ms = Math.round(performance.now() - started);
-      console.log(current === wanted
+      console.log(!outcome.changed
         ? `ferry: ${desired.backend} rules for ${desired.rules.node} already up to date (${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${ms} ms)`
-        : `ferry: applied ${desired.backend} rules for ${desired.rules.node}: ${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${count('added')} rule lines added, ${count('removed')} removed; ${ms} ms`);
+        : `ferry: applied ${desired.backend} rules for ${desired.rules.node}: ${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${outcome.added} rule lines added, ${outcome.removed} removed; ${ms} ms`);
     });
 
   program.command('endpoints')
