@@ -164,6 +164,28 @@ export async function cleanupRules(runner: Runner, backend: Backend): Promise<vo
   else for (const family of ['IPv4', 'IPv6'] as const) await iptables.cleanupIptables(runner, family);
 }
 
+const BACKENDS: Backend[] = ['nftables', 'iptables'];
+
+/** Removes what every backend of ferry owns (`ferry cleanup`). */
+export async function cleanupAllRules(runner: Runner): Promise<void> {
+  for (const backend of BACKENDS) await cleanupRules(runner, backend);
+}
+
+/**
+ * Before a backend takes over, the others' ferry rules go, as kube-proxy cleans up its other modes at
+ * start: left in place they would still match first (iptables' nat hooks and nftables' run side by
+ * side) and keep serving yesterday's endpoints. A backend whose tools are not installed has nothing.
+ */
+export async function removeOtherBackends(runner: Runner, backend: Backend): Promise<void> {
+  for (const other of BACKENDS.filter((candidate) => candidate !== backend)) {
+    try {
+      await cleanupRules(runner, other);
+    } catch (error) {
+      if (!(error instanceof DataplaneError && error.result.exitCode === 127)) throw error;
+    }
+  }
+}
+
 function labelled(family: string, text: string): string {
   return text ? `# ${family}\n${text}` : '';
 }

@@ -24,19 +24,37 @@ export class DataplaneError extends Error {
 // `nft`) first on PATH when ferry runs from an npm script.
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+// Commands in flight, so that a stopping agent can end them before it exits (abortCommands).
+const running = new Set<ReturnType<typeof execa>>();
+
 /** Runs commands with execa, never through a shell, and reports failures as results, not throws. */
 export const execaRunner: Runner = {
   async run(command, args, input) {
-    const result = await execa(command, args, {
-      input: input ?? '', reject: false, stripFinalNewline: false, env: { PATH: SYSTEM_PATH },
+    // cleanup: false, because execa's exit hook (signal-exit) re-raises SIGTERM when it counts as many
+    // of its own subscribers as there are listeners, killing ferry mid-sync instead of letting it stop.
+    const subprocess = execa(command, args, {
+      input: input ?? '', reject: false, stripFinalNewline: false, env: { PATH: SYSTEM_PATH }, cleanup: false,
     });
+    running.add(subprocess);
+    const result = await subprocess.finally(() => running.delete(subprocess));
     if (result.failed && result.exitCode === undefined) {
-      // The command could not be started at all (not installed, not executable).
+      // The command could not be started at all (not installed, not executable), or was aborted.
       return { stdout: '', stderr: String(result.message), exitCode: 127 };
     }
     return { stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? ''), exitCode: result.exitCode ?? 1 };
   },
 };
+
+/**
+ * Kills every command still running, before ferry exits in the middle of a sync. Exiting alone would
+ * close `nft -f -`'s standard input early, and nft would commit the truncated script it read; killed,
+ * it commits nothing, or (if it had already sent its batch) the whole transaction: the kernel keeps
+ * either the old rules or the new ones.
+ */
+export function abortCommands(): number {
+  for (const subprocess of running) subprocess.kill('SIGKILL');
+  return running.size;
+}
 
 /** Runs a command and throws a DataplaneError unless it exits 0. */
 export async function runChecked(runner: Runner, what: string, command: string, args: string[], input?: string): Promise<string> {

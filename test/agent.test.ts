@@ -66,24 +66,55 @@ test('kernel: the agent programs valid objects and names an invalid one in the l
   t.regex(await readNftables(runner), /10\.96\.0\.32 \. tcp \. 80/);
 });
 
-test('health turns 503 when a queued change waits longer than twice syncPeriod, and 200 once it is applied', async (t) => {
+test('health: not ready before the first view and the first sync, 503 when a queued change waits longer than twice syncPeriod, 200 once applied', async (t) => {
   const clock = new ManualClock();
   let kernelWorks = false;
   // A kernel that refuses everything until told otherwise; once it works, the rules compare equal.
-  const runner: Runner = { run: async () => (kernelWorks ? { stdout: '', stderr: '', exitCode: 0 } : { stdout: '', stderr: 'nft: refused', exitCode: 1 }) };
+  const runner: Runner = {
+    run: async (_command, args) => (kernelWorks ? { stdout: args.includes('-j') ? '{"nftables":[]}' : '', stderr: '', exitCode: 0 } : { stdout: '', stderr: 'nft: refused', exitCode: 1 }),
+  };
+  let listed: () => void = () => {};
   const source = new TestSource([nodeObject('node-a')]);
+  source.start = (onChange) => new Promise<void>((resolve) => {
+    listed = () => {
+      TestSource.prototype.start.call(source, onChange);
+      resolve();
+    };
+  });
+  Object.assign(source, { description: 'the API server https://192.0.2.1:6443' });
   const agent = new Agent({ node: 'node-a', config: defaultConfig, backend: 'nftables', source, runner, logger: pino({ level: 'silent' }), serve: false, clock });
-  await agent.start();
+  const started = agent.start();
+  await clock.advance(3 * defaultConfig.syncPeriodMs);
+  t.like(agent.health(), { healthy: false, live: true, state: 'waiting for the API server https://192.0.2.1:6443' }, 'an API that does not answer yet is no reason to restart');
+  listed();
+  await started;
   await clock.advance(0);
+  t.like(agent.health(), { healthy: false, live: true }, 'a first sync that failed is not healthy');
+  t.regex(agent.health().state, /the first sync failed: .*refused/);
   source.change([nodeObject('node-a'), serviceObject()]);
-  t.true(agent.health().healthy, 'a change that just arrived is not a problem yet');
   await clock.advance(2 * defaultConfig.syncPeriodMs + 1);
-  t.false(agent.health().healthy, 'the change could not be applied for too long');
+  t.like(agent.health(), { healthy: false, live: false }, 'the change could not be applied for too long');
   kernelWorks = true;
   await clock.advance(defaultConfig.syncPeriodMs);
-  t.true(agent.health().healthy);
+  t.like(agent.health(), { healthy: true, live: true, state: 'synced' });
   t.truthy(agent.health().lastUpdated);
   await agent.stop();
+});
+
+test('stop() while the source still waits for its first view ends start() without syncing', async (t) => {
+  const source = new TestSource([nodeObject('node-a')]);
+  let release: () => void = () => {};
+  source.start = () => new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  source.stop = async () => release();
+  const runner: Runner = { run: async () => t.fail('nothing may touch the kernel') as never };
+  const agent = new Agent({ node: 'node-a', config: defaultConfig, backend: 'nftables', source, runner, logger: pino({ level: 'silent' }), serve: false });
+  const started = agent.start();
+  await agent.stop();
+  await started;
+  t.false(agent.health().healthy);
+  t.is(agent.syncs.full + agent.syncs.partial + agent.syncs.unchanged, 0);
 });
 
 test('kernel: the periodic full resync repairs rules someone else deleted, and stop with cleanup removes ferry\'s rules', async (t) => {
@@ -102,4 +133,29 @@ test('kernel: the periodic full resync repairs rules someone else deleted, and s
   t.true(synced.includes('full') && synced.indexOf('full', 1) > 0, `a later full sync rewrote the table: ${synced.join(', ')}`);
   await agent.stop({ cleanup: true });
   t.notRegex(await runChecked(runner, 'list', 'nft', ['list', 'tables']), /ferry/);
+});
+
+test('kernel: an agent taking over from the other backend removes that backend\'s ferry rules after its first sync', async (t) => {
+  const { runner } = await throwawayNamespace(t);
+  const objects = [nodeObject('node-a'), serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }])];
+  for (const [before, after] of [['iptables', 'nftables'], ['nftables', 'iptables']] as const) {
+    const synced: string[] = [];
+    const start = async (backend: typeof before) => {
+      const agent = new Agent({
+        node: 'node-a', config: defaultConfig, backend, source: new TestSource(objects), runner, logger: pino({ level: 'silent' }), serve: false,
+        onSynced: (kind) => synced.push(kind),
+      });
+      await agent.start();
+      await until(() => synced.length > 0);
+      await agent.stop();
+      synced.length = 0;
+    };
+    await start(before);
+    const iptables = () => runChecked(runner, 'save', 'iptables-save', []);
+    const nft = () => runChecked(runner, 'list', 'nft', ['list', 'tables']);
+    t.regex(before === 'iptables' ? await iptables() : await nft(), before === 'iptables' ? /FERRY-SERVICES/ : /table ip ferry/);
+    await start(after);
+    t.notRegex(before === 'iptables' ? await iptables() : await nft(), before === 'iptables' ? /FERRY/ : /ferry/, `${before} → ${after}: the ${before} rules went`);
+    t.regex(after === 'iptables' ? await iptables() : await nft(), after === 'iptables' ? /FERRY-SERVICES/ : /table ip ferry/, `the ${after} rules are there`);
+  }
 });

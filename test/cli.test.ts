@@ -42,14 +42,14 @@ test('render takes the backend from the config\'s mode, and --backend wins over 
 test('config values reach the rules: masquerade bit, masqueradeAll and node-port CIDRs', async (t) => {
   const config = await tempFile('kube-proxy.yaml', [
     'apiVersion: kubeproxy.config.k8s.io/v1alpha1', 'kind: KubeProxyConfiguration', 'mode: nftables',
-    'nodePortAddresses: [192.168.56.0/24]', 'nftables:', '  masqueradeBit: 5', '  masqueradeAll: true', 'conntrack:', '  maxPerCore: 32768', '',
+    'nodePortAddresses: [192.168.56.0/24]', 'nftables:', '  masqueradeBit: 5', '  masqueradeAll: true', 'conntrack:', '  maxPerCore: 65536', '',
   ].join('\n'));
   const { stdout, stderr, exitCode } = await ferry(['render', '--node', 'node-a', ...example, '--config', config]);
   t.is(exitCode, 0, stderr);
   t.regex(stdout, /meta mark set meta mark \| 0x20$/m);
   t.regex(stdout, /ip daddr \{ 192\.168\.56\.0\/24 \} fib daddr type local meta l4proto/);
   t.regex(stdout, /ip daddr 10\.96\.0\.10 meta l4proto udp th dport 53 jump mark-for-masquerade/);
-  t.regex(stderr, /conntrack\.maxPerCore/, 'an ignored field is named in a warning');
+  t.regex(stderr, /conntrack\.maxPerCore is not used by ferry \(ignored\), got 65536/, 'an ignored field set to a non-default value is named in a warning');
 });
 
 test('an invalid config value is an error naming the field, with exit code 2 and nothing printed', async (t) => {
@@ -94,7 +94,7 @@ test('--help explains every command with an example', async (t) => {
     t.regex(help.stdout, new RegExp(`^  ${command}`, 'm'));
     const own = await ferry([command, '--help']);
     t.is(own.exitCode, 0);
-    t.regex(own.stdout, /Example:\n {2}ferry /);
+    t.regex(own.stdout, /Examples?:\n {2}ferry /);
   }
 });
 
@@ -144,4 +144,66 @@ test('ferry endpoints names a Service that is not there, with exit code 2', asyn
   const { exitCode, stderr } = await ferry(['endpoints', 'nope', '-f', 'examples/app.yaml']);
   t.is(exitCode, 2);
   t.regex(stderr, /Service default\/nope is not in the input/);
+});
+
+test('input mistakes are visible: a bad --backend is one line, -f is required, --strict turns warnings into exit 2', async (t) => {
+  const bad = await ferry(['render', '--node', 'node-a', ...example, '--backend', 'nftabels']);
+  t.is(bad.exitCode, 2);
+  t.is(bad.stdout, '');
+  t.is(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+  t.regex(bad.stderr, /^ferry: option '--backend <backend>' argument 'nftabels' is invalid\. Allowed choices are nftables, iptables\. \(see --help\)$/m);
+  for (const command of ['render', 'diff', 'apply']) {
+    const missing = await ferry([command, '--node', 'node-a']);
+    t.is(missing.exitCode, 2, command);
+    t.regex(missing.stderr, /required option '-f, --file <path>' not specified/, command);
+  }
+  const typo = await tempFile('typo.yaml', 'apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  clusterIP: 10.96.9.9\n  externalTraficPolicy: Local\n  ports: [{port: 80, targetPrt: 8080}]\n');
+  const lenient = await ferry(['render', '--node', 'node-a', ...example, '-f', typo]);
+  t.is(lenient.exitCode, 0);
+  t.regex(lenient.stderr, /Service shop\/web: spec\.externalTraficPolicy: unknown field/);
+  t.regex(lenient.stderr, /Service shop\/web: spec\.ports\[0\]\.targetPrt: unknown field/);
+  const strict = await ferry(['render', '--node', 'node-a', ...example, '-f', typo, '--strict']);
+  t.is(strict.exitCode, 2);
+  t.is(strict.stdout, '', 'nothing rendered under --strict');
+  t.regex(strict.stderr, /--strict: 2 warnings or skipped objects; nothing done/);
+  t.is((await ferry(['render', '--node', 'node-a', ...example, '--strict'])).exitCode, 0, 'a clean input passes --strict');
+  t.is((await ferry(['endpoints', '-n', 'shop', '-f', 'examples/app.yaml', '--strict'])).exitCode, 2, 'a selector matching no Pod is a warning');
+});
+
+test('--version answers on ferry and on every command', async (t) => {
+  const { version } = JSON.parse(await (await import('node:fs/promises')).readFile('package.json', 'utf8')) as { version: string };
+  for (const args of [['--version'], ['render', '--version'], ['diff', '--version'], ['apply', '--version'], ['agent', '--version'], ['cleanup', '--version'], ['endpoints', '--version']]) {
+    const result = await ferry(args);
+    t.is(result.exitCode, 0, args.join(' '));
+    t.is(result.stdout.trim(), version, args.join(' '));
+  }
+});
+
+test('a kubeconfig error names the kubeconfig; the agent exits 2', async (t) => {
+  const missing = await ferry(['agent', '--node', 'node-a', '--kubeconfig', '/nonexistent/kubeconfig.conf']);
+  t.is(missing.exitCode, 2);
+  t.regex(missing.stderr, /^ferry: kubeconfig \/nonexistent\/kubeconfig\.conf: .*ENOENT/m);
+  const broken = await tempFile('kubeconfig', 'apiVersion: v1\nkind: Config\nclusters: [{cluster: {}}]\n');
+  const invalid = await ferry(['agent', '--node', 'node-a', '--kubeconfig', broken]);
+  t.is(invalid.exitCode, 2);
+  t.regex(invalid.stderr, new RegExp(`^ferry: kubeconfig ${broken}: `, 'm'));
+});
+
+test('kernel: switching backend with apply removes the other backend\'s ferry rules; cleanup removes every backend\'s', async (t) => {
+  const { name, runner } = await throwawayNamespace(t);
+  const args = ['--node', 'node-a', ...example];
+  t.is((await ferry(['apply', ...args, '--backend', 'nftables'], { netns: name })).exitCode, 0);
+  t.is((await ferry(['apply', ...args, '--backend', 'iptables'], { netns: name })).exitCode, 0);
+  t.notRegex(await runChecked(runner, 'nft', 'nft', ['list', 'tables']), /ferry/, 'the nftables tables went when iptables took over');
+  t.regex(await runChecked(runner, 'save', 'iptables-save', []), /FERRY-SERVICES/);
+  t.is((await ferry(['apply', ...args, '--backend', 'nftables'], { netns: name })).exitCode, 0);
+  t.notRegex(await runChecked(runner, 'save', 'iptables-save', []), /FERRY/, 'and back');
+  t.notRegex(await runChecked(runner, 'save', 'ip6tables-save', []), /FERRY/);
+  t.is((await ferry(['apply', ...args, '--backend', 'iptables'], { netns: name })).exitCode, 0);
+  // Both at once (an older ferry, or a crash between the two steps): cleanup takes both.
+  t.is((await ferry(['apply', ...args, '--backend', 'nftables'], { netns: name })).exitCode, 0);
+  await runChecked(runner, 'restore', 'iptables-restore', ['--noflush'], '*nat\n:FERRY-SERVICES - [0:0]\n-A PREROUTING -j FERRY-SERVICES\nCOMMIT\n');
+  t.is((await ferry(['cleanup'], { netns: name })).exitCode, 0);
+  t.notRegex(await runChecked(runner, 'nft', 'nft', ['list', 'ruleset']), /ferry|FERRY/);
+  t.notRegex(await runChecked(runner, 'save', 'iptables-save', []), /FERRY/);
 });

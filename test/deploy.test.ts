@@ -80,9 +80,9 @@ test('kubeadm\'s kubeconfig.conf reaches the API at its real address with the po
 });
 
 // client-node reads a kubeconfig user's `token-file`, but kubeconfig files (and kubeadm's) spell it
-// `tokenFile` (client-go's clientcmd/api/v1): without it ferry would list as system:anonymous. Marked
-// failing until controlplane/sources/kubernetes.ts reads `tokenFile`; ava says so when it passes.
-test.failing('kubeadm\'s kubeconfig.conf makes the agent send the pod\'s token', async (t) => {
+// `tokenFile` (client-go's clientcmd/api/v1): without loadKubeConfig's own reading of it ferry would
+// list as system:anonymous.
+test('kubeadm\'s kubeconfig.conf makes the agent send the pod\'s token', async (t) => {
   const directory = await mkdtemp(join(tmpdir(), 'ferry-kubeconfig-'));
   t.teardown(() => rm(directory, { recursive: true, force: true }));
   await writeFile(join(directory, 'token'), 'the-pods-token');
@@ -195,9 +195,8 @@ test('kernel: with the DaemonSet\'s mounts on a read-only root, ferry applies, d
 
 // The init container runs at every start of the pod, also when ferry restarts on a node it already
 // serves: it must leave ferry's own rules alone, or every restart drops new connections until the
-// first sync. controlplane/cli/main.ts's `cleanup --kube-proxy` removes ferry's rules too ("also") today;
-// marked failing until it removes only kube-proxy's (or the DaemonSet gets a command that does).
-test.failing('kernel: the init container\'s command removes kube-proxy\'s rules and leaves ferry\'s', async (t) => {
+// first sync.
+test('kernel: the init container\'s command removes kube-proxy\'s rules and leaves ferry\'s', async (t) => {
   const [cleanup] = (await pod()).initContainers;
   const ferry = `${process.execPath} ${root}/bin/ferry.js`;
   const result = await execa('unshare', ['--net', '--', 'sh', '-ec', [
@@ -206,7 +205,7 @@ test.failing('kernel: the init container\'s command removes kube-proxy\'s rules 
     'nft add table ip kube-proxy',
     `${ferry} ${cleanup!.args.join(' ')} >&2`,
     'echo "$(nft list tables | tr "\\n" " ")|$(iptables-nft-save -t nat | grep -c "^:KUBE-SERVICES" || true)"',
-  ].join('\n')], { reject: false, cwd: root });
+  ].join('\n')], { reject: false, cwd: root, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }); // not node_modules/.bin's nft
   t.is(result.exitCode, 0, String(result.stderr));
   const [tables, kubeServices] = String(result.stdout).trim().split('|');
   t.false(tables!.includes('kube-proxy'), tables);

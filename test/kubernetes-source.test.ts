@@ -1,7 +1,10 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import test from 'ava';
 import { pino } from 'pino';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
-import { KubernetesSource } from '../controlplane/sources/kubernetes.js';
+import { KubernetesSource, loadKubeConfig } from '../controlplane/sources/kubernetes.js';
 import { FakeApi } from './helpers/fake-api.js';
 import { nodeObject, serviceObject, sliceObject } from './helpers/objects.js';
 
@@ -49,6 +52,27 @@ test('start resolves with a complete first view: every kind listed, only this no
   t.deepEqual(state.endpointSlices.map((slice) => slice.name), ['web-ipv4']);
   t.deepEqual(state.nodes.map((node) => node.name), ['node-a'], 'the Node informer selects this node only');
   t.true(api.requests.some((request) => request.path === NODES && !request.watch));
+});
+
+test('Services and EndpointSlices are listed and watched without other proxies\' and headless ones, as kube-proxy selects them', async (t) => {
+  const { api } = await fakeCluster(t);
+  await eventually(() => api.watchers(SERVICES) === 1 && api.watchers(SLICES) === 1, 'the watches are open');
+  for (const path of [SERVICES, SLICES]) {
+    const selectors = new Set(api.requests.filter((request) => request.path === path).map((request) => request.labelSelector));
+    t.deepEqual([...selectors], ['!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless'], path);
+  }
+});
+
+test('loadKubeConfig: --master replaces the kubeconfig\'s server, and alone is that server', (t) => {
+  const directory = mkdtempSync(join(tmpdir(), 'ferry-kubeconfig-'));
+  t.teardown(() => rmSync(directory, { recursive: true, force: true }));
+  const path = join(directory, 'kubeconfig');
+  writeFileSync(path, 'apiVersion: v1\nkind: Config\nclusters:\n- cluster: {server: "https://10.0.0.1:6443"}\n  name: c\ncontexts:\n- context: {cluster: c, user: u}\n  name: x\ncurrent-context: x\nusers:\n- name: u\n  user: {token: abc}\n');
+  t.is(loadKubeConfig(path).getCurrentCluster()?.server, 'https://10.0.0.1:6443');
+  const overridden = loadKubeConfig(path, 'https://192.0.2.10:6443');
+  t.is(overridden.getCurrentCluster()?.server, 'https://192.0.2.10:6443');
+  t.is(overridden.getCurrentUser()?.token, 'abc', 'the credentials stay');
+  t.is(loadKubeConfig(undefined, 'https://192.0.2.11:6443').getCurrentCluster()?.server, 'https://192.0.2.11:6443');
 });
 
 test('a missing ServiceCIDR API does not hold up the start', async (t) => {

@@ -50,6 +50,13 @@ test('headless and ExternalName Services are left out without an error', (t) => 
   t.deepEqual(state.services, []);
 });
 
+test('a Service labelled service.kubernetes.io/service-proxy-name belongs to another proxy and is left out, whatever the value', (t) => {
+  const labelled = (value: string) => ({ ...serviceObject({ name: `other-${value.length}` }), metadata: { name: `other-${value.length}`, namespace: 'default', labels: { 'service.kubernetes.io/service-proxy-name': value } } });
+  const { state, errors } = buildClusterState([labelled('cilium'), labelled(''), serviceObject({ name: 'mine', clusterIPs: ['10.96.0.21'] })]);
+  t.deepEqual(errors, []);
+  t.deepEqual(state.services.map((service) => service.name), ['mine']);
+});
+
 const invalidServices: [string, Record<string, unknown>, string][] = [
   ['an invalid cluster IP', { clusterIPs: ['10.96.0.300'] }, 'spec.clusterIPs[0]'],
   ['two cluster IPs of one family', { clusterIPs: ['10.96.0.1', '10.96.0.2'] }, 'spec.clusterIPs'],

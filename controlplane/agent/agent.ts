@@ -1,6 +1,7 @@
 // The node agent: follows a source of cluster objects and keeps the kernel's rules in step, with
 // coalesced incremental syncs, periodic full resyncs that repair, health and metrics.
 import type { Server } from 'node:http';
+import { setImmediate } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { balance, initialBalanceState, type BalanceConfig, type BalanceState } from '../balance/balance.js';
 import { liveConnections } from '../balance/live-connections.js';
@@ -9,11 +10,11 @@ import type { NodeRules, ServicePortRules } from '../compute/node-rules.js';
 import { staleUDPFlows } from '../compute/stale-flows.js';
 import { computeConfig, type FerryConfig } from '../config/kube-proxy-config.js';
 import { buildClusterState, describeModelError } from '../model/cluster-state.js';
-import type { Balancing } from '../model/types.js';
+import type { Balancing, ModelError } from '../model/types.js';
 import type { ObjectSource } from '../sources/source.js';
 import { deleteStaleFlows } from '../../dataplane/conntrack.js';
 import { listNatedConnections } from '../../dataplane/conntrack-sample.js';
-import { applyChanges, applyIfChanged, cleanupRules, reassertRules } from '../../dataplane/dataplane.js';
+import { applyChanges, applyIfChanged, cleanupRules, reassertRules, removeOtherBackends } from '../../dataplane/dataplane.js';
 import { renderedTables } from '../../dataplane/nft-incremental.js';
 import { render, type Backend, type RenderedRules } from '../../dataplane/render.js';
 import type { Runner } from '../../dataplane/runner.js';
@@ -42,6 +43,9 @@ export interface AgentOptions {
 
 export type SyncKind = 'full' | 'partial' | 'unchanged';
 
+/** A sync given up because the agent is stopping: neither a failure nor a success. */
+class Stopping extends Error {}
+
 /** An invalid object is logged at most this often, so a bad object cannot flood the log. */
 const REJECTION_LOG_INTERVAL_MS = 10 * 60_000;
 
@@ -54,6 +58,10 @@ export class Agent {
   private readonly rejectionsLogged = new Map<string, number>();
   private previous: { rules: NodeRules; rendered: RenderedRules } | undefined;
   private lastUpdated: Date | undefined;
+  /** Clock time of the source's first complete view; undefined while waiting for it. */
+  private viewedAt: number | undefined;
+  private lastError: string | undefined;
+  private stopping = false;
   private balanceState: BalanceState = initialBalanceState;
   private sampler: NodeJS.Timeout | undefined;
   private sampling: Promise<void> = Promise.resolve();
@@ -69,19 +77,24 @@ export class Agent {
     });
   }
 
-  /** Waits for a complete first view of the cluster, then syncs and serves. */
+  /**
+   * Serves health at once, waits for a complete first view of the cluster, then syncs. Resolves early
+   * when stop() is called meanwhile (an API that never answers must not keep the agent from stopping).
+   */
   async start(): Promise<void> {
     const { config, logger } = this.options;
-    await this.options.source.start(() => {
-      this.metrics.lastQueued.setToCurrentTime();
-      this.scheduler.request();
-    });
     if (this.options.serve !== false) {
       this.servers.push(await listen(config.healthzBindAddress, healthHandler(() => this.health())));
       this.servers.push(await listen(config.metricsBindAddress, healthHandler(() => this.health(), async () => ({
         contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics(),
       }))));
     }
+    await this.options.source.start(() => {
+      this.metrics.lastQueued.setToCurrentTime();
+      this.scheduler.request();
+    });
+    if (this.stopping) return;
+    this.viewedAt = this.clock.now();
     this.scheduler.start();
     this.sampler = setInterval(() => {
       this.sampling = this.sampling.then(() => this.sample());
@@ -91,21 +104,29 @@ export class Agent {
 
   /** Stops syncing; the rules stay in the kernel (as kube-proxy leaves them) unless `cleanup`. */
   async stop(options: { cleanup?: boolean } = {}): Promise<void> {
+    this.stopping = true;
     clearInterval(this.sampler);
+    await this.options.source.stop();
     await this.sampling;
     await this.scheduler.stop();
-    await this.options.source.stop();
     await this.healthChecks.close();
     for (const server of this.servers.splice(0)) await close(server);
     if (options.cleanup) await cleanupRules(this.options.runner, this.options.backend);
     this.options.logger.info({ cleanup: Boolean(options.cleanup) }, 'agent stopped');
   }
 
-  /** Unhealthy when a queued change has waited longer than twice the sync period. */
+  /**
+   * Not healthy before the first successful sync, nor when a queued change has waited longer than
+   * twice the sync period (kube-proxy's rule); not live only in the second case, so that a liveness
+   * probe does not restart an agent that is only waiting for the API server.
+   */
   health(): HealthStatus {
-    const since = this.scheduler.pendingSince;
-    const healthy = since === undefined || this.clock.now() - since < 2 * this.options.config.syncPeriodMs;
-    return { healthy, lastUpdated: this.lastUpdated };
+    const lastUpdated = this.lastUpdated;
+    if (this.viewedAt === undefined) return { healthy: false, live: true, state: `waiting for ${this.options.source.description ?? 'the cluster objects'}`, lastUpdated };
+    const since = this.scheduler.pendingSince ?? (lastUpdated ? undefined : this.viewedAt);
+    const live = since === undefined || this.clock.now() - since < 2 * this.options.config.syncPeriodMs;
+    if (!lastUpdated) return { healthy: false, live, state: this.lastError ? `the first sync failed: ${this.lastError}` : 'waiting for the first sync', lastUpdated };
+    return { healthy: live, live, state: live ? 'synced' : `a change has waited longer than twice syncPeriod${this.lastError ? `: ${this.lastError}` : ''}`, lastUpdated };
   }
 
   private async sync(full: boolean, changedSince: number | undefined): Promise<void> {
@@ -113,11 +134,16 @@ export class Agent {
     const started = this.clock.now();
     try {
       const { state, errors, warnings } = buildClusterState(this.options.source.objects());
-      this.logRejections([...errors, ...warnings]);
+      this.logModelMessages(errors, warnings);
+      await this.checkpoint();
       const rules = computeNodeRules(state, this.options.node, { ...computeConfig(this.options.config, backend), balancing: this.options.balancing },
         this.balanceState.weights);
+      await this.checkpoint();
       const rendered = render(rules, backend);
+      await this.checkpoint();
       const kind = full || !this.previous ? await this.syncFull(rendered) : await applyChanges(runner, this.previous.rendered, rendered);
+      // Taking over from another backend (a restart with another mode): its rules go once ours are in.
+      if (!this.previous) await removeOtherBackends(runner, backend);
       this.syncs[kind] += 1;
       const stale = staleUDPFlows(this.previous?.rules, rules);
       await deleteStaleFlows(runner, stale);
@@ -125,12 +151,24 @@ export class Agent {
       if (this.options.serve !== false) await this.healthChecks.update(rules.healthChecks);
       this.record(rules, rendered, kind, started, changedSince);
       this.previous = { rules, rendered };
+      this.lastError = undefined;
       this.options.onSynced?.(kind, rules);
     } catch (error) {
+      if (error instanceof Stopping) return;
+      this.lastError = (error as Error).message;
       this.metrics.restoreFailures.inc({ backend });
       logger.error({ err: (error as Error).message, full }, 'sync failed; the previous rules stay, retrying with a full sync');
       throw error;
     }
+  }
+
+  /**
+   * Lets a signal that arrived during a long stretch of computing be handled (signal handlers run on
+   * the event loop), and gives the sync up before it writes anything once the agent is stopping.
+   */
+  private async checkpoint(): Promise<void> {
+    await setImmediate();
+    if (this.stopping) throw new Stopping();
   }
 
   /**
@@ -210,14 +248,15 @@ export class Agent {
     }
   }
 
-  private logRejections(errors: ReturnType<typeof buildClusterState>['errors']): void {
-    for (const error of errors) {
-      this.metrics.objectsRejected.inc({ kind: error.kind });
-      const key = describeModelError(error);
-      const last = this.rejectionsLogged.get(key);
+  /** Skipped objects are counted and logged, warnings (the object was still read) only logged; each at most every 10 minutes. */
+  private logModelMessages(errors: ModelError[], warnings: ModelError[]): void {
+    for (const error of errors) this.metrics.objectsRejected.inc({ kind: error.kind });
+    for (const [message, text] of [...errors.map((error) => [error, describeModelError(error)] as const), ...warnings.map((warning) => [warning, `${warning.kind} ${warning.object}: ${warning.message}`] as const)]) {
+      const last = this.rejectionsLogged.get(text);
       if (last !== undefined && this.clock.now() - last < REJECTION_LOG_INTERVAL_MS) continue;
-      this.rejectionsLogged.set(key, this.clock.now());
-      this.options.logger.warn({ kind: error.kind, object: error.object, field: error.field }, key);
+      this.rejectionsLogged.set(text, this.clock.now());
+      this.options.logger.warn({ kind: message.kind, object: message.object, field: message.field }, text);
     }
   }
+
 }

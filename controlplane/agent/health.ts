@@ -5,7 +5,12 @@ import type { HealthCheck } from '../compute/node-rules.js';
 
 /** What /healthz and /livez report. */
 export interface HealthStatus {
+  /** /healthz: a sync succeeded and no change has waited longer than twice syncPeriod. */
   healthy: boolean;
+  /** /livez: the agent makes progress; waiting for its first view of the cluster counts as alive. */
+  live: boolean;
+  /** In words, for the person reading the probe's body: "waiting for the API server", "synced", ... */
+  state: string;
   lastUpdated: Date | undefined;
 }
 
@@ -33,9 +38,10 @@ export function healthHandler(status: () => HealthStatus, metrics?: () => Promis
   return (request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     if (path === '/healthz' || path === '/livez') {
-      const { healthy, lastUpdated } = status();
-      response.writeHead(healthy ? 200 : 503, { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff' });
-      response.end(JSON.stringify({ lastUpdated: lastUpdated?.toISOString() ?? '', currentTime: new Date().toISOString() }));
+      const { healthy, live, state, lastUpdated } = status();
+      const ok = path === '/healthz' ? healthy : live;
+      response.writeHead(ok ? 200 : 503, { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff' });
+      response.end(JSON.stringify({ lastUpdated: lastUpdated?.toISOString() ?? '', currentTime: new Date().toISOString(), state }));
     } else if (path === '/metrics' && metrics) {
       void metrics().then(({ contentType, body }) => {
         response.writeHead(200, { 'Content-Type': contentType });

@@ -1,65 +1,108 @@
 // The ferry command line: render, diff, apply, cleanup and agent (exit codes are part of the contract).
-import { hostname } from 'node:os';
-import { Command, Option } from 'commander';
-import { applyIfChanged, cleanupRules, diffRules, stampedAs } from '../../dataplane/dataplane.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { applyIfChanged, cleanupAllRules, cleanupRules, diffRules, removeOtherBackends, stampedAs } from '../../dataplane/dataplane.js';
+import { cleanupKubeProxy } from '../../dataplane/kube-proxy-cleanup.js';
 import { renderedText, type Backend } from '../../dataplane/render.js';
 import { execaRunner } from '../../dataplane/runner.js';
 import { describeModelError } from '../model/cluster-state.js';
+import { packageRoot } from '../package-root.js';
 import { runAgent, type AgentCommandOptions } from './agent-command.js';
 import { endpointsReport, type EndpointsOptions } from './endpoints-command.js';
 import { desiredRules, type DesiredRules, type RuleOptions } from './pipeline.js';
+
+/** klog's -v: a non-negative integer. */
+function verbosity(value: string): number {
+  const level = Number(value);
+  if (!Number.isInteger(level) || level < 0) throw new InvalidArgumentError('must be a non-negative integer');
+  return level;
+}
 
 /** Exit codes of diff: 0 identical, 1 different, 2 error (as diff(1) has them). */
 const EXIT = { same: 0, different: 1, error: 2 } as const;
 
 const EXAMPLE_FILES = '-f examples/cluster.yaml';
 
+const VERSION = (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+
+/** A subcommand with --version (kube-proxy has it on the command itself) and errors on one line. */
+function command(program: Command, name: string): Command {
+  return program.command(name).version(VERSION, '--version', 'print ferry\'s version').configureOutput({ outputError: printError });
+}
+
 function ruleCommand(program: Command, name: string, summary: string, example: string): Command {
-  return program.command(name)
+  return command(program, name)
     .summary(summary)
-    .description(`${summary}\n\nExample:\n  ${example}`)
+    .description(summary)
+    .addHelpText('after', examples(example))
     .requiredOption('--node <name>', 'the Node whose rules to compute (its addresses and pod CIDRs come from its Node object)')
     .addOption(backendOption())
     .option('--config <file>', 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) to honour')
-    .requiredOption('-f, --file <path>', 'a YAML/JSON manifest or a directory of them; repeatable', collect, []);
+    .addOption(fileOption())
+    .addOption(strictOption());
 }
 
-function backendOption(): Option {
-  return new Option('--backend <backend>', 'rule backend (default: the config\'s mode, else nftables)').choices(['nftables', 'iptables']);
+function backendOption(flags = '--backend <backend>', description = 'rule backend (default: the config\'s mode, else nftables)'): Option {
+  return new Option(flags, description).choices(['nftables', 'iptables']);
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+function fileOption(): Option {
+  return new Option('-f, --file <path>', 'a YAML/JSON manifest or a directory of them, - for standard input; repeatable').argParser(collect).makeOptionMandatory();
 }
 
-/** Reports skipped objects and config warnings on stderr; the rest still renders. */
-function report(desired: DesiredRules): void {
+function strictOption(): Option {
+  return new Option('--strict', 'exit 2 without doing anything when any object is skipped or any warning is given');
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** commander's own errors (a bad flag, a bad choice): one line and a hint, never the whole help. */
+function printError(text: string, write: (text: string) => void): void {
+  write(`ferry: ${text.replace(/^error: /, '').trim()} (see --help)\n`);
+}
+
+/** Examples after the options, as printed: commander wraps descriptions, and must not break a command line. */
+function examples(...lines: string[]): string {
+  return `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((line) => `  ${line}`).join('\n')}`;
+}
+
+/** Under --strict, anything worth a warning stops the command before it does anything. */
+class StrictError extends Error {}
+
+/** Reports skipped objects and warnings on stderr; the rest still renders, unless --strict. */
+function report(desired: DesiredRules, strict = false): void {
   for (const warning of desired.warnings) console.error(`ferry: warning: ${warning}`);
   for (const error of desired.modelErrors) console.error(`ferry: ${describeModelError(error)}`);
+  const count = desired.warnings.length + desired.modelErrors.length;
+  if (strict && count > 0) throw new StrictError(`--strict: ${count} warning${count === 1 ? '' : 's'} or skipped object${count === 1 ? '' : 's'}; nothing done`);
 }
 
 async function main(argv: string[]): Promise<number> {
   const program = new Command('ferry')
     .description('A Kubernetes Service dataplane for Linux nodes: kube-proxy compatible NAT rules for nftables and iptables.')
-    .showHelpAfterError()
+    .version(VERSION, '--version', 'print ferry\'s version')
+    .configureOutput({ outputError: printError })
     .exitOverride();
   let exitCode = 0;
 
   ruleCommand(program, 'render', 'print the whole rule set for a node (an nft -f script or iptables-restore input)',
     `ferry render --node node-a ${EXAMPLE_FILES} --backend iptables`)
     .addOption(new Option('--family <family>', 'iptables only: print just this family\'s restore input').choices(['IPv4', 'IPv6']))
-    .action(async (options: RuleOptions & { family?: 'IPv4' | 'IPv6' }) => {
+    .action(async (options: RuleOptions & { family?: 'IPv4' | 'IPv6'; strict?: boolean }) => {
       const desired = await desiredRules(options);
-      report(desired);
+      report(desired, options.strict);
       const texts = desired.rendered.texts.filter((part) => !options.family || part.family === options.family);
       process.stdout.write(renderedText({ ...desired.rendered, texts }));
     });
 
   ruleCommand(program, 'diff', 'show how the kernel\'s ferry rules differ from the desired ones (exit 0 same, 1 different, 2 error)',
     `ferry diff --node node-a ${EXAMPLE_FILES}`)
-    .action(async (options: RuleOptions) => {
+    .action(async (options: RuleOptions & { strict?: boolean }) => {
       const desired = await desiredRules(options);
-      report(desired);
+      report(desired, options.strict);
       const patch = await diffRules(execaRunner, desired.rendered);
       process.stdout.write(patch);
       exitCode = patch ? EXIT.different : EXIT.same;
@@ -70,11 +113,13 @@ async function main(argv: string[]): Promise<number> {
   ruleCommand(program, 'apply', 'check the rules with the kernel, then apply them in one atomic transaction',
     `ferry apply --node node-a ${EXAMPLE_FILES}`)
     .option('--force', 'write the rules even when ferry\'s stamp in the kernel says they are there (repairs what was changed behind ferry\'s back, which diff shows)')
-    .action(async (options: RuleOptions & { force?: boolean }) => {
+    .action(async (options: RuleOptions & { strict?: boolean; force?: boolean }) => {
       const started = performance.now();
       const desired = await desiredRules(options);
-      report(desired);
+      report(desired, options.strict);
       const outcome = await applyIfChanged(execaRunner, desired.rendered, { force: options.force });
+      // The new backend's rules first, then the other backend's go: never a moment without rules.
+      await removeOtherBackends(execaRunner, desired.backend);
       const ports = desired.rules.families.flatMap((family) => family.servicePorts);
       const services = new Set(ports.map((port) => port.id.split(':')[0]));
       const endpoints = new Set(ports.flatMap((port) => [...(port.cluster?.endpoints ?? []), ...(port.local?.endpoints ?? [])].map((endpoint) => endpoint.hash)));
@@ -84,58 +129,79 @@ async function main(argv: string[]): Promise<number> {
         : `ferry: applied ${desired.backend} rules for ${desired.rules.node}: ${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${outcome.added} rule lines added, ${outcome.removed} removed; ${ms} ms`);
     });
 
-  program.command('endpoints')
+  command(program, 'endpoints')
     .argument('[service]', 'a Service name (in -n NAMESPACE, default "default"); all Services when left out')
     .summary('list the endpoints of each Service port and where they come from')
-    .description([
-      'list the endpoints of each Service port: node, ready/serving/terminating, and whether they come from an',
-      'EndpointSlice or from the Service\'s selector and the Pods in the input; with --node also whether each is',
-      'local and which group of that node\'s rules uses it (after the traffic policies).',
-      '',
-      'Example:',
-      '  ferry endpoints web -n shop -f examples/app.yaml --node node-a',
-    ].join('\n'))
+    .description('list the endpoints of each Service port: node, ready/serving/terminating, and whether they come from an '
+      + 'EndpointSlice or from the Service\'s selector and the Pods in the input; with --node also whether each is '
+      + 'local and which group of that node\'s rules uses it (after the traffic policies).')
+    .addHelpText('after', examples('ferry endpoints web -n shop -f examples/app.yaml --node node-a'))
     .option('-n, --namespace <namespace>', 'the Services\' namespace')
-    .requiredOption('-f, --file <path>', 'a YAML/JSON manifest or a directory of them; repeatable', collect, [])
+    .addOption(fileOption())
+    .addOption(strictOption())
     .option('--node <name>', 'also show what this node\'s rules use')
     .option('--config <file>', 'a KubeProxyConfiguration, for --node')
     .addOption(new Option('-o, --output <format>', 'table, or yaml for the EndpointSlices derived from Pods').choices(['table', 'yaml']).default('table'))
-    .action(async (service: string | undefined, options: EndpointsOptions) => {
+    .action(async (service: string | undefined, options: EndpointsOptions & { strict?: boolean }) => {
       const { text, messages } = await endpointsReport(service, options);
       for (const message of messages) console.error(`ferry: warning: ${message}`);
+      if (options.strict && messages.length > 0) throw new StrictError(`--strict: ${messages.length} warning${messages.length === 1 ? '' : 's'}; nothing printed`);
       process.stdout.write(text);
     });
 
-  program.command('agent')
+  command(program, 'agent')
     .summary('run as the node\'s Service proxy: follow the cluster and keep the kernel\'s rules in step')
     .description([
       'run as the node\'s Service proxy: follow the cluster and keep the kernel\'s rules in step',
-      '',
-      'Without --manifests it follows the Kubernetes API: --kubeconfig, else $KUBECONFIG or ~/.kube/config, else the',
-      'in-cluster service account. Rules stay in the kernel when the agent stops (use --cleanup-on-exit to remove them).',
-      '',
-      'Example:',
-      '  ferry agent --node node-a --manifests /etc/ferry/manifests --config /etc/ferry/kube-proxy.yaml',
-    ].join('\n'))
-    .option('--node <name>', 'the Node this agent runs on (default: the host name, like kube-proxy\'s --hostname-override)', hostname())
+      'Without --manifests it follows the Kubernetes API: --kubeconfig, else the config\'s clientConnection.kubeconfig, '
+        + 'else $KUBECONFIG or ~/.kube/config, else the in-cluster service account. kube-proxy\'s flags --config, '
+        + '--hostname-override, --kubeconfig, --master, --proxy-mode and --v are accepted, so a kube-proxy DaemonSet keeps '
+        + 'its args; flags win over the config file. Rules stay in the kernel when the agent stops (use --cleanup-on-exit '
+        + 'to remove them).',
+    ].join('\n\n'))
+    .addHelpText('after', examples(
+      'ferry agent --config=/var/lib/kube-proxy/config.conf --hostname-override=node-a',
+      'ferry agent --node node-a --manifests /etc/ferry/manifests --config /etc/ferry/kube-proxy.yaml',
+    ))
+    .option('--node <name>', 'the Node this agent runs on (default: the config\'s hostnameOverride, else the host name)')
+    .option('--hostname-override <name>', 'the same as --node (kube-proxy\'s flag)')
     .option('--kubeconfig <path>', 'kubeconfig of the API to follow')
+    .option('--master <url>', 'the API server\'s address, replacing the kubeconfig\'s (as kube-proxy\'s --master)')
     .option('--manifests <dir>', 'follow a directory of YAML manifests instead of the API')
     .option('--config <file>', 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) to honour')
-    .addOption(backendOption())
+    .addOption(new Option('--backend <backend>', 'rule backend (default: the config\'s mode, else nftables)').choices(['nftables', 'iptables', '']))
+    .addOption(new Option('--proxy-mode <mode>', 'the same as --backend (kube-proxy\'s flag)').choices(['nftables', 'iptables', '']))
+    .addOption(new Option('--v <level>', 'log verbosity as kube-proxy\'s: 4 logs every sync, 6 more').argParser(verbosity))
     .addOption(new Option('--log-format <format>', 'json for machines, text for people').choices(['json', 'text']).default('json'))
     .option('--cleanup-on-exit', 'remove ferry\'s rules when stopped by SIGTERM or SIGINT')
     .addOption(new Option('--balancing <mode>', 'endpoint choice for Services without a ferry.dev/balancing annotation: least-busy measures live connections (conntrack) and favours the less busy; uniform is kube-proxy\'s').choices(['least-busy', 'uniform']).default('least-busy'))
-    .action(async (options: AgentCommandOptions) => {
+    .action(async (options: AgentCommandOptions & { hostnameOverride?: string; proxyMode?: Backend | '' }) => {
+      const { hostnameOverride, proxyMode, ...rest } = options;
+      const code = await runAgent({ ...rest, node: rest.node || hostnameOverride, backend: rest.backend || proxyMode });
       // Watches and sockets of a stopped source must not keep the process alive.
-      process.exit(await runAgent(options));
+      process.exit(code);
     });
 
-  program.command('cleanup')
-    .summary('remove everything ferry owns from the kernel (and nothing else)')
-    .description('remove everything ferry owns from the kernel (and nothing else)\n\nExample:\n  ferry cleanup --backend iptables')
-    .addOption(new Option('--backend <backend>', 'rule backend').choices(['nftables', 'iptables']).default('nftables'))
-    .action(async (options: { backend: Backend }) => {
-      await cleanupRules(execaRunner, options.backend);
+  command(program, 'cleanup')
+    .summary('remove everything ferry owns from the kernel (and nothing else); --kube-proxy: kube-proxy\'s rules instead')
+    .description([
+      'remove everything ferry owns from the kernel (and nothing else): every backend\'s, or only --backend\'s.',
+      'With --kube-proxy it removes instead what kube-proxy\'s iptables and nftables modes left, and keeps ferry\'s rules (so it '
+        + 'can run before every agent start): kube-proxy\'s KUBE-* chains (iptables legacy and nft, IPv4 and IPv6; the kubelet\'s '
+        + 'KUBE-FIREWALL and canaries stay) and its kube-proxy nftables tables. IPVS is not handled: run kube-proxy --cleanup for it.',
+    ].join('\n\n'))
+    .addHelpText('after', examples('ferry cleanup', 'ferry cleanup --kube-proxy     # migrating a node from kube-proxy'))
+    .addOption(backendOption('--backend <backend>', 'only this backend\'s rules'))
+    .option('--kube-proxy', 'remove kube-proxy\'s rules (iptables and nftables modes) and keep ferry\'s; with --backend, that backend\'s too')
+    .action(async (options: { backend?: Backend; kubeProxy?: boolean }) => {
+      if (options.backend) await cleanupRules(execaRunner, options.backend);
+      else if (!options.kubeProxy) await cleanupAllRules(execaRunner);
+      if (options.kubeProxy) {
+        const removed = await cleanupKubeProxy(execaRunner);
+        const chains = [...removed.iptables].map(([variant, count]) => `${count} chains (${variant})`);
+        const tables = removed.nftables.map((table) => `table ${table}`);
+        console.log(`ferry: removed kube-proxy's ${[...chains, ...tables].join(', ') || 'rules: there were none'}`);
+      }
     });
 
   try {
@@ -150,4 +216,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `ferry render ... | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') throw error;
+  process.exit(process.exitCode ?? 0);
+});
 process.exitCode = await main(process.argv);

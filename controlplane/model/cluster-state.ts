@@ -177,12 +177,17 @@ function readMetadata(root: Field, namePattern: RegExp, maxLength: number) {
   return { namespace, name: readName(metadata.get('name'), namePattern, maxLength), metadata };
 }
 
-/** A Service, or undefined for headless and ExternalName Services (they have no virtual IP). */
+/** The label that hands a Service to another proxy; kube-proxy's informers select it away. */
+export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
+
+/** A Service, or undefined for headless and ExternalName Services (they have no virtual IP) and other proxies' ones. */
 function readService(root: Field): Service | undefined {
   const { namespace, name, metadata } = readMetadata(root, DNS_LABEL, 63);
   const spec = root.get('spec');
   const type = spec.get('type').oneOf(SERVICE_TYPES, 'ClusterIP');
   if (type === 'ExternalName') return undefined;
+  // Another service proxy's Service (kube-proxy leaves these alone too, whatever the value).
+  if (metadata.get('labels').get(SERVICE_PROXY_NAME_LABEL).value !== undefined) return undefined;
   const clusterIPs = readClusterIPs(spec);
   if (clusterIPs === 'None') return undefined;
   const ports = readServicePorts(spec.get('ports'), type);

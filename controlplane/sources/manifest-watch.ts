@@ -20,7 +20,11 @@ export class ManifestWatch implements ObjectSource {
   private rescan: NodeJS.Timeout | undefined;
   private reading: Promise<void> = Promise.resolve();
 
-  constructor(private readonly directory: string, private readonly logger: Logger) {}
+  readonly description: string;
+
+  constructor(private readonly directory: string, private readonly logger: Logger) {
+    this.description = `the manifests in ${directory}`;
+  }
 
   async start(onChange: () => void): Promise<void> {
     this.current = [...expandLists(await readManifests([this.directory]))];

@@ -6,5 +6,8 @@ export interface ObjectSource {
   start(onChange: () => void): Promise<void>;
   /** The latest complete view: Services, EndpointSlices, Nodes and ServiceCIDRs as the API holds them. */
   objects(): unknown[];
+  /** Resolves once following has stopped; a start() still waiting for its first view resolves too. */
   stop(): Promise<void>;
+  /** What start() waits for, in words for the health endpoints ("the API server"). */
+  readonly description?: string;
 }

@@ -21,7 +21,7 @@ export class FakeApi {
   private resourceVersion = 100;
   readonly collections = new Map<string, Collection>();
   /** Every request: path, whether it watched, and from which resourceVersion. */
-  readonly requests: { path: string; watch: boolean; resourceVersion: string | null }[] = [];
+  readonly requests: { path: string; watch: boolean; resourceVersion: string | null; labelSelector: string | null }[] = [];
   /** While true, every request fails with 503 (the API is away). */
   unavailable = false;
 
@@ -29,11 +29,12 @@ export class FakeApi {
     for (const [path, { kind, apiVersion }] of Object.entries(paths)) this.collections.set(path, { kind, apiVersion, objects: new Map(), watchers: new Set(), history: [] });
   }
 
-  async start(): Promise<void> {
+  /** Listens on host:port (port 0: any free port). */
+  async start(host = '127.0.0.1', port = 0): Promise<void> {
     this.server = createServer((request, response) => {
       const url = new URL(request.url ?? '/', 'http://fake');
       const watch = url.searchParams.get('watch') === 'true';
-      this.requests.push({ path: url.pathname, watch, resourceVersion: url.searchParams.get('resourceVersion') });
+      this.requests.push({ path: url.pathname, watch, resourceVersion: url.searchParams.get('resourceVersion'), labelSelector: url.searchParams.get('labelSelector') });
       const collection = this.collections.get(url.pathname);
       if (this.unavailable) return void response.writeHead(503).end('{"kind":"Status","code":503}');
       if (!collection) return void response.writeHead(404, { 'Content-Type': 'application/json' }).end('{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}');
@@ -53,7 +54,7 @@ export class FakeApi {
       collection.watchers.add(response);
       response.on('close', () => collection.watchers.delete(response));
     });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => this.server.listen(port, host, resolve));
   }
 
   /** A kubeconfig pointing at this server, as `--kubeconfig` would load one. */
