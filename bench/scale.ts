@@ -1,11 +1,13 @@
-// npm run bench — sync time, memory and per-packet cost from 1 to 50,000 Services, both backends.
-// Each measurement runs bench/scale-run.ts in its own process and throwaway network namespace.
-// Writes docs/performance.md.
+// npm run bench — sync time, memory and per-packet cost from 1 to 50,000 Services, both backends, and
+// the commands (ferry apply, ferry diff, an agent start) as whole processes beside `nft -f`.
+// Each measurement runs bench/scale-run.ts or bench/commands-run.ts in its own process and throwaway
+// network namespace. Writes docs/performance.md.
 import { execFileSync } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
-import { cpus, release, totalmem } from 'node:os';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../controlplane/package-root.js';
+import { syntheticCluster } from './synthetic.js';
 
 interface Change { ms: number; kernelMs: number }
 interface Result {
@@ -45,6 +47,8 @@ function dispatchLoad(chains: number, layout: 'map' | 'rules'): number {
   return performance.now() - t0;
 }
 const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
+// Wall-clock times on a shared machine: the load when the run started and ended goes into the report.
+const loadAtStart = loadavg()[0]!;
 const dispatch = [5000, 10_000].map((chains) => ({ chains, map: dispatchLoad(chains, 'map'), rules: dispatchLoad(chains, 'rules') }));
 
 const results: Result[] = [];
@@ -57,6 +61,38 @@ for (const [backend, services, endpoints] of runs) {
     console.log(output.trim());
   } catch (error) {
     skipped.push(`${backend} ${services} × ${endpoints}: ${(error as Error).message.split('\n')[0]}`);
+  }
+}
+
+// The commands as a user runs them: whole processes, each size in throwaway namespaces of its own.
+interface CommandsResult {
+  services: number; endpoints: number; nftMs: number; renderMs: number;
+  applyFresh: { ms: number; line: string }; applyAgain: { ms: number; line: string };
+  diff: { ms: number; exitCode: number }; listMs: number;
+  agentRestart: { ms: number; kind: string }; agentFresh: { ms: number; kind: string };
+}
+const commandSizes = sizes === 'small' ? [1000] : [1000, 10_000, 50_000];
+const commands: CommandsResult[] = [];
+for (const services of commandSizes) {
+  const endpoints = 10;
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-bench-'));
+  try {
+    const manifests = join(dir, 'manifests');
+    execFileSync('mkdir', [manifests]);
+    await writeFile(join(manifests, 'cluster.json'), JSON.stringify({ apiVersion: 'v1', kind: 'List', items: syntheticCluster({ services, endpoints }) }));
+    const ferryBin = join(packageRoot(), 'bin/ferry.js');
+    const script = join(dir, 'rules.nft');
+    // The script apply loads, as `ferry render` prints it, for the kernel's own `nft -f`.
+    await writeFile(script, execFileSync(process.execPath, [ferryBin, 'render', '--node', 'node-0', '-f', manifests, '--backend', 'nftables'], { maxBuffer: 1 << 30 }));
+    const inNamespace = (mode: string) => JSON.parse(execFileSync('unshare', ['--net', '--', process.execPath, join(packageRoot(), 'dist/bench/commands-run.js'),
+      '--mode', mode, '--script', script, '--manifests', manifests, '--ferry', ferryBin], { encoding: 'utf8', timeout: 60 * 60_000, maxBuffer: 1 << 20 }).trim().split('\n').at(-1)!) as Record<string, unknown>;
+    const row = { services, endpoints, ...inNamespace('kernel'), ...inNamespace('commands'), ...inNamespace('agent') } as unknown as CommandsResult;
+    commands.push(row);
+    console.log(JSON.stringify(row));
+  } catch (error) {
+    skipped.push(`commands at ${services} × ${endpoints}: ${(error as Error).message.split('\n')[0]}`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -92,14 +128,57 @@ for (const r of results.filter((row) => row.services >= 1000)) {
   const ratio = r.fullSync.totalMs / r.kernelMs;
   targets.push(`| ${r.backend} ${r.services.toLocaleString('en')} × ${r.endpoints} ferry overhead (full / kernel alone) < 1.5 | ${ratio.toFixed(2)} | ${verdict(ratio < 1.5)} | compute ${ms(r.fullSync.computeMs)}, render ${ms(r.fullSync.renderMs)}, apply beyond the tools ${ms(r.fullSync.applyMs - r.fullSync.kernelMs)}${r.backend === 'iptables' ? ' (the tools: a check load in a throwaway namespace, iptables-save and --test before the restore)' : ''} |`);
 }
+const commands10k = commands.find((c) => c.services === 10_000);
+if (commands10k) {
+  const ratio = commands10k.applyFresh.ms / commands10k.nftMs;
+  targets.push(`| \`ferry apply\` 10,000 × 10 in a fresh namespace within 1.5 × the kernel's \`nft -f\` | ${ratio.toFixed(2)} | ${verdict(ratio <= 1.5)} | \`nft -f\` ${ms(commands10k.nftMs)}, apply ${ms(commands10k.applyFresh.ms)}; \`ferry render\` alone (the process without the kernel) ${ms(commands10k.renderMs)} |`);
+}
 const iptablesRows = results.filter((r) => r.backend === 'iptables');
 if (iptablesRows.length > 1) {
   targets.push(`| iptables set-up latency grows with Services | ${iptablesRows.map((r) => `${(r.latency.last.p50 / r.latency.first.p50).toFixed(2)} at ${r.services.toLocaleString('en')}`).join(', ')} | shown | one rule per Service address in FERRY-SERVICES, tested in order |`);
 }
 
+const ratio = (a: number, b: number) => (a / b).toFixed(2);
+const commandRows = commands.map((c) => `| ${c.services.toLocaleString('en')} × ${c.endpoints} | ${ms(c.nftMs)} | ${ms(c.applyFresh.ms)} (${ratio(c.applyFresh.ms, c.nftMs)}) | ${ms(c.applyAgain.ms)} | ${ms(c.diff.ms)}${c.diff.exitCode === 0 ? '' : ` (**exit ${c.diff.exitCode}**)`} | ${ms(c.listMs)} (${ratio(c.diff.ms, c.listMs)}) | ${ms(c.agentFresh.ms)} (${ratio(c.agentFresh.ms, c.nftMs)}) | ${ms(c.agentRestart.ms)} (${c.agentRestart.kind}) | ${ms(c.renderMs)} |`).join('\n');
+const steps: [string, (c: CommandsResult) => number][] = [
+  ['`nft -f` alone', (c) => c.nftMs], ['`ferry apply`, fresh namespace', (c) => c.applyFresh.ms], ['`ferry apply` again (up to date)', (c) => c.applyAgain.ms],
+  ['`ferry diff` (in step)', (c) => c.diff.ms], ['`nft list table ip ferry` alone', (c) => c.listMs], ['agent start, fresh namespace', (c) => c.agentFresh.ms],
+  ['agent restart (adopts)', (c) => c.agentRestart.ms], ['`ferry render` (no kernel)', (c) => c.renderMs],
+];
+const growthHeader = commands.slice(1).map((c, i) => `${commands[i]!.services.toLocaleString('en')} → ${c.services.toLocaleString('en')} (× ${c.services / commands[i]!.services} Services)`);
+const growthRows = steps.map(([name, of]) => `| ${name} | ${commands.slice(1).map((c, i) => `× ${(of(c) / of(commands[i]!)).toFixed(1)}`).join(' | ')} |`).join('\n');
+const commandsSection = commands.length === 0 ? '' : `
+## The commands as a user runs them
+
+Whole processes, as an operator starts them (\`node bin/ferry.js …\` with the synthetic cluster as one
+manifest file), each size in throwaway network namespaces of its own (\`bench/commands-run.ts\`): the
+kernel's own \`nft -f\` of the script that \`ferry render\` prints, alone in a fresh namespace; in a
+second fresh namespace \`ferry apply\`, \`ferry apply\` again, \`ferry diff\`, \`nft list table ip
+ferry\` alone, and an agent (\`ferry agent --manifests\`, uniform balancing) started over the rules
+apply left, until it logs its first sync (\`FERRY_LOG_LEVEL=debug\`, after the kernel has the rules);
+in a third an agent started in a fresh namespace. In brackets: apply and the fresh agent start over
+\`nft -f\`, \`ferry diff\` over the listing alone, and the kind of the restarted agent's first sync
+(\`unchanged\`: it adopted the rules and wrote nothing).
+
+apply and the agent's start decide from the stamp (\`set rules-digest\`) and never list rules; \`ferry
+diff\` lists the kernel's rules once (the kernel's rule dump restarts its walk from the first rule for
+every netlink message, so any listing of a table grows with the square of its rules) and compares them
+with the script rewritten into the kernel's words.
+
+| Services × endpoints | \`nft -f\` alone | \`ferry apply\` fresh (/ nft -f) | \`ferry apply\` again | \`ferry diff\` | \`nft list table\` alone (diff / list) | agent start fresh (/ nft -f) | agent restart (first sync) | \`ferry render\` |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+${commandRows}
+
+Growth between sizes (linear: the factor equals the factor in Services):
+
+| command | ${growthHeader.join(' | ')} |
+| --- | ${growthHeader.map(() => '---').join(' | ')} |
+${growthRows}
+`;
+
 const report = `# Performance
 
-\`npm run bench\` on ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${nftVersion()}, kernel ${release()}, ${new Date().toISOString().slice(0, 10)}; every number from this one run.
+\`npm run bench\` on ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${nftVersion()}, kernel ${release()}, ${new Date().toISOString().slice(0, 10)}, load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end; every number from this one run.
 
 Synthetic clusters (\`bench/synthetic.ts\`): N Services × M endpoints over 3 nodes, 70 % ClusterIP, 20 %
 NodePort (while the 2,768 node ports last, then ClusterIP), 10 % LoadBalancer with externalTrafficPolicy
@@ -124,7 +203,7 @@ process's) and throwaway network namespace.
   loopback): iptables tests one Service after another, nftables looks the address up in a map.
 
 ${table}
-
+${commandsSection}
 ## Why there is no set or map per Service
 
 Loading K chains that each choose one of two endpoints, in a throwaway namespace (\`nft -f\`), this run:
