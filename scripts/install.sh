@@ -17,5 +17,12 @@ apt-get install -y -qq --no-install-recommends iptables nftables conntrack iprou
 
 node -e 'const [major, minor] = process.versions.node.split(".").map(Number); if (major < 20 || (major === 20 && minor < 19)) { console.error(`install.sh: ferry needs Node.js >= 20.19, found ${process.versions.node}`); process.exit(1); }'
 
-npm ci --no-audit --no-fund
+# Through sudo, the npm packages and the build belong to whoever owns the clone, not to root, so that
+# `npx ferry` and `npm run test:unit` keep working for that user without sudo.
+owner=$(stat -c %U .)
+if [ -n "${SUDO_USER:-}" ] && [ "$owner" != root ] && [ "$owner" = "$SUDO_USER" ]; then
+  sudo -u "$owner" -H npm ci --no-audit --no-fund
+else
+  npm ci --no-audit --no-fund
+fi
 echo "install.sh: ferry is installed; try: npx ferry render --node node-a -f examples/cluster.yaml"
