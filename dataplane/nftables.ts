@@ -107,7 +107,8 @@ export async function readStamps(runner: Runner): Promise<Map<string, Stamp | un
   const listing = JSON.parse(await runChecked(runner, 'listing the tables failed', 'nft', ['-j', 'list', 'tables'])) as { nftables: { table?: { family: string; name: string } }[] };
   const found = new Map<string, Stamp | undefined>();
   for (const { table } of listing.nftables) {
-    if (table?.name !== 'ferry') continue;
+    // Only ferry's own tables: a table called ferry in another family is someone else's.
+    if (table?.name !== 'ferry' || !TABLES.includes(`${table.family} ferry` as (typeof TABLES)[number])) continue;
     const result = await runner.run('nft', ['-j', 'list', 'set', table.family, 'ferry', STAMP_SET]);
     if (result.exitCode !== 0 && !/No such file or directory/.test(result.stderr)) throw new DataplaneError(`nft -j list set ${table.family} ferry ${STAMP_SET}`, result, 'reading the stamp failed');
     const elements = result.exitCode === 0 ? (JSON.parse(result.stdout) as { nftables: { set?: { elem?: { elem?: { comment?: string } }[] } }[] }).nftables.find((entry) => entry.set)?.set?.elem : undefined;
