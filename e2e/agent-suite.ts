@@ -153,6 +153,9 @@ export function registerAgentTests(backend: Backend): void {
   });
 
   test.serial(`kernel: agent ${backend}: the balancer gives a made-busy endpoint less of the new traffic`, async (t) => {
+    // Waits on events only (an agent's start, weights in the kernel, 1,000 connections under them, the
+    // uniform agent back); a busy 2-core machine has made that take two minutes.
+    t.timeout(240_000);
     // Port 9090 on three pods: web-1 and web-2 serve a connection in 2 ms, web-3 in 100 ms (10 a
     // second). A uniform third of RATE is over three times web-3's capacity, and stays above it even if
     // a busy machine lets the client reach only half of RATE, so connections pile up at web-3 (its
@@ -189,7 +192,10 @@ export function registerAgentTests(backend: Backend): void {
       return;
     }
     await load.end();
+    const requests = load.lines.map((line) => JSON.parse(line) as LoadRequest);
     const sample = (await measured()).sort((a, b) => a.t - b.t).slice(0, CONNECTIONS);
+    const seconds = (from: number, to: number) => `${((to - from) / 1000).toFixed(1)} s`;
+    t.log(`load: ${requests.length} connections in ${seconds(requests[0]!.t, requests.at(-1)!.t)}; the first under published weights ${seconds(requests[0]!.t, sample[0]!.t)} after it began, the ${CONNECTIONS}th ${seconds(sample[0]!.t, sample.at(-1)!.t)} later`);
     t.deepEqual(sample.filter((request) => request.server === undefined), [], 'every measured connection reached an endpoint');
     const slow = sample.filter((request) => request.server === pod('web-3').ipv4).length;
     const expected = sample.reduce((sum, request) => sum + request.share, 0);
