@@ -4,6 +4,7 @@
 //   --mode commands: ferry render, ferry apply into the empty namespace, ferry apply again, ferry diff,
 //                    `nft list table` alone, then an agent start over the rules apply left (a restart)
 //   --mode agent:    an agent start in the empty namespace, until its first sync is in the kernel
+//   --mode apply:    ferry apply into the empty namespace alone (a second sample beside --mode kernel)
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -55,6 +56,8 @@ if (values.mode === 'kernel') {
   console.log(JSON.stringify({ nftMs: timed('nft', ['-f', values.script!]).ms }));
 } else if (values.mode === 'agent') {
   console.log(JSON.stringify({ agentFresh: await agentStart() }));
+} else if (values.mode === 'apply') {
+  console.log(JSON.stringify({ applyFreshMs: ferry(['apply', ...ruleFlags]).ms }));
 } else {
   const render = timed('sh', ['-c', '"$0" "$@" > /dev/null', process.execPath, values.ferry!, 'render', ...ruleFlags]);
   const applyFresh = ferry(['apply', ...ruleFlags]);

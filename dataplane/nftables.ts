@@ -124,7 +124,13 @@ export async function cleanupNftables(runner: Runner): Promise<void> {
   await runChecked(runner, 'removing the ferry nftables tables failed', 'nft', ['-f', '-'], script);
 }
 
-/** ferry's tables as the kernel of this namespace lists them, canonicalised for comparison. */
+/**
+ * ferry's tables as the kernel of this namespace lists them, canonicalised for comparison. Plain
+ * `nft list table`: faster than `-j`, and `-t` saves little, the rules are the cost. The kernel's rule
+ * dump walks the table from its first rule again for every netlink message (at most 32 KB), so a
+ * listing costs the kernel time growing with the square of the rules; only a comparison (`ferry
+ * diff`, tables without a stamp) reads them.
+ */
 export async function readNftables(runner: Runner): Promise<string> {
   const listings: string[] = [];
   for (const table of TABLES) {
@@ -193,8 +199,9 @@ const STAMP_BLOCK = `set ${STAMP_SET} {`;
 
 /**
  * A listing in a stable form: blocks (sets, maps, chains) sorted by name, set and map elements one per
- * line and sorted, and the elements of dynamic sets (affinity state the kernel adds) left out. The
- * kernel lists in creation order, which differs between a fresh load and a table updated over time.
+ * line and sorted, the elements of dynamic sets (affinity state the kernel adds) and ferry's stamp
+ * left out. The kernel lists in creation order, which differs between a fresh load and a table updated
+ * over time. `rewrite` turns each line into another wording first (canonicalAsKernelLists).
  * One pass, each line looked at once: a listing of 50,000 Services has more than a million lines, and
  * one map can hold hundreds of thousands of elements wrapped over many lines.
  */
