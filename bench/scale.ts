@@ -174,13 +174,13 @@ with the script rewritten into the kernel's words.
 | Services × endpoints | \`nft -f\` alone | \`ferry apply\` fresh (/ nft -f) | \`ferry apply\` again | \`ferry diff\` | \`nft list table\` alone (diff / list) | agent start fresh (/ nft -f) | agent restart (first sync) | \`ferry render\` |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${commandRows}
-
+${commands.length < 2 ? '' : `
 Growth between sizes (linear: the factor equals the factor in Services):
 
 | command | ${growthHeader.join(' | ')} |
 | --- | ${growthHeader.map(() => '---').join(' | ')} |
 ${growthRows}
-`;
+`}`;
 
 const report = `# Performance
 
