@@ -1,0 +1,118 @@
+// The TypeScript side of ferry-map-writer (map-writer.c): one helper process, kept running, writes
+// and reads pinned BPF maps in batches, so a sync of any size costs a few syscalls, not a process per element.
+import { execa, type ResultPromise } from 'execa';
+import { buildMapWriter } from './build.js';
+import type { MapLayout } from './layout.js';
+
+/** The helper refused a command: errno and its message (the map as it was, or with a prefix of an update written). */
+export class MapWriterError extends Error {
+  constructor(readonly command: string, readonly errno: number, message: string) {
+    super(`ferry-map-writer ${command}: ${message}`);
+  }
+}
+
+// cleanup: false, as for every ferry command: execa's exit hook re-raises SIGTERM (see runner.ts).
+const HELPER_OPTIONS = { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false, cleanup: false } as const;
+
+/** A pinned map the writer has open, with the layout its entries are encoded in. */
+export interface OpenMap<K, V> {
+  layout: MapLayout<K, V>;
+  path: string;
+  maxEntries: number;
+}
+
+/** Writes and reads pinned maps through one long-running helper; commands run one at a time, in order. */
+export class MapWriter {
+  private buffered = '';
+  private lines: string[] = [];
+  private wake: (() => void) | undefined;
+  private exited: string | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(private readonly child: ResultPromise<typeof HELPER_OPTIONS>) {
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      const parts = (this.buffered + chunk).split('\n');
+      this.buffered = parts.pop()!;
+      for (const part of parts) this.lines.push(part);
+      this.wake?.();
+    });
+    // A dead helper's EPIPE: reported to the waiting command by take(), not as an unhandled error.
+    child.stdin.on('error', () => undefined);
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += String(chunk)));
+    void child.then((result) => {
+      this.exited = `exited ${result.exitCode ?? result.signal}${stderr ? `: ${stderr.trim()}` : ''}`;
+      this.wake?.();
+    });
+  }
+
+  /** Builds the helper if its cached binary is missing (or takes `binary`) and starts it. */
+  static async start(options: { binary?: string; cacheDir?: string } = {}): Promise<MapWriter> {
+    const binary = options.binary ?? (await buildMapWriter({ cacheDir: options.cacheDir }));
+    return new MapWriter(execa(binary, [], HELPER_OPTIONS));
+  }
+
+  /** Opens a pinned map; fails unless its key and value sizes are the layout's. */
+  open<K, V>(layout: MapLayout<K, V>, path: string): Promise<OpenMap<K, V>> {
+    return this.command(`open ${layout.name} ${path}`, [], async (reply) => {
+      const [keySize, valueSize, maxEntries] = reply.map(Number);
+      if (keySize !== layout.key.size || valueSize !== layout.value.size) {
+        throw new MapWriterError(`open ${layout.name}`, 0, `${path} has key/value sizes ${keySize}/${valueSize}, ferry's layout ${layout.key.size}/${layout.value.size}: program and ferry are of different versions`);
+      }
+      return { layout, path, maxEntries: maxEntries! };
+    });
+  }
+
+  /** Creates or replaces the entries (one BPF_MAP_UPDATE_BATCH); the number written. */
+  update<K, V>(map: OpenMap<K, V>, entries: Iterable<readonly [K, V]>): Promise<number> {
+    const records: string[] = [];
+    for (const [key, value] of entries) records.push(`${map.layout.key.encode(key).toString('hex')} ${map.layout.value.encode(value).toString('hex')}`);
+    return this.command(`update ${map.layout.name} ${records.length}`, records, async () => records.length);
+  }
+
+  /** Deletes the keys (one BPF_MAP_DELETE_BATCH); absent keys are not an error. */
+  delete<K, V>(map: OpenMap<K, V>, keys: Iterable<K>): Promise<number> {
+    const records = [...keys].map((key) => map.layout.key.encode(key).toString('hex'));
+    return this.command(`delete ${map.layout.name} ${records.length}`, records, async () => records.length);
+  }
+
+  /** Every entry of the map, decoded (BPF_MAP_LOOKUP_BATCH). */
+  dump<K, V>(map: OpenMap<K, V>): Promise<Array<[K, V]>> {
+    return this.command(`dump ${map.layout.name}`, [], async (reply) => {
+      const lines = await this.take(Number(reply[0]));
+      return lines.map((line) => {
+        const [key, value] = line.split(' ');
+        return [map.layout.key.decode(Buffer.from(key!, 'hex')), map.layout.value.decode(Buffer.from(value!, 'hex'))];
+      });
+    });
+  }
+
+  /** Ends the helper (its standard input) and waits for it. */
+  async close(): Promise<void> {
+    this.child.stdin.end();
+    await this.child;
+  }
+
+  private command<T>(head: string, records: string[], onOk: (reply: string[]) => Promise<T>): Promise<T> {
+    const run = async () => {
+      this.child.stdin.write(records.length ? `${head}\n${records.join('\n')}\n` : `${head}\n`);
+      const [line] = await this.take(1);
+      const [status, ...rest] = line!.split(' ');
+      if (status !== 'ok') throw new MapWriterError(head, Number(rest[0]), rest.slice(1).join(' '));
+      return onOk(rest);
+    };
+    const result = this.queue.then(run, run);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private async take(count: number): Promise<string[]> {
+    while (this.lines.length < count) {
+      if (this.exited) throw new MapWriterError('read', 0, `the helper ${this.exited}`);
+      await new Promise<void>((resolve) => (this.wake = resolve));
+      this.wake = undefined;
+    }
+    return this.lines.splice(0, count);
+  }
+}

@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: GPL-2.0
+// Socket-level Service balancing: cgroup sock_addr programs rewrite the destination of a connect() or an
+// unconnected sendmsg() to a Service frontend into one of its endpoints, and rewrite the endpoint back
+// into the Service address where the application reads a peer (recvmsg, getpeername). No packet is
+// ever NATed: the socket talks to the endpoint from the start, so conntrack never sees the Service.
+//
+// Addresses are 16 bytes everywhere (IPv4 as ::ffff:a.b.c.d): one set of maps and one encoder for both
+// families, and an AF_INET6 socket connecting to ::ffff:<cluster IP> finds the IPv4 Service unchanged.
+// The layouts below are mirrored in dataplane/ebpf/layout.ts; change both together.
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+// asm-generic/errno.h: not included, because its value is all this file needs.
+#define ECONNREFUSED 111
+
+#define VERDICT_SERVE 0
+#define VERDICT_REJECT 1
+#define VERDICT_DROP 2
+
+// 2^16 slots per group at most: the binary search below has 16 rounds.
+#define SEARCH_ROUNDS 16
+
+struct frontend_key {
+	__u32 addr[4]; // network order
+	__u16 port;    // network order
+	__u8 proto;    // IPPROTO_TCP, IPPROTO_UDP
+	__u8 pad;
+};
+
+struct frontend {
+	__u32 group;
+	__u8 verdict; // VERDICT_*
+	__u8 pad[3];
+	__u32 affinity_seconds; // 0: no session affinity
+};
+
+struct group {
+	__u32 count; // slots 0..count-1 exist
+	__u32 total; // cumulative weight of the last slot
+};
+
+struct slot_key {
+	__u32 group;
+	__u32 index;
+};
+
+struct slot {
+	__u32 addr[4];
+	__u16 port;
+	__u16 pad;
+	__u32 cumulative; // weights of slots 0..index summed: strictly increasing
+};
+
+// What a socket was really aimed at: found by the socket and the endpoint it talks to, so that an
+// unconnected UDP socket talking to several Services gets each reply's source right.
+struct reverse_key {
+	__u64 cookie; // bpf_get_socket_cookie
+	__u32 addr[4];
+	__u16 port;
+	__u16 pad;
+	__u32 pad2;
+};
+
+struct reverse {
+	__u32 addr[4];
+	__u16 port;
+	__u16 pad;
+};
+
+// ClientIP affinity at the socket level: the client is the network namespace (a pod, or the node's
+// own processes), because connect() runs before the socket has a source address.
+struct affinity_key {
+	__u64 netns;
+	struct frontend_key frontend;
+	__u32 pad;
+};
+
+struct affinity {
+	__u64 last_ns;
+	__u32 index;
+	__u32 pad;
+	__u32 addr[4];
+	__u16 port;
+	__u16 pad2;
+	__u32 pad3;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct frontend_key);
+	__type(value, struct frontend);
+} frontends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct group);
+} groups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct slot_key);
+	__type(value, struct slot);
+} slots SEC(".maps");
+
+// LRU: no hook runs when a socket closes, so old entries are evicted instead of deleted.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct reverse_key);
+	__type(value, struct reverse);
+} reverse SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct affinity_key);
+	__type(value, struct affinity);
+} affinity SEC(".maps");
+
+enum choice { NOT_A_SERVICE, CHOSEN, REJECT, DROP };
+
+static __always_inline int same_endpoint(const struct slot *slot, const struct affinity *remembered)
+{
+	return slot->port == remembered->port && slot->addr[0] == remembered->addr[0] && slot->addr[1] == remembered->addr[1] &&
+	       slot->addr[2] == remembered->addr[2] && slot->addr[3] == remembered->addr[3];
+}
+
+// Weighted choice: a random number below the group's total weight, then the first slot whose
+// cumulative weight exceeds it (binary search), so integer weights are honoured exactly.
+static __always_inline struct slot *weighted_slot(__u32 group_id, const struct group *group, __u32 *chosen)
+{
+	__u32 pick = bpf_get_prandom_u32() % group->total;
+	__u32 low = 0, high = group->count - 1;
+	for (int round = 0; round < SEARCH_ROUNDS && low < high; round++) {
+		__u32 middle = low + (high - low) / 2;
+		struct slot_key key = { .group = group_id, .index = middle };
+		struct slot *slot = bpf_map_lookup_elem(&slots, &key);
+		if (!slot)
+			return 0;
+		if (pick < slot->cumulative)
+			high = middle;
+		else
+			low = middle + 1;
+	}
+	struct slot_key key = { .group = group_id, .index = low };
+	*chosen = low;
+	return bpf_map_lookup_elem(&slots, &key);
+}
+
+static __always_inline enum choice choose(void *ctx, struct frontend_key *key, struct slot **out)
+{
+	struct frontend *frontend = bpf_map_lookup_elem(&frontends, key);
+	if (!frontend)
+		return NOT_A_SERVICE;
+	if (frontend->verdict == VERDICT_DROP)
+		return DROP;
+	if (frontend->verdict != VERDICT_SERVE)
+		return REJECT;
+	__u32 group_id = frontend->group;
+	struct group *group = bpf_map_lookup_elem(&groups, &group_id);
+	if (!group || group->count == 0 || group->total == 0)
+		return REJECT;
+
+	struct affinity_key sticky = { .frontend = *key };
+	__u64 now = 0;
+	if (frontend->affinity_seconds) {
+		sticky.netns = bpf_get_netns_cookie(ctx);
+		now = bpf_ktime_get_ns();
+		struct affinity *remembered = bpf_map_lookup_elem(&affinity, &sticky);
+		if (remembered && now - remembered->last_ns < (__u64)frontend->affinity_seconds * 1000000000ULL &&
+		    remembered->index < group->count) {
+			struct slot_key slot_key = { .group = group_id, .index = remembered->index };
+			struct slot *slot = bpf_map_lookup_elem(&slots, &slot_key);
+			// The endpoint must still be in the group, at the same place.
+			if (slot && same_endpoint(slot, remembered)) {
+				remembered->last_ns = now;
+				*out = slot;
+				return CHOSEN;
+			}
+		}
+	}
+
+	__u32 index = 0;
+	struct slot *slot = weighted_slot(group_id, group, &index);
+	if (!slot)
+		return REJECT;
+	if (frontend->affinity_seconds) {
+		struct affinity remember = { .last_ns = now, .index = index, .port = slot->port };
+		__builtin_memcpy(remember.addr, slot->addr, sizeof(remember.addr));
+		bpf_map_update_elem(&affinity, &sticky, &remember, BPF_ANY);
+	}
+	*out = slot;
+	return CHOSEN;
+}
+
+static __always_inline void remember_service(void *ctx, const struct slot *endpoint, const struct frontend_key *service)
+{
+	struct reverse_key key = { .cookie = bpf_get_socket_cookie(ctx), .port = endpoint->port };
+	__builtin_memcpy(key.addr, endpoint->addr, sizeof(key.addr));
+	struct reverse value = { .port = service->port };
+	__builtin_memcpy(value.addr, service->addr, sizeof(value.addr));
+	bpf_map_update_elem(&reverse, &key, &value, BPF_ANY);
+}
+
+static __always_inline int is_v4_mapped(const __u32 *addr)
+{
+	return addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0xffff);
+}
+
+// The verdict of a connect or sendmsg hook: 1 lets the call go on, 0 fails it with EPERM, or with
+// the errno set by bpf_set_retval (kernel >= 5.18).
+static __always_inline int refuse(enum choice choice)
+{
+	if (choice == REJECT)
+		bpf_set_retval(-ECONNREFUSED);
+	return 0;
+}
+
+static __always_inline int balance4(struct bpf_sock_addr *ctx)
+{
+	struct frontend_key key = { .addr = { 0, 0, bpf_htonl(0xffff), ctx->user_ip4 }, .port = (__u16)ctx->user_port, .proto = (__u8)ctx->protocol };
+	struct slot *endpoint = 0;
+	enum choice choice = choose(ctx, &key, &endpoint);
+	if (choice == NOT_A_SERVICE)
+		return 1;
+	// An IPv6 endpoint cannot serve an AF_INET socket; compute never mixes families in a group.
+	if (choice != CHOSEN || !endpoint || !is_v4_mapped(endpoint->addr))
+		return refuse(choice == CHOSEN ? REJECT : choice);
+	ctx->user_ip4 = endpoint->addr[3];
+	ctx->user_port = endpoint->port;
+	remember_service(ctx, endpoint, &key);
+	return 1;
+}
+
+static __always_inline int balance6(struct bpf_sock_addr *ctx)
+{
+	struct frontend_key key = { .addr = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] },
+				    .port = (__u16)ctx->user_port, .proto = (__u8)ctx->protocol };
+	struct slot *endpoint = 0;
+	enum choice choice = choose(ctx, &key, &endpoint);
+	if (choice == NOT_A_SERVICE)
+		return 1;
+	if (choice != CHOSEN || !endpoint)
+		return refuse(choice);
+	ctx->user_ip6[0] = endpoint->addr[0];
+	ctx->user_ip6[1] = endpoint->addr[1];
+	ctx->user_ip6[2] = endpoint->addr[2];
+	ctx->user_ip6[3] = endpoint->addr[3];
+	ctx->user_port = endpoint->port;
+	remember_service(ctx, endpoint, &key);
+	return 1;
+}
+
+// The peer the application is shown: the Service it aimed at, when this socket was balanced to it.
+static __always_inline int restore4(struct bpf_sock_addr *ctx)
+{
+	struct reverse_key key = { .cookie = bpf_get_socket_cookie(ctx), .addr = { 0, 0, bpf_htonl(0xffff), ctx->user_ip4 }, .port = (__u16)ctx->user_port };
+	struct reverse *service = bpf_map_lookup_elem(&reverse, &key);
+	if (service) {
+		ctx->user_ip4 = service->addr[3];
+		ctx->user_port = service->port;
+	}
+	return 1;
+}
+
+static __always_inline int restore6(struct bpf_sock_addr *ctx)
+{
+	struct reverse_key key = { .cookie = bpf_get_socket_cookie(ctx),
+				   .addr = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] },
+				   .port = (__u16)ctx->user_port };
+	struct reverse *service = bpf_map_lookup_elem(&reverse, &key);
+	if (service) {
+		ctx->user_ip6[0] = service->addr[0];
+		ctx->user_ip6[1] = service->addr[1];
+		ctx->user_ip6[2] = service->addr[2];
+		ctx->user_ip6[3] = service->addr[3];
+		ctx->user_port = service->port;
+	}
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int ferry_connect4(struct bpf_sock_addr *ctx) { return balance4(ctx); }
+
+SEC("cgroup/connect6")
+int ferry_connect6(struct bpf_sock_addr *ctx) { return balance6(ctx); }
+
+// Unconnected UDP: every datagram with an address goes through sendmsg (a connected socket's do not).
+SEC("cgroup/sendmsg4")
+int ferry_sendmsg4(struct bpf_sock_addr *ctx) { return balance4(ctx); }
+
+SEC("cgroup/sendmsg6")
+int ferry_sendmsg6(struct bpf_sock_addr *ctx) { return balance6(ctx); }
+
+// recvmsg and getpeername programs must return 1 (the kernel refuses to load anything else).
+SEC("cgroup/recvmsg4")
+int ferry_recvmsg4(struct bpf_sock_addr *ctx) { return restore4(ctx); }
+
+SEC("cgroup/recvmsg6")
+int ferry_recvmsg6(struct bpf_sock_addr *ctx) { return restore6(ctx); }
+
+SEC("cgroup/getpeername4")
+int ferry_getpeername4(struct bpf_sock_addr *ctx) { return restore4(ctx); }
+
+SEC("cgroup/getpeername6")
+int ferry_getpeername6(struct bpf_sock_addr *ctx) { return restore6(ctx); }
+
+char LICENSE[] SEC("license") = "GPL";

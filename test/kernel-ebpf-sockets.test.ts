@@ -1,0 +1,271 @@
+import test, { type ExecutionContext } from 'ava';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, rm, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { packageRoot } from '../controlplane/package-root.js';
+import { execaRunner, runChecked } from '../dataplane/runner.js';
+import { deleteNamespaces } from '../e2e/netns.js';
+import { writeGroup, type WeightedEndpoint } from '../dataplane/ebpf/groups.js';
+import { MAPS, type Frontend, type FrontendKey, type Group, type Slot, type SlotKey } from '../dataplane/ebpf/layout.js';
+import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
+import { attachSocketPrograms, detachSocketPrograms, EbpfUnavailableError, loadSocketPrograms, mountBpffs, probeSockets, unloadSocketPrograms } from '../dataplane/ebpf/programs.js';
+import { binomialCdf } from './helpers/statistics.js';
+
+// Socket-level balancing in the real kernel. Each test makes its own network namespace (endpoints on
+// its loopback), a cgroup under the cgroup2 mount with ferry's programs attached, a bpffs of its own
+// for the pins, and runs clients inside that cgroup and namespace.
+const CGROUP2 = '/sys/fs/cgroup/unified';
+const CACHE = join(tmpdir(), 'ferry-test-cache');
+const ECHO_SERVER = join(packageRoot(), 'dist', 'e2e', 'echo-server.js');
+
+// Address plan: Services that exist only in the maps (no interface has them), endpoints on lo.
+const SERVICE = { v4: '10.96.0.10', v6: 'fd00:96::10', port: 80 };
+const ENDPOINTS = {
+  v4: [{ ip: '10.0.0.1', port: 8081 }, { ip: '10.0.0.2', port: 8082 }, { ip: '10.0.0.3', port: 8083 }],
+  v6: [{ ip: 'fd00::1', port: 8081 }, { ip: 'fd00::2', port: 8082 }, { ip: 'fd00::3', port: 8083 }],
+};
+
+// The client: N attempts, one new socket each, one JSON line per attempt. TCP records what
+// getpeername() says (socket.remoteAddress); UDP sends unconnected datagrams and records the reply's
+// source. The echo server answers with its port, which names the endpoint.
+const CLIENT = `
+const [proto, host, port, count] = process.argv.slice(1);
+const net = await import('node:net'), dgram = await import('node:dgram');
+const once = () => new Promise((resolve) => {
+  const done = (result) => { clearTimeout(timer); socket.close?.(); socket.destroy?.(); resolve(result); };
+  const timer = setTimeout(() => done({ ok: false, error: 'ETIMEDOUT' }), 1500);
+  const answer = (data, peer) => { const reply = JSON.parse(String(data).split('\\n')[0]); done({ ok: true, endpointPort: reply.port, server: reply.server, ...peer }); };
+  let socket;
+  if (proto === 'tcp') {
+    socket = net.connect({ host, port: Number(port) });
+    socket.on('error', (error) => done({ ok: false, error: error.code }));
+    socket.once('data', (data) => answer(data, { peer: socket.remoteAddress, peerPort: socket.remotePort }));
+  } else {
+    socket = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+    socket.on('error', (error) => done({ ok: false, error: error.code }));
+    socket.on('message', (data, rinfo) => answer(data, { peer: rinfo.address, peerPort: rinfo.port }));
+    socket.send('hello', Number(port), host, (error) => error && done({ ok: false, error: error.code }));
+  }
+});
+for (let i = 0; i < Number(count); i++) console.log(JSON.stringify(await once()));
+`;
+
+interface Attempt { ok: boolean; endpointPort?: number; server?: string; peer?: string; peerPort?: number; error?: string }
+
+const created = { cgroups: [] as string[], namespaces: [] as string[], mounts: [] as string[] };
+
+/** One test's world: namespace, cgroup with the programs attached, pins, map writer and endpoints. */
+interface Lab {
+  ns: string;
+  cgroup: string;
+  writer: MapWriter;
+  maps: { frontends: OpenMap<FrontendKey, Frontend>; groups: OpenMap<number, Group>; slots: OpenMap<SlotKey, Slot> };
+  /** Runs the client inside the cgroup (or, with `inCgroup: false`, beside it) and the namespace. */
+  client(proto: 'tcp' | 'udp', host: string, port: number, count: number, options?: { inCgroup?: boolean }): Promise<Attempt[]>;
+}
+
+async function lab(t: ExecutionContext): Promise<Lab> {
+  const name = `ferryk-${randomBytes(4).toString('hex')}`;
+  const ns = name;
+  const cgroup = join(CGROUP2, name);
+  const bpffs = join(tmpdir(), name, 'bpffs');
+  const pinDir = join(bpffs, 'ferry');
+  const made: { writer?: MapWriter; mounted?: boolean } = {};
+  // Registered first, so it runs even when the setup below fails half-way; every step tolerates
+  // what was never created.
+  t.teardown(async () => {
+    await made.writer?.close().catch(() => undefined);
+    await deleteNamespaces(created.namespaces.includes(ns) ? [ns] : []);
+    if (existsSync(cgroup)) {
+      await detachSocketPrograms(cgroup).catch(() => undefined);
+      await rmdir(cgroup);
+    }
+    await unloadSocketPrograms(pinDir);
+    if (made.mounted) await runChecked(execaRunner, 'unmounting the test bpffs', 'umount', [bpffs]);
+    await rm(join(tmpdir(), name), { recursive: true, force: true });
+  });
+
+  await runChecked(execaRunner, 'creating the namespace', 'ip', ['netns', 'add', ns]);
+  created.namespaces.push(ns);
+  const inNs = (...command: string[]) => runChecked(execaRunner, `in ${ns}`, 'ip', ['-n', ns, ...command]);
+  await inNs('link', 'set', 'lo', 'up');
+  for (const { ip } of [...ENDPOINTS.v4, ...ENDPOINTS.v6]) await inNs('address', 'add', ip.includes(':') ? `${ip}/128` : `${ip}/32`, 'dev', 'lo', ...(ip.includes(':') ? ['nodad'] : []));
+
+  await mkdir(cgroup);
+  created.cgroups.push(cgroup);
+  made.mounted = await mountBpffs(bpffs);
+  created.mounts.push(bpffs);
+  const programs = await loadSocketPrograms({ pinDir, cgroup, cacheDir: CACHE });
+  await attachSocketPrograms(programs, cgroup);
+  const writer = await MapWriter.start({ cacheDir: CACHE });
+  made.writer = writer;
+  const maps = {
+    frontends: await writer.open(MAPS.frontends, programs.maps.frontends),
+    groups: await writer.open(MAPS.groups, programs.maps.groups),
+    slots: await writer.open(MAPS.slots, programs.maps.slots),
+  };
+
+  if (!existsSync(ECHO_SERVER)) throw new Error(`${ECHO_SERVER} is missing: npm run build first`);
+  const server = execa('ip', ['netns', 'exec', ns, process.execPath, ECHO_SERVER, ...ENDPOINTS.v4.flatMap(({ port }) => ['--port', String(port)])], { reject: false, buffer: false, stdout: 'pipe', cleanup: false });
+  await new Promise<void>((resolve, reject) => {
+    server.stdout.on('data', (chunk: Buffer) => String(chunk).includes('ready') && resolve());
+    void server.then(() => reject(new Error('the echo server exited before it was ready')));
+  });
+
+  return {
+    ns, cgroup, writer, maps,
+    async client(proto, host, port, count, options = {}) {
+      const node = ['ip', 'netns', 'exec', ns, process.execPath, '--input-type=module', '-e', CLIENT, proto, host, String(port), String(count)];
+      // The shell moves itself into the cgroup, then becomes the client: every socket it opens is the cgroup's.
+      const argv = options.inCgroup === false ? node : ['sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, ...node];
+      const result = await execa(argv[0]!, argv.slice(1), { reject: false });
+      if (result.exitCode !== 0) throw new Error(`client exited ${result.exitCode}: ${result.stderr}`);
+      return String(result.stdout).trim().split('\n').map((line) => JSON.parse(line) as Attempt);
+    },
+  };
+}
+
+/** Points frontend {ip, port, proto} at group `group` with these endpoints (first write of the group). */
+async function serve(lab: Lab, frontend: FrontendKey, group: number, endpoints: WeightedEndpoint[], affinitySeconds = 0): Promise<void> {
+  await writeGroup(lab.writer, lab.maps, group, endpoints, 0);
+  await lab.writer.update(lab.maps.frontends, [[frontend, { group, verdict: 'serve', affinitySeconds }]]);
+}
+
+const ports = (attempts: Attempt[]) => [...new Set(attempts.map((attempt) => attempt.endpointPort))].sort();
+const all = (weight: number, endpoints: Array<{ ip: string; port: number }>) => endpoints.map((endpoint) => ({ ...endpoint, weight }));
+
+test('kernel: ebpf TCP connects to a Service reach its endpoints, and getpeername shows the Service address (IPv4 and IPv6)', async (t) => {
+  const world = await lab(t);
+  for (const family of ['v4', 'v6'] as const) {
+    // GIVEN a Service frontend with three endpoints
+    await serve(world, { ip: SERVICE[family], port: SERVICE.port, protocol: 'tcp' }, family === 'v4' ? 1 : 2, all(1, ENDPOINTS[family]));
+    // WHEN a client in the cgroup connects to the Service address 30 times
+    const attempts = await world.client('tcp', SERVICE[family], SERVICE.port, 30);
+    // THEN every connection reaches an endpoint, all three are used, and the socket's peer is the Service
+    t.true(attempts.every((attempt) => attempt.ok), JSON.stringify(attempts.filter((attempt) => !attempt.ok)));
+    t.deepEqual(ports(attempts), [8081, 8082, 8083], `${family}: every endpoint answers`);
+    t.true(attempts.every((attempt) => ENDPOINTS[family].some(({ ip, port }) => ip === attempt.server && port === attempt.endpointPort)), `${family}: the server saw its own address`);
+    t.true(attempts.every((attempt) => attempt.peer === SERVICE[family] && attempt.peerPort === SERVICE.port), `${family}: getpeername: ${JSON.stringify(attempts[0])}`);
+  }
+});
+
+test('kernel: ebpf unconnected UDP datagrams to a Service are balanced, and replies come from the Service address (IPv4 and IPv6)', async (t) => {
+  const world = await lab(t);
+  for (const family of ['v4', 'v6'] as const) {
+    await serve(world, { ip: SERVICE[family], port: 53, protocol: 'udp' }, family === 'v4' ? 1 : 2, all(1, ENDPOINTS[family]));
+    const attempts = await world.client('udp', SERVICE[family], 53, 30);
+    t.true(attempts.every((attempt) => attempt.ok), JSON.stringify(attempts.filter((attempt) => !attempt.ok)));
+    t.deepEqual(ports(attempts), [8081, 8082, 8083], `${family}: sendmsg spreads datagrams over every endpoint`);
+    t.true(attempts.every((attempt) => attempt.peer === SERVICE[family] && attempt.peerPort === 53), `${family}: recvmsg shows the Service as the source: ${JSON.stringify(attempts[0])}`);
+  }
+  // A TCP-only frontend is not a UDP one: the protocol is part of the key, so UDP to the TCP port goes nowhere balanced.
+  await world.writer.update(world.maps.frontends, [[{ ip: SERVICE.v4, port: SERVICE.port, protocol: 'tcp' }, { group: 1, verdict: 'serve', affinitySeconds: 0 }]]);
+  const unbalanced = await world.client('udp', SERVICE.v4, SERVICE.port, 1);
+  t.false(unbalanced[0]!.ok, JSON.stringify(unbalanced));
+});
+
+test('kernel: ebpf weights 1:3 over 400 TCP connections give shares within the binomial bound', async (t) => {
+  const world = await lab(t);
+  const [light, heavy] = ENDPOINTS.v4;
+  await serve(world, { ip: SERVICE.v4, port: SERVICE.port, protocol: 'tcp' }, 1, [{ ...light!, weight: 1 }, { ...heavy!, weight: 3 }]);
+  const n = 400;
+  const attempts = await world.client('tcp', SERVICE.v4, SERVICE.port, n);
+  t.true(attempts.every((attempt) => attempt.ok));
+  const toLight = attempts.filter((attempt) => attempt.endpointPort === light!.port).length;
+  t.is(attempts.filter((attempt) => attempt.endpointPort === heavy!.port).length, n - toLight, 'only the two endpoints of the group answer');
+  // The light endpoint's count is Binomial(400, 1/4) (mean 100). The bounds [lower, upper] are where
+  // each tail holds below 5e-7: a correct program fails this with probability < 1e-6.
+  let lower = 0;
+  while (binomialCdf(lower, n, 0.25) < 5e-7) lower += 1;
+  let upper = n;
+  while (1 - binomialCdf(upper - 1, n, 0.25) < 5e-7) upper -= 1;
+  t.log(`light endpoint: ${toLight} of ${n} (allowed ${lower}..${upper})`);
+  t.true(toLight >= lower && toLight <= upper, `${toLight} of ${n} to the weight-1 endpoint, allowed ${lower}..${upper}`);
+});
+
+test('kernel: ebpf a Service without endpoints refuses at once (ECONNREFUSED), a drop verdict fails with EPERM, other addresses are untouched', async (t) => {
+  const world = await lab(t);
+  // GIVEN a frontend whose group is empty, and one with the reject verdict
+  await serve(world, { ip: SERVICE.v4, port: SERVICE.port, protocol: 'tcp' }, 1, []);
+  await world.writer.update(world.maps.frontends, [[{ ip: SERVICE.v4, port: 53, protocol: 'udp' }, { group: 0, verdict: 'reject', affinitySeconds: 0 }]]);
+  const tcp = await world.client('tcp', SERVICE.v4, SERVICE.port, 3);
+  t.deepEqual(tcp.map((attempt) => attempt.error), ['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED'], 'connect() is refused by bpf_set_retval');
+  const udp = await world.client('udp', SERVICE.v4, 53, 1);
+  t.is(udp[0]!.error, 'ECONNREFUSED', 'sendmsg() is refused the same way');
+
+  // GIVEN a Local-policy frontend without a local endpoint (drop) THEN the call fails with EPERM at once
+  await world.writer.update(world.maps.frontends, [[{ ip: SERVICE.v4, port: SERVICE.port, protocol: 'tcp' }, { group: 1, verdict: 'drop', affinitySeconds: 0 }]]);
+  t.is((await world.client('tcp', SERVICE.v4, SERVICE.port, 1))[0]!.error, 'EPERM');
+
+  // An endpoint's own address is not a frontend: connecting to it directly is left alone.
+  const direct = await world.client('tcp', ENDPOINTS.v4[1]!.ip, ENDPOINTS.v4[1]!.port, 1);
+  t.true(direct[0]!.ok && direct[0]!.endpointPort === 8082 && direct[0]!.peer === ENDPOINTS.v4[1]!.ip, JSON.stringify(direct));
+});
+
+test('kernel: ebpf a process outside the cgroup is not balanced: its connect to the Service address goes nowhere', async (t) => {
+  const world = await lab(t);
+  await serve(world, { ip: SERVICE.v4, port: SERVICE.port, protocol: 'tcp' }, 1, all(1, ENDPOINTS.v4));
+  t.true((await world.client('tcp', SERVICE.v4, SERVICE.port, 1))[0]!.ok, 'inside the cgroup it is balanced');
+  // The namespace has no route to 10.96.0.10: only the programs could have made this connect work.
+  const outside = await world.client('tcp', SERVICE.v4, SERVICE.port, 1, { inCgroup: false });
+  t.is(outside[0]!.error, 'ENETUNREACH', JSON.stringify(outside));
+});
+
+test('kernel: ebpf growing a group 1 → 3 and shrinking it 3 → 1 through the map writer takes effect for new connections', async (t) => {
+  const world = await lab(t);
+  const key = { ip: SERVICE.v4, port: SERVICE.port, protocol: 'tcp' } as const;
+  await serve(world, key, 7, all(1, ENDPOINTS.v4.slice(0, 1)));
+  t.deepEqual(ports(await world.client('tcp', SERVICE.v4, SERVICE.port, 10)), [8081]);
+
+  await writeGroup(world.writer, world.maps, 7, all(1, ENDPOINTS.v4), 1);
+  t.deepEqual(await world.writer.dump(world.maps.groups), [[7, { count: 3, total: 3 }]]);
+  t.deepEqual(ports(await world.client('tcp', SERVICE.v4, SERVICE.port, 30)), [8081, 8082, 8083], 'after growing, all three answer');
+
+  await writeGroup(world.writer, world.maps, 7, all(1, ENDPOINTS.v4.slice(2)), 3);
+  t.deepEqual(ports(await world.client('tcp', SERVICE.v4, SERVICE.port, 10)), [8083], 'after shrinking, only the one left answers');
+  const slots = await world.writer.dump(world.maps.slots);
+  t.deepEqual(slots, [[{ group: 7, index: 0 }, { ip: '10.0.0.3', port: 8083, cumulative: 1 }]], 'the surplus slots are gone');
+});
+
+test('kernel: ebpf ClientIP affinity keeps one namespace on one endpoint while the endpoint stays in the group', async (t) => {
+  const world = await lab(t);
+  await serve(world, { ip: SERVICE.v4, port: SERVICE.port, protocol: 'tcp' }, 1, all(1, ENDPOINTS.v4), 600);
+  const sticky = await world.client('tcp', SERVICE.v4, SERVICE.port, 20);
+  t.is(ports(sticky).length, 1, `every connection of the client goes to the endpoint it got first: ${ports(sticky).join(',')}`);
+  // WHEN that endpoint leaves the group THEN the client is balanced anew, to the ones left.
+  const first = sticky[0]!.endpointPort;
+  const rest = ENDPOINTS.v4.filter((endpoint) => endpoint.port !== first);
+  await writeGroup(world.writer, world.maps, 1, all(1, rest), 3);
+  const moved = await world.client('tcp', SERVICE.v4, SERVICE.port, 10);
+  t.is(ports(moved).length, 1);
+  t.not(moved[0]!.endpointPort, first);
+});
+
+test('kernel: ebpf the map writer round-trips entries in batches, deletes absent keys quietly and rejects bad input', async (t) => {
+  const world = await lab(t);
+  const slots = Array.from({ length: 5000 }, (_, index) => [{ group: 9, index }, { ip: `fd00::${(index + 1).toString(16)}`, port: 1 + index, cumulative: index + 1 }] as const);
+  t.is(await world.writer.update(world.maps.slots, slots), 5000);
+  const dumped = await world.writer.dump(world.maps.slots);
+  t.deepEqual(dumped.sort(([a], [b]) => a.index - b.index), slots.map(([key, value]) => [key, value]));
+  t.is(await world.writer.delete(world.maps.slots, [{ group: 9, index: 0 }, { group: 9, index: 99999 }, { group: 9, index: 1 }]), 3);
+  t.is((await world.writer.dump(world.maps.slots)).length, 4998);
+  await t.throwsAsync(world.writer.open(MAPS.groups, join(world.cgroup, 'no-such-pin')), { message: /No such file/ });
+  t.is((await world.writer.dump(world.maps.groups)).length, 0, 'the writer keeps answering after an error');
+});
+
+test('kernel: ebpf the probe names what is missing', async (t) => {
+  const error = await t.throwsAsync(probeSockets({ pinDir: join(tmpdir(), 'ferryk-not-bpffs', 'ferry'), cgroup: join(tmpdir(), 'ferryk-not-a-cgroup') }), { instanceOf: EbpfUnavailableError });
+  t.regex(error!.message, /ferryk-not-bpffs is not on a bpffs \(mount -t bpf bpf/);
+  t.regex(error!.message, /ferryk-not-a-cgroup is not a cgroup2 directory/);
+});
+
+test.after.always('kernel: ebpf every cgroup, namespace and bpffs the tests made is gone', (t) => {
+  // ava runs this hook after every test and its teardowns have finished.
+  for (const cgroup of created.cgroups) t.false(existsSync(cgroup), `${cgroup} was removed`);
+  const namespaces = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
+  for (const ns of created.namespaces) t.false(namespaces.includes(ns), `${ns} was deleted`);
+  for (const mount of created.mounts) t.false(existsSync(mount), `${mount} was unmounted and removed`);
+});
