@@ -31,12 +31,14 @@ const ENDPOINTS = {
 
 // The client: N attempts, one new socket each, one JSON line per attempt. TCP records what
 // getpeername() says (socket.remoteAddress); UDP sends unconnected datagrams and records the reply's
-// source. The echo server answers with its port, which names the endpoint.
+// source. udp-socket sends every datagram from one socket. The echo server answers with its port,
+// which names the endpoint.
 const CLIENT = `
 const [proto, host, port, count] = process.argv.slice(1);
 const net = await import('node:net'), dgram = await import('node:dgram');
+const shared = proto === 'udp-socket' ? dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4') : undefined;
 const once = () => new Promise((resolve) => {
-  const done = (result) => { clearTimeout(timer); socket.close?.(); socket.destroy?.(); resolve(result); };
+  const done = (result) => { clearTimeout(timer); if (!shared) { socket.close?.(); socket.destroy?.(); } else socket.removeAllListeners(); resolve(result); };
   const timer = setTimeout(() => done({ ok: false, error: 'ETIMEDOUT' }), 1500);
   const answer = (data, peer) => { const reply = JSON.parse(String(data).split('\\n')[0]); done({ ok: true, endpointPort: reply.port, server: reply.server, ...peer }); };
   let socket;
@@ -45,13 +47,14 @@ const once = () => new Promise((resolve) => {
     socket.on('error', (error) => done({ ok: false, error: error.code }));
     socket.once('data', (data) => answer(data, { peer: socket.remoteAddress, peerPort: socket.remotePort }));
   } else {
-    socket = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+    socket = shared ?? dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
     socket.on('error', (error) => done({ ok: false, error: error.code }));
     socket.on('message', (data, rinfo) => answer(data, { peer: rinfo.address, peerPort: rinfo.port }));
     socket.send('hello', Number(port), host, (error) => error && done({ ok: false, error: error.code }));
   }
 });
 for (let i = 0; i < Number(count); i++) console.log(JSON.stringify(await once()));
+shared?.close();
 `;
 
 interface Attempt { ok: boolean; endpointPort?: number; server?: string; peer?: string; peerPort?: number; error?: string }
@@ -85,7 +88,7 @@ interface Lab {
   writer: MapWriter;
   maps: { frontends: OpenMap<FrontendKey, Frontend>; groups: OpenMap<number, Group>; slots: OpenMap<SlotKey, Slot> };
   /** Runs the client inside the cgroup (or, with `inCgroup: false`, beside it) and the namespace. */
-  client(proto: 'tcp' | 'udp', host: string, port: number, count: number, options?: { inCgroup?: boolean }): Promise<Attempt[]>;
+  client(proto: 'tcp' | 'udp' | 'udp-socket', host: string, port: number, count: number, options?: { inCgroup?: boolean }): Promise<Attempt[]>;
 }
 
 async function lab(t: ExecutionContext): Promise<Lab> {
@@ -187,6 +190,12 @@ test('kernel: ebpf unconnected UDP datagrams to a Service are balanced, and repl
     t.deepEqual(ports(attempts), [8081, 8082, 8083], `${family}: sendmsg spreads datagrams over every endpoint`);
     t.true(attempts.every((attempt) => attempt.peer === SERVICE[family] && attempt.peerPort === 53), `${family}: recvmsg shows the Service as the source: ${JSON.stringify(attempts[0])}`);
   }
+  // One socket's datagrams to the Service stay with one endpoint, as one conntrack flow would (the
+  // check that the endpoint is still in the group is the one the affinity test below proves).
+  const flow = await world.client('udp-socket', SERVICE.v4, 53, 20);
+  t.true(flow.every((attempt) => attempt.ok && attempt.peer === SERVICE.v4), JSON.stringify(flow.filter((attempt) => !attempt.ok)));
+  t.is(ports(flow).length, 1, `one socket, one endpoint: ${ports(flow).join(',')}`);
+
   // A TCP-only frontend is not a UDP one: the protocol is part of the key, so UDP to the TCP port goes nowhere balanced.
   await world.writer.update(world.maps.frontends, [[{ ip: SERVICE.v4, port: SERVICE.port, protocol: 'tcp' }, { group: 1, verdict: 'serve', affinitySeconds: 0 }]]);
   const unbalanced = await world.client('udp', SERVICE.v4, SERVICE.port, 1);

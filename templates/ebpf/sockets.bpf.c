@@ -69,10 +69,11 @@ struct reverse {
 	__u16 pad;
 };
 
-// ClientIP affinity at the socket level: the client is the network namespace (a pod, or the node's
-// own processes), because connect() runs before the socket has a source address.
+// Remembered choices. ClientIP affinity: `owner` is the network namespace (a pod, or the node's own
+// processes), because connect() runs before the socket has a source address. Unconnected UDP: `owner`
+// is the socket, so its datagrams to one Service stay with one endpoint, as a conntrack flow would.
 struct affinity_key {
-	__u64 netns;
+	__u64 owner;
 	struct frontend_key frontend;
 	__u32 pad;
 };
@@ -123,6 +124,13 @@ struct {
 	__type(value, struct affinity);
 } affinity SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct affinity_key);
+	__type(value, struct affinity);
+} udp_flows SEC(".maps");
+
 enum choice { NOT_A_SERVICE, CHOSEN, REJECT, DROP };
 
 static __always_inline int same_endpoint(const struct slot *slot, const struct affinity *remembered)
@@ -153,7 +161,25 @@ static __always_inline struct slot *weighted_slot(__u32 group_id, const struct g
 	return bpf_map_lookup_elem(&slots, &key);
 }
 
-static __always_inline enum choice choose(void *ctx, struct frontend_key *key, struct slot **out)
+// A remembered endpoint, if it is still in the group at the same place (else the caller chooses anew).
+static __always_inline struct slot *still_there(struct affinity *remembered, __u32 group_id, const struct group *group)
+{
+	if (!remembered || remembered->index >= group->count)
+		return 0;
+	struct slot_key key = { .group = group_id, .index = remembered->index };
+	struct slot *slot = bpf_map_lookup_elem(&slots, &key);
+	return slot && same_endpoint(slot, remembered) ? slot : 0;
+}
+
+static __always_inline void remember(void *map, struct affinity_key *key, __u64 now, __u32 index, const struct slot *slot)
+{
+	struct affinity value = { .last_ns = now, .index = index, .port = slot->port };
+	__builtin_memcpy(value.addr, slot->addr, sizeof(value.addr));
+	bpf_map_update_elem(map, key, &value, BPF_ANY);
+}
+
+// `flow` is the socket's cookie for an unconnected sendmsg, 0 for connect (one choice per connect).
+static __always_inline enum choice choose(void *ctx, struct frontend_key *key, __u64 flow, struct slot **out)
 {
 	struct frontend *frontend = bpf_map_lookup_elem(&frontends, key);
 	if (!frontend)
@@ -167,34 +193,38 @@ static __always_inline enum choice choose(void *ctx, struct frontend_key *key, s
 	if (!group || group->count == 0 || group->total == 0)
 		return REJECT;
 
+	struct affinity_key flow_key = { .owner = flow, .frontend = *key };
+	struct slot *slot = 0;
+	if (flow) {
+		slot = still_there(bpf_map_lookup_elem(&udp_flows, &flow_key), group_id, group);
+		if (slot) {
+			*out = slot;
+			return CHOSEN;
+		}
+	}
 	struct affinity_key sticky = { .frontend = *key };
-	__u64 now = 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 index = 0;
 	if (frontend->affinity_seconds) {
-		sticky.netns = bpf_get_netns_cookie(ctx);
-		now = bpf_ktime_get_ns();
+		sticky.owner = bpf_get_netns_cookie(ctx);
 		struct affinity *remembered = bpf_map_lookup_elem(&affinity, &sticky);
-		if (remembered && now - remembered->last_ns < (__u64)frontend->affinity_seconds * 1000000000ULL &&
-		    remembered->index < group->count) {
-			struct slot_key slot_key = { .group = group_id, .index = remembered->index };
-			struct slot *slot = bpf_map_lookup_elem(&slots, &slot_key);
-			// The endpoint must still be in the group, at the same place.
-			if (slot && same_endpoint(slot, remembered)) {
+		if (remembered && now - remembered->last_ns < (__u64)frontend->affinity_seconds * 1000000000ULL) {
+			slot = still_there(remembered, group_id, group);
+			if (slot) {
 				remembered->last_ns = now;
-				*out = slot;
-				return CHOSEN;
+				index = remembered->index;
 			}
 		}
 	}
-
-	__u32 index = 0;
-	struct slot *slot = weighted_slot(group_id, group, &index);
-	if (!slot)
-		return REJECT;
-	if (frontend->affinity_seconds) {
-		struct affinity remember = { .last_ns = now, .index = index, .port = slot->port };
-		__builtin_memcpy(remember.addr, slot->addr, sizeof(remember.addr));
-		bpf_map_update_elem(&affinity, &sticky, &remember, BPF_ANY);
+	if (!slot) {
+		slot = weighted_slot(group_id, group, &index);
+		if (!slot)
+			return REJECT;
+		if (frontend->affinity_seconds)
+			remember(&affinity, &sticky, now, index, slot);
 	}
+	if (flow)
+		remember(&udp_flows, &flow_key, now, index, slot);
 	*out = slot;
 	return CHOSEN;
 }
@@ -222,11 +252,11 @@ static __always_inline int refuse(enum choice choice)
 	return 0;
 }
 
-static __always_inline int balance4(struct bpf_sock_addr *ctx)
+static __always_inline int balance4(struct bpf_sock_addr *ctx, int unconnected)
 {
 	struct frontend_key key = { .addr = { 0, 0, bpf_htonl(0xffff), ctx->user_ip4 }, .port = (__u16)ctx->user_port, .proto = (__u8)ctx->protocol };
 	struct slot *endpoint = 0;
-	enum choice choice = choose(ctx, &key, &endpoint);
+	enum choice choice = choose(ctx, &key, unconnected ? bpf_get_socket_cookie(ctx) : 0, &endpoint);
 	if (choice == NOT_A_SERVICE)
 		return 1;
 	// An IPv6 endpoint cannot serve an AF_INET socket; compute never mixes families in a group.
@@ -238,12 +268,12 @@ static __always_inline int balance4(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
-static __always_inline int balance6(struct bpf_sock_addr *ctx)
+static __always_inline int balance6(struct bpf_sock_addr *ctx, int unconnected)
 {
 	struct frontend_key key = { .addr = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] },
 				    .port = (__u16)ctx->user_port, .proto = (__u8)ctx->protocol };
 	struct slot *endpoint = 0;
-	enum choice choice = choose(ctx, &key, &endpoint);
+	enum choice choice = choose(ctx, &key, unconnected ? bpf_get_socket_cookie(ctx) : 0, &endpoint);
 	if (choice == NOT_A_SERVICE)
 		return 1;
 	if (choice != CHOSEN || !endpoint)
@@ -286,17 +316,18 @@ static __always_inline int restore6(struct bpf_sock_addr *ctx)
 }
 
 SEC("cgroup/connect4")
-int ferry_connect4(struct bpf_sock_addr *ctx) { return balance4(ctx); }
+int ferry_connect4(struct bpf_sock_addr *ctx) { return balance4(ctx, 0); }
 
 SEC("cgroup/connect6")
-int ferry_connect6(struct bpf_sock_addr *ctx) { return balance6(ctx); }
+int ferry_connect6(struct bpf_sock_addr *ctx) { return balance6(ctx, 0); }
 
-// Unconnected UDP: every datagram with an address goes through sendmsg (a connected socket's do not).
+// Unconnected UDP: every datagram with an address goes through sendmsg (a connected socket's do not);
+// the socket's first choice per Service is kept in udp_flows.
 SEC("cgroup/sendmsg4")
-int ferry_sendmsg4(struct bpf_sock_addr *ctx) { return balance4(ctx); }
+int ferry_sendmsg4(struct bpf_sock_addr *ctx) { return balance4(ctx, 1); }
 
 SEC("cgroup/sendmsg6")
-int ferry_sendmsg6(struct bpf_sock_addr *ctx) { return balance6(ctx); }
+int ferry_sendmsg6(struct bpf_sock_addr *ctx) { return balance6(ctx, 1); }
 
 // recvmsg and getpeername programs must return 1 (the kernel refuses to load anything else).
 SEC("cgroup/recvmsg4")
