@@ -13,6 +13,8 @@ import { writeGroup, type WeightedEndpoint } from '../dataplane/ebpf/groups.js';
 import { MAPS, type Frontend, type FrontendKey, type Group, type Slot, type SlotKey } from '../dataplane/ebpf/layout.js';
 import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
 import { attachSocketPrograms, detachSocketPrograms, EbpfUnavailableError, loadSocketPrograms, mountBpffs, probeSockets, unloadSocketPrograms } from '../dataplane/ebpf/programs.js';
+import { applySocketPlan, planSockets } from '../dataplane/ebpf/plan.js';
+import type { NodeRules, ServicePortRules } from '../controlplane/compute/node-rules.js';
 import { binomialCdf } from './helpers/statistics.js';
 
 // Socket-level balancing in the real kernel. Each test makes its own network namespace (endpoints on
@@ -308,6 +310,56 @@ test('kernel: ebpf the map writer round-trips entries in batches, deletes absent
   t.is((await world.writer.dump(world.maps.slots)).length, 4998);
   await t.throwsAsync(world.writer.open(MAPS.groups, join(world.cgroup, 'no-such-pin')), { message: /No such file/ });
   t.is((await world.writer.dump(world.maps.groups)).length, 0, 'the writer keeps answering after an error');
+});
+
+/** One TCP Service port on port 80 whose cluster IP leads to `internal`, with the cluster group's endpoints. */
+function servicePort(name: string, clusterIP: string, internal: ServicePortRules['internal'], endpoints: Array<{ ip: string; port: number }>, externalIPs: string[] = []): ServicePortRules {
+  return {
+    id: `default/${name}:80/tcp`, hash: name.toUpperCase(), protocol: 'tcp', clusterIP, port: 80, nodePort: 0, externalIPs, internal, affinitySeconds: 0,
+    ...(endpoints.length ? { cluster: { clusterIPMasquerade: 'none', endpoints: endpoints.map((endpoint) => ({ ...endpoint, hash: `${name}-${endpoint.port}`, weight: 1 })) } } : {}),
+  };
+}
+
+function nodeRules(v4: ServicePortRules[], v6: ServicePortRules[]): NodeRules {
+  const family = (name: 'IPv4' | 'IPv6', servicePorts: ServicePortRules[]) => ({ family: name, nodePortAddresses: { kind: 'all' as const }, serviceCIDRs: [], clusterIPs: servicePorts.map((port) => port.clusterIP), servicePorts });
+  return { node: 'node-a', masqueradeMark: '0x4000', families: [family('IPv4', v4), family('IPv6', v6)], healthChecks: [] };
+}
+
+test('kernel: ebpf NodeRules planned into the maps serve cluster IPs, external IPs and verdicts, and a second plan applies only the difference', async (t) => {
+  const world = await lab(t);
+  const [one, two, three] = ENDPOINTS.v4;
+  const first = planSockets(nodeRules([
+    servicePort('web', '10.96.0.10', 'cluster', [one!, two!], ['192.0.2.10']),
+    servicePort('empty', '10.96.0.30', 'reject', []),
+    servicePort('local', '10.96.0.40', 'drop', []),
+  ], [servicePort('web6', 'fd00:96::10', 'cluster', [ENDPOINTS.v6[0]!])]));
+  await applySocketPlan(world.writer, world.maps, undefined, first);
+  t.deepEqual(ports(await world.client('tcp', '10.96.0.10', 80, 30)), [8081, 8082]);
+  t.deepEqual(ports(await world.client('tcp', '192.0.2.10', 80, 30)), [8081, 8082], 'an external IP leads to the cluster group from inside');
+  t.is((await world.client('tcp', '10.96.0.30', 80, 1))[0]!.error, 'ECONNREFUSED');
+  t.is((await world.client('tcp', '10.96.0.40', 80, 1))[0]!.error, 'EPERM');
+  t.deepEqual(ports(await world.client('tcp', 'fd00:96::10', 80, 5)), [8081]);
+
+  // WHEN web shrinks to another endpoint, empty gets one and local goes away
+  const second = planSockets(nodeRules([
+    servicePort('web', '10.96.0.10', 'cluster', [three!], ['192.0.2.10']),
+    servicePort('empty', '10.96.0.30', 'cluster', [one!]),
+  ], [servicePort('web6', 'fd00:96::10', 'cluster', [ENDPOINTS.v6[0]!])]), first);
+  t.is(second.ids.get('WEB/cluster'), first.ids.get('WEB/cluster'), 'a group keeps its id');
+  const changes = await applySocketPlan(world.writer, world.maps, first, second);
+  // web: 1 slot + group; empty: 1 slot + group + frontend. Deleted: web's surplus slot, local's frontend.
+  t.deepEqual(changes, { written: 5, deleted: 2 });
+  t.deepEqual(ports(await world.client('tcp', '10.96.0.10', 80, 10)), [8083]);
+  t.deepEqual(ports(await world.client('tcp', '10.96.0.30', 80, 5)), [8081]);
+  t.is((await world.client('tcp', '10.96.0.40', 80, 1))[0]!.error, 'ENETUNREACH', 'a removed frontend is no longer balanced');
+  const groups = new Map(await world.writer.dump(world.maps.groups));
+  t.deepEqual([...groups.keys()].sort(), [...second.groups.keys()].sort(), 'the kernel holds exactly the planned groups');
+  t.is((await world.writer.dump(world.maps.slots)).length, 3);
+  t.is((await world.writer.dump(world.maps.frontends)).length, 4);
+  t.deepEqual(await applySocketPlan(world.writer, world.maps, second, planSockets(nodeRules([
+    servicePort('web', '10.96.0.10', 'cluster', [three!], ['192.0.2.10']),
+    servicePort('empty', '10.96.0.30', 'cluster', [one!]),
+  ], [servicePort('web6', 'fd00:96::10', 'cluster', [ENDPOINTS.v6[0]!])]), second)), { written: 0, deleted: 0 }, 'the same rules again write nothing');
 });
 
 test('kernel: ebpf the probe names what is missing', async (t) => {

@@ -1,0 +1,116 @@
+// NodeRules → what the socket programs' maps must hold, and the ordered writes from one such state to
+// the next. The plan is pure; applySocketPlan is the only part that writes.
+import type { EndpointGroup, NodeRules, ServicePortRules } from '../../controlplane/compute/node-rules.js';
+import type { WeightedEndpoint } from './groups.js';
+import { groupSlots } from './groups.js';
+import type { Frontend, FrontendKey, Group, Slot, SlotKey } from './layout.js';
+import type { MapWriter, OpenMap } from './map-writer.js';
+
+/** The maps' contents for one NodeRules, with the group ids handed on so that they stay put between syncs. */
+export interface SocketPlan {
+  /** By `ip|port|protocol`. */
+  frontends: Map<string, [FrontendKey, Frontend]>;
+  groups: Map<number, WeightedEndpoint[]>;
+  /** Group id by `servicePortHash/cluster` or `servicePortHash/local`. */
+  ids: Map<string, number>;
+}
+
+export interface SocketMaps {
+  frontends: OpenMap<FrontendKey, Frontend>;
+  groups: OpenMap<number, Group>;
+  slots: OpenMap<SlotKey, Slot>;
+}
+
+const frontendId = (key: FrontendKey) => `${key.ip}|${key.port}|${key.protocol}`;
+
+/**
+ * What sockets of pods and node processes meet. The cluster IP leads where `internal` says; external
+ * IPs and load-balancer IPs lead to the cluster group (from inside, even under a Local policy, as in
+ * kube-proxy) or are refused when there is none. Left to the packet path: node ports (a node address
+ * is not in NodeRules) and load-balancer IPs with source ranges (connect() has no source address yet
+ * to check them against).
+ */
+export function planSockets(rules: NodeRules, previous?: SocketPlan): SocketPlan {
+  const plan: SocketPlan = { frontends: new Map(), groups: new Map(), ids: new Map() };
+  const taken = new Set(previous?.ids.values());
+  let next = 1;
+  const groupId = (port: ServicePortRules, which: 'cluster' | 'local', group: EndpointGroup): number => {
+    const name = `${port.hash}/${which}`;
+    let id = plan.ids.get(name) ?? previous?.ids.get(name);
+    if (id === undefined) {
+      // A new group never takes an id the previous plan used: its old slots may still be in the maps.
+      while (taken.has(next)) next += 1;
+      id = next;
+      taken.add(id);
+    }
+    plan.ids.set(name, id);
+    plan.groups.set(id, group.endpoints.map(({ ip, port: endpointPort, weight }) => ({ ip, port: endpointPort, weight })));
+    return id;
+  };
+  const put = (key: FrontendKey, value: Frontend) => plan.frontends.set(frontendId(key), [key, value]);
+
+  for (const family of rules.families) {
+    for (const port of family.servicePorts) {
+      const key = (ip: string): FrontendKey => ({ ip, port: port.port, protocol: port.protocol });
+      const affinitySeconds = port.affinitySeconds;
+      const target = port.internal === 'cluster' || port.internal === 'local' ? port[port.internal] : undefined;
+      if (target) put(key(port.clusterIP), { group: groupId(port, port.internal as 'cluster' | 'local', target), verdict: 'serve', affinitySeconds });
+      else put(key(port.clusterIP), { group: 0, verdict: port.internal === 'drop' ? 'drop' : 'reject', affinitySeconds: 0 });
+      const filtered = new Set(port.firewall?.sourceRanges.length ? port.firewall.loadBalancerIPs : []);
+      for (const ip of port.externalIPs.filter((address) => !filtered.has(address))) {
+        if (port.cluster?.endpoints.length) put(key(ip), { group: groupId(port, 'cluster', port.cluster), verdict: 'serve', affinitySeconds });
+        else put(key(ip), { group: 0, verdict: 'reject', affinitySeconds: 0 });
+      }
+    }
+  }
+  return plan;
+}
+
+const sameEndpoints = (a: WeightedEndpoint[] | undefined, b: WeightedEndpoint[]) =>
+  a !== undefined && a.length === b.length && a.every((endpoint, index) => endpoint.ip === b[index]!.ip && endpoint.port === b[index]!.port && endpoint.weight === b[index]!.weight);
+const sameFrontend = (a: Frontend | undefined, b: Frontend) => a !== undefined && a.group === b.group && a.verdict === b.verdict && a.affinitySeconds === b.affinitySeconds;
+
+/**
+ * Writes the difference between two plans in one batch per step, in the order that keeps the maps
+ * consistent for a connect at any moment: slots of growing groups, then every changed group entry,
+ * then slots of shrinking groups and their surplus, then frontends (now pointing at complete groups),
+ * removed frontends, and last the groups nothing points at any more. Without `previous`, everything
+ * is written and nothing removed. The number of map entries written and deleted.
+ */
+export async function applySocketPlan(writer: MapWriter, maps: SocketMaps, previous: SocketPlan | undefined, next: SocketPlan): Promise<{ written: number; deleted: number }> {
+  const growing: Array<[SlotKey, Slot]> = [];
+  const shrinking: Array<[SlotKey, Slot]> = [];
+  const surplus: SlotKey[] = [];
+  const groups: Array<[number, Group]> = [];
+  for (const [id, endpoints] of next.groups) {
+    const before = previous?.groups.get(id);
+    if (sameEndpoints(before, endpoints)) continue;
+    const { group, slots } = groupSlots(endpoints);
+    const entries = slots.map((slot, index): [SlotKey, Slot] => [{ group: id, index }, slot]);
+    const previousCount = before?.length ?? 0;
+    (group.count >= previousCount ? growing : shrinking).push(...entries);
+    for (let index = group.count; index < previousCount; index++) surplus.push({ group: id, index });
+    groups.push([id, group]);
+  }
+  const frontends = [...next.frontends].filter(([id, [, value]]) => !sameFrontend(previous?.frontends.get(id)?.[1], value)).map(([, entry]) => entry);
+  const goneFrontends = [...(previous?.frontends ?? [])].filter(([id]) => !next.frontends.has(id)).map(([, [key]]) => key);
+  const goneGroups = [...(previous?.groups ?? [])].filter(([id]) => !next.groups.has(id));
+
+  let written = 0;
+  let deleted = 0;
+  const update = async <K, V>(map: OpenMap<K, V>, entries: Array<[K, V]>) => {
+    if (entries.length) written += await writer.update(map, entries);
+  };
+  const remove = async <K, V>(map: OpenMap<K, V>, keys: K[]) => {
+    if (keys.length) deleted += await writer.delete(map, keys);
+  };
+  await update(maps.slots, growing);
+  await update(maps.groups, groups);
+  await update(maps.slots, shrinking);
+  await remove(maps.slots, surplus);
+  await update(maps.frontends, frontends);
+  await remove(maps.frontends, goneFrontends);
+  await remove(maps.groups, goneGroups.map(([id]) => id));
+  await remove(maps.slots, goneGroups.flatMap(([id, endpoints]) => endpoints.map((_, index) => ({ group: id, index }))));
+  return { written, deleted };
+}
