@@ -66,13 +66,16 @@ function agent(t: ExecutionContext, netns: string, args: string[]): Process {
   return start(t, netns, [process.execPath, join(root, 'bin/ferry.js'), 'agent', ...args], { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443', FERRY_LOG_LEVEL: 'debug' });
 }
 
+/** Polls until `probe` gives a value; fails well before ava's timeout, so that the teardowns run. */
 async function until<T>(what: string, probe: () => Promise<T | undefined>, process?: Process): Promise<T> {
-  for (;;) {
+  const deadline = performance.now() + 60_000;
+  while (performance.now() < deadline) {
     const value = await probe();
     if (value !== undefined) return value;
     if (process && process.child.exitCode !== null) throw new Error(`the agent exited while waiting until ${what}:\n${process.output()}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+  throw new Error(`gave up waiting until ${what}${process ? `:\n${process.output()}` : ''}`);
 }
 
 /** GET from inside the namespace: status and body, or undefined while nothing answers. */
