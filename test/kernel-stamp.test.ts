@@ -35,7 +35,7 @@ test('kernel: apply writes once and then decides from the stamp, listing no rule
   t.deepEqual(await applyIfChanged(runner, first), { changed: true, added: rulesStamp(first).lines, removed: 0 });
   commands.length = 0;
   t.deepEqual(await applyIfChanged(runner, rules(['10.244.1.9'])), { changed: false, added: 0, removed: 0 }, 'the same rules rendered again');
-  t.deepEqual(commands, ['nft -j list tables', 'nft -j list set ip ferry rules-digest', 'nft -j list set ip6 ferry rules-digest']);
+  t.deepEqual(commands, ['nft -t -j list sets', 'nft -j list set ip ferry rules-digest', 'nft -j list set ip6 ferry rules-digest']);
   const second = rules(['10.244.1.9', '10.244.2.9']);
   t.deepEqual(await applyIfChanged(runner, second), { changed: true, added: rulesStamp(second).lines, removed: rulesStamp(first).lines });
   const { current, desired } = await compareRules(runner, second);
