@@ -68,7 +68,8 @@ function loadTemplates() {
   const handlebars = Handlebars.create();
   const directory = join(packageRoot(), 'templates');
   const compile = (name: string) => handlebars.compile(readFileSync(join(directory, `${name}.hbs`), 'utf8'), { noEscape: true, strict: true });
-  for (const file of readdirSync(directory)) {
+  // Only the Handlebars files here are partials (templates/ebpf/ holds BPF C sources).
+  for (const file of readdirSync(directory).filter((entry) => entry.endsWith('.hbs'))) {
     const name = file.replace(/\.hbs$/, '');
     if (name !== 'nftables' && name !== 'iptables' && name !== 'nft-service-port') handlebars.registerPartial(name, compile(name));
   }
