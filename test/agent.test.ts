@@ -34,7 +34,8 @@ function capturingLogger() {
 }
 
 async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  // A bound for a hang only: a busy machine may take many seconds for a sync.
+  for (let i = 0; i < 1200; i++) {
     if (await condition()) return;
     await new Promise((resolve) => setTimeout(resolve, 25));
   }

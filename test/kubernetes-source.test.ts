@@ -35,7 +35,8 @@ async function fakeCluster(t: import('ava').ExecutionContext, options: { service
 }
 
 async function eventually(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  // A bound for a hang only: a busy machine may take many seconds for a sync.
+  for (let i = 0; i < 1200; i++) {
     if (condition()) return;
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
