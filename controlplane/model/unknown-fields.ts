@@ -60,25 +60,39 @@ export function schemaFields(type: string): Map<string, string> | undefined {
 /** Every field of `object` that its schema type does not have, in document order. */
 export function unknownFields(object: unknown, type: string): UnknownField[] {
   const found: UnknownField[] = [];
-  walk(object, type, '', found);
+  walk(object, type, [], found);
   return found;
 }
 
-function walk(value: unknown, type: string, path: string, found: UnknownField[]): void {
-  const item = /^Array<(.+)>$/.exec(type)?.[1];
+const itemTypes = new Map<string, string | undefined>();
+/** `Array<T>` → T, once per type name. */
+function itemType(type: string): string | undefined {
+  if (!itemTypes.has(type)) itemTypes.set(type, /^Array<(.+)>$/.exec(type)?.[1]);
+  return itemTypes.get(type);
+}
+
+// The path is kept as segments and joined only for an unknown field: every object of a large cluster
+// is walked, and almost none has one.
+function walk(value: unknown, type: string, path: string[], found: UnknownField[]): void {
+  const item = itemType(type);
   if (item !== undefined) {
-    if (Array.isArray(value)) value.forEach((element, index) => walk(element, item, `${path}[${index}]`, found));
+    if (!Array.isArray(value)) return;
+    for (let index = 0; index < value.length; index += 1) {
+      path.push(`[${index}]`);
+      walk(value[index], item, path, found);
+      path.pop();
+    }
     return;
   }
   const fields = schemaFields(type);
-  // A value of the wrong shape is the model's to refuse (or ignore, where ferry does not read it).
   if (!fields || !isRecord(value)) return;
   const lookInto = LOOK_INTO[type];
-  for (const [key, child] of Object.entries(value)) {
-    const childPath = path ? `${path}.${key}` : key;
+  for (const key in value) {
     const childType = fields.get(key);
-    if (childType === undefined) found.push({ path: childPath, suggestion: closestName(key, [...fields.keys()]) });
-    else if (!lookInto || lookInto.includes(key)) walk(child, childType, childPath, found);
+    path.push(path.length ? `.${key}` : key);
+    if (childType === undefined) found.push({ path: path.join(''), suggestion: closestName(key, [...fields.keys()]) });
+    else if (!lookInto || lookInto.includes(key)) walk(value[key], childType, path, found);
+    path.pop();
   }
 }
 
