@@ -8,7 +8,7 @@ import { renderedText, type Backend } from '../../dataplane/render.js';
 import { execaRunner } from '../../dataplane/runner.js';
 import { describeModelError } from '../model/cluster-state.js';
 import { packageRoot } from '../package-root.js';
-import { runAgent, type AgentCommandOptions } from './agent-command.js';
+import type { AgentCommandOptions } from './agent-command.js';
 import { endpointsReport, type EndpointsOptions } from './endpoints-command.js';
 import { desiredRules, type DesiredRules, type RuleOptions } from './pipeline.js';
 
@@ -177,6 +177,8 @@ async function main(argv: string[]): Promise<number> {
     .addOption(new Option('--balancing <mode>', 'endpoint choice for Services without a ferry.dev/balancing annotation: least-busy measures live connections (conntrack) and favours the less busy; uniform is kube-proxy\'s').choices(['least-busy', 'uniform']).default('least-busy'))
     .action(async (options: AgentCommandOptions & { hostnameOverride?: string; proxyMode?: Backend | '' }) => {
       const { hostnameOverride, proxyMode, ...rest } = options;
+      // Loaded here: the Kubernetes client is only the agent's, and loading it costs every command ~0.3 s.
+      const { runAgent } = await import('./agent-command.js');
       const code = await runAgent({ ...rest, node: rest.node || hostnameOverride, backend: rest.backend || proxyMode });
       // Watches and sockets of a stopped source must not keep the process alive.
       process.exit(code);

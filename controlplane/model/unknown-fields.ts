@@ -1,8 +1,9 @@
 // Field names the Kubernetes API does not have, as `kubectl apply --validate` warns about them. The
 // schema is the one @kubernetes/client-node is generated from: each model class's attributeTypeMap
 // lists the JSON field names of that API type and their types, so nothing here is written by hand but
-// where to look.
-import * as models from '@kubernetes/client-node';
+// where to look. Only the generated models are imported: the whole client (HTTP, watch, auth) would
+// double every command's start-up.
+import * as models from '@kubernetes/client-node/dist/gen/models/all.js';
 import { isRecord } from './fields.js';
 
 /** The schema type of each object ferry reads, by `apiVersion/kind`. */
