@@ -1,11 +1,9 @@
 // npm run bench:agent — time from a manifest change to the rules in the kernel, with 1,000 Services
 // × 10 endpoints present, 100 changes (one endpoint added each), for both backends. Runs itself in a
 // throwaway network namespace (unshare --net) and writes docs/agent-latency.md.
-import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Agent, type SyncKind } from '../controlplane/agent/agent.js';
 import type { NodeRules } from '../controlplane/compute/node-rules.js';
@@ -17,6 +15,7 @@ import { ManifestWatch } from '../controlplane/sources/manifest-watch.js';
 import { compareRules } from '../dataplane/dataplane.js';
 import { render, type Backend } from '../dataplane/render.js';
 import { execaRunner } from '../dataplane/runner.js';
+import { ownNetworkNamespace } from './own-namespace.js';
 import { syntheticCluster } from './synthetic.js';
 
 const SERVICES = 1000;
@@ -25,12 +24,7 @@ const CHANGES = 100;
 // Changes are spaced past minSyncPeriod (1 s), so each is synced on its own and nothing waits for the rate limit.
 const SPACING_MS = 1100;
 
-if (!process.env.FERRY_BENCH_NETNS) {
-  execFileSync('unshare', ['--net', '--', 'sh', '-c', `ip link set lo up && exec "$@"`, 'sh', process.execPath, ...process.execArgv, fileURLToPath(import.meta.url)], {
-    stdio: 'inherit', env: { ...process.env, FERRY_BENCH_NETNS: '1' },
-  });
-  process.exit(0);
-}
+ownNetworkNamespace(import.meta.url);
 
 const config = { ...defaultConfig, clusterCIDRs: ['10.244.0.0/16'], detectLocalMode: 'ClusterCIDR' as const };
 

@@ -1,5 +1,5 @@
 // The commands as a user runs them, each a whole process, timed from inside one throwaway network
-// namespace that bench/scale.ts made for this run alone. Prints one JSON line.
+// namespace that bench/scale.ts made for this run alone (started by hand, it makes its own). Prints one JSON line.
 //   --mode kernel:   `nft -f SCRIPT` alone (what the kernel takes for the rendered script)
 //   --mode commands: ferry render, ferry apply into the empty namespace, ferry apply again, ferry diff,
 //                    `nft list table` alone, then an agent start over the rules apply left (a restart)
@@ -8,6 +8,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { ownNetworkNamespace } from './own-namespace.js';
+
+ownNetworkNamespace(import.meta.url);
 
 const { values } = parseArgs({ options: { mode: { type: 'string' }, script: { type: 'string' }, manifests: { type: 'string' }, ferry: { type: 'string' } } });
 const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';

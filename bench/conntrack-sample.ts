@@ -4,18 +4,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { liveConnections } from '../controlplane/balance/live-connections.js';
 import { packageRoot } from '../controlplane/package-root.js';
 import { listNatedConnections } from '../dataplane/conntrack-sample.js';
 import { execaRunner } from '../dataplane/runner.js';
+import { ownNetworkNamespace } from './own-namespace.js';
 
-if (!process.env.FERRY_BENCH_NETNS) {
-  execFileSync('unshare', ['--net', '--', process.execPath, ...process.execArgv, fileURLToPath(import.meta.url)], {
-    stdio: 'inherit', env: { ...process.env, FERRY_BENCH_NETNS: '1' },
-  });
-  process.exit(0);
-}
+ownNetworkNamespace(import.meta.url);
 
 /** Inserts entries `from`..`to`-1: client 10.1.x.y → 10.96.0.1:80, NATed to one of 30 endpoints. */
 function fill(from: number, to: number): void {

@@ -9,7 +9,10 @@ import { buildClusterState } from '../controlplane/model/cluster-state.js';
 import { applyChanges, applyRules, reassertRules } from '../dataplane/dataplane.js';
 import { render, type Backend, type RenderedRules } from '../dataplane/render.js';
 import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
+import { ownNetworkNamespace } from './own-namespace.js';
 import { clusterIP, endpointIP, syntheticCluster, syntheticService } from './synthetic.js';
+
+ownNetworkNamespace(import.meta.url);
 
 const { values } = parseArgs({ options: { backend: { type: 'string' }, services: { type: 'string' }, endpoints: { type: 'string' } } });
 const backend = values.backend as Backend;
