@@ -8,13 +8,13 @@ import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { packageRoot } from '../controlplane/package-root.js';
 import { execaRunner, runChecked } from '../dataplane/runner.js';
-import { deleteNamespaces } from '../e2e/netns.js';
 import { writeGroup, type WeightedEndpoint } from '../dataplane/ebpf/groups.js';
 import { MAPS, type Frontend, type FrontendKey, type Group, type Slot, type SlotKey } from '../dataplane/ebpf/layout.js';
 import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
 import { attachSocketPrograms, detachSocketPrograms, EbpfUnavailableError, loadSocketPrograms, mountBpffs, probeSockets, unloadSocketPrograms } from '../dataplane/ebpf/programs.js';
 import { applySocketPlan, planSockets } from '../dataplane/ebpf/plan.js';
 import type { NodeRules, ServicePortRules } from '../controlplane/compute/node-rules.js';
+import { throwawayNamespace } from './helpers/netns-runner.js';
 import { binomialCdf } from './helpers/statistics.js';
 
 // Socket-level balancing in the real kernel. Each test makes its own network namespace (endpoints on
@@ -64,13 +64,9 @@ interface Attempt { ok: boolean; endpointPort?: number; server?: string; peer?: 
 const created = { cgroups: [] as string[], namespaces: [] as string[], mounts: [] as string[] };
 
 // The safety net when the worker exits without its teardowns (a timeout, an interrupt): the same
-// removals, synchronously, each allowed to find nothing.
+// removals, synchronously, each allowed to find nothing (the namespaces have e2e's Lab for that).
 const sync = (command: string, ...args: string[]) => spawnSync(command, args, { stdio: 'ignore' });
 process.once('exit', () => {
-  for (const ns of created.namespaces) {
-    for (const pid of String(spawnSync('ip', ['netns', 'pids', ns]).stdout ?? '').split('\n').filter(Boolean)) sync('kill', '-9', pid);
-    sync('ip', 'netns', 'del', ns);
-  }
   for (const cgroup of created.cgroups.filter((path) => existsSync(path))) {
     const listing = String(spawnSync('bpftool', ['-j', 'cgroup', 'show', cgroup]).stdout ?? '').trim();
     for (const program of (listing ? JSON.parse(listing) : []) as Array<{ id: number; attach_type: string }>) sync('bpftool', 'cgroup', 'detach', cgroup, program.attach_type, 'id', String(program.id));
@@ -94,8 +90,9 @@ interface Lab {
 }
 
 async function lab(t: ExecutionContext): Promise<Lab> {
+  const { name: ns, runner } = await throwawayNamespace(t);
+  created.namespaces.push(ns);
   const name = `ferryk-${randomBytes(4).toString('hex')}`;
-  const ns = name;
   const cgroup = join(CGROUP2, name);
   const bpffs = join(tmpdir(), name, 'bpffs');
   const pinDir = join(bpffs, 'ferry');
@@ -104,7 +101,6 @@ async function lab(t: ExecutionContext): Promise<Lab> {
   // what was never created.
   t.teardown(async () => {
     await made.writer?.close().catch(() => undefined);
-    await deleteNamespaces(created.namespaces.includes(ns) ? [ns] : []);
     if (existsSync(cgroup)) {
       await detachSocketPrograms(cgroup).catch(() => undefined);
       await rmdir(cgroup);
@@ -114,10 +110,7 @@ async function lab(t: ExecutionContext): Promise<Lab> {
     await rm(join(tmpdir(), name), { recursive: true, force: true });
   });
 
-  await runChecked(execaRunner, 'creating the namespace', 'ip', ['netns', 'add', ns]);
-  created.namespaces.push(ns);
-  const inNs = (...command: string[]) => runChecked(execaRunner, `in ${ns}`, 'ip', ['-n', ns, ...command]);
-  await inNs('link', 'set', 'lo', 'up');
+  const inNs = (...command: string[]) => runChecked(runner, `in ${ns}`, 'ip', command);
   for (const { ip } of [...ENDPOINTS.v4, ...ENDPOINTS.v6]) await inNs('address', 'add', ip.includes(':') ? `${ip}/128` : `${ip}/32`, 'dev', 'lo', ...(ip.includes(':') ? ['nodad'] : []));
 
   await mkdir(cgroup);

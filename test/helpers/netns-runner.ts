@@ -1,19 +1,21 @@
 // A throwaway named network namespace for kernel tests, and a Runner that runs ferry's commands inside it.
-import { randomBytes } from 'node:crypto';
 import type { ExecutionContext } from 'ava';
-import { execaRunner, runChecked, type Runner } from '../../dataplane/runner.js';
+import { execaRunner, type Runner } from '../../dataplane/runner.js';
+import { Lab } from '../../e2e/netns.js';
 
 /** A Runner that runs every command inside network namespace `name` (ip netns exec). */
 export function runnerIn(name: string): Runner {
   return { run: (command, args, input) => execaRunner.run('ip', ['netns', 'exec', name, command, ...args], input) };
 }
 
-/** Creates an empty namespace with a unique name, deleted when the test ends, also when it fails. */
+/**
+ * Creates an empty namespace (loopback up) with a name unique to the run, deleted when the test ends,
+ * also when it fails, with whatever still runs inside; e2e's Lab also deletes it when the worker exits
+ * without its teardowns (a timeout, an interrupt).
+ */
 export async function throwawayNamespace(t: ExecutionContext): Promise<{ name: string; runner: Runner }> {
-  const name = `ferryk-${randomBytes(4).toString('hex')}`;
-  await runChecked(execaRunner, 'creating a test namespace failed', 'ip', ['netns', 'add', name]);
-  t.teardown(async () => {
-    await execaRunner.run('ip', ['netns', 'del', name]);
-  });
+  const lab = new Lab();
+  t.teardown(() => lab.destroy());
+  const { name } = await lab.namespace('kernel');
   return { name, runner: runnerIn(name) };
 }
