@@ -64,7 +64,7 @@ test('empty or unset, FERRY_NODE and FERRY_BACKEND stay one empty flag each, and
   t.deepEqual(await execStart({}), expected);
 });
 
-test('the environment file is optional, and SIGTERM stops the agent, which keeps the rules', async (t) => {
+test('the environment file is optional, and the unit stops the agent with SIGTERM (which keeps the rules: test/agent-process.test.ts) and restarts it', async (t) => {
   const unit = await readFile(unitPath, 'utf8');
   t.is(serviceSetting(unit, 'EnvironmentFile'), '-/etc/ferry/ferry.env');
   t.is(serviceSetting(unit, 'KillSignal'), 'SIGTERM');
