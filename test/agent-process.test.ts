@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { packageRoot } from '../controlplane/package-root.js';
 import { runChecked } from '../dataplane/runner.js';
-import { throwawayNamespace } from './helpers/netns-runner.js';
+import { runnerIn, throwawayNamespace } from './helpers/netns-runner.js';
 import { nodeObject, serviceObject, sliceObject } from './helpers/objects.js';
 
 const root = packageRoot();
@@ -81,12 +81,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, proce
 /** GET from inside the namespace: status and body, or undefined while nothing answers. */
 async function get(netns: string, url: string): Promise<{ status: number; body: string } | undefined> {
   const script = 'fetch(process.argv[1]).then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })), () => console.log("null"))';
-  const { stdout } = await new Promise<{ stdout: string }>((resolve) => {
-    const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', script, url]);
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += String(chunk)));
-    child.once('exit', () => resolve({ stdout: out }));
-  });
+  const { stdout } = await runnerIn(netns).run(process.execPath, ['-e', script, url]);
   return (JSON.parse(stdout) as { status: number; body: string } | null) ?? undefined;
 }
 
