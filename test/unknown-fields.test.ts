@@ -4,7 +4,9 @@ import { Readable } from 'node:stream';
 import test from 'ava';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
 import type { ModelError } from '../controlplane/model/types.js';
-import { closestName, LOOK_INTO, OBJECT_SCHEMAS, schemaFields } from '../controlplane/model/unknown-fields.js';
+import { API_SCHEMA } from '../controlplane/model/api-schema.js';
+import { clientNodeFields } from '../controlplane/model/client-node-schema.js';
+import { closestName, LOOK_INTO, OBJECT_SCHEMAS, reachableSchema, schemaFields } from '../controlplane/model/unknown-fields.js';
 import { ManifestError, readManifests } from '../controlplane/sources/manifests.js';
 import { nodeObject, serviceObject, sliceObject } from './helpers/objects.js';
 
@@ -157,6 +159,11 @@ test('a likely typo is suggested only when one candidate is clearly closest', (t
 test('the schema table names types and fields that client-node has, so an upgrade that renames one fails here', (t) => {
   for (const type of [...Object.values(OBJECT_SCHEMAS), ...Object.keys(LOOK_INTO)]) t.truthy(schemaFields(type), type);
   for (const [type, fields] of Object.entries(LOOK_INTO)) for (const field of fields) t.true(schemaFields(type)!.has(field), `${type}.${field}`);
+});
+
+test('api-schema.ts is what the installed client-node says of every type ferry walks (after an upgrade: npm run schema)', async (t) => {
+  t.deepEqual(API_SCHEMA, reachableSchema(await clientNodeFields()));
+  t.true(Object.keys(API_SCHEMA).length > 20, 'the walk reached the nested types');
 });
 
 test('real kubectl get -o yaml output (status, managedFields, defaults) reads without a warning', async (t) => {

@@ -1,9 +1,10 @@
 // Field names the Kubernetes API does not have, as `kubectl apply --validate` warns about them. The
 // schema is the one @kubernetes/client-node is generated from: each model class's attributeTypeMap
 // lists the JSON field names of that API type and their types, so nothing here is written by hand but
-// where to look. Only the generated models are imported: the whole client (HTTP, watch, auth) would
-// double every command's start-up.
-import * as models from '@kubernetes/client-node/dist/gen/models/all.js';
+// where to look. The types ferry walks are copied out of client-node into api-schema.ts (`npm run
+// schema`; a test fails when they differ): importing its ~700 generated model modules took 150 ms of
+// every command's start.
+import { API_SCHEMA } from './api-schema.js';
 import { isRecord } from './fields.js';
 
 /** The schema type of each object ferry reads, by `apiVersion/kind`. */
@@ -41,21 +42,38 @@ export interface UnknownField {
   suggestion: string | undefined;
 }
 
-interface ModelClass {
-  attributeTypeMap: { baseName: string; type: string }[];
-}
+/** An API type's fields: JSON name → type name (`V1ServicePort`, `Array<string>`, `{ [key: string]: string; }`). */
+export type TypeFields = Readonly<Record<string, string>>;
 
 const schemas = new Map<string, Map<string, string> | undefined>();
 
 /** The fields of an API type (JSON name → type), or undefined for primitives, maps and unknown names. */
 export function schemaFields(type: string): Map<string, string> | undefined {
   if (!schemas.has(type)) {
-    const model = (models as unknown as Record<string, Partial<ModelClass> | undefined>)[type];
-    schemas.set(type, Array.isArray(model?.attributeTypeMap)
-      ? new Map(model.attributeTypeMap.map((attribute) => [attribute.baseName, attribute.type]))
-      : undefined);
+    const fields = Object.hasOwn(API_SCHEMA, type) ? API_SCHEMA[type] : undefined;
+    schemas.set(type, fields ? new Map(Object.entries(fields)) : undefined);
   }
   return schemas.get(type);
+}
+
+/**
+ * The fields of every type `unknownFields` can reach from OBJECT_SCHEMAS, LOOK_INTO followed, by type
+ * name in name order: what api-schema.ts holds. `fieldsOf` reads one type from client-node's models.
+ */
+export function reachableSchema(fieldsOf: (type: string) => TypeFields | undefined): Record<string, TypeFields> {
+  const found: Record<string, TypeFields> = {};
+  const visit = (type: string): void => {
+    const item = itemType(type);
+    if (item !== undefined) return visit(item);
+    if (Object.hasOwn(found, type)) return;
+    const fields = fieldsOf(type);
+    if (!fields) return;
+    found[type] = fields;
+    const lookInto = LOOK_INTO[type];
+    for (const [field, child] of Object.entries(fields)) if (!lookInto || lookInto.includes(field)) visit(child);
+  };
+  for (const type of Object.values(OBJECT_SCHEMAS)) visit(type);
+  return Object.fromEntries(Object.entries(found).sort(([a], [b]) => (a < b ? -1 : 1)));
 }
 
 /** Every field of `object` that its schema type does not have, in document order. */
