@@ -127,20 +127,12 @@ function lineChanges(current: string, desired: string): { added: number; removed
 }
 
 /**
- * The kernel's current ferry rules and the desired ones, both as the kernel lists them. nftables: the
- * kernel's listing is first compared with the script rewritten into the kernel's words
- * (canonicalAsKernelLists); only when they differ is the script loaded into a throwaway namespace and
- * listed there, so that a difference is shown exactly and never one of wording. Both ways read the
- * kernel's real rules, never the stamp.
+ * The kernel's current ferry rules and the desired ones, both as the kernel lists them, whole: what
+ * apply compares for tables without a stamp. Both ways read the kernel's real rules, never the stamp.
  */
-export async function compareRules(runner: Runner, rendered: RenderedRules): Promise<{ current: string; desired: string }> {
+export async function compareRules(runner: Runner, rendered: RenderedRules): Promise<nftables.Comparison> {
   checkRendered(rendered);
-  if (rendered.backend === 'nftables') {
-    const text = rendered.texts[0]!.text;
-    const current = await nftables.readNftables(runner);
-    const worded = nftables.canonicalAsKernelLists(text);
-    return { current, desired: worded === current ? worded : await nftables.listAsKernelWould(runner, text) };
-  }
+  if (rendered.backend === 'nftables') return nftables.compareByListing(runner, rendered.texts[0]!.text);
   let current = '';
   let desired = '';
   for (const part of rendered.texts) {
@@ -151,9 +143,16 @@ export async function compareRules(runner: Runner, rendered: RenderedRules): Pro
   return { current, desired };
 }
 
-/** A unified diff from the kernel's rules to the desired ones; empty when they are the same. */
-export async function diffRules(runner: Runner, rendered: RenderedRules): Promise<string> {
-  const { current, desired } = await compareRules(runner, rendered);
+/**
+ * A unified diff from the kernel's rules to the desired ones; empty when they are the same. nftables
+ * compares object digests and shows only the chains and sets that differ (compareNftables); `onListing`
+ * hears when it has to list whole tables instead.
+ */
+export async function diffRules(runner: Runner, rendered: RenderedRules, onListing?: (why: string) => void): Promise<string> {
+  checkRendered(rendered);
+  const { current, desired } = rendered.backend === 'nftables'
+    ? await nftables.compareNftables(runner, rendered.texts[0]!.text, onListing)
+    : await compareRules(runner, rendered);
   if (current === desired) return '';
   return createTwoFilesPatch('kernel', 'desired', current, desired, '', '', { context: 3 });
 }

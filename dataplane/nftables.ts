@@ -1,5 +1,6 @@
 // nftables shell: check, apply, read back and clean up ferry's tables (`ip ferry`, `ip6 ferry`) with nft.
 import { createHash } from 'node:crypto';
+import { buildNftDigest, differingObjects, parseDigests, type ObjectDigests, type TableObject } from './nft-digest.js';
 import { reassertScript, renderedTables, type NftInventory } from './nft-incremental.js';
 import type { RenderedRules } from './render.js';
 import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from './runner.js';
@@ -143,6 +144,91 @@ export async function readNftables(runner: Runner): Promise<string> {
   return canonicalNftables(listings.join('\n'));
 }
 
+/** The kernel's ferry rules and the script's, both canonical and in the kernel's words: what a diff compares. */
+export interface Comparison {
+  current: string;
+  desired: string;
+}
+
+/**
+ * The kernel's tables compared with the script by listing both whole: the kernel's listing first with
+ * the script rewritten into the kernel's words (canonicalAsKernelLists); only when they differ is the
+ * script loaded into a throwaway namespace and listed there, so that a difference is shown exactly and
+ * never one of wording.
+ */
+export async function compareByListing(runner: Runner, script: string): Promise<Comparison> {
+  const current = await readNftables(runner);
+  const worded = canonicalAsKernelLists(script);
+  return { current, desired: worded === current ? worded : await listAsKernelWould(runner, script) };
+}
+
+// Beyond this many objects that differ, one listing of each side is cheaper than one per object.
+const MOST_OBJECTS_LISTED_ONE_BY_ONE = 8;
+const LISTED_ONE_BY_ONE = new Set(['chain', 'set', 'map']);
+
+/**
+ * The kernel's tables compared with the script object by object (`ferry diff`): nft-digest reads the
+ * digest of every chain and set here and, at the same time, in a throwaway namespace the script was
+ * loaded into; only the objects whose digests differ are listed, on both sides. Linear in the rules,
+ * where a listing of a table grows with their square. Without the helper (no C compiler, libmnl-dev
+ * or libssl-dev), or when a table itself or many objects differ, both sides are listed whole;
+ * `onListing` hears why.
+ */
+export async function compareNftables(runner: Runner, script: string, onListing?: (why: string) => void): Promise<Comparison> {
+  let helper: string;
+  try {
+    helper = await buildNftDigest({ runner });
+  } catch (error) {
+    onListing?.(`the nft-digest helper could not be built, so both sides are listed whole (${(error as Error).message.split('\n')[0]})`);
+    return compareByListing(runner, script);
+  }
+  const [current, desired] = await Promise.all([readDigests(runner, helper), digestsAsKernelWould(runner, helper, script)]);
+  const differing = differingObjects(current, desired);
+  if (differing.length === 0) return { current: '', desired: '' };
+  if (differing.length > MOST_OBJECTS_LISTED_ONE_BY_ONE || differing.some((object) => !LISTED_ONE_BY_ONE.has(object.kind))) {
+    return compareByListing(runner, script);
+  }
+  const [currentText, desiredText] = await Promise.all([listObjects(runner, differing), listObjectsAsKernelWould(runner, script, differing)]);
+  return { current: currentText, desired: desiredText };
+}
+
+const DIGESTED_TABLES = TABLES.flatMap((table) => table.split(' '));
+
+/** The digests of ferry's tables in this namespace, the stamp left out (bookkeeping, not rules). */
+async function readDigests(runner: Runner, helper: string): Promise<ObjectDigests> {
+  return withoutStamp(parseDigests(await runChecked(runner, 'reading the ferry tables failed', helper, DIGESTED_TABLES)));
+}
+
+/** The digests the script's tables have once loaded, in a throwaway namespace. */
+async function digestsAsKernelWould(runner: Runner, helper: string, script: string): Promise<ObjectDigests> {
+  const [command, args] = inThrowawayNamespace('sh', ['-c', 'nft -f - && "$0" "$@"', helper, ...DIGESTED_TABLES]);
+  return withoutStamp(parseDigests(await runChecked(runner, 'the kernel rejected the nftables rules', command, args, script)));
+}
+
+function withoutStamp(digests: ObjectDigests): ObjectDigests {
+  for (const [key, { object }] of digests) if (object.kind === 'set' && object.name === STAMP_SET) digests.delete(key);
+  return digests;
+}
+
+/** The listed objects as this namespace's kernel lists them, canonical; an object it lacks adds nothing. */
+async function listObjects(runner: Runner, objects: TableObject[]): Promise<string> {
+  const listings: string[] = [];
+  for (const { family, kind, name } of objects) {
+    const result = await runner.run('nft', ['list', kind, family, 'ferry', name]);
+    if (result.exitCode === 0) listings.push(result.stdout);
+    else if (!/No such file or directory/.test(result.stderr)) throw new DataplaneError(`nft list ${kind} ${family} ferry ${name}`, result, 'reading the ferry tables failed');
+  }
+  return canonicalNftables(listings.join('\n'));
+}
+
+/** The listed objects as the kernel lists them once the script is loaded, in a throwaway namespace. */
+async function listObjectsAsKernelWould(runner: Runner, script: string, objects: TableObject[]): Promise<string> {
+  // An object the script does not have is missing there: nft says so on stderr, and it adds nothing.
+  const program = 'nft -f - || exit 1; while [ $# -gt 0 ]; do nft list "$1" "$2" ferry "$3" 2>/dev/null; shift 3; done; exit 0';
+  const [command, args] = inThrowawayNamespace('sh', ['-c', program, 'sh', ...objects.flatMap(({ family, kind, name }) => [kind, family, name])]);
+  return canonicalNftables(await runChecked(runner, 'the kernel rejected the nftables rules', command, args, script));
+}
+
 /** How the kernel lists the script once loaded: the desired side of a diff, in the kernel's own words. */
 export async function listAsKernelWould(runner: Runner, script: string): Promise<string> {
   const [command, args] = inThrowawayNamespace('sh', ['-c', 'nft -f - && nft list ruleset']);
@@ -208,8 +294,9 @@ const STAMP_BLOCK = `set ${STAMP_SET} {`;
  * one map can hold hundreds of thousands of elements wrapped over many lines.
  */
 export function canonicalNftables(listing: string, rewrite?: (line: string) => string): string {
-  const tables: { header: string; blocks: { key: string; text: string }[] }[] = [];
-  let table: (typeof tables)[number] | undefined;
+  // By header: listings of single objects each repeat their table's.
+  const tables = new Map<string, { attributes: Set<string>; blocks: { key: string; text: string }[] }>();
+  let table: { attributes: Set<string>; blocks: { key: string; text: string }[] } | undefined;
   let block: { key: string; lines: string[]; dynamic: boolean } | undefined;
   let elements: ElementScanner | undefined;
   for (const raw of listing.split('\n')) {
@@ -220,10 +307,15 @@ export function canonicalNftables(listing: string, rewrite?: (line: string) => s
     if (elements) {
       if (!elements.feed(line)) elements = endElements(block!, elements);
     } else if (!table) {
-      if (line.endsWith('{')) tables.push(table = { header: line, blocks: [] });
+      if (line.endsWith('{')) {
+        table = tables.get(line) ?? { attributes: new Set(), blocks: [] };
+        tables.set(line, table);
+      }
     } else if (!block) {
       if (line === '}') table = undefined;
       else if (line.endsWith('{')) block = { key: line, lines: [`\t${line}`], dynamic: false };
+      // The table's own flags and comment (`flags dormant` turns every rule off).
+      else table.attributes.add(`\t${line}`);
     } else if (line === '}') {
       // The kernel gives a dynamic set created without a size nft's default, and lists it.
       if (rewrite && block.dynamic && !block.lines.some((l) => l.startsWith('\t\tsize '))) block.lines.splice(2, 0, '\t\tsize 65535');
@@ -238,9 +330,9 @@ export function canonicalNftables(listing: string, rewrite?: (line: string) => s
       block.lines.push(`\t\t${line}`);
     }
   }
-  const texts = tables.map(({ header, blocks }) => {
+  const texts = [...tables].map(([header, { attributes, blocks }]) => {
     blocks.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    return [header, ...blocks.map((b) => b.text), '}'].join('\n');
+    return [header, ...attributes, ...blocks.map((b) => b.text), '}'].join('\n');
   });
   return texts.sort().join('\n') + (texts.length ? '\n' : '');
 }

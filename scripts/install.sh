@@ -14,9 +14,10 @@ apt-get update -qq
 # iptables and nftables are the backends, conntrack the connection table tool, iproute2 and
 # util-linux (unshare) build the throwaway network namespaces that checks and tests run in. The eBPF
 # backend compiles its programs with clang (-target bpf, libbpf's headers), loads them with bpftool,
-# and builds its map writer with gcc against libbpf.
+# and builds its map writer with gcc against libbpf. `ferry diff` builds its nftables reader (nft-digest)
+# with gcc against libmnl and libcrypto.
 apt-get install -y -qq --no-install-recommends iptables nftables conntrack iproute2 util-linux procps ca-certificates \
-  clang llvm libbpf-dev bpftool gcc libc6-dev >/dev/null
+  clang llvm libbpf-dev bpftool gcc libc6-dev libmnl-dev libssl-dev >/dev/null
 
 node -e 'const [major, minor] = process.versions.node.split(".").map(Number); if (major < 20 || (major === 20 && minor < 19)) { console.error(`install.sh: ferry needs Node.js >= 20.19, found ${process.versions.node}`); process.exit(1); }'
 

@@ -1,5 +1,6 @@
 import test from 'ava';
 import { canonicalIptables, planRestore } from '../dataplane/iptables.js';
+import { differingObjects, objectKey, parseDigests } from '../dataplane/nft-digest.js';
 import { canonicalAsKernelLists, canonicalNftables } from '../dataplane/nftables.js';
 import { parseRenderedTables } from '../dataplane/nft-incremental.js';
 
@@ -117,4 +118,12 @@ test('iptables text with 200,000 rules in one chain canonicalises completely, in
   const lines = canonicalIptables(text).trimEnd().split('\n');
   t.is(lines.length, 200_004);
   t.deepEqual(lines.slice(3, -1), rules);
+});
+
+test('nft-digest lines read as objects by family, kind and name; escaped bytes in names come back; objects on one side only differ', (t) => {
+  const kernel = parseDigests('ip\tchain\taa\tsvc-1/a\\x20b\nip\tset\tbb\tcluster-ips\nip6\tmap\tcc\tservice-ips\n');
+  const desired = parseDigests('ip\tchain\taa\tsvc-1/a\\x20b\nip\tset\tbd\tcluster-ips\nip\tchain\tdd\tnew\n');
+  t.deepEqual(kernel.get('ip chain svc-1/a b')?.object, { family: 'ip', kind: 'chain', name: 'svc-1/a b' });
+  t.deepEqual(differingObjects(kernel, desired).map(objectKey), ['ip chain new', 'ip set cluster-ips', 'ip6 map service-ips']);
+  t.throws(() => parseDigests('ip\tchain\n'), { message: /unexpected line: ip\tchain/ });
 });

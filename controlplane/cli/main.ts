@@ -103,7 +103,7 @@ async function main(argv: string[]): Promise<number> {
     .action(async (options: RuleOptions & { strict?: boolean }) => {
       const desired = await desiredRules(options);
       report(desired, options.strict);
-      const patch = await diffRules(execaRunner, desired.rendered);
+      const patch = await diffRules(execaRunner, desired.rendered, (why) => console.error(`ferry: ${why}`));
       process.stdout.write(patch);
       exitCode = patch ? EXIT.different : EXIT.same;
       // apply trusts the stamp of its last write: say when something changed the rules behind it.
