@@ -11,6 +11,7 @@ COPY package.json package-lock.json tsconfig.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY controlplane controlplane
 COPY dataplane dataplane
+COPY rules rules
 RUN npx tsc -p tsconfig.json
 
 FROM node:20-bookworm-slim AS production-dependencies
@@ -32,6 +33,7 @@ COPY templates templates
 COPY --from=production-dependencies /src/node_modules node_modules
 COPY --from=build /src/dist/controlplane dist/controlplane
 COPY --from=build /src/dist/dataplane dist/dataplane
+COPY --from=build /src/dist/rules dist/rules
 COPY deploy/image deploy/image
 # Runs as root. iptables, nft, conntrack and unshare need CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN,
 # and the xtables lock (/run/xtables.lock) belongs to root on the host. Kubernetes gives added capabilities

@@ -6,14 +6,15 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent, type SyncKind } from '../controlplane/agent/agent.js';
-import type { NodeRules } from '../controlplane/compute/node-rules.js';
+import type { NodeRules } from '../rules/node-rules.js';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { computeConfig, defaultConfig } from '../controlplane/config/kube-proxy-config.js';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
 import { packageRoot } from '../controlplane/package-root.js';
 import { ManifestWatch } from '../controlplane/sources/manifest-watch.js';
 import { compareRules } from '../dataplane/dataplane.js';
-import { render, type Backend } from '../dataplane/render.js';
+import { render } from '../dataplane/render.js';
+import { BACKEND_NAMES, type BackendName } from '../dataplane/backend-names.js';
 import { execaRunner } from '../dataplane/runner.js';
 import { ownNetworkNamespace } from './own-namespace.js';
 import { syntheticCluster } from './synthetic.js';
@@ -30,7 +31,7 @@ const config = { ...defaultConfig, clusterCIDRs: ['10.244.0.0/16'], detectLocalM
 
 const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.ceil((p / 100) * values.length) - 1)]!;
 
-async function measure(backend: Backend) {
+async function measure(backend: BackendName) {
   const directory = await mkdtemp(join(tmpdir(), 'ferry-bench-'));
   const file = join(directory, 'manifests', 'cluster.json');
   const publish = async (extra: number) => {
@@ -84,7 +85,7 @@ async function measure(backend: Backend) {
 }
 
 const rows = [];
-for (const backend of ['nftables', 'iptables'] as const) rows.push(await measure(backend));
+for (const backend of BACKEND_NAMES) rows.push(await measure(backend));
 const table = [
   `| backend | first full sync | change → kernel p50 | p99 | max | partial sync alone (mean) | syncs | kernel = desired after |`,
   `| --- | --- | --- | --- | --- | --- | --- | --- |`,

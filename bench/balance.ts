@@ -7,7 +7,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../controlplane/package-root.js';
 import { Cluster } from '../e2e/cluster.js';
-import type { Backend } from '../e2e/driver.js';
+import { BACKEND_NAMES, type BackendName } from '../dataplane/backend-names.js';
 
 const RATE = 240;
 const SECONDS = 20;
@@ -18,7 +18,7 @@ interface Request { at: number; ms: number; server?: string; error?: string }
 
 const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.ceil((p / 100) * values.length) - 1)] ?? NaN;
 
-async function run(backend: Backend, name: string, serviceMs: number[]) {
+async function run(backend: BackendName, name: string, serviceMs: number[]) {
   const pods = serviceMs.map((_, index) => ({ name: `web-${index + 1}`, node: 'node-a' }));
   const cluster = await Cluster.create({ nodes: 1, pods: [...pods, { name: 'client', node: 'node-a' }] });
   try {
@@ -58,7 +58,7 @@ async function run(backend: Backend, name: string, serviceMs: number[]) {
 }
 
 const rows: Awaited<ReturnType<typeof run>> = [];
-for (const backend of ['nftables', 'iptables'] as const) {
+for (const backend of BACKEND_NAMES) {
   for (const [name, serviceMs] of Object.entries(cases)) rows.push(...(await run(backend, name, serviceMs)));
 }
 const table = [
@@ -66,7 +66,7 @@ const table = [
   '| --- | --- | --- | --- | --- | --- | --- | --- |',
   ...rows.map((r) => `| ${r.backend} | ${r.name} | ${r.balancing} | ${r.p50.toFixed(1)} ms | ${r.p99.toFixed(1)} ms | ${r.shares.map((s) => `${(s * 100).toFixed(0)} %`).join(' / ')} | ${r.name === 'equal endpoints' ? 'n/a' : r.adapted ?? 'never'} | ${r.failed} of ${r.requests} |`),
 ].join('\n');
-const ratios = (['nftables', 'iptables'] as const).map((backend) => {
+const ratios = BACKEND_NAMES.map((backend) => {
   const [uniform, leastBusy] = ['uniform', 'least-busy'].map((balancing) => rows.find((r) => r.backend === backend && r.name === 'one slow endpoint' && r.balancing === balancing)!);
   return `- ${backend}: p99 least-busy / uniform = ${(leastBusy!.p99 / uniform!.p99).toFixed(2)} (target at most 0.5)`;
 }).join('\n');

@@ -7,7 +7,8 @@ import { computeNodeRules } from '../controlplane/compute/compute.js';
 import type { ComputeConfig } from '../controlplane/compute/compute.js';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
 import { applyChanges, applyRules, reassertRules } from '../dataplane/dataplane.js';
-import { render, type Backend, type RenderedRules } from '../dataplane/render.js';
+import { render, type RenderedRules } from '../dataplane/render.js';
+import type { BackendName } from '../dataplane/backend-names.js';
 import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
 import { ownNetworkNamespace } from './own-namespace.js';
 import { clusterIP, endpointIP, syntheticCluster, syntheticService } from './synthetic.js';
@@ -15,7 +16,7 @@ import { clusterIP, endpointIP, syntheticCluster, syntheticService } from './syn
 ownNetworkNamespace(import.meta.url);
 
 const { values } = parseArgs({ options: { backend: { type: 'string' }, services: { type: 'string' }, endpoints: { type: 'string' } } });
-const backend = values.backend as Backend;
+const backend = values.backend as BackendName;
 const N = Number(values.services);
 const M = Number(values.endpoints);
 const config: ComputeConfig = { clusterCIDRs: ['10.244.0.0/16'], detectLocalMode: 'ClusterCIDR', nodePortAddresses: { kind: 'primary' }, masqueradeBit: 14, masqueradeAll: false };

@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../controlplane/package-root.js';
-import { buildNftDigest } from '../dataplane/nft-digest.js';
+import { buildNftDigest } from '../dataplane/nftables/digest.js';
 import { syntheticCluster } from './synthetic.js';
 
 interface Change { ms: number; kernelMs: number }

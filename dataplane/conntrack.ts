@@ -1,5 +1,5 @@
 // conntrack shell: delete the UDP entries that compute found stale.
-import type { StaleFlow } from '../controlplane/compute/stale-flows.js';
+import type { StaleFlow } from '../rules/stale-flow.js';
 import { DataplaneError, type Runner } from './runner.js';
 
 /** Deletes the matching UDP entries; "nothing matched" (exit 1) is fine. */

@@ -7,7 +7,8 @@ import { endpointKey } from '../controlplane/compute/compute.js';
 import { packageRoot } from '../controlplane/package-root.js';
 import { binomialLowerQuantile, hoeffdingUpperTail } from '../test/helpers/statistics.js';
 import { Cluster, isSyncOutcome, type AgentLogEntry, type NamespaceHost } from './cluster.js';
-import type { Backend, ProbeResult } from './driver.js';
+import type { ProbeResult } from './driver.js';
+import type { BackendName } from '../dataplane/backend-names.js';
 import { podObjects } from './manifests.js';
 import { clusterSpec } from './scenarios.js';
 
@@ -41,7 +42,7 @@ export function parseMetrics(text: string): Map<string, number> {
   return metrics;
 }
 
-export function registerAgentTests(backend: Backend): void {
+export function registerAgentTests(backend: BackendName): void {
   let cluster: Cluster;
   test.before(async () => {
     cluster = await Cluster.create(clusterSpec);

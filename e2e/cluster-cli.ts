@@ -6,8 +6,8 @@ import { Command, Option } from 'commander';
 import { execaRunner } from '../dataplane/runner.js';
 import { Cluster } from './cluster.js';
 import { deleteNamespaces } from './netns.js';
-import type { Backend } from './driver.js';
 import { clusterSpec } from './scenarios.js';
+import { BACKEND_NAMES, DEFAULT_BACKEND, type BackendName } from '../dataplane/backend-names.js';
 
 // FERRY_CLUSTER_STATE lets a test keep its own cluster apart from one a person brought up.
 const STATE = process.env.FERRY_CLUSTER_STATE ?? '/run/ferry-e2e-cluster.json';
@@ -16,7 +16,7 @@ interface State {
   prefix: string;
   namespaces: string[];
   directory: string;
-  backend: Backend;
+  backend: BackendName;
 }
 
 // A demo Service over the three web pods: ClusterIP 10.96.1.10 and node ports 30080 (TCP), 30053 (UDP).
@@ -37,7 +37,7 @@ async function readState(): Promise<State | undefined> {
   return existsSync(STATE) ? (JSON.parse(await readFile(STATE, 'utf8')) as State) : undefined;
 }
 
-async function up(options: { backend: Backend }): Promise<void> {
+async function up(options: { backend: BackendName }): Promise<void> {
   if (await readState()) throw new Error(`a cluster is already up (${STATE}); run: npm run cluster -- down`);
   const cluster = await Cluster.create(clusterSpec, { persistent: true });
   try {
@@ -101,7 +101,7 @@ async function down(): Promise<void> {
 
 const program = new Command('cluster').description('A ferry test cluster built from network namespaces (needs root).');
 program.command('up').description('build a 3-node cluster, run ferry on every node, print how to enter each host')
-  .addOption(new Option('--backend <backend>', 'rule backend').choices(['nftables', 'iptables']).default('nftables'))
+  .addOption(new Option('--backend <backend>', 'rule backend').choices(BACKEND_NAMES).default(DEFAULT_BACKEND))
   .action(up);
 program.command('status').description('show the namespaces of the cluster that is up').action(status);
 program.command('down').description('remove the cluster: processes, namespaces, files').action(down);

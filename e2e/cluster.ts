@@ -7,7 +7,8 @@ import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { externalPlan, nodePlan, plan } from '../test/helpers/address-plan.js';
 import { packageRoot } from '../controlplane/package-root.js';
-import type { Backend, ClusterDriver, EndpointPod, HeldConnection, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
+import type { ClusterDriver, EndpointPod, HeldConnection, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
+import type { BackendName } from '../dataplane/backend-names.js';
 import { endpointSliceObjects } from './manifests.js';
 import { Lab, type Child, type LineStream, type Namespace } from './netns.js';
 
@@ -68,7 +69,7 @@ export class Cluster implements ClusterDriver {
   readonly pods = new Map<string, NamespacePod>();
   readonly externals: NamespaceHost[] = [];
   private readonly agents = new Map<string, Child>();
-  private agentBackend: Backend | undefined;
+  private agentBackend: BackendName | undefined;
   /** The manifests text last published, to know whether a publish changed anything. */
   private published: string | undefined;
   /** Where the manifests and the kube-proxy config for every node's ferry are written. */
@@ -247,7 +248,7 @@ export class Cluster implements ClusterDriver {
   }
 
   /** Writes the manifests and runs `ferry apply` on every node (the CLI, no agent); throws if any node fails. */
-  async applyWithCli(objects: object[], backend: Backend): Promise<void> {
+  async applyWithCli(objects: object[], backend: BackendName): Promise<void> {
     const manifests = await this.writeManifests(objects);
     for (const node of this.nodes.values()) {
       const result = await this.ferry(node, ['apply', '--node', node.name, '-f', manifests, '--backend', backend, '--config', this.configPath]);
@@ -259,7 +260,7 @@ export class Cluster implements ClusterDriver {
    * Publishes the objects to the manifests directory every node's agent watches (starting agents for
    * `backend` first if they run another one) and returns once every node's kernel holds the rules.
    */
-  async apply(objects: object[], backend: Backend): Promise<void> {
+  async apply(objects: object[], backend: BackendName): Promise<void> {
     const since = await this.logOffsets();
     if (this.agentBackend !== backend) {
       for (const node of this.nodes.values()) {
@@ -305,7 +306,7 @@ export class Cluster implements ClusterDriver {
    * agent-NODE.log. Uniform balancing unless told otherwise: the scenarios check kube-proxy's
    * semantics, and `settle` compares with rules of equal weights.
    */
-  startAgent(node: NamespaceNode, backend: Backend, balancing: 'uniform' | 'least-busy' = 'uniform'): void {
+  startAgent(node: NamespaceNode, backend: BackendName, balancing: 'uniform' | 'least-busy' = 'uniform'): void {
     const child = node.ns.spawn(['env', 'FERRY_LOG_LEVEL=debug', process.execPath, ferryBin(), 'agent', '--node', node.name, '--manifests', dirname(this.manifestsPath),
       '--config', this.configPath, '--backend', backend, '--balancing', balancing], { log: this.agentLog(node) });
     this.agents.set(node.name, child);
@@ -385,12 +386,12 @@ export class Cluster implements ClusterDriver {
    * finish a sync after that; after a diff that still differs, for the agent's next sync. So `ferry
    * diff` (a process that costs about a second of CPU) runs about once per node and change, not in a loop.
    */
-  async settle(backend: Backend, timeoutMs = SETTLE_TIMEOUT_MS, since?: ReadonlyMap<string, number>): Promise<void> {
+  async settle(backend: BackendName, timeoutMs = SETTLE_TIMEOUT_MS, since?: ReadonlyMap<string, number>): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     await Promise.all([...this.nodes.values()].map((node) => this.settleNode(node, backend, deadline, timeoutMs, since?.get(node.name))));
   }
 
-  private async settleNode(node: NamespaceNode, backend: Backend, deadline: number, timeoutMs: number, after: number | undefined): Promise<void> {
+  private async settleNode(node: NamespaceNode, backend: BackendName, deadline: number, timeoutMs: number, after: number | undefined): Promise<void> {
     let differences = '';
     for (let waitAfter = after; ;) {
       if (waitAfter !== undefined) {

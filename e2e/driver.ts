@@ -1,7 +1,7 @@
 // The one interface the e2e scenarios drive a cluster through; the namespace cluster (cluster.ts) and
 // the Vagrant cluster (vagrant.ts) implement it, so both run the same scenario code.
 
-export type Backend = 'nftables' | 'iptables';
+import type { BackendName } from '../dataplane/backend-names.js';
 
 /** Anything that can send or receive traffic: a node, a pod, an external client. */
 export interface Host {
@@ -54,7 +54,7 @@ export interface ClusterDriver {
   pods: ReadonlyMap<string, PodHost>;
   externals: readonly Host[];
   /** Makes `objects` (Services, EndpointSlices) the cluster's state and returns once every node's rules hold it. */
-  apply(objects: object[], backend: Backend): Promise<void>;
+  apply(objects: object[], backend: BackendName): Promise<void>;
   probe(from: Host, options: ProbeOptions): Promise<ProbeResult[]>;
   endpointSlices(service: string, pods: EndpointPod[], ports: { name?: string; port: number; protocol?: string }[]): object[];
   /** Routes an external client's traffic for `cidr` through `node`. */

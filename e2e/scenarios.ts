@@ -1,7 +1,8 @@
 // The e2e scenarios: real traffic through ferry's rules on a three-node cluster, written against the
 // ClusterDriver interface so that the namespace cluster and the Vagrant cluster run the same code.
 import type { ExecutionContext } from 'ava';
-import type { Backend, ClusterDriver, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
+import type { ClusterDriver, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
+import type { BackendName } from '../dataplane/backend-names.js';
 
 /** The pods every scenario can use: echo servers on 8080 and plain clients, spread over three nodes. */
 export const clusterSpec = {
@@ -21,7 +22,7 @@ export const clusterSpec = {
 
 interface Scenario {
   title: string;
-  run(c: ClusterDriver, t: ExecutionContext, backend: Backend): Promise<void>;
+  run(c: ClusterDriver, t: ExecutionContext, backend: BackendName): Promise<void>;
 }
 
 const HTTP = { name: 'http', port: 8080 };

@@ -2,11 +2,12 @@
 // file per backend, so the two backends run in parallel worker processes).
 import test from 'ava';
 import { Cluster } from './cluster.js';
-import type { Backend, ClusterDriver } from './driver.js';
+import type { ClusterDriver } from './driver.js';
+import type { BackendName } from '../dataplane/backend-names.js';
 import { clusterSpec, scenarios } from './scenarios.js';
 
 /** Registers the scenarios for a backend on a cluster that `create` builds (default: a namespace cluster). */
-export function registerScenarios(backend: Backend, create: () => Promise<ClusterDriver & { destroy(): Promise<void> }> = () => Cluster.create(clusterSpec)): void {
+export function registerScenarios(backend: BackendName, create: () => Promise<ClusterDriver & { destroy(): Promise<void> }> = () => Cluster.create(clusterSpec)): void {
   let cluster: (ClusterDriver & { destroy(): Promise<void> }) | undefined;
   test.before(async () => {
     cluster = await create();

@@ -3,7 +3,8 @@
 import { stringify } from 'yaml';
 import { runChecked, type Runner } from '../dataplane/runner.js';
 import { externalPlan, nodePlan } from '../test/helpers/address-plan.js';
-import type { Backend, ClusterDriver, EndpointPod, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
+import type { ClusterDriver, EndpointPod, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
+import type { BackendName } from '../dataplane/backend-names.js';
 import { endpointSliceObjects } from './manifests.js';
 import type { PodSpec } from './cluster.js';
 
@@ -20,7 +21,7 @@ export class VagrantCluster implements ClusterDriver {
   readonly nodes = new Map<string, NodeHost>();
   readonly pods = new Map<string, PodHost>();
   readonly externals: Host[] = [];
-  private backend: Backend | undefined;
+  private backend: BackendName | undefined;
 
   constructor(private readonly runner: Runner) {
     for (let index = 0; index < 3; index++) {
@@ -57,7 +58,7 @@ export class VagrantCluster implements ClusterDriver {
   }
 
   /** Replaces the scenario's Services and EndpointSlices, then waits until every node's rules hold them. */
-  async apply(objects: object[], backend: Backend): Promise<void> {
+  async apply(objects: object[], backend: BackendName): Promise<void> {
     if (backend !== this.backend) await this.switchBackend(backend);
     const labelled = objects.map((object) => withLabel(object));
     await this.kubectl(['delete', 'services,endpointslices', '-l', `${E2E_LABEL}=service`, '--wait=true']);
@@ -65,7 +66,7 @@ export class VagrantCluster implements ClusterDriver {
     await this.settle(backend);
   }
 
-  private async switchBackend(backend: Backend): Promise<void> {
+  private async switchBackend(backend: BackendName): Promise<void> {
     for (const node of this.nodes.keys()) {
       const other = backend === 'nftables' ? 'iptables' : 'nftables';
       await this.ssh(node, [
@@ -82,7 +83,7 @@ export class VagrantCluster implements ClusterDriver {
    * Polls `ferry diff` on every node until all exit 0, against what the API shows that node's ferry:
    * the objects listed with the kubeconfig ferry.service uses (deploy/vagrant/ferry.sh), on stdin.
    */
-  private async settle(backend: Backend): Promise<void> {
+  private async settle(backend: BackendName): Promise<void> {
     const deadline = Date.now() + SETTLE_TIMEOUT_MS;
     for (const node of this.nodes.keys()) {
       const line = [

@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { Agent } from '../controlplane/agent/agent.js';
 import { defaultConfig } from '../controlplane/config/kube-proxy-config.js';
 import type { ObjectSource } from '../controlplane/sources/source.js';
-import { readNftables } from '../dataplane/nftables.js';
+import { readNftables } from '../dataplane/nftables/shell.js';
 import { runChecked, type Runner } from '../dataplane/runner.js';
 import { ManualClock } from './helpers/manual-clock.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';

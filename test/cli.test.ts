@@ -6,6 +6,7 @@ import { execaRunner, runChecked } from '../dataplane/runner.js';
 import { inThrowawayNamespace } from '../dataplane/runner.js';
 import { ferry } from './helpers/cli.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
+import { BACKEND_NAMES } from '../dataplane/backend-names.js';
 
 const example = ['-f', 'examples/cluster.yaml'];
 
@@ -100,7 +101,7 @@ test('--help explains every command with an example', async (t) => {
 
 test('kernel: diff exits 1 before apply and 0 after; apply reports what it did; cleanup leaves nothing', async (t) => {
   const { name, runner } = await throwawayNamespace(t);
-  for (const backend of ['nftables', 'iptables']) {
+  for (const backend of BACKEND_NAMES) {
     const args = ['--node', 'node-a', ...example, '--backend', backend];
     const before = await ferry(['diff', ...args], { netns: name });
     t.is(before.exitCode, 1, before.stderr);

@@ -1,12 +1,13 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { computeNodeRules, ComputeError, endpointKey, type ComputeConfig } from '../controlplane/compute/compute.js';
-import type { ServicePortRules } from '../controlplane/compute/node-rules.js';
+import type { ServicePortRules } from '../rules/node-rules.js';
 import { integerWeights } from '../controlplane/compute/weights.js';
 import type { ClusterState } from '../controlplane/model/types.js';
 import { render, renderedText } from '../dataplane/render.js';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
 import { clusterState, nodeObject, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
+import { BACKEND_NAMES } from '../dataplane/backend-names.js';
 
 const config = testConfig;
 
@@ -244,7 +245,7 @@ test('reuse across syncs never shows an old result: sharing objects gives what f
       const shared = computeNodeRules(sharedState(...current), 'node-a', config, weights[weighting]);
       const fresh = computeNodeRules(clusterState(...structuredClone(current)), 'node-a', config, new Map(weights[weighting]));
       t.deepEqual(shared, fresh);
-      for (const backend of ['nftables', 'iptables'] as const) t.is(renderedText(render(shared, backend)), renderedText(render(fresh, backend)));
+      for (const backend of BACKEND_NAMES) t.is(renderedText(render(shared, backend)), renderedText(render(fresh, backend)));
     }
   }), { numRuns: 100 });
 });

@@ -9,6 +9,7 @@ import { parseKubeProxyConfiguration } from '../controlplane/config/kube-proxy-c
 import { packageRoot } from '../controlplane/package-root.js';
 import { loadKubeConfig } from '../controlplane/sources/kubernetes.js';
 import { parseManifest } from '../controlplane/sources/manifests.js';
+import { BACKEND_NAMES } from '../dataplane/backend-names.js';
 
 // The image cannot be built and the DaemonSet cannot run here: these checks pin down what the files say,
 // and run what can run (kubeadm's config files, the container's read-only root file system) without them.
@@ -179,7 +180,7 @@ test('kernel: with the DaemonSet\'s mounts on a read-only root, ferry applies, d
   const ferry = (args: string) => `FERRY_HOME=${root} ${root}/deploy/image/entrypoint.sh ${args} --node node-a -f ${root}/examples/cluster.yaml --config /var/lib/kube-proxy/config.conf`;
   const inContainer = [
     'if touch /ferry-write-probe-$$ 2>/dev/null; then rm -f /ferry-write-probe-$$; echo "the root file system is writable" >&2; exit 1; fi',
-    ...['nftables', 'iptables'].flatMap((backend) => [ferry(`apply --backend ${backend}`), ferry(`diff --backend ${backend}`), `FERRY_HOME=${root} ${root}/deploy/image/entrypoint.sh cleanup --backend ${backend}`]),
+    ...BACKEND_NAMES.flatMap((backend) => [ferry(`apply --backend ${backend}`), ferry(`diff --backend ${backend}`), `FERRY_HOME=${root} ${root}/deploy/image/entrypoint.sh cleanup --backend ${backend}`]),
     'nft list ruleset | grep -c "table ip ferry" || true',
   ].join('\n');
   lines.push(`chroot ${rootfs} /bin/sh -ec '${inContainer.replaceAll("'", `'\\''`)}'`);

@@ -132,10 +132,10 @@ test('the image holds the compiled CLI, its templates and production dependencie
   const { result } = await replayed;
   const app = join(result.final, result.workdir);
   const tree = await listTree(app);
-  for (const path of ['bin/ferry.js', 'package.json', 'templates', 'dist/controlplane/cli/main.js', 'dist/dataplane/render.js', 'deploy/image/entrypoint.sh']) {
+  for (const path of ['bin/ferry.js', 'package.json', 'templates', 'dist/controlplane/cli/main.js', 'dist/dataplane/render.js', 'dist/rules/node-rules.js', 'deploy/image/entrypoint.sh']) {
     t.true(tree.includes(path), path);
   }
-  for (const path of tree) t.false(/^(test|e2e|bench|controlplane|dataplane|dist\/(test|e2e|bench))(\/|$)/.test(path), path);
+  for (const path of tree) t.false(/^(test|e2e|bench|controlplane|dataplane|rules|dist\/(test|e2e|bench))(\/|$)/.test(path), path);
   t.false(tree.some((path) => path.endsWith('.ts')), 'no TypeScript sources');
   const modules = await readdir(join(app, 'node_modules'));
   for (const dev of ['typescript', 'ava', 'eslint', 'tsx', 'fast-check', '@testcontainers']) t.false(modules.includes(dev), dev);

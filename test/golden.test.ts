@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import test from 'ava';
 import { createTwoFilesPatch } from 'diff';
-import { checkStructure } from '../dataplane/structure-check.js';
+import { checkStructure } from '../dataplane/dataplane.js';
 import { backends, goldenPath, renderScenario, scenarios } from './helpers/golden.js';
 
 // UPDATE_GOLDEN=1 rewrites the files; review the change as a diff before committing it.

@@ -1,9 +1,10 @@
 import test from 'ava';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { applyRules, cleanupRules, compareRules, diffRules } from '../dataplane/dataplane.js';
-import * as iptables from '../dataplane/iptables.js';
-import * as nftables from '../dataplane/nftables.js';
-import { render, type Backend, type RenderedRules } from '../dataplane/render.js';
+import * as iptables from '../dataplane/iptables/shell.js';
+import * as nftables from '../dataplane/nftables/shell.js';
+import { render, type RenderedRules } from '../dataplane/render.js';
+import { BACKEND_NAMES, type BackendName } from '../dataplane/backend-names.js';
 import { DataplaneError, runChecked } from '../dataplane/runner.js';
 import { renderScenario } from './helpers/golden.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
@@ -12,7 +13,7 @@ import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/
 const config = testConfig;
 
 /** Rules for a cluster with `count` services, each with two endpoints. */
-function rulesWith(count: number, backend: Backend) {
+function rulesWith(count: number, backend: BackendName) {
   const objects = Array.from({ length: count }, (_, i) => [
     serviceObject({ name: `svc-${i}`, clusterIPs: [`10.96.1.${i + 1}`], type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30000 + i }] }),
     sliceObject(`svc-${i}`, [{ ip: `10.244.1.${i + 10}`, node: 'node-a' }, { ip: `10.244.2.${i + 10}`, node: 'node-b' }]),
@@ -24,7 +25,7 @@ function rulesWith(count: number, backend: Backend) {
 const FOREIGN_NFT = 'table inet other {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 22 accept\n\t}\n}\n';
 const FOREIGN_IPT = '*nat\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\n-A KUBE-SERVICES -d 10.0.0.1/32 -j RETURN\nCOMMIT\n*filter\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n';
 
-for (const backend of ['nftables', 'iptables'] as const) {
+for (const backend of BACKEND_NAMES) {
   test(`kernel: ${backend} apply makes diff empty, a re-apply changes nothing, and cleanup leaves only others' rules`, async (t) => {
     const { runner } = await throwawayNamespace(t);
     if (backend === 'nftables') await runChecked(runner, 'foreign rules', 'nft', ['-f', '-'], FOREIGN_NFT);

@@ -13,7 +13,7 @@ import { MAPS, type Frontend, type FrontendKey, type Group, type Slot, type Slot
 import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
 import { attachSocketPrograms, detachSocketPrograms, EbpfUnavailableError, loadSocketPrograms, mountBpffs, probeSockets, unloadSocketPrograms } from '../dataplane/ebpf/programs.js';
 import { applySocketPlan, planSockets } from '../dataplane/ebpf/plan.js';
-import type { NodeRules, ServicePortRules } from '../controlplane/compute/node-rules.js';
+import type { NodeRules, ServicePortRules } from '../rules/node-rules.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
 import { binomialCdf } from './helpers/statistics.js';
 

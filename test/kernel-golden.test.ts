@@ -1,6 +1,6 @@
 import test from 'ava';
-import * as iptables from '../dataplane/iptables.js';
-import * as nftables from '../dataplane/nftables.js';
+import * as iptables from '../dataplane/iptables/shell.js';
+import * as nftables from '../dataplane/nftables/shell.js';
 import { execaRunner } from '../dataplane/runner.js';
 import { backends, renderScenario, scenarios } from './helpers/golden.js';
 

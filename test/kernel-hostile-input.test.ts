@@ -3,11 +3,12 @@ import fc from 'fast-check';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
 import { render } from '../dataplane/render.js';
-import * as iptables from '../dataplane/iptables.js';
-import * as nftables from '../dataplane/nftables.js';
+import * as iptables from '../dataplane/iptables/shell.js';
+import * as nftables from '../dataplane/nftables/shell.js';
 import { execaRunner } from '../dataplane/runner.js';
-import { checkStructure } from '../dataplane/structure-check.js';
+import { checkStructure } from '../dataplane/dataplane.js';
 import { nodeObject, testConfig } from './helpers/objects.js';
+import { BACKEND_NAMES } from '../dataplane/backend-names.js';
 
 // Names are either valid DNS labels (so they reach the rules) or anything at all (so validation is hit).
 const dnsLabel = fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?$/);
@@ -49,7 +50,7 @@ function objects(services: GeneratedService[]) {
 
 const config = testConfig;
 
-for (const backend of ['nftables', 'iptables'] as const) {
+for (const backend of BACKEND_NAMES) {
   test(`kernel: any names and values give a ${backend} rule set the kernel accepts, or a named error`, async (t) => {
     let rendered = 0;
     await fc.assert(fc.asyncProperty(fc.array(service, { minLength: 1, maxLength: 6 }), async (services) => {

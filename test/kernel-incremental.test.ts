@@ -2,10 +2,11 @@ import test from 'ava';
 import fc from 'fast-check';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { compareRules, diffRules, reassertRules } from '../dataplane/dataplane.js';
-import { applyIptables } from '../dataplane/iptables.js';
-import { incrementalScript, parseRenderedTables, renderedTables } from '../dataplane/nft-incremental.js';
-import { applyNftables, reassertNftables } from '../dataplane/nftables.js';
-import { render, type Backend } from '../dataplane/render.js';
+import { applyIptables } from '../dataplane/iptables/shell.js';
+import { incrementalScript, parseRenderedTables, renderedTables } from '../dataplane/nftables/incremental.js';
+import { applyNftables, reassertNftables } from '../dataplane/nftables/shell.js';
+import { render } from '../dataplane/render.js';
+import type { BackendName } from '../dataplane/backend-names.js';
 import { runChecked } from '../dataplane/runner.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
 import { renderScenario, scenarios } from './helpers/golden.js';
@@ -27,7 +28,7 @@ const clusterArbitrary = fc.array(fc.record({
 
 type GeneratedServices = typeof clusterArbitrary extends fc.Arbitrary<infer T> ? T : never;
 
-function rendered(services: GeneratedServices, backend: Backend) {
+function rendered(services: GeneratedServices, backend: BackendName) {
   const objects = services.flatMap((s) => [
     serviceObject({
       name: `svc-${s.index}`, clusterIPs: s.dualStack ? [`10.96.2.${s.index + 1}`, `fd00:96::2:${s.index + 1}`] : [`10.96.2.${s.index + 1}`], type: s.type,

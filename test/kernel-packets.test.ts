@@ -1,6 +1,7 @@
 import test from 'ava';
 import { Cluster } from '../e2e/cluster.js';
 import type { ProbeResult } from '../e2e/driver.js';
+import { BACKEND_NAMES } from '../dataplane/backend-names.js';
 
 // One node, three endpoint pods, a client pod and an external client: real packets through the rules.
 const WEB = { clusterIPs: ['10.96.0.20', 'fd00:96::14'], http: 80, udp: 53, nodePortTCP: 30080, nodePortUDP: 30053 };
@@ -25,7 +26,7 @@ function manifests(cluster: Cluster): object[] {
 
 const servers = (results: ProbeResult[]) => [...new Set(results.map((result) => result.server!))].sort();
 
-for (const backend of ['nftables', 'iptables'] as const) {
+for (const backend of BACKEND_NAMES) {
   test(`kernel: ${backend} rules carry real TCP and UDP traffic to the right endpoints with the right source`, async (t) => {
     const cluster = await Cluster.create({
       nodes: 1, externalClients: 1,

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { applyChanges, applyIfChanged, applyRules, compareRules, stampedAs } from '../dataplane/dataplane.js';
-import { applyNftables, canonicalAsKernelLists, listAsKernelWould, readStamps, rulesStamp } from '../dataplane/nftables.js';
+import { applyNftables, canonicalAsKernelLists, listAsKernelWould, readStamps, rulesStamp } from '../dataplane/nftables/shell.js';
 import { render } from '../dataplane/render.js';
 import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
 import { renderScenario, scenarios } from './helpers/golden.js';

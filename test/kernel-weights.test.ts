@@ -6,6 +6,7 @@ import { render } from '../dataplane/render.js';
 import { Cluster } from '../e2e/cluster.js';
 import { runnerIn } from './helpers/netns-runner.js';
 import { testConfig } from './helpers/objects.js';
+import { BACKEND_NAMES } from '../dataplane/backend-names.js';
 
 // Weights 1:3 on two endpoints, 2,000 new connections: the split must pass a chi-square test.
 // 23.93 is the critical value for one degree of freedom at 1e-6 (4.89², the two-sided normal
@@ -14,7 +15,7 @@ import { testConfig } from './helpers/objects.js';
 const CONNECTIONS = 2000;
 const CRITICAL = 23.93;
 
-for (const backend of ['nftables', 'iptables'] as const) {
+for (const backend of BACKEND_NAMES) {
   test(`kernel: ${backend} weights 1:3 split ${CONNECTIONS} connections 1:3 (chi-square)`, async (t) => {
     const cluster = await Cluster.create({ nodes: 1, pods: [{ name: 'web-1', node: 'node-a', ports: [8080] }, { name: 'web-2', node: 'node-a', ports: [8080] }, { name: 'client', node: 'node-a' }] });
     t.teardown(() => cluster.destroy());

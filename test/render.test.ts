@@ -1,9 +1,11 @@
 import test from 'ava';
 import { computeNodeRules, endpointKey } from '../controlplane/compute/compute.js';
-import type { EndpointTarget } from '../controlplane/compute/node-rules.js';
+import type { EndpointTarget } from '../rules/node-rules.js';
 import { nftIdentifier, ruleComment } from '../dataplane/escape.js';
-import { cumulativeProbabilities, render } from '../dataplane/render.js';
-import { checkStructure, StructureError } from '../dataplane/structure-check.js';
+import { cumulativeProbabilities } from '../dataplane/iptables/render.js';
+import { render } from '../dataplane/render.js';
+import { StructureError } from '../dataplane/structure-error.js';
+import { checkStructure } from '../dataplane/dataplane.js';
 import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 
 const config = testConfig;

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { balance, initialBalanceState, type BalanceConfig, type BalanceState } from '../balance/balance.js';
 import { liveConnections } from '../balance/live-connections.js';
 import { computeNodeRules, endpointKey } from '../compute/compute.js';
-import type { NodeRules, ServicePortRules } from '../compute/node-rules.js';
+import type { NodeRules, ServicePortRules } from '../../rules/node-rules.js';
 import { staleUDPFlows } from '../compute/stale-flows.js';
 import { computeConfig, type FerryConfig } from '../config/kube-proxy-config.js';
 import { buildClusterState, describeModelError } from '../model/cluster-state.js';
@@ -14,9 +14,9 @@ import type { Balancing, ModelError } from '../model/types.js';
 import type { ObjectSource } from '../sources/source.js';
 import { deleteStaleFlows } from '../../dataplane/conntrack.js';
 import { listNatedConnections } from '../../dataplane/conntrack-sample.js';
-import { applyChanges, applyIfChanged, cleanupRules, reassertRules, removeOtherBackends } from '../../dataplane/dataplane.js';
-import { renderedTables } from '../../dataplane/nft-incremental.js';
-import { render, type Backend, type RenderedRules } from '../../dataplane/render.js';
+import { applyChanges, applyIfChanged, cleanupRules, reassertRules, removeOtherBackends, ruleCounts } from '../../dataplane/dataplane.js';
+import { render, type RenderedRules } from '../../dataplane/render.js';
+import type { BackendName } from '../../dataplane/backend-names.js';
 import type { Runner } from '../../dataplane/runner.js';
 import { close, healthHandler, HealthCheckPorts, listen, type HealthStatus } from './health.js';
 import { AgentMetrics } from './metrics.js';
@@ -25,7 +25,7 @@ import { SyncScheduler, systemClock, type Clock } from './sync-scheduler.js';
 export interface AgentOptions {
   node: string;
   config: FerryConfig;
-  backend: Backend;
+  backend: BackendName;
   source: ObjectSource;
   runner: Runner;
   logger: Logger;
@@ -210,13 +210,7 @@ export class Agent {
     this.metrics.endpointChanges.inc(endpointChanges);
     const weighted = [...after.values()].flatMap((port) => [port.cluster, port.local]).filter((group) => group && group.endpoints.some((endpoint) => endpoint.weight !== group.endpoints[0]!.weight));
     this.metrics.weightedEndpoints.set(weighted.reduce((sum, group) => sum + group!.endpoints.length, 0));
-    if (rendered.backend === 'nftables') {
-      for (const [family, table] of renderedTables(rendered)) {
-        this.metrics.rules.set({ backend: rendered.backend, family: family === 'ip6' ? 'IPv6' : 'IPv4' }, [...table.chains.values()].reduce((sum, chain) => sum + chain.rules.length, 0));
-      }
-    } else {
-      for (const part of rendered.texts) this.metrics.rules.set({ backend: rendered.backend, family: part.family }, part.text.split('\n').filter((line) => line.startsWith('-A ')).length);
-    }
+    for (const { family, rules } of ruleCounts(rendered)) this.metrics.rules.set({ backend: rendered.backend, family }, rules);
     this.options.logger.debug({ kind, ms: Math.round(seconds * 1000) }, 'synced');
   }
 

@@ -1,7 +1,7 @@
 // HTTP endpoints for operators and load balancers: /healthz and /livez as kube-proxy serves them,
 // /metrics, and one health-check node port per externalTrafficPolicy Local Service.
 import { createServer, type Server } from 'node:http';
-import type { HealthCheck } from '../compute/node-rules.js';
+import type { HealthCheck } from '../../rules/node-rules.js';
 
 /** What /healthz and /livez report. */
 export interface HealthStatus {

@@ -1,6 +1,6 @@
 // Reads conntrack's listing into live connections per endpoint: the balancer's only signal.
 import { endpointKey } from '../compute/compute.js';
-import type { L4Protocol } from '../compute/node-rules.js';
+import type { L4Protocol } from '../../rules/node-rules.js';
 
 /**
  * Counts, per endpoint key, the DNATed entries of a `conntrack -L` listing: established TCP

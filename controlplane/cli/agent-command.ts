@@ -9,7 +9,7 @@ import { defaultConfig, parseKubeProxyConfiguration, type FerryConfig } from '..
 import type { Balancing } from '../model/types.js';
 import { KubernetesSource, loadKubeConfig } from '../sources/kubernetes.js';
 import { ManifestWatch } from '../sources/manifest-watch.js';
-import type { Backend } from '../../dataplane/render.js';
+import { DEFAULT_BACKEND, type BackendName } from '../../dataplane/backend-names.js';
 import { cleanupRules } from '../../dataplane/dataplane.js';
 import { abortCommands, execaRunner } from '../../dataplane/runner.js';
 
@@ -22,7 +22,7 @@ export interface AgentCommandOptions {
   manifests?: string;
   config?: string;
   /** --backend or --proxy-mode; empty means unset. */
-  backend?: Backend | '';
+  backend?: BackendName | '';
   /** --v: klog verbosity. */
   v?: number;
   logFormat: 'json' | 'text';
@@ -46,10 +46,10 @@ function logger(format: 'json' | 'text', level: string): Logger {
 }
 
 /** The agent's settings from flags, then the config file, then defaults (flags win, as kube-proxy's do). */
-export function agentSettings(options: AgentCommandOptions, config: FerryConfig): { node: string; backend: Backend; kubeconfig?: string; verbosity: number } {
+export function agentSettings(options: AgentCommandOptions, config: FerryConfig): { node: string; backend: BackendName; kubeconfig?: string; verbosity: number } {
   return {
     node: options.node?.trim().toLowerCase() || config.hostnameOverride || hostname().toLowerCase(),
-    backend: options.backend || config.mode || 'nftables',
+    backend: options.backend || config.mode || DEFAULT_BACKEND,
     kubeconfig: options.kubeconfig || config.kubeconfig,
     verbosity: options.v ?? config.verbosity,
   };

@@ -7,6 +7,7 @@ import { computeConfig, defaultConfig, parseKubeProxyConfiguration } from '../co
 import { buildClusterState } from '../model/cluster-state.js';
 import type { ClusterState, EndpointSlice, IPFamily } from '../model/types.js';
 import { readManifests } from '../sources/manifests.js';
+import { DEFAULT_BACKEND } from '../../dataplane/backend-names.js';
 
 export interface EndpointsOptions {
   namespace?: string;
@@ -30,7 +31,7 @@ export async function endpointsReport(service: string | undefined, options: Endp
 
 async function table(state: ClusterState, services: ClusterState['services'], options: EndpointsOptions): Promise<string> {
   const config = options.config ? parseKubeProxyConfiguration(await readFile(options.config, 'utf8'), options.config).config : defaultConfig;
-  const rules = options.node ? computeNodeRules(state, options.node, computeConfig(config, config.mode ?? 'nftables')) : undefined;
+  const rules = options.node ? computeNodeRules(state, options.node, computeConfig(config, config.mode ?? DEFAULT_BACKEND)) : undefined;
   const header = ['SERVICE', 'PORT', 'ENDPOINT', 'NODE', 'READY', 'SERVING', 'TERMINATING', 'SOURCE', ...(rules ? ['LOCAL', 'USED BY THIS NODE'] : [])];
   const rows: string[][] = [];
   for (const service of services) {

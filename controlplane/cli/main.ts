@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { applyIfChanged, cleanupAllRules, cleanupRules, diffRules, removeOtherBackends, stampedAs } from '../../dataplane/dataplane.js';
 import { cleanupKubeProxy } from '../../dataplane/kube-proxy-cleanup.js';
-import { renderedText, type Backend } from '../../dataplane/render.js';
+import { renderedText } from '../../dataplane/render.js';
+import { BACKEND_NAMES, type BackendName } from '../../dataplane/backend-names.js';
 import { execaRunner } from '../../dataplane/runner.js';
 import { describeModelError } from '../model/cluster-state.js';
 import { packageRoot } from '../package-root.js';
@@ -44,7 +45,7 @@ function ruleCommand(program: Command, name: string, summary: string, example: s
 }
 
 function backendOption(flags = '--backend <backend>', description = 'rule backend (default: the config\'s mode, else nftables)'): Option {
-  return new Option(flags, description).choices(['nftables', 'iptables']);
+  return new Option(flags, description).choices(BACKEND_NAMES);
 }
 
 function fileOption(): Option {
@@ -169,13 +170,13 @@ async function main(argv: string[]): Promise<number> {
     .option('--master <url>', 'the API server\'s address, replacing the kubeconfig\'s (as kube-proxy\'s --master)')
     .option('--manifests <dir>', 'follow a directory of YAML manifests instead of the API')
     .option('--config <file>', 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) to honour')
-    .addOption(new Option('--backend <backend>', 'rule backend (default: the config\'s mode, else nftables)').choices(['nftables', 'iptables', '']))
-    .addOption(new Option('--proxy-mode <mode>', 'the same as --backend (kube-proxy\'s flag)').choices(['nftables', 'iptables', '']))
+    .addOption(new Option('--backend <backend>', 'rule backend (default: the config\'s mode, else nftables)').choices([...BACKEND_NAMES, '']))
+    .addOption(new Option('--proxy-mode <mode>', 'the same as --backend (kube-proxy\'s flag)').choices([...BACKEND_NAMES, '']))
     .addOption(new Option('--v <level>', 'log verbosity as kube-proxy\'s: 4 logs every sync, 6 more').argParser(verbosity))
     .addOption(new Option('--log-format <format>', 'json for machines, text for people').choices(['json', 'text']).default('json'))
     .option('--cleanup-on-exit', 'remove ferry\'s rules when stopped by SIGTERM or SIGINT')
     .addOption(new Option('--balancing <mode>', 'endpoint choice for Services without a ferry.dev/balancing annotation: least-busy measures live connections (conntrack) and favours the less busy; uniform is kube-proxy\'s').choices(['least-busy', 'uniform']).default('least-busy'))
-    .action(async (options: AgentCommandOptions & { hostnameOverride?: string; proxyMode?: Backend | '' }) => {
+    .action(async (options: AgentCommandOptions & { hostnameOverride?: string; proxyMode?: BackendName | '' }) => {
       const { hostnameOverride, proxyMode, ...rest } = options;
       // Loaded here: the Kubernetes client is only the agent's, and loading it costs every command ~0.3 s.
       const { runAgent } = await import('./agent-command.js');
@@ -195,7 +196,7 @@ async function main(argv: string[]): Promise<number> {
     .addHelpText('after', examples('ferry cleanup', 'ferry cleanup --kube-proxy     # migrating a node from kube-proxy'))
     .addOption(backendOption('--backend <backend>', 'only this backend\'s rules'))
     .option('--kube-proxy', 'remove kube-proxy\'s rules (iptables and nftables modes) and keep ferry\'s; with --backend, that backend\'s too')
-    .action(async (options: { backend?: Backend; kubeProxy?: boolean }) => {
+    .action(async (options: { backend?: BackendName; kubeProxy?: boolean }) => {
       if (options.backend) await cleanupRules(execaRunner, options.backend);
       else if (!options.kubeProxy) await cleanupAllRules(execaRunner);
       if (options.kubeProxy) {

@@ -1,24 +1,25 @@
 // The one way through the data for the commands: config and manifests in, rendered rules out.
 import { readFile } from 'node:fs/promises';
 import { computeNodeRules } from '../compute/compute.js';
-import type { NodeRules } from '../compute/node-rules.js';
+import type { NodeRules } from '../../rules/node-rules.js';
 import { computeConfig, defaultConfig, parseKubeProxyConfiguration } from '../config/kube-proxy-config.js';
 import { buildClusterState } from '../model/cluster-state.js';
 import type { ModelError } from '../model/types.js';
 import { readManifests } from '../sources/manifests.js';
-import { render, type Backend, type RenderedRules } from '../../dataplane/render.js';
+import { render, type RenderedRules } from '../../dataplane/render.js';
+import { DEFAULT_BACKEND, type BackendName } from '../../dataplane/backend-names.js';
 
 /** Options shared by render, diff and apply. */
 export interface RuleOptions {
   node: string;
-  backend?: Backend;
+  backend?: BackendName;
   config?: string;
   file: string[];
 }
 
 /** What the pipeline produced, with everything worth telling the user. */
 export interface DesiredRules {
-  backend: Backend;
+  backend: BackendName;
   rules: NodeRules;
   rendered: RenderedRules;
   warnings: string[];
@@ -30,7 +31,7 @@ export async function desiredRules(options: RuleOptions): Promise<DesiredRules> 
   const { config, warnings } = options.config
     ? parseKubeProxyConfiguration(await readFile(options.config, 'utf8'), options.config)
     : { config: defaultConfig, warnings: [] };
-  const backend = options.backend ?? config.mode ?? 'nftables';
+  const backend = options.backend ?? config.mode ?? DEFAULT_BACKEND;
   const { state, errors, warnings: modelWarnings } = buildClusterState(await readManifests(options.file));
   const rules = computeNodeRules(state, options.node, computeConfig(config, backend));
   return { backend, rules, rendered: render(rules, backend), warnings: [...warnings, ...modelWarnings.map((warning) => `${warning.kind} ${warning.object}: ${warning.message}`)], modelErrors: errors };

@@ -5,7 +5,7 @@ import { familyOf } from '../model/ip.js';
 import type { Balancing, ClusterState, Endpoint, EndpointSlice, IPFamily, Node, Service, ServicePort } from '../model/types.js';
 import type {
   EndpointGroup, EndpointTarget, FamilyRules, L4Protocol, NodePortAddresses, NodeRules, ServicePortRules,
-} from './node-rules.js';
+} from '../../rules/node-rules.js';
 import { integerWeights } from './weights.js';
 
 /** The parts of the proxy configuration that shape rules. */

@@ -1,15 +1,7 @@
 // Which UDP conntrack entries must go after a change: UDP has no connection end, so a client keeps
 // sending to a removed endpoint until its entry is deleted (kube-proxy's conntrack reconciler does the same).
-import type { IPFamily } from '../model/types.js';
-import type { NodeRules, ServicePortRules } from './node-rules.js';
-
-/** A conntrack -D filter: entries to `origDst` (or to `origPortDst` on any local address), NATed to `dstNat` if set. */
-export interface StaleFlow {
-  family: IPFamily;
-  origDst?: string;
-  origPortDst?: number;
-  dstNat?: string;
-}
+import type { NodeRules, ServicePortRules } from '../../rules/node-rules.js';
+import type { StaleFlow } from '../../rules/stale-flow.js';
 
 /** The UDP flows to delete when going from `previous` to `next` rules. */
 export function staleUDPFlows(previous: NodeRules | undefined, next: NodeRules): StaleFlow[] {

@@ -1,16 +1,18 @@
 // Reads a kube-proxy KubeProxyConfiguration document into ferry's config, warning about what ferry ignores.
 import { parseDocument } from 'yaml';
+import { BACKEND_NAMES, CONFIG_SECTION, DEFAULT_BACKEND, type BackendName } from '../../dataplane/backend-names.js';
 import type { ComputeConfig } from '../compute/compute.js';
 import { Field, FieldError, isRecord } from '../model/fields.js';
 import { familyOf } from '../model/ip.js';
 import { parseDuration } from './duration.js';
 
-export type Backend = 'nftables' | 'iptables';
+/** The sections of kube-proxy's configuration that hold a backend's masquerade settings. */
+type KubeProxySection = 'iptables' | 'nftables';
 
 /** ferry's configuration; every field has a default, so no file means defaults. */
 export interface FerryConfig {
-  /** From `mode`; undefined when the file does not say (the CLI then uses nftables). */
-  mode: Backend | undefined;
+  /** From `mode`; undefined when the file does not say (the CLI then uses DEFAULT_BACKEND). */
+  mode: BackendName | undefined;
   /** Pod CIDRs of the cluster, at most one per family. */
   clusterCIDRs: string[];
   detectLocalMode: 'ClusterCIDR' | 'NodeCIDR';
@@ -107,18 +109,18 @@ function readConfig(root: Field): { config: FerryConfig; warnings: string[] } {
 
   const modeField = root.get('mode');
   if (modeField.value === 'ipvs' || modeField.value === 'kernelspace') modeField.fail('is not supported by ferry (use nftables or iptables)');
-  const mode = modeField.oneOf(['', 'iptables', 'nftables'] as const, '');
+  const mode = modeField.oneOf(['', ...BACKEND_NAMES] as const, '');
   const clusterCIDRs = readClusterCIDRs(root.get('clusterCIDR'));
   const detectLocalField = root.get('detectLocalMode');
   const detectLocalMode = detectLocalField.absent || detectLocalField.value === ''
     ? (clusterCIDRs.length > 0 ? 'ClusterCIDR' : 'NodeCIDR')
     : readDetectLocalMode(detectLocalField);
-  const backend = (name: Backend) => ({
+  const section = (name: KubeProxySection) => ({
     masqueradeBit: root.get(name).get('masqueradeBit').integer(0, 31, 14),
     masqueradeAll: root.get(name).get('masqueradeAll').boolean(false),
   });
-  const selected: Backend = mode === '' ? 'nftables' : mode;
-  const other: Backend = selected === 'nftables' ? 'iptables' : 'nftables';
+  const selected = CONFIG_SECTION[mode === '' ? DEFAULT_BACKEND : mode];
+  const other: KubeProxySection = selected === 'nftables' ? 'iptables' : 'nftables';
   // v1alpha1 keeps the periods per backend; newer versions moved them to the top level. 0s means
   // kube-proxy's default, which is how kubeadm writes the periods it does not set.
   const period = (name: string, fallback: number) => {
@@ -138,8 +140,8 @@ function readConfig(root: Field): { config: FerryConfig; warnings: string[] } {
       clusterCIDRs,
       detectLocalMode,
       nodePortAddresses: readNodePortAddresses(root.get('nodePortAddresses')),
-      iptables: backend('iptables'),
-      nftables: backend('nftables'),
+      iptables: section('iptables'),
+      nftables: section('nftables'),
       syncPeriodMs,
       minSyncPeriodMs,
       metricsBindAddress: readBindAddress(root.get('metricsBindAddress'), defaultConfig.metricsBindAddress),
@@ -231,12 +233,12 @@ function readBindAddress(field: Field, fallback: string): string {
 }
 
 /** The rule-shaping part of the config; masquerade settings come from the section of the backend in use. */
-export function computeConfig(config: FerryConfig, backend: Backend): ComputeConfig {
+export function computeConfig(config: FerryConfig, backend: BackendName): ComputeConfig {
   return {
     clusterCIDRs: config.clusterCIDRs,
     detectLocalMode: config.detectLocalMode,
     nodePortAddresses: config.nodePortAddresses,
-    masqueradeBit: config[backend].masqueradeBit,
-    masqueradeAll: config[backend].masqueradeAll,
+    masqueradeBit: config[CONFIG_SECTION[backend]].masqueradeBit,
+    masqueradeAll: config[CONFIG_SECTION[backend]].masqueradeAll,
   };
 }

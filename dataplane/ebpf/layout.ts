@@ -3,7 +3,7 @@
 // in network order, addresses always 16 bytes (IPv4 as ::ffff:a.b.c.d).
 import { endianness } from 'node:os';
 import ipaddr from 'ipaddr.js';
-import type { L4Protocol } from '../../controlplane/compute/node-rules.js';
+import type { L4Protocol } from '../../rules/node-rules.js';
 
 if (endianness() !== 'LE') throw new Error('ferry eBPF maps: only little-endian hosts are supported (the map layouts write host-order integers as little-endian)');
 

@@ -1,6 +1,6 @@
 // NodeRules → what the socket programs' maps must hold, and the ordered writes from one such state to
 // the next. The plan is pure; applySocketPlan is the only part that writes.
-import type { EndpointGroup, NodeRules, ServicePortRules } from '../../controlplane/compute/node-rules.js';
+import type { EndpointGroup, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
 import type { WeightedEndpoint } from './groups.js';
 import { groupSlots } from './groups.js';
 import type { Frontend, FrontendKey, Group, Slot, SlotKey } from './layout.js';

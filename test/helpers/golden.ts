@@ -2,7 +2,8 @@
 import { computeNodeRules, endpointKey, type ComputeConfig, type EndpointWeights } from '../../controlplane/compute/compute.js';
 import { buildClusterState } from '../../controlplane/model/cluster-state.js';
 import { readManifests } from '../../controlplane/sources/manifests.js';
-import { render, renderedText, type Backend } from '../../dataplane/render.js';
+import { render, renderedText } from '../../dataplane/render.js';
+import { BACKEND_NAMES, type BackendName } from '../../dataplane/backend-names.js';
 import { testConfig } from './objects.js';
 
 const base = testConfig;
@@ -24,13 +25,13 @@ export const scenarios: Record<string, { config: ComputeConfig; weights: Endpoin
   'app-pods': { config: base, weights: new Map(), files: ['../../examples/app.yaml'] },
 };
 
-export const backends: Backend[] = ['nftables', 'iptables'];
+export const backends: readonly BackendName[] = BACKEND_NAMES;
 
-export const goldenPath = (scenario: string, backend: Backend) =>
+export const goldenPath = (scenario: string, backend: BackendName) =>
   new URL(`../golden/${scenario}.${backend === 'nftables' ? 'nft' : 'iptables'}`, import.meta.url);
 
 /** Renders a golden scenario; throws if the manifests hold any invalid object. */
-export async function renderScenario(scenario: string, backend: Backend) {
+export async function renderScenario(scenario: string, backend: BackendName) {
   const { config, weights, files = cluster } = scenarios[scenario]!;
   const objects = await readManifests(files.map((file) => new URL(file, import.meta.url).pathname));
   const { state, errors } = buildClusterState(objects);

@@ -1,9 +1,9 @@
 // nftables shell: check, apply, read back and clean up ferry's tables (`ip ferry`, `ip6 ferry`) with nft.
 import { createHash } from 'node:crypto';
-import { buildNftDigest, differingObjects, parseDigests, type ObjectDigests, type TableObject } from './nft-digest.js';
-import { reassertScript, renderedTables, type NftInventory } from './nft-incremental.js';
-import type { RenderedRules } from './render.js';
-import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from './runner.js';
+import { buildNftDigest, differingObjects, parseDigests, type ObjectDigests, type TableObject } from './digest.js';
+import { reassertScript, renderedTables, type NftInventory } from './incremental.js';
+import type { Comparison, RenderedRules } from '../backend.js';
+import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from '../runner.js';
 
 const TABLES = ['ip ferry', 'ip6 ferry'] as const;
 
@@ -142,12 +142,6 @@ export async function readNftables(runner: Runner): Promise<string> {
     else if (!/No such file or directory/.test(result.stderr)) throw new DataplaneError(`nft list table ${table}`, result, 'reading the ferry tables failed');
   }
   return canonicalNftables(listings.join('\n'));
-}
-
-/** The kernel's ferry rules and the script's, both canonical and in the kernel's words: what a diff compares. */
-export interface Comparison {
-  current: string;
-  desired: string;
 }
 
 /**

@@ -1,5 +1,5 @@
 // iptables shell: apply, read back and clean up ferry's FERRY-* chains and the jumps into them, per family.
-import { inThrowawayNamespace, runChecked, type Runner } from './runner.js';
+import { inThrowawayNamespace, runChecked, type Runner } from '../runner.js';
 
 export type Family = 'IPv4' | 'IPv6';
 

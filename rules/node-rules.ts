@@ -1,5 +1,6 @@
-// NodeRules: the backend-neutral description of one node's Service NAT rules, which compute produces.
-import type { IPFamily } from '../model/types.js';
+// NodeRules: the backend-neutral description of one node's Service NAT rules, which compute produces
+// and every backend renders. Neither side owns it: it is the contract between them.
+import type { IPFamily } from '../controlplane/model/types.js';
 
 /** Lower-case protocol names, as both iptables and nftables spell them. */
 export type L4Protocol = 'tcp' | 'udp' | 'sctp';

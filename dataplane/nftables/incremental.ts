@@ -1,6 +1,6 @@
 // Incremental nftables updates: from the previous rendered script to the next, only the chains, sets
 // and map elements that changed, as one transaction that leaves everything else (affinity state too) alone.
-import type { RenderedRules } from './render.js';
+import type { RenderedRules } from '../backend.js';
 
 /** A set or map of a rendered table: its declaration lines and its elements. */
 interface Collection {

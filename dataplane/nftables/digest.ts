@@ -1,12 +1,12 @@
-// ferry's nftables tables read object by object (nft-digest.c): the digest of every chain with its
+// ferry's nftables tables read object by object (digest.c): the digest of every chain with its
 // rules and every set with its elements, in time linear in the rules where `nft list table` grows
 // with their square. `ferry diff` compares these digests and lists only the objects that differ.
 import { join } from 'node:path';
-import { packageRoot } from '../controlplane/package-root.js';
-import { cachedBuild, type BuildOptions } from './c-build.js';
+import { packageRoot } from '../../controlplane/package-root.js';
+import { cachedBuild, type BuildOptions } from '../c-build.js';
 
 /** The helper's source, compiled on first use against libmnl and libcrypto. */
-export const NFT_DIGEST_SOURCE = join(packageRoot(), 'dataplane', 'nft-digest.c');
+export const NFT_DIGEST_SOURCE = join(packageRoot(), 'dataplane', 'nftables', 'digest.c');
 
 /** Compiles nft-digest with the system's cc (libmnl-dev and libssl-dev); the binary's path. */
 export function buildNftDigest(options: BuildOptions = {}): Promise<string> {

@@ -1,0 +1,58 @@
+// One backend: everything ferry does with one node's rules in one kind of kernel state. The agent, the
+// CLI and the tests reach a backend only through this interface (dataplane.ts looks it up in backends.ts).
+import type { NodeRules } from '../rules/node-rules.js';
+import type { BackendName } from './backend-names.js';
+import type { NftTableText } from './nftables/render.js';
+import type { Runner } from './runner.js';
+
+/** The rendered rule set of one backend, per family where the backend needs one text per family. */
+export interface RenderedRules {
+  backend: BackendName;
+  /** nftables: one script for both families. iptables: one restore input per family. */
+  texts: { family: 'IPv4' | 'IPv6' | 'both'; text: string }[];
+  /** nftables: the text in parts, so that an update can skip what did not change (see nftables/incremental.ts). */
+  nftTables?: NftTableText[];
+}
+
+/** What bringing the kernel in line did: nothing (it held the rules already), or a replacement, in rule lines. */
+export interface ApplyOutcome {
+  changed: boolean;
+  added: number;
+  removed: number;
+}
+
+/** The kernel's rules and the desired ones, both canonical and in the kernel's own words: what a diff compares. */
+export interface Comparison {
+  current: string;
+  desired: string;
+}
+
+/** How a sync wrote: nothing, only what changed, or everything. */
+export type SyncKind = 'unchanged' | 'partial' | 'full';
+
+export interface Backend {
+  /** The rules as this backend writes them; pure: the same rules give the same result. */
+  render(rules: NodeRules): RenderedRules;
+  /** Throws a StructureError when rendered rules are inconsistent (a bug in ferry, never the user's input). */
+  check(rendered: RenderedRules): void;
+  /** The same check for text as `render` prints it (golden files, hostile input). */
+  checkText(text: string): void;
+  /** Loads the rules, checked first: all or nothing, and a rejected set leaves the previous rules. */
+  apply(runner: Runner, rendered: RenderedRules): Promise<void>;
+  /** Writes only what changed from `previous` (the rules last applied) to `next`. */
+  applyChanges(runner: Runner, previous: RenderedRules, next: RenderedRules): Promise<SyncKind>;
+  /** The periodic full resync: afterwards the kernel holds exactly `rendered`, whatever someone changed. */
+  reassert(runner: Runner, rendered: RenderedRules): Promise<void>;
+  /** Makes the kernel hold the rules and writes nothing when it already does; `force` writes anyway. */
+  applyIfChanged(runner: Runner, rendered: RenderedRules, options: { force?: boolean }): Promise<ApplyOutcome>;
+  /** Whether the stamp ferry left says the kernel holds these rules (false for a backend without one). */
+  stampedAs(runner: Runner, rendered: RenderedRules): Promise<boolean>;
+  /** Both sides whole, as the kernel lists them. */
+  compare(runner: Runner, rendered: RenderedRules): Promise<Comparison>;
+  /** What `ferry diff` shows: may hold only the parts that differ; `onListing` hears when it lists everything. */
+  diff(runner: Runner, rendered: RenderedRules, onListing?: (why: string) => void): Promise<Comparison>;
+  /** Removes everything ferry owns in this backend, and nothing else. */
+  cleanup(runner: Runner): Promise<void>;
+  /** Rules per family, for the rules metric. */
+  ruleCounts(rendered: RenderedRules): { family: 'IPv4' | 'IPv6'; rules: number }[];
+}

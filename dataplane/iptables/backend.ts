@@ -1,0 +1,68 @@
+// The iptables backend: ferry's FERRY-* chains and the jumps into them, per family, through
+// iptables-restore (see shell.ts). It keeps no stamp: every comparison lists the rules.
+import type { ApplyOutcome, Backend, Comparison, RenderedRules, SyncKind } from '../backend.js';
+import { lineChanges } from '../line-changes.js';
+import type { Runner } from '../runner.js';
+import { renderIptables } from './render.js';
+import * as shell from './shell.js';
+import { checkIptables, checkIptablesText } from './structure.js';
+
+const familyOf = (part: RenderedRules['texts'][number]) => part.family as shell.Family;
+
+/** Every family is loaded into a throwaway namespace first, so a bad IPv6 rule does not leave IPv4 half-updated. */
+async function apply(runner: Runner, rendered: RenderedRules): Promise<void> {
+  checkIptables(rendered);
+  for (const part of rendered.texts) await shell.checkIptables(runner, familyOf(part), part.text);
+  for (const part of rendered.texts) await shell.applyIptables(runner, familyOf(part), part.text);
+}
+
+async function applyChanges(runner: Runner, previous: RenderedRules, next: RenderedRules): Promise<SyncKind> {
+  checkIptables(next);
+  if (next.texts.every((part, index) => part.text === previous.texts[index]?.text)) return 'unchanged';
+  for (const [index, part] of next.texts.entries()) await shell.applyIptables(runner, familyOf(part), part.text, previous.texts[index]?.text);
+  return 'partial';
+}
+
+/** Both families' ferry rules in the kernel and as the kernel would list the rendered ones. */
+async function compare(runner: Runner, rendered: RenderedRules): Promise<Comparison> {
+  checkIptables(rendered);
+  let current = '';
+  let desired = '';
+  for (const part of rendered.texts) {
+    current += labelled(familyOf(part), await shell.readIptables(runner, familyOf(part)));
+    desired += labelled(familyOf(part), await shell.listAsKernelWould(runner, familyOf(part), part.text));
+  }
+  return { current, desired };
+}
+
+function labelled(family: string, text: string): string {
+  return text ? `# ${family}\n${text}` : '';
+}
+
+async function applyIfChanged(runner: Runner, rendered: RenderedRules, options: { force?: boolean }): Promise<ApplyOutcome> {
+  const { current, desired } = await compare(runner, rendered);
+  if (current === desired && !options.force) return { changed: false, added: 0, removed: 0 };
+  await apply(runner, rendered);
+  return { changed: true, ...lineChanges(current, desired) };
+}
+
+export const iptablesBackend: Backend = {
+  render: renderIptables,
+  check: checkIptables,
+  checkText: checkIptablesText,
+  apply,
+  applyChanges,
+  // iptables plans from iptables-save, so a full apply is already a re-assert.
+  reassert: apply,
+  applyIfChanged,
+  stampedAs: async () => false,
+  compare,
+  diff: (runner, rendered) => compare(runner, rendered),
+  cleanup: async (runner) => {
+    for (const family of ['IPv4', 'IPv6'] as const) await shell.cleanupIptables(runner, family);
+  },
+  ruleCounts: (rendered) => rendered.texts.map((part) => ({
+    family: familyOf(part),
+    rules: part.text.split('\n').filter((line) => line.startsWith('-A ')).length,
+  })),
+};

@@ -1,0 +1,120 @@
+// iptables rendering: NodeRules to one iptables-restore input per family, through the templates.
+import type { FamilyRules, FilterVerdict, NodePortAddresses, NodeRules, EndpointTarget, ServicePortRules } from '../../rules/node-rules.js';
+import type { RenderedRules } from '../backend.js';
+import { ruleComment } from '../escape.js';
+import { endpointChains, externalChain, externalTarget, groups, internalTarget, masqueradeRule, type ChainNames } from '../render-shapes.js';
+import { templates } from '../templates.js';
+
+/** Renders node rules as iptables-restore input, one per family; pure: the same rules give the same text. */
+export function renderIptables(rules: NodeRules): RenderedRules {
+  return {
+    backend: 'iptables',
+    texts: rules.families.map((family) => ({
+      family: family.family,
+      text: templates.iptables({ node: rules.node, tables: [iptablesTable(family, rules.masqueradeMark)] }),
+    })),
+  };
+}
+
+const iptablesNames: ChainNames = {
+  group: (port, kind) => `FERRY-${kind === 'cluster' ? 'SVC' : 'SVL'}-${port.hash}`,
+  external: (port) => `FERRY-EXT-${port.hash}`,
+  firewall: (port) => `FERRY-FW-${port.hash}`,
+  endpoint: (endpoint) => `FERRY-SEP-${endpoint.hash}`,
+};
+
+function iptablesTable(family: FamilyRules, mark: string) {
+  const ipv6 = family.family === 'IPv6';
+  const host = (ip: string) => `${ip}/${ipv6 ? 128 : 32}`;
+  const names = iptablesNames;
+  const reject = ipv6 ? 'icmp6-port-unreachable' : 'icmp-port-unreachable';
+  const target = (filter: FilterVerdict) => (filter === 'reject' ? `REJECT --reject-with ${reject}` : 'DROP');
+  const serviceEntries: object[] = [];
+  const nodePortEntries: object[] = [];
+  const noEndpointServices: object[] = [];
+  const noEndpointNodePorts: object[] = [];
+
+  for (const port of family.servicePorts) {
+    const entry = (destination: string, chain: string, comment: string) =>
+      ({ destination: host(destination), protocol: port.protocol, port: port.port, target: chain, comment: ruleComment(comment) });
+    const internal = internalTarget(port, names);
+    if ('chain' in internal) serviceEntries.push(entry(port.clusterIP, internal.chain, `${port.id} cluster IP`));
+    else noEndpointServices.push(entry(port.clusterIP, target(internal.verdict), noEndpointsComment(port, internal.verdict)));
+    const external = externalTarget(port, names);
+    const externalVerdict = port.external?.verdict;
+    for (const ip of port.externalIPs) {
+      if (external) serviceEntries.push(entry(ip, external, `${port.id} external IP`));
+      if (externalVerdict) noEndpointServices.push(entry(ip, target(externalVerdict), noEndpointsComment(port, externalVerdict)));
+    }
+    if (port.nodePort > 0) {
+      const nodePort = (chain: string, comment: string) => ({ protocol: port.protocol, port: port.nodePort, target: chain, comment: ruleComment(comment) });
+      if (external) nodePortEntries.push(nodePort(external, `${port.id} node port`));
+      if (externalVerdict) noEndpointNodePorts.push(nodePort(target(externalVerdict), noEndpointsComment(port, externalVerdict)));
+    }
+  }
+
+  return {
+    family: family.family,
+    restoreCommand: ipv6 ? 'ip6tables-restore' : 'iptables-restore',
+    mark,
+    reject,
+    hostMask: ipv6 ? 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff' : '255.255.255.255',
+    clusterIPs: family.clusterIPs.map(host),
+    serviceCIDRs: family.serviceCIDRs,
+    nodePortMatches: iptablesNodePortMatches(family.nodePortAddresses, host, ipv6),
+    serviceEntries,
+    nodePortEntries,
+    noEndpointServices,
+    noEndpointNodePorts,
+    firewallChains: family.servicePorts.filter((port) => port.firewall).map((port) => ({
+      name: names.firewall(port),
+      destinations: port.firewall!.loadBalancerIPs.map(host),
+      protocol: port.protocol,
+      port: port.port,
+      allowed: port.firewall!.sourceRanges,
+      comment: ruleComment(`${port.id} loadBalancerSourceRanges`),
+    })),
+    groupChains: family.servicePorts.flatMap((port) => groups(port).map(({ kind, group }) => ({
+      name: names.group(port, kind),
+      comment: ruleComment(kind === 'cluster' ? port.id : `${port.id} local endpoints`),
+      masquerade: masqueradeRule(port, group, family.localCIDR, host),
+      affinity: port.affinitySeconds > 0
+        ? group.endpoints.map((endpoint) => ({ chain: names.endpoint(endpoint), seconds: port.affinitySeconds }))
+        : [],
+      choices: cumulativeProbabilities(group.endpoints).map(({ endpoint, probability }) => ({ chain: names.endpoint(endpoint), probability })),
+    }))),
+    externalChains: family.servicePorts.filter((port) => externalTarget(port, names)).map((port) => ({
+      ...externalChain(port, names),
+      podCIDR: family.localCIDR ?? '',
+    })),
+    endpointChains: endpointChains(family, names, host),
+  };
+}
+
+function noEndpointsComment(port: ServicePortRules, verdict: FilterVerdict): string {
+  return `${port.id} ${verdict === 'reject' ? 'has no endpoints' : 'has no local endpoints'}`;
+}
+
+/**
+ * iptables walks the rules in order, so endpoint i gets the probability w_i / (w_i + ... + w_n) of
+ * what is left; the last one takes the rest unconditionally. Ten decimals, as kube-proxy prints them.
+ */
+export function cumulativeProbabilities(endpoints: EndpointTarget[]): { endpoint: EndpointTarget; probability?: string }[] {
+  let remaining = endpoints.reduce((sum, endpoint) => sum + endpoint.weight, 0);
+  return endpoints.map((endpoint, index) => {
+    const probability = index === endpoints.length - 1 ? undefined : (endpoint.weight / remaining).toFixed(10);
+    remaining -= endpoint.weight;
+    return { endpoint, probability };
+  });
+}
+
+function iptablesNodePortMatches(addresses: NodePortAddresses, host: (ip: string) => string, ipv6: boolean): string[] {
+  switch (addresses.kind) {
+    case 'addresses':
+      return addresses.addresses.map((ip) => `-d ${host(ip)}`);
+    case 'cidrs':
+      return addresses.cidrs.map((cidr) => `-d ${cidr} -m addrtype --dst-type LOCAL`);
+    case 'all':
+      return [`! -d ${ipv6 ? '::1/128' : '127.0.0.0/8'} -m addrtype --dst-type LOCAL`];
+  }
+}

@@ -1,0 +1,107 @@
+// The nftables backend: ferry's tables `ip ferry` and `ip6 ferry`, written by `nft -f` in one
+// transaction each time, stamped with the digest of what was written (see shell.ts).
+import type { ApplyOutcome, Backend, RenderedRules, SyncKind } from '../backend.js';
+import { lineChanges } from '../line-changes.js';
+import { DataplaneError, type Runner } from '../runner.js';
+import { incrementalScript, renderedTables } from './incremental.js';
+import { renderNftables } from './render.js';
+import * as shell from './shell.js';
+import { checkNftables, checkNftablesText } from './structure.js';
+
+const script = (rendered: RenderedRules) => rendered.texts[0]!.text;
+
+async function apply(runner: Runner, rendered: RenderedRules): Promise<void> {
+  checkNftables(rendered);
+  await shell.applyNftables(runner, script(rendered) + shell.stampScript(rendered));
+}
+
+/** 'full' when only a replacement can do it (a base chain or a set's declaration changed). */
+async function applyChanges(runner: Runner, previous: RenderedRules, next: RenderedRules): Promise<SyncKind> {
+  checkNftables(next);
+  const update = incrementalScript(previous, next);
+  if (update === undefined) {
+    await apply(runner, next);
+    return 'full';
+  }
+  if (update === '') return 'unchanged';
+  await shell.applyNftables(runner, update + shell.stampScript(next));
+  return 'partial';
+}
+
+/**
+ * Rewrites everything in one transaction without listing rules (listing 10,000 Services takes the
+ * kernel longer than loading them); when the kernel refuses that (a set or base chain of another
+ * shape, left by someone else or an older ferry), the tables are replaced instead.
+ */
+async function reassert(runner: Runner, rendered: RenderedRules): Promise<void> {
+  checkNftables(rendered);
+  try {
+    await shell.reassertNftables(runner, rendered);
+  } catch (error) {
+    if (!(error instanceof DataplaneError)) throw error;
+    await shell.applyNftables(runner, script(rendered) + shell.stampScript(rendered));
+  }
+}
+
+/**
+ * Decides from the stamp every ferry transaction leaves in its tables, before listing anything: the
+ * digest of these rules in every table (and no other ferry table) means nothing to do; otherwise one
+ * `nft -f` replaces the tables, with `added` the rule lines written and `removed` those the replaced
+ * stamp recorded. Listing the rules instead would cost the kernel time growing with the square of their
+ * number. Tables without a stamp (an older ferry, or the stamp removed) are compared by listing.
+ * `force` writes even when the kernel seems to hold the rules: it repairs what was changed behind a
+ * stamp, which `ferry diff` shows.
+ */
+async function applyIfChanged(runner: Runner, rendered: RenderedRules, options: { force?: boolean }): Promise<ApplyOutcome> {
+  checkNftables(rendered);
+  const found = await shell.readStamps(runner);
+  const families = [...renderedTables(rendered).keys()];
+  // A table of a family no longer rendered goes in the same transaction.
+  const stale = [...found.keys()].filter((family) => !families.includes(family)).map((family) => `add table ${family} ferry\ndelete table ${family} ferry\n`).join('');
+  const replace = () => shell.applyNftables(runner, stale + script(rendered) + shell.stampScript(rendered));
+  const stamps = [...found.values()];
+  if (stamps.every((held) => held !== undefined)) {
+    if (!options.force && stampMatches(found, rendered)) return { changed: false, added: 0, removed: 0 };
+    await replace();
+    return { changed: true, added: shell.rulesStamp(rendered).lines, removed: Math.max(0, ...stamps.map((held) => held!.lines)) };
+  }
+  const { current, desired } = await shell.compareByListing(runner, script(rendered));
+  if (current === desired && stale === '' && !options.force) {
+    // The rules match: recording the stamp lets the next comparison skip the listing.
+    await shell.applyNftables(runner, shell.stampScript(rendered));
+    return { changed: false, added: 0, removed: 0 };
+  }
+  await replace();
+  return { changed: true, ...lineChanges(current, desired) };
+}
+
+/** Every rendered table, and no other ferry table, holds the stamp of these rules. */
+function stampMatches(found: Map<string, shell.Stamp | undefined>, rendered: RenderedRules): boolean {
+  const families = [...renderedTables(rendered).keys()];
+  const { digest } = shell.rulesStamp(rendered);
+  return found.size === families.length && families.every((family) => found.get(family)?.digest === digest);
+}
+
+export const nftablesBackend: Backend = {
+  render: renderNftables,
+  check: checkNftables,
+  checkText: checkNftablesText,
+  apply,
+  applyChanges,
+  reassert,
+  applyIfChanged,
+  stampedAs: async (runner, rendered) => stampMatches(await shell.readStamps(runner), rendered),
+  compare: async (runner, rendered) => {
+    checkNftables(rendered);
+    return shell.compareByListing(runner, script(rendered));
+  },
+  diff: async (runner, rendered, onListing) => {
+    checkNftables(rendered);
+    return shell.compareNftables(runner, script(rendered), onListing);
+  },
+  cleanup: shell.cleanupNftables,
+  ruleCounts: (rendered) => [...renderedTables(rendered)].map(([family, table]) => ({
+    family: family === 'ip6' ? 'IPv6' : 'IPv4',
+    rules: [...table.chains.values()].reduce((sum, chain) => sum + chain.rules.length, 0),
+  })),
+};
