@@ -50,6 +50,15 @@ static void append(struct buffer *b, const void *data, size_t len) {
   b->len += len;
 }
 
+// Room for one more item in an array that grows by doubling.
+static void *grow(void *items, size_t *cap, size_t count, size_t size) {
+  if (count < *cap) return items;
+  *cap = *cap * 2 + 16;
+  items = realloc(items, *cap * size);
+  if (!items) fail("out of memory");
+  return items;
+}
+
 // One attribute in a stable form: its type, its length, its payload.
 static void append_attr(struct buffer *b, uint16_t type, const void *payload, uint32_t len) {
   append(b, &type, sizeof type);
@@ -251,11 +260,7 @@ static int element_cb(const struct nlattr *attr, void *data) {
   append_kept(&b, &e, kept);
   if (e.at[NFTA_SET_ELEM_EXPR]) append_expression(&b, e.at[NFTA_SET_ELEM_EXPR]);
   append_expressions(&b, e.at[NFTA_SET_ELEM_EXPRESSIONS]);
-  if (d->count == d->cap) {
-    d->cap = d->cap * 2 + 64;
-    d->items = realloc(d->items, d->cap * DIGEST_LEN);
-    if (!d->items) fail("out of memory");
-  }
+  d->items = grow(d->items, &d->cap, d->count, DIGEST_LEN);
   sha256(b.data, b.len, d->items[d->count++]);
   free(b.data);
   return MNL_CB_OK;
@@ -289,11 +294,7 @@ static int set_cb(const struct nlmsghdr *nlh, void *data) {
   struct attrs a;
   parse(nlh, &a);
   if (strcmp(string_of(&a, NFTA_SET_TABLE), s->table) != 0) return MNL_CB_OK;
-  if (s->count == s->cap) {
-    s->cap = s->cap * 2 + 16;
-    s->items = realloc(s->items, s->cap * sizeof *s->items);
-    if (!s->items) fail("out of memory");
-  }
+  s->items = grow(s->items, &s->cap, s->count, sizeof *s->items);
   struct set_info *set = &s->items[s->count++];
   memset(set, 0, sizeof *set);
   snprintf(set->name, sizeof set->name, "%s", string_of(&a, NFTA_SET_NAME));
@@ -348,11 +349,7 @@ static int chain_cb(const struct nlmsghdr *nlh, void *data) {
   struct attrs a;
   parse(nlh, &a);
   if (strcmp(string_of(&a, NFTA_CHAIN_TABLE), c->table) != 0) return MNL_CB_OK;
-  if (c->count == c->cap) {
-    c->cap = c->cap * 2 + 64;
-    c->items = realloc(c->items, c->cap * sizeof *c->items);
-    if (!c->items) fail("out of memory");
-  }
+  c->items = grow(c->items, &c->cap, c->count, sizeof *c->items);
   struct chain_info *chain = &c->items[c->count++];
   memset(chain, 0, sizeof *chain);
   snprintf(chain->name, sizeof chain->name, "%s", string_of(&a, NFTA_CHAIN_NAME));
