@@ -20,13 +20,18 @@ export interface BuildOptions {
   runner?: Runner;
 }
 
-/** The path of `source` compiled by `command(output)`, built now unless the cache has it. */
+/**
+ * The path of what `command(output)` compiles from `sources` (the first is compiled, every one counts
+ * for the cache: a header it includes too), built now unless the cache has it.
+ */
 export async function cachedBuild(
-  name: string, extension: string, source: string, command: (output: string) => [string, string[]], options: BuildOptions,
+  name: string, extension: string, sources: string[], command: (output: string) => [string, string[]], options: BuildOptions,
 ): Promise<string> {
   const directory = cacheDirectory(options.cacheDir);
   const [tool, args] = command('OUTPUT');
-  const digest = createHash('sha256').update(await readFile(source)).update(JSON.stringify([tool, args])).digest('hex').slice(0, 16);
+  const hash = createHash('sha256');
+  for (const source of sources) hash.update(await readFile(source));
+  const digest = hash.update(JSON.stringify([tool, args])).digest('hex').slice(0, 16);
   const output = join(directory, `${name}-${digest}${extension}`);
   if (await exists(output)) return output;
   await mkdir(directory, { recursive: true });
@@ -34,7 +39,7 @@ export async function cachedBuild(
   const partial = `${output}.${randomBytes(6).toString('hex')}.partial`;
   const [realTool, realArgs] = command(partial);
   try {
-    await runChecked(options.runner ?? execaRunner, `compiling ${source}`, realTool, realArgs);
+    await runChecked(options.runner ?? execaRunner, `compiling ${sources[0]}`, realTool, realArgs);
     await rename(partial, output);
   } finally {
     await rm(partial, { force: true });

@@ -1,10 +1,9 @@
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { packageRoot } from '../controlplane/package-root.js';
 import { execaRunner, runChecked } from '../dataplane/runner.js';
@@ -14,6 +13,8 @@ import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
 import { attachSocketPrograms, detachSocketPrograms, EbpfUnavailableError, loadSocketPrograms, mountBpffs, probeSockets, unloadSocketPrograms } from '../dataplane/ebpf/programs.js';
 import { applySocketPlan, planSockets } from '../dataplane/ebpf/plan.js';
 import type { NodeRules, ServicePortRules } from '../rules/node-rules.js';
+import { leftovers, trackCgroup, trackMount } from './helpers/bpf-leftovers.js';
+import { ECHO_CLIENT as CLIENT, type Attempt } from './helpers/echo-client.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
 import { binomialCdf } from './helpers/statistics.js';
 
@@ -31,53 +32,8 @@ const ENDPOINTS = {
   v6: [{ ip: 'fd00::1', port: 8081 }, { ip: 'fd00::2', port: 8082 }, { ip: 'fd00::3', port: 8083 }],
 };
 
-// The client: N attempts, one new socket each, one JSON line per attempt. TCP records what
-// getpeername() says (socket.remoteAddress); UDP sends unconnected datagrams and records the reply's
-// source. udp-socket sends every datagram from one socket. The echo server answers with its port,
-// which names the endpoint.
-const CLIENT = `
-const [proto, host, port, count] = process.argv.slice(1);
-const net = await import('node:net'), dgram = await import('node:dgram');
-const shared = proto === 'udp-socket' ? dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4') : undefined;
-const once = () => new Promise((resolve) => {
-  const done = (result) => { clearTimeout(timer); if (!shared) { socket.close?.(); socket.destroy?.(); } else socket.removeAllListeners(); resolve(result); };
-  const timer = setTimeout(() => done({ ok: false, error: 'ETIMEDOUT' }), 1500);
-  const answer = (data, peer) => { const reply = JSON.parse(String(data).split('\\n')[0]); done({ ok: true, endpointPort: reply.port, server: reply.server, ...peer }); };
-  let socket;
-  if (proto === 'tcp') {
-    socket = net.connect({ host, port: Number(port) });
-    socket.on('error', (error) => done({ ok: false, error: error.code }));
-    socket.once('data', (data) => answer(data, { peer: socket.remoteAddress, peerPort: socket.remotePort }));
-  } else {
-    socket = shared ?? dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
-    socket.on('error', (error) => done({ ok: false, error: error.code }));
-    socket.on('message', (data, rinfo) => answer(data, { peer: rinfo.address, peerPort: rinfo.port }));
-    socket.send('hello', Number(port), host, (error) => error && done({ ok: false, error: error.code }));
-  }
-});
-for (let i = 0; i < Number(count); i++) console.log(JSON.stringify(await once()));
-shared?.close();
-`;
 
-interface Attempt { ok: boolean; endpointPort?: number; server?: string; peer?: string; peerPort?: number; error?: string }
-
-const created = { cgroups: [] as string[], namespaces: [] as string[], mounts: [] as string[] };
-
-// The safety net when the worker exits without its teardowns (a timeout, an interrupt): the same
-// removals, synchronously, each allowed to find nothing (the namespaces have e2e's Lab for that).
-const sync = (command: string, ...args: string[]) => spawnSync(command, args, { stdio: 'ignore' });
-process.once('exit', () => {
-  for (const cgroup of created.cgroups.filter((path) => existsSync(path))) {
-    const listing = String(spawnSync('bpftool', ['-j', 'cgroup', 'show', cgroup]).stdout ?? '').trim();
-    for (const program of (listing ? JSON.parse(listing) : []) as Array<{ id: number; attach_type: string }>) sync('bpftool', 'cgroup', 'detach', cgroup, program.attach_type, 'id', String(program.id));
-    sync('rmdir', cgroup);
-  }
-  for (const mount of created.mounts.filter((path) => existsSync(path))) {
-    sync('rm', '-rf', join(mount, 'ferry'));
-    sync('umount', mount);
-    sync('rm', '-rf', dirname(mount));
-  }
-});
+const createdNamespaces: string[] = [];
 
 /** One test's world: namespace, cgroup with the programs attached, pins, map writer and endpoints. */
 interface Lab {
@@ -91,7 +47,7 @@ interface Lab {
 
 async function lab(t: ExecutionContext): Promise<Lab> {
   const { name: ns, runner } = await throwawayNamespace(t);
-  created.namespaces.push(ns);
+  createdNamespaces.push(ns);
   const name = `ferryk-${randomBytes(4).toString('hex')}`;
   const cgroup = join(CGROUP2, name);
   const bpffs = join(tmpdir(), name, 'bpffs');
@@ -114,9 +70,9 @@ async function lab(t: ExecutionContext): Promise<Lab> {
   for (const { ip } of [...ENDPOINTS.v4, ...ENDPOINTS.v6]) await inNs('address', 'add', ip.includes(':') ? `${ip}/128` : `${ip}/32`, 'dev', 'lo', ...(ip.includes(':') ? ['nodad'] : []));
 
   await mkdir(cgroup);
-  created.cgroups.push(cgroup);
+  trackCgroup(cgroup);
   made.mounted = await mountBpffs(bpffs);
-  created.mounts.push(bpffs);
+  trackMount(bpffs);
   const programs = await loadSocketPrograms({ pinDir, cgroup, cacheDir: CACHE });
   await attachSocketPrograms(programs, cgroup);
   const writer = await MapWriter.start({ cacheDir: CACHE });
@@ -363,8 +319,7 @@ test('kernel: ebpf the probe names what is missing', async (t) => {
 
 test.after.always('kernel: ebpf every cgroup, namespace and bpffs the tests made is gone', (t) => {
   // ava runs this hook after every test and its teardowns have finished.
-  for (const cgroup of created.cgroups) t.false(existsSync(cgroup), `${cgroup} was removed`);
+  t.deepEqual(leftovers(), [], 'cgroups and bpffs mounts');
   const namespaces = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
-  for (const ns of created.namespaces) t.false(namespaces.includes(ns), `${ns} was deleted`);
-  for (const mount of created.mounts) t.false(existsSync(mount), `${mount} was unmounted and removed`);
+  for (const ns of createdNamespaces) t.false(namespaces.includes(ns), `${ns} was deleted`);
 });

@@ -3,8 +3,10 @@ import { join } from 'node:path';
 import { packageRoot } from '../../controlplane/package-root.js';
 import { cachedBuild, type BuildOptions } from '../c-build.js';
 
-/** The BPF programs' source, shipped with the templates. */
+/** The BPF programs' sources, shipped with the templates; both include endpoints.h. */
 export const SOCKETS_SOURCE = join(packageRoot(), 'templates', 'ebpf', 'sockets.bpf.c');
+export const PACKETS_SOURCE = join(packageRoot(), 'templates', 'ebpf', 'packets.bpf.c');
+const ENDPOINTS_HEADER = join(packageRoot(), 'templates', 'ebpf', 'endpoints.h');
 /** The map writer's source. */
 export const MAP_WRITER_SOURCE = join(packageRoot(), 'dataplane', 'ebpf', 'map-writer.c');
 
@@ -14,10 +16,19 @@ const MULTIARCH: Record<string, string> = { x64: 'x86_64-linux-gnu', arm64: 'aar
 /** Compiles the cgroup socket programs (clang -O2 -target bpf); the object's path. */
 export function buildSocketsObject(options: BuildOptions = {}): Promise<string> {
   const include = MULTIARCH[process.arch] ? ['-idirafter', `/usr/include/${MULTIARCH[process.arch]}`] : [];
-  return cachedBuild('sockets', '.bpf.o', SOCKETS_SOURCE, (output) => ['clang', ['-O2', '-g', '-target', 'bpf', ...include, '-c', SOCKETS_SOURCE, '-o', output]], options);
+  return cachedBuild('sockets', '.bpf.o', [SOCKETS_SOURCE, ENDPOINTS_HEADER], (output) => ['clang', ['-O2', '-g', '-target', 'bpf', ...include, '-c', SOCKETS_SOURCE, '-o', output]], options);
+}
+
+/**
+ * Compiles the tc packet program. It calls the conntrack kfuncs, whose types only the running kernel's
+ * BTF has: vmlinux.h is dumped from /sys/kernel/btf/vmlinux next to the output and removed after.
+ */
+export function buildPacketsObject(options: BuildOptions = {}): Promise<string> {
+  const script = 'mkdir -p "$1.h" && bpftool btf dump file /sys/kernel/btf/vmlinux format c > "$1.h/vmlinux.h" && clang -O2 -g -target bpf -I "$1.h" -c "$0" -o "$1"; status=$?; rm -rf "$1.h"; exit $status';
+  return cachedBuild('packets', '.bpf.o', [PACKETS_SOURCE, ENDPOINTS_HEADER], (output) => ['sh', ['-c', script, PACKETS_SOURCE, output]], options);
 }
 
 /** Compiles the map writer helper with the system's cc against libbpf; the binary's path. */
 export function buildMapWriter(options: BuildOptions = {}): Promise<string> {
-  return cachedBuild('map-writer', '', MAP_WRITER_SOURCE, (output) => ['cc', ['-O2', '-o', output, MAP_WRITER_SOURCE, '-lbpf']], options);
+  return cachedBuild('map-writer', '', [MAP_WRITER_SOURCE], (output) => ['cc', ['-O2', '-o', output, MAP_WRITER_SOURCE, '-lbpf']], options);
 }

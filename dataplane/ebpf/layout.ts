@@ -1,4 +1,4 @@
-// The byte layouts of the BPF maps in templates/ebpf/sockets.bpf.c, defined once for TypeScript: each
+// The byte layouts of the BPF maps in templates/ebpf/ (endpoints.h, sockets.bpf.c, packets.bpf.c), defined once for TypeScript: each
 // codec names the C struct it mirrors. Integers are in host order (the kernel's), ports and addresses
 // in network order, addresses always 16 bytes (IPv4 as ::ffff:a.b.c.d).
 import { endianness } from 'node:os';
@@ -21,7 +21,7 @@ export interface MapLayout<K, V> {
   value: Codec<V>;
 }
 
-export type MapName = 'frontends' | 'groups' | 'slots';
+export type MapName = 'frontends' | 'groups' | 'slots' | 'packet_frontends' | 'node_addresses' | 'masquerade_sources';
 
 /** What a connect to a frontend meets: an endpoint of its group, ECONNREFUSED, or EPERM (C: VERDICT_*). */
 export type FrontendVerdict = 'serve' | 'reject' | 'drop';
@@ -31,6 +31,8 @@ export interface Frontend { group: number; verdict: FrontendVerdict; affinitySec
 export interface Group { count: number; total: number }
 export interface SlotKey { group: number; index: number }
 export interface Slot { ip: string; port: number; cumulative: number }
+/** What the packet program does with a new flow to a frontend; a node port's has the address 0.0.0.0 or `::`. */
+export interface PacketFrontend { group: number; verdict: FrontendVerdict; masquerade: boolean }
 
 const PROTOCOLS: Record<L4Protocol, number> = { tcp: 6, udp: 17, sctp: 132 };
 const VERDICTS: FrontendVerdict[] = ['serve', 'reject', 'drop'];
@@ -136,9 +138,54 @@ export const slot: Codec<Slot> = {
   decode: (bytes) => ({ ip: readAddress(bytes, 0), port: bytes.readUInt16BE(16), cumulative: bytes.readUInt32LE(20) }),
 };
 
+/** struct packet_frontend { __u32 group; __u8 verdict; __u8 masquerade; __u8 pad[2]; } */
+export const packetFrontend: Codec<PacketFrontend> = {
+  size: 8,
+  encode({ group, verdict, masquerade }) {
+    const bytes = Buffer.alloc(8);
+    bytes.writeUInt32LE(group, 0);
+    bytes.writeUInt8(VERDICTS.indexOf(verdict), 4);
+    bytes.writeUInt8(masquerade ? 1 : 0, 5);
+    return bytes;
+  },
+  decode: (bytes) => ({ group: bytes.readUInt32LE(0), verdict: VERDICTS[bytes.readUInt8(4)] ?? 'reject', masquerade: bytes.readUInt8(5) === 1 }),
+};
+
+/** struct node_address { __u32 addr[4]; } */
+export const address: Codec<string> = {
+  size: 16,
+  encode(ip) {
+    const bytes = Buffer.alloc(16);
+    writeAddress(bytes, 0, ip);
+    return bytes;
+  },
+  decode: (bytes) => readAddress(bytes, 0),
+};
+
+/** A __u8 flag: the node_addresses map's value. */
+export const flag: Codec<boolean> = {
+  size: 1,
+  encode: (value) => Buffer.from([value ? 1 : 0]),
+  decode: (bytes) => bytes[0] === 1,
+};
+
+/** The masquerade_sources map's index: 0 IPv4, 1 IPv6. */
+export const familyIndex: Codec<'IPv4' | 'IPv6'> = {
+  size: 4,
+  encode(family) {
+    const bytes = Buffer.alloc(4);
+    bytes.writeUInt32LE(family === 'IPv6' ? 1 : 0, 0);
+    return bytes;
+  },
+  decode: (bytes) => (bytes.readUInt32LE(0) === 1 ? 'IPv6' : 'IPv4'),
+};
+
 /** The maps the control plane writes, by pin name. */
 export const MAPS = {
   frontends: { name: 'frontends', key: frontendKey, value: frontend },
   groups: { name: 'groups', key: groupKey, value: group },
   slots: { name: 'slots', key: slotKey, value: slot },
+  packet_frontends: { name: 'packet_frontends', key: frontendKey, value: packetFrontend },
+  node_addresses: { name: 'node_addresses', key: address, value: flag },
+  masquerade_sources: { name: 'masquerade_sources', key: familyIndex, value: address },
 } satisfies { [N in MapName]: MapLayout<unknown, unknown> & { name: N } };

@@ -1,9 +1,10 @@
-// Loading ferry's cgroup socket programs: probe what they need, compile (cached), load and pin them
-// with bpftool, attach them to a cgroup, and take all of it away again.
+// Loading ferry's BPF programs: probe what they need, compile (cached), load and pin them with bpftool,
+// attach the socket programs to a cgroup and the packet program to interfaces (tc ingress), and take
+// all of it away again.
 import { mkdir, rm, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execaRunner, runChecked, type Runner } from '../runner.js';
-import { buildSocketsObject } from './build.js';
+import { buildPacketsObject, buildSocketsObject } from './build.js';
 import type { MapName } from './layout.js';
 
 /** The cgroup hooks ferry attaches to; the program for hook H is named ferry_H in sockets.bpf.c. */
@@ -96,4 +97,44 @@ export async function detachSocketPrograms(cgroup: string, runner: Runner = exec
 /** Removes the pins; the kernel frees programs and maps once nothing (no cgroup, no open fd) holds them. */
 export async function unloadSocketPrograms(pinDir: string): Promise<void> {
   await rm(pinDir, { recursive: true, force: true });
+}
+
+/** The packet program and its own maps, pinned; it shares `groups` and `slots` with the socket programs. */
+export interface PacketProgram {
+  program: string;
+  maps: Record<'packet_frontends' | 'node_addresses' | 'masquerade_sources', string>;
+}
+
+/**
+ * Compiles (cached) and loads the tc packet program under `pinDir`, reusing the socket programs'
+ * pinned `groups` and `slots` maps, so both paths pick endpoints from the same groups.
+ */
+export async function loadPacketProgram(sockets: SocketPrograms, options: { cacheDir?: string; runner?: Runner } = {}): Promise<PacketProgram> {
+  const runner = options.runner ?? execaRunner;
+  const object = await buildPacketsObject({ cacheDir: options.cacheDir, runner });
+  const programDir = join(sockets.pinDir, 'packet-progs');
+  const mapDir = join(sockets.pinDir, 'packet-maps');
+  const reused = (['groups', 'slots'] as const).flatMap((name) => ['map', 'name', name, 'pinned', sockets.maps[name]]);
+  await runChecked(runner, 'loading the packet program', 'bpftool', ['prog', 'loadall', object, programDir, 'type', 'classifier', ...reused, 'pinmaps', mapDir]);
+  return {
+    program: join(programDir, 'ferry_ingress'),
+    maps: { packet_frontends: join(mapDir, 'packet_frontends'), node_addresses: join(mapDir, 'node_addresses'), masquerade_sources: join(mapDir, 'masquerade_sources') },
+  };
+}
+
+// The tc filter priority ferry's ingress filter takes: found and removed by it, others' filters stay.
+const INGRESS_PREFERENCE = '49152';
+
+/** Attaches the packet program to `device`'s ingress (a clsact qdisc is added unless there is one). */
+export async function attachPacketProgram(program: PacketProgram, device: string, runner: Runner = execaRunner): Promise<void> {
+  const qdisc = await runner.run('tc', ['qdisc', 'add', 'dev', device, 'clsact']);
+  if (qdisc.exitCode !== 0 && !/File exists/.test(qdisc.stderr)) throw new Error(`adding a clsact qdisc to ${device}: ${qdisc.stderr.trim()}`);
+  await runChecked(runner, `attaching the packet program to ${device}`, 'tc',
+    ['filter', 'replace', 'dev', device, 'ingress', 'pref', INGRESS_PREFERENCE, 'handle', '1', 'bpf', 'object-pinned', program.program, 'direct-action']);
+}
+
+/** Detaches ferry's ingress filter from `device`; whether there was one. */
+export async function detachPacketProgram(device: string, runner: Runner = execaRunner): Promise<boolean> {
+  const result = await runner.run('tc', ['filter', 'del', 'dev', device, 'ingress', 'pref', INGRESS_PREFERENCE]);
+  return result.exitCode === 0;
 }

@@ -10,7 +10,7 @@ export const NFT_DIGEST_SOURCE = join(packageRoot(), 'dataplane', 'nftables', 'd
 
 /** Compiles nft-digest with the system's cc (libmnl-dev and libssl-dev); the binary's path. */
 export function buildNftDigest(options: BuildOptions = {}): Promise<string> {
-  return cachedBuild('nft-digest', '', NFT_DIGEST_SOURCE, (output) => ['cc', ['-O2', '-o', output, NFT_DIGEST_SOURCE, '-lmnl', '-lcrypto']], options);
+  return cachedBuild('nft-digest', '', [NFT_DIGEST_SOURCE], (output) => ['cc', ['-O2', '-o', output, NFT_DIGEST_SOURCE, '-lmnl', '-lcrypto']], options);
 }
 
 /** One object of a table: `family` ip or ip6, `kind` table, chain, set, map, object or flowtable. */

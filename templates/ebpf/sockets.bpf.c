@@ -11,46 +11,16 @@
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "endpoints.h"
 
 // asm-generic/errno.h: not included, because its value is all this file needs.
 #define ECONNREFUSED 111
-
-#define VERDICT_SERVE 0
-#define VERDICT_REJECT 1
-#define VERDICT_DROP 2
-
-// 2^16 slots per group at most: the binary search below has 16 rounds.
-#define SEARCH_ROUNDS 16
-
-struct frontend_key {
-	__u32 addr[4]; // network order
-	__u16 port;    // network order
-	__u8 proto;    // IPPROTO_TCP, IPPROTO_UDP
-	__u8 pad;
-};
 
 struct frontend {
 	__u32 group;
 	__u8 verdict; // VERDICT_*
 	__u8 pad[3];
 	__u32 affinity_seconds; // 0: no session affinity
-};
-
-struct group {
-	__u32 count; // slots 0..count-1 exist
-	__u32 total; // cumulative weight of the last slot
-};
-
-struct slot_key {
-	__u32 group;
-	__u32 index;
-};
-
-struct slot {
-	__u32 addr[4];
-	__u16 port;
-	__u16 pad;
-	__u32 cumulative; // weights of slots 0..index summed: strictly increasing
 };
 
 // What a socket was really aimed at: found by the socket and the endpoint it talks to, so that an
@@ -95,20 +65,6 @@ struct {
 	__type(value, struct frontend);
 } frontends SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, struct group);
-} groups SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__type(key, struct slot_key);
-	__type(value, struct slot);
-} slots SEC(".maps");
-
 // LRU: no hook runs when a socket closes, so old entries are evicted instead of deleted.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -137,28 +93,6 @@ static __always_inline int same_endpoint(const struct slot *slot, const struct a
 {
 	return slot->port == remembered->port && slot->addr[0] == remembered->addr[0] && slot->addr[1] == remembered->addr[1] &&
 	       slot->addr[2] == remembered->addr[2] && slot->addr[3] == remembered->addr[3];
-}
-
-// Weighted choice: a random number below the group's total weight, then the first slot whose
-// cumulative weight exceeds it (binary search), so integer weights are honoured exactly.
-static __always_inline struct slot *weighted_slot(__u32 group_id, const struct group *group, __u32 *chosen)
-{
-	__u32 pick = bpf_get_prandom_u32() % group->total;
-	__u32 low = 0, high = group->count - 1;
-	for (int round = 0; round < SEARCH_ROUNDS && low < high; round++) {
-		__u32 middle = low + (high - low) / 2;
-		struct slot_key key = { .group = group_id, .index = middle };
-		struct slot *slot = bpf_map_lookup_elem(&slots, &key);
-		if (!slot)
-			return 0;
-		if (pick < slot->cumulative)
-			high = middle;
-		else
-			low = middle + 1;
-	}
-	struct slot_key key = { .group = group_id, .index = low };
-	*chosen = low;
-	return bpf_map_lookup_elem(&slots, &key);
 }
 
 // A remembered endpoint, if it is still in the group at the same place (else the caller chooses anew).

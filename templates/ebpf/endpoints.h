@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: GPL-2.0
+// What the socket programs (sockets.bpf.c) and the packet program (packets.bpf.c) share: the frontend
+// key, the endpoint groups and their weighted slots, and the choice among them. The includer brings the
+// kernel types (linux/bpf.h or vmlinux.h) and bpf_helpers.h first. Mirrored in dataplane/ebpf/layout.ts.
+#ifndef FERRY_ENDPOINTS_H
+#define FERRY_ENDPOINTS_H
+
+// What a frontend does with a new connection.
+#define VERDICT_SERVE 0
+#define VERDICT_REJECT 1
+#define VERDICT_DROP 2
+
+// 2^16 slots per group at most: the binary search below has 16 rounds.
+#define SEARCH_ROUNDS 16
+
+struct frontend_key {
+	__u32 addr[4]; // network order
+	__u16 port;    // network order
+	__u8 proto;    // IPPROTO_TCP, IPPROTO_UDP
+	__u8 pad;
+};
+
+struct group {
+	__u32 count; // slots 0..count-1 exist
+	__u32 total; // cumulative weight of the last slot
+};
+
+struct slot_key {
+	__u32 group;
+	__u32 index;
+};
+
+struct slot {
+	__u32 addr[4];
+	__u16 port;
+	__u16 pad;
+	__u32 cumulative; // weights of slots 0..index summed: strictly increasing
+};
+
+// The groups and their slots, written by ferry (dataplane/ebpf/groups.ts); the packet program reuses the
+// socket programs' pinned maps.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct group);
+} groups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct slot_key);
+	__type(value, struct slot);
+} slots SEC(".maps");
+
+// Weighted choice: a random number below the group's total weight, then the first slot whose
+// cumulative weight exceeds it (binary search), so integer weights are honoured exactly.
+static __always_inline struct slot *weighted_slot(__u32 group_id, const struct group *group, __u32 *chosen)
+{
+	__u32 pick = bpf_get_prandom_u32() % group->total;
+	__u32 low = 0, high = group->count - 1;
+	for (int round = 0; round < SEARCH_ROUNDS && low < high; round++) {
+		__u32 middle = low + (high - low) / 2;
+		struct slot_key key = { .group = group_id, .index = middle };
+		struct slot *slot = bpf_map_lookup_elem(&slots, &key);
+		if (!slot)
+			return 0;
+		if (pick < slot->cumulative)
+			high = middle;
+		else
+			low = middle + 1;
+	}
+	struct slot_key key = { .group = group_id, .index = low };
+	*chosen = low;
+	return bpf_map_lookup_elem(&slots, &key);
+}
+
+#endif

@@ -1,0 +1,203 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, rm, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test, { type ExecutionContext } from 'ava';
+import { execa } from 'execa';
+import { packageRoot } from '../controlplane/package-root.js';
+import { writeGroup } from '../dataplane/ebpf/groups.js';
+import { MAPS, type FrontendKey, type PacketFrontend } from '../dataplane/ebpf/layout.js';
+import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
+import { attachPacketProgram, detachPacketProgram, loadPacketProgram, loadSocketPrograms, mountBpffs, unloadSocketPrograms } from '../dataplane/ebpf/programs.js';
+import { execaRunner, runChecked } from '../dataplane/runner.js';
+import { Lab, type Namespace } from '../e2e/netns.js';
+import { leftovers, trackCgroup, trackMount } from './helpers/bpf-leftovers.js';
+import { ECHO_CLIENT, type Attempt } from './helpers/echo-client.js';
+import { binomialCdf } from './helpers/statistics.js';
+
+// The tc packet program in the real kernel, with real packets: a client namespace reaches Services
+// through a node namespace (the program on the node's interface towards the client, the companion
+// nftables table), whose endpoints are two pod namespaces on a bridge of the node. Each test makes its own
+// namespaces, cgroup (for the socket programs' probe; nothing is attached to it) and bpffs.
+const CGROUP2 = '/sys/fs/cgroup/unified';
+const CACHE = join(tmpdir(), 'ferry-test-cache');
+const ECHO_SERVER = join(packageRoot(), 'dist', 'e2e', 'echo-server.js');
+
+const CLIENT = { v4: '10.0.1.2', v6: 'fd00:1::2' };
+const NODE = { v4: '10.0.1.1', v6: 'fd00:1::1', podSide: { v4: '10.0.2.1', v6: 'fd00:2::1' } };
+const SERVICE = { v4: '10.96.0.10', v6: 'fd00:96::10', port: 80, nodePort: 30080 };
+const ENDPOINTS = { v4: ['10.0.2.2', '10.0.2.3'], v6: ['fd00:2::2', 'fd00:2::3'] };
+const ENDPOINT_PORT = 8080;
+
+// What makes the kernel run conntrack and NAT in the node's namespace: a nat chain (NAT hooks are
+// registered for a namespace with one) and a rule with a ct expression (conntrack is registered for
+// one); an empty nat chain alone does neither, and the inserted entries would never be used.
+const COMPANION = 'table inet ferry-ebpf {\n\tchain nat-prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tct state new counter\n\t}\n}\n';
+
+interface World {
+  client: Namespace;
+  node: Namespace;
+  writer: MapWriter;
+  frontends: OpenMap<FrontendKey, PacketFrontend>;
+  groups: Parameters<typeof writeGroup>[1];
+  connect(proto: 'tcp' | 'udp', host: string, port: number, count: number): Promise<Attempt[]>;
+}
+
+const createdNamespaces: string[] = [];
+
+async function world(t: ExecutionContext): Promise<World> {
+  const lab = new Lab();
+  const name = `ferryk-${randomBytes(4).toString('hex')}`;
+  const cgroup = join(CGROUP2, name);
+  const bpffs = join(tmpdir(), name, 'bpffs');
+  const pinDir = join(bpffs, 'ferry');
+  const made: { writer?: MapWriter; mounted?: boolean; node?: Namespace } = {};
+  // Registered first, so that it runs however far the set-up got.
+  t.teardown(async () => {
+    await made.writer?.close().catch(() => undefined);
+    if (made.node) await detachPacketProgram('n0', { run: (command, args, input) => made.node!.exec([command, ...args], input) }).catch(() => undefined);
+    await lab.destroy();
+    if (existsSync(cgroup)) await rmdir(cgroup);
+    await unloadSocketPrograms(pinDir);
+    if (made.mounted) await runChecked(execaRunner, 'unmounting the test bpffs', 'umount', [bpffs]);
+    await rm(join(tmpdir(), name), { recursive: true, force: true });
+  });
+
+  const [client, node] = [await lab.namespace('client'), await lab.namespace('node')];
+  const pods = [await lab.namespace('pod-a'), await lab.namespace('pod-b')];
+  createdNamespaces.push(...pods.map((pod) => pod.name));
+  made.node = node;
+  createdNamespaces.push(client.name, node.name);
+  // One address per pod: a UDP server bound to the wildcard answers from its primary address, and the
+  // reply must come from the endpoint that was chosen for conntrack to match it.
+  await lab.link(client, 'c0', node, 'n0');
+  await node.run(['ip', 'link', 'add', 'br0', 'type', 'bridge']);
+  for (const [index, pod] of pods.entries()) {
+    await lab.link(node, `n${index + 1}`, pod, 'p0');
+    await node.run(['ip', 'link', 'set', `n${index + 1}`, 'master', 'br0']);
+    await pod.run(['ip', 'address', 'add', `${ENDPOINTS.v4[index]}/24`, 'dev', 'p0']);
+    await pod.run(['ip', 'address', 'add', `${ENDPOINTS.v6[index]}/64`, 'dev', 'p0', 'nodad']);
+    await pod.run(['ip', 'route', 'add', 'default', 'via', NODE.podSide.v4]);
+    await pod.run(['ip', '-6', 'route', 'add', 'default', 'via', NODE.podSide.v6]);
+  }
+  await node.run(['ip', 'link', 'set', 'br0', 'up']);
+  for (const [ns, device, addresses] of [
+    [client, 'c0', [`${CLIENT.v4}/24`, `${CLIENT.v6}/64`]], [node, 'n0', [`${NODE.v4}/24`, `${NODE.v6}/64`]],
+    [node, 'br0', [`${NODE.podSide.v4}/24`, `${NODE.podSide.v6}/64`]],
+  ] as const) {
+    for (const address of addresses) await ns.run(['ip', 'address', 'add', address, 'dev', device, ...(address.includes(':') ? ['nodad'] : [])]);
+  }
+  // The client knows only the way to Services (and the node); the pods send everything to the node.
+  await client.run(['ip', 'route', 'add', '10.96.0.0/16', 'via', NODE.v4]);
+  await client.run(['ip', '-6', 'route', 'add', 'fd00:96::/112', 'via', NODE.v6]);
+  await node.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+  await node.run(['nft', '-f', '-'], COMPANION);
+
+  await mkdir(cgroup);
+  trackCgroup(cgroup);
+  made.mounted = await mountBpffs(bpffs);
+  trackMount(bpffs);
+  const sockets = await loadSocketPrograms({ pinDir, cgroup, cacheDir: CACHE });
+  const nodeRunner = { run: (command: string, args: string[], input?: string) => node.exec([command, ...args], input) };
+  const program = await loadPacketProgram(sockets, { cacheDir: CACHE });
+  await attachPacketProgram(program, 'n0', nodeRunner);
+  const writer = await MapWriter.start({ cacheDir: CACHE });
+  made.writer = writer;
+  const groups = { groups: await writer.open(MAPS.groups, sockets.maps.groups), slots: await writer.open(MAPS.slots, sockets.maps.slots) };
+  const frontends = await writer.open(MAPS.packet_frontends, program.maps.packet_frontends);
+  const nodeAddresses = await writer.open(MAPS.node_addresses, program.maps.node_addresses);
+  await writer.update(nodeAddresses, [[NODE.v4, true], [NODE.v6, true]]);
+  await writer.update(await writer.open(MAPS.masquerade_sources, program.maps.masquerade_sources), [['IPv4', NODE.podSide.v4], ['IPv6', NODE.podSide.v6]]);
+
+  if (!existsSync(ECHO_SERVER)) throw new Error(`${ECHO_SERVER} is missing: npm run build first`);
+  for (const pod of pods) {
+    const server = pod.stream([process.execPath, ECHO_SERVER, '--port', String(ENDPOINT_PORT)]);
+    if ((await server.waitFor((line) => line.includes('ready'), { within: 20_000 })) === undefined) throw new Error(`the echo server in ${pod.name} did not start`);
+  }
+
+  return {
+    client, node, writer, frontends, groups,
+    async connect(proto, host, port, count) {
+      const result = await execa('ip', ['netns', 'exec', client.name, process.execPath, '--input-type=module', '-e', ECHO_CLIENT, proto, host, String(port), String(count)], { reject: false });
+      if (result.exitCode !== 0) throw new Error(`client exited ${result.exitCode}: ${result.stderr}`);
+      return String(result.stdout).trim().split('\n').map((line) => JSON.parse(line) as Attempt);
+    },
+  };
+}
+
+/** The client address the endpoint saw on one TCP connection (the echo server's `peer`). */
+async function seenBy(w: World, host: string, port: number): Promise<string> {
+  const script = `const s = require('node:net').connect(${port}, '${host}'); s.once('data', (d) => { console.log(String(d).split('\\n')[0]); s.destroy(); }); setTimeout(() => process.exit(3), 3000).unref();`;
+  const result = await execa('ip', ['netns', 'exec', w.client.name, process.execPath, '-e', script], { reject: false });
+  if (result.exitCode !== 0) throw new Error(`the client exited ${result.exitCode}: ${result.stderr}`);
+  return (JSON.parse(String(result.stdout)) as { peer: string }).peer;
+}
+
+const failures = (attempts: Attempt[]) => JSON.stringify(attempts.filter((attempt) => !attempt.ok).slice(0, 3));
+
+test('kernel: ebpf tc ingress: new TCP flows to a cluster IP are DNATed by a conntrack entry the program inserts, weighted, replies come from the Service (IPv4 and IPv6)', async (t) => {
+  const w = await world(t);
+  for (const family of ['v4', 'v6'] as const) {
+    // GIVEN a frontend for the cluster IP whose two endpoints weigh 1 and 3, without masquerade
+    const id = family === 'v4' ? 1 : 2;
+    await writeGroup(w.writer, w.groups, id, ENDPOINTS[family].map((ip, index) => ({ ip, port: ENDPOINT_PORT, weight: index === 0 ? 1 : 3 })), 0);
+    await w.writer.update(w.frontends, [[{ ip: SERVICE[family], port: SERVICE.port, protocol: 'tcp' }, { group: id, verdict: 'serve', masquerade: false }]]);
+    // WHEN the client opens 200 connections to the Service
+    const attempts = await w.connect('tcp', SERVICE[family], SERVICE.port, 200);
+    // THEN each reaches an endpoint, which sees the client's own address, and the client sees the Service
+    t.true(attempts.every((attempt) => attempt.ok), failures(attempts));
+    t.true(attempts.every((attempt) => attempt.peer === SERVICE[family] && attempt.endpointPort === ENDPOINT_PORT), JSON.stringify(attempts[0]));
+    t.true(attempts.every((attempt) => attempt.server !== undefined && ENDPOINTS[family].includes(attempt.server)));
+    // AND the endpoints share the connections 1 : 3 (a two-sided binomial bound, 1 in 10^6 to fail by chance)
+    const light = attempts.filter((attempt) => attempt.server === ENDPOINTS[family][0]).length;
+    t.true(binomialCdf(light, 200, 0.25) > 5e-7 && 1 - binomialCdf(light - 1, 200, 0.25) > 5e-7, `${light} of 200 on the endpoint of weight 1`);
+  }
+  // AND conntrack shows the flows as the kernel's own: to the Service, answered by an endpoint
+  const listing = await w.node.run(['conntrack', '-L', '-p', 'tcp', '--orig-dst', SERVICE.v4]);
+  t.regex(listing, new RegExp(`dst=${SERVICE.v4.replaceAll('.', '\\.')} sport=\\d+ dport=80 src=10\\.0\\.2\\.[23] dst=${CLIENT.v4.replaceAll('.', '\\.')} sport=8080`));
+});
+
+test('kernel: ebpf tc ingress: a node port on any node address, masqueraded to the node; UDP; drop; and a port without a frontend is not touched', async (t) => {
+  const w = await world(t);
+  await writeGroup(w.writer, w.groups, 1, ENDPOINTS.v4.map((ip) => ({ ip, port: ENDPOINT_PORT, weight: 1 })), 0);
+  await writeGroup(w.writer, w.groups, 2, ENDPOINTS.v6.map((ip) => ({ ip, port: ENDPOINT_PORT, weight: 1 })), 0);
+  await w.writer.update(w.frontends, [
+    // A node port has its family's zero address and applies to every node address of that family.
+    [{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: true }],
+    [{ ip: '::', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 2, verdict: 'serve', masquerade: true }],
+    [{ ip: SERVICE.v4, port: SERVICE.port, protocol: 'udp' }, { group: 1, verdict: 'serve', masquerade: false }],
+    [{ ip: SERVICE.v6, port: SERVICE.port, protocol: 'udp' }, { group: 2, verdict: 'serve', masquerade: false }],
+    [{ ip: SERVICE.v4, port: 81, protocol: 'tcp' }, { group: 1, verdict: 'drop', masquerade: false }],
+  ]);
+
+  for (const family of ['v4', 'v6'] as const) {
+    const nodePort = await w.connect('tcp', NODE[family], SERVICE.nodePort, 20);
+    t.true(nodePort.every((attempt) => attempt.ok), `${family}: ${failures(nodePort)}`);
+    t.true(nodePort.every((attempt) => attempt.peer === NODE[family] && attempt.peerPort === SERVICE.nodePort), 'the client talks to the node port');
+    t.deepEqual([...new Set(nodePort.map((attempt) => attempt.server))].sort(), [...ENDPOINTS[family]].sort(), `${family}: both endpoints serve`);
+    // The endpoint saw the node's address (masquerade), not the client's.
+    t.is(await seenBy(w, NODE[family], SERVICE.nodePort), NODE.podSide[family]);
+  }
+  // Without masquerade the endpoint sees the client.
+  await w.writer.update(w.frontends, [[{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: false }]]);
+  t.is(await seenBy(w, NODE.v4, SERVICE.nodePort), CLIENT.v4);
+
+  for (const family of ['v4', 'v6'] as const) {
+    const udp = await w.connect('udp', SERVICE[family], SERVICE.port, 20);
+    t.true(udp.every((attempt) => attempt.ok), `${family} UDP: ${failures(udp)}`);
+    t.true(udp.every((attempt) => attempt.peer === SERVICE[family] && attempt.peerPort === SERVICE.port), `${family}: replies come from the Service: ${JSON.stringify(udp.slice(0, 2))}`);
+  }
+
+  const dropped = await w.connect('tcp', SERVICE.v4, 81, 2);
+  t.true(dropped.every((attempt) => !attempt.ok && attempt.error === 'ETIMEDOUT'), JSON.stringify(dropped));
+  // Nothing listens on the node's port 22 and no frontend has it: the node itself refuses.
+  const untouched = await w.connect('tcp', NODE.v4, 22, 1);
+  t.deepEqual(untouched.map((attempt) => attempt.error), ['ECONNREFUSED']);
+});
+
+test.after.always('kernel: ebpf tc: every cgroup, bpffs and namespace the tests made is gone', (t) => {
+  t.deepEqual(leftovers(), [], 'cgroups and bpffs mounts');
+  const namespaces = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
+  for (const ns of createdNamespaces) t.false(namespaces.includes(ns), `${ns} was deleted`);
+});
