@@ -1,9 +1,9 @@
-// nftables shell: check, apply, read back and clean up ferry's tables (`ip ferry`, `ip6 ferry`) with nft.
+// nftables shell: apply, read back, compare and clean up ferry's tables (`ip ferry`, `ip6 ferry`) with nft.
 import { createHash } from 'node:crypto';
-import { buildNftDigest, differingObjects, parseDigests, type ObjectDigests, type TableObject } from './digest.js';
-import { reassertScript, renderedTables, type NftInventory } from './incremental.js';
 import type { Comparison, RenderedRules } from '../backend.js';
 import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from '../runner.js';
+import { buildNftDigest, differingObjects, parseDigests, type ObjectDigests, type TableObject } from './digest.js';
+import { reassertScript, renderedTables, type NftInventory } from './incremental.js';
 
 const TABLES = ['ip ferry', 'ip6 ferry'] as const;
 
