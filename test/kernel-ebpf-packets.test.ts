@@ -5,15 +5,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
+import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { packageRoot } from '../controlplane/package-root.js';
 import { writeGroup } from '../dataplane/ebpf/groups.js';
 import { MAPS, type FrontendKey, type PacketFrontend } from '../dataplane/ebpf/layout.js';
 import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
+import { applyPacketPlan, planPackets, type PacketMaps } from '../dataplane/ebpf/packet-plan.js';
+import { applySocketPlan, planSockets, type SocketMaps } from '../dataplane/ebpf/plan.js';
 import { attachPacketProgram, detachPacketProgram, loadPacketProgram, loadSocketPrograms, mountBpffs, unloadSocketPrograms } from '../dataplane/ebpf/programs.js';
 import { execaRunner, runChecked } from '../dataplane/runner.js';
 import { Lab, type Namespace } from '../e2e/netns.js';
 import { leftovers, trackCgroup, trackMount } from './helpers/bpf-leftovers.js';
 import { ECHO_CLIENT, type Attempt } from './helpers/echo-client.js';
+import { clusterState, nodeObject, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 import { binomialCdf } from './helpers/statistics.js';
 
 // The tc packet program in the real kernel, with real packets: a client namespace reaches Services
@@ -29,6 +33,7 @@ const NODE = { v4: '10.0.1.1', v6: 'fd00:1::1', podSide: { v4: '10.0.2.1', v6: '
 const SERVICE = { v4: '10.96.0.10', v6: 'fd00:96::10', port: 80, nodePort: 30080 };
 const ENDPOINTS = { v4: ['10.0.2.2', '10.0.2.3'], v6: ['fd00:2::2', 'fd00:2::3'] };
 const ENDPOINT_PORT = 8080;
+const LOAD_BALANCER = '198.51.100.9';
 
 // What makes the kernel run conntrack and NAT in the node's namespace: a nat chain (NAT hooks are
 // registered for a namespace with one) and a rule with a ct expression (conntrack is registered for
@@ -41,6 +46,8 @@ interface World {
   writer: MapWriter;
   frontends: OpenMap<FrontendKey, PacketFrontend>;
   groups: Parameters<typeof writeGroup>[1];
+  socketMaps: SocketMaps;
+  packetMaps: PacketMaps;
   connect(proto: 'tcp' | 'udp', host: string, port: number, count: number): Promise<Attempt[]>;
 }
 
@@ -90,6 +97,7 @@ async function world(t: ExecutionContext): Promise<World> {
   }
   // The client knows only the way to Services (and the node); the pods send everything to the node.
   await client.run(['ip', 'route', 'add', '10.96.0.0/16', 'via', NODE.v4]);
+  await client.run(['ip', 'route', 'add', `${LOAD_BALANCER}/32`, 'via', NODE.v4]);
   await client.run(['ip', '-6', 'route', 'add', 'fd00:96::/112', 'via', NODE.v6]);
   await node.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
   await node.run(['nft', '-f', '-'], COMPANION);
@@ -105,10 +113,15 @@ async function world(t: ExecutionContext): Promise<World> {
   const writer = await MapWriter.start({ cacheDir: CACHE });
   made.writer = writer;
   const groups = { groups: await writer.open(MAPS.groups, sockets.maps.groups), slots: await writer.open(MAPS.slots, sockets.maps.slots) };
-  const frontends = await writer.open(MAPS.packet_frontends, program.maps.packet_frontends);
-  const nodeAddresses = await writer.open(MAPS.node_addresses, program.maps.node_addresses);
-  await writer.update(nodeAddresses, [[NODE.v4, true], [NODE.v6, true]]);
-  await writer.update(await writer.open(MAPS.masquerade_sources, program.maps.masquerade_sources), [['IPv4', NODE.podSide.v4], ['IPv6', NODE.podSide.v6]]);
+  const packetMaps: PacketMaps = {
+    frontends: await writer.open(MAPS.packet_frontends, program.maps.packet_frontends),
+    nodeAddresses: await writer.open(MAPS.node_addresses, program.maps.node_addresses),
+    masqueradeSources: await writer.open(MAPS.masquerade_sources, program.maps.masquerade_sources),
+    localSources: await writer.open(MAPS.local_sources, program.maps.local_sources),
+  };
+  const socketMaps: SocketMaps = { frontends: await writer.open(MAPS.frontends, sockets.maps.frontends), ...groups };
+  await writer.update(packetMaps.nodeAddresses, [[NODE.v4, true], [NODE.v6, true]]);
+  await writer.update(packetMaps.masqueradeSources, [['IPv4', NODE.podSide.v4], ['IPv6', NODE.podSide.v6]]);
 
   if (!existsSync(ECHO_SERVER)) throw new Error(`${ECHO_SERVER} is missing: npm run build first`);
   for (const pod of pods) {
@@ -117,7 +130,7 @@ async function world(t: ExecutionContext): Promise<World> {
   }
 
   return {
-    client, node, writer, frontends, groups,
+    client, node, writer, frontends: packetMaps.frontends, groups, socketMaps, packetMaps,
     async connect(proto, host, port, count) {
       const result = await execa('ip', ['netns', 'exec', client.name, process.execPath, '--input-type=module', '-e', ECHO_CLIENT, proto, host, String(port), String(count)], { reject: false });
       if (result.exitCode !== 0) throw new Error(`client exited ${result.exitCode}: ${result.stderr}`);
@@ -142,7 +155,7 @@ test('kernel: ebpf tc ingress: new TCP flows to a cluster IP are DNATed by a con
     // GIVEN a frontend for the cluster IP whose two endpoints weigh 1 and 3, without masquerade
     const id = family === 'v4' ? 1 : 2;
     await writeGroup(w.writer, w.groups, id, ENDPOINTS[family].map((ip, index) => ({ ip, port: ENDPOINT_PORT, weight: index === 0 ? 1 : 3 })), 0);
-    await w.writer.update(w.frontends, [[{ ip: SERVICE[family], port: SERVICE.port, protocol: 'tcp' }, { group: id, verdict: 'serve', masquerade: false }]]);
+    await w.writer.update(w.frontends, [[{ ip: SERVICE[family], port: SERVICE.port, protocol: 'tcp' }, { group: id, verdict: 'serve', masquerade: 'never', localSourceGroup: 0 }]]);
     // WHEN the client opens 200 connections to the Service
     const attempts = await w.connect('tcp', SERVICE[family], SERVICE.port, 200);
     // THEN each reaches an endpoint, which sees the client's own address, and the client sees the Service
@@ -164,11 +177,11 @@ test('kernel: ebpf tc ingress: a node port on any node address, masqueraded to t
   await writeGroup(w.writer, w.groups, 2, ENDPOINTS.v6.map((ip) => ({ ip, port: ENDPOINT_PORT, weight: 1 })), 0);
   await w.writer.update(w.frontends, [
     // A node port has its family's zero address and applies to every node address of that family.
-    [{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: true }],
-    [{ ip: '::', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 2, verdict: 'serve', masquerade: true }],
-    [{ ip: SERVICE.v4, port: SERVICE.port, protocol: 'udp' }, { group: 1, verdict: 'serve', masquerade: false }],
-    [{ ip: SERVICE.v6, port: SERVICE.port, protocol: 'udp' }, { group: 2, verdict: 'serve', masquerade: false }],
-    [{ ip: SERVICE.v4, port: 81, protocol: 'tcp' }, { group: 1, verdict: 'drop', masquerade: false }],
+    [{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: 'always', localSourceGroup: 0 }],
+    [{ ip: '::', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 2, verdict: 'serve', masquerade: 'always', localSourceGroup: 0 }],
+    [{ ip: SERVICE.v4, port: SERVICE.port, protocol: 'udp' }, { group: 1, verdict: 'serve', masquerade: 'never', localSourceGroup: 0 }],
+    [{ ip: SERVICE.v6, port: SERVICE.port, protocol: 'udp' }, { group: 2, verdict: 'serve', masquerade: 'never', localSourceGroup: 0 }],
+    [{ ip: SERVICE.v4, port: 81, protocol: 'tcp' }, { group: 1, verdict: 'drop', masquerade: 'never', localSourceGroup: 0 }],
   ]);
 
   for (const family of ['v4', 'v6'] as const) {
@@ -180,7 +193,7 @@ test('kernel: ebpf tc ingress: a node port on any node address, masqueraded to t
     t.is(await seenBy(w, NODE[family], SERVICE.nodePort), NODE.podSide[family]);
   }
   // Without masquerade the endpoint sees the client.
-  await w.writer.update(w.frontends, [[{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: false }]]);
+  await w.writer.update(w.frontends, [[{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: 'never', localSourceGroup: 0 }]]);
   t.is(await seenBy(w, NODE.v4, SERVICE.nodePort), CLIENT.v4);
 
   for (const family of ['v4', 'v6'] as const) {
@@ -194,6 +207,44 @@ test('kernel: ebpf tc ingress: a node port on any node address, masqueraded to t
   // Nothing listens on the node's port 22 and no frontend has it: the node itself refuses.
   const untouched = await w.connect('tcp', NODE.v4, 22, 1);
   t.deepEqual(untouched.map((attempt) => attempt.error), ['ECONNREFUSED']);
+});
+
+test('kernel: ebpf tc ingress: NodeRules planned into the maps: a Local load balancer keeps the client and this node\'s endpoint, a Cluster node port masquerades, local sources use every endpoint', async (t) => {
+  const w = await world(t);
+  // GIVEN pod-a on this node (node-a) and pod-b on node-b, behind a Local load balancer and a Cluster node port
+  const objects = [
+    nodeObject('node-a'), nodeObject('node-b'),
+    serviceObject({ name: 'lb', type: 'LoadBalancer', clusterIPs: ['10.96.0.11'], externalTrafficPolicy: 'Local', allocateLoadBalancerNodePorts: false, ports: [{ name: 'http', port: 80 }] },
+      { loadBalancer: { ingress: [{ ip: LOAD_BALANCER }] } }),
+    sliceObject('lb', [{ ip: ENDPOINTS.v4[0]!, node: 'node-a' }, { ip: ENDPOINTS.v4[1]!, node: 'node-b' }], { ports: [{ name: 'http', port: ENDPOINT_PORT, protocol: 'TCP' }] }),
+    serviceObject({ name: 'np', type: 'NodePort', clusterIPs: ['10.96.0.12'], ports: [{ name: 'http', port: 80, nodePort: SERVICE.nodePort }] }),
+    sliceObject('np', [{ ip: ENDPOINTS.v4[0]!, node: 'node-a' }, { ip: ENDPOINTS.v4[1]!, node: 'node-b' }], { ports: [{ name: 'http', port: ENDPOINT_PORT, protocol: 'TCP' }] }),
+  ];
+  const plan = (clusterCIDRs: string[]) => {
+    const rules = computeNodeRules(clusterState(...objects), 'node-a', { ...testConfig, clusterCIDRs, nodePortAddresses: { kind: 'all' } });
+    const sockets = planSockets(rules);
+    return { sockets, packets: planPackets(rules, sockets, [NODE.podSide.v4, NODE.v4]) };
+  };
+  const outside = plan(['10.244.0.0/16']);
+  await applySocketPlan(w.writer, w.socketMaps, undefined, outside.sockets);
+  await applyPacketPlan(w.writer, w.packetMaps, undefined, outside.packets);
+
+  // WHEN the client outside the cluster reaches the load balancer, THEN only pod-a serves, and it sees the client
+  const lb = await w.connect('tcp', LOAD_BALANCER, 80, 20);
+  t.true(lb.every((attempt) => attempt.ok && attempt.server === ENDPOINTS.v4[0] && attempt.peer === LOAD_BALANCER), JSON.stringify(lb.slice(0, 2)));
+  t.is(await seenBy(w, LOAD_BALANCER, 80), CLIENT.v4);
+  // AND the node port uses both pods, which see the node
+  const nodePort = await w.connect('tcp', NODE.v4, SERVICE.nodePort, 20);
+  t.deepEqual([...new Set(nodePort.map((attempt) => attempt.server))].sort(), [...ENDPOINTS.v4].sort(), failures(nodePort));
+  t.is(await seenBy(w, NODE.v4, SERVICE.nodePort), NODE.podSide.v4);
+
+  // WHEN the client's network counts as the cluster's own (detect-local), THEN the load balancer uses both pods
+  const inside = plan(['10.0.1.0/24']);
+  await applySocketPlan(w.writer, w.socketMaps, outside.sockets, inside.sockets);
+  await applyPacketPlan(w.writer, w.packetMaps, outside.packets, inside.packets);
+  const fromInside = await w.connect('tcp', LOAD_BALANCER, 80, 30);
+  t.deepEqual([...new Set(fromInside.map((attempt) => attempt.server))].sort(), [...ENDPOINTS.v4].sort(), failures(fromInside));
+  t.is(await seenBy(w, LOAD_BALANCER, 80), CLIENT.v4, 'and still without masquerade');
 });
 
 test.after.always('kernel: ebpf tc: every cgroup, bpffs and namespace the tests made is gone', (t) => {

@@ -21,7 +21,7 @@ export interface MapLayout<K, V> {
   value: Codec<V>;
 }
 
-export type MapName = 'frontends' | 'groups' | 'slots' | 'packet_frontends' | 'node_addresses' | 'masquerade_sources';
+export type MapName = 'frontends' | 'groups' | 'slots' | 'packet_frontends' | 'node_addresses' | 'masquerade_sources' | 'local_sources';
 
 /** What a connect to a frontend meets: an endpoint of its group, ECONNREFUSED, or EPERM (C: VERDICT_*). */
 export type FrontendVerdict = 'serve' | 'reject' | 'drop';
@@ -31,8 +31,13 @@ export interface Frontend { group: number; verdict: FrontendVerdict; affinitySec
 export interface Group { count: number; total: number }
 export interface SlotKey { group: number; index: number }
 export interface Slot { ip: string; port: number; cumulative: number }
-/** What the packet program does with a new flow to a frontend; a node port's has the address 0.0.0.0 or `::`. */
-export interface PacketFrontend { group: number; verdict: FrontendVerdict; masquerade: boolean }
+/** When the packet program masquerades a new flow (C: MASQUERADE_*): off-cluster unless its source is local. */
+export type Masquerade = 'never' | 'always' | 'off-cluster';
+/**
+ * What the packet program does with a new flow to a frontend (a node port's has the address 0.0.0.0 or
+ * `::`); `localSourceGroup`, when not 0, serves sources in the local CIDRs whatever the verdict.
+ */
+export interface PacketFrontend { group: number; verdict: FrontendVerdict; masquerade: Masquerade; localSourceGroup: number }
 
 const PROTOCOLS: Record<L4Protocol, number> = { tcp: 6, udp: 17, sctp: 132 };
 const VERDICTS: FrontendVerdict[] = ['serve', 'reject', 'drop'];
@@ -138,17 +143,39 @@ export const slot: Codec<Slot> = {
   decode: (bytes) => ({ ip: readAddress(bytes, 0), port: bytes.readUInt16BE(16), cumulative: bytes.readUInt32LE(20) }),
 };
 
-/** struct packet_frontend { __u32 group; __u8 verdict; __u8 masquerade; __u8 pad[2]; } */
+const MASQUERADES: Masquerade[] = ['never', 'always', 'off-cluster'];
+
+/** struct packet_frontend { __u32 group; __u8 verdict; __u8 masquerade; __u8 pad[2]; __u32 local_source_group; } */
 export const packetFrontend: Codec<PacketFrontend> = {
-  size: 8,
-  encode({ group, verdict, masquerade }) {
-    const bytes = Buffer.alloc(8);
+  size: 12,
+  encode({ group, verdict, masquerade, localSourceGroup }) {
+    const bytes = Buffer.alloc(12);
     bytes.writeUInt32LE(group, 0);
     bytes.writeUInt8(VERDICTS.indexOf(verdict), 4);
-    bytes.writeUInt8(masquerade ? 1 : 0, 5);
+    bytes.writeUInt8(MASQUERADES.indexOf(masquerade), 5);
+    bytes.writeUInt32LE(localSourceGroup, 8);
     return bytes;
   },
-  decode: (bytes) => ({ group: bytes.readUInt32LE(0), verdict: VERDICTS[bytes.readUInt8(4)] ?? 'reject', masquerade: bytes.readUInt8(5) === 1 }),
+  decode: (bytes) => ({
+    group: bytes.readUInt32LE(0), verdict: VERDICTS[bytes.readUInt8(4)] ?? 'reject', masquerade: MASQUERADES[bytes.readUInt8(5)] ?? 'always', localSourceGroup: bytes.readUInt32LE(8),
+  }),
+};
+
+/** struct source_key { __u32 prefixlen; __u32 addr[4]; }: a CIDR, IPv4 prefixes 96 longer as ::ffff:a.b.c.d/96+n. */
+export const sourceKey: Codec<string> = {
+  size: 20,
+  encode(cidr) {
+    const [ip, length] = cidr.split('/') as [string, string | undefined];
+    const bytes = Buffer.alloc(20);
+    writeAddress(bytes, 4, ip);
+    const ipv4 = !ip.includes(':');
+    bytes.writeUInt32LE(Number(length ?? (ipv4 ? 32 : 128)) + (ipv4 ? 96 : 0), 0);
+    return bytes;
+  },
+  decode(bytes) {
+    const ip = readAddress(bytes, 4);
+    return `${ip}/${bytes.readUInt32LE(0) - (ip.includes(':') ? 0 : 96)}`;
+  },
 };
 
 /** struct node_address { __u32 addr[4]; } */
@@ -188,4 +215,5 @@ export const MAPS = {
   packet_frontends: { name: 'packet_frontends', key: frontendKey, value: packetFrontend },
   node_addresses: { name: 'node_addresses', key: address, value: flag },
   masquerade_sources: { name: 'masquerade_sources', key: familyIndex, value: address },
+  local_sources: { name: 'local_sources', key: sourceKey, value: flag },
 } satisfies { [N in MapName]: MapLayout<unknown, unknown> & { name: N } };

@@ -60,7 +60,9 @@ export function planSockets(rules: NodeRules, previous?: SocketPlan): SocketPlan
       for (const ip of port.externalIPs.filter((address) => !filtered.has(address))) {
         if (port.cluster?.endpoints.length) put(key(ip), { group: groupId(port, 'cluster', port.cluster), verdict: 'serve', affinitySeconds });
         else put(key(ip), { group: 0, verdict: 'reject', affinitySeconds: 0 });
-      }
+      }      // Every group gets its id here, those only the packet path uses too (packet-plan.ts).
+      if (port.cluster) groupId(port, 'cluster', port.cluster);
+      if (port.local) groupId(port, 'local', port.local);
     }
   }
   return plan;

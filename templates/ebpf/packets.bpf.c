@@ -27,11 +27,25 @@
 // A new entry's first timeout; the kernel's own conntrack sets the real one with the packet.
 #define NEW_FLOW_TIMEOUT_MS 30000
 
+// When a new flow is masqueraded (SNAT to masquerade_sources[family]).
+#define MASQUERADE_NEVER 0
+#define MASQUERADE_ALWAYS 1
+#define MASQUERADE_OFF_CLUSTER 2 // unless the source is in local_sources
+
 struct packet_frontend {
 	__u32 group;
 	__u8 verdict;    // VERDICT_*
-	__u8 masquerade; // 1: SNAT to masquerade_sources[family]
+	__u8 masquerade; // MASQUERADE_*
 	__u8 pad[2];
+	// 0, or the group that sources in local_sources use instead, whatever the verdict: under a Local
+	// traffic policy pods still reach every endpoint.
+	__u32 local_source_group;
+};
+
+// The cluster's own sources (kube-proxy's detect-local: the pod CIDR), longest prefix match.
+struct source_key {
+	__u32 prefixlen; // of the 16-byte address: IPv4 prefixes count 96 more
+	__u32 addr[4];
 };
 
 // Where node ports apply: a frontend with the family's zero address (0.0.0.0, as ::ffff:0.0.0.0, or
@@ -53,6 +67,14 @@ struct {
 	__type(key, struct node_address);
 	__type(value, __u8);
 } node_addresses SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 64);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct source_key);
+	__type(value, __u8);
+} local_sources SEC(".maps");
 
 // The SNAT source per family: index 0 IPv4, 1 IPv6.
 struct {
@@ -83,6 +105,7 @@ extern int bpf_ct_set_nat_info(struct nf_conn___init *, union nf_inet_addr *, in
 struct flow {
 	struct bpf_sock_tuple tuple;
 	struct frontend_key key;
+	__u32 source[4]; // 16 bytes, IPv4 as ::ffff:a.b.c.d
 	int ipv6;
 	int starts; // a packet that may start a flow: a TCP SYN without ACK, or any UDP datagram
 };
@@ -131,6 +154,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *flow)
 		flow->tuple.ipv4.dport = dport;
 		flow->key.addr[2] = bpf_htonl(0xffff);
 		flow->key.addr[3] = ip->daddr;
+		flow->source[2] = bpf_htonl(0xffff);
+		flow->source[3] = ip->saddr;
 		flow->key.proto = ip->protocol;
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
@@ -143,6 +168,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *flow)
 		flow->tuple.ipv6.sport = sport;
 		flow->tuple.ipv6.dport = dport;
 		__builtin_memcpy(flow->key.addr, &ip6->daddr, 16);
+		__builtin_memcpy(flow->source, &ip6->saddr, 16);
 		flow->key.proto = ip6->nexthdr;
 		flow->ipv6 = 1;
 	} else {
@@ -200,7 +226,16 @@ int ferry_ingress(struct __sk_buff *skb)
 	struct packet_frontend *frontend = frontend_of(&flow);
 	if (!frontend)
 		return TC_ACT_OK;
-	if (frontend->verdict == VERDICT_DROP)
+	struct source_key source = { .prefixlen = 128 };
+	__builtin_memcpy(source.addr, flow.source, 16);
+	int local = bpf_map_lookup_elem(&local_sources, &source) != 0;
+	__u32 group_id = frontend->group;
+	__u8 verdict = frontend->verdict;
+	if (local && frontend->local_source_group) {
+		group_id = frontend->local_source_group;
+		verdict = VERDICT_SERVE;
+	}
+	if (verdict == VERDICT_DROP)
 		return TC_ACT_SHOT;
 
 	struct ct_opts opts = { .netns_id = CURRENT_NETNS, .l4proto = flow.key.proto };
@@ -210,9 +245,8 @@ int ferry_ingress(struct __sk_buff *skb)
 		bpf_ct_release(existing);
 		return TC_ACT_OK;
 	}
-	if (!flow.starts || frontend->verdict != VERDICT_SERVE)
+	if (!flow.starts || verdict != VERDICT_SERVE)
 		return TC_ACT_OK;
-	__u32 group_id = frontend->group;
 	struct group *group = bpf_map_lookup_elem(&groups, &group_id);
 	if (!group || group->count == 0 || group->total == 0)
 		return TC_ACT_OK;
@@ -228,7 +262,8 @@ int ferry_ingress(struct __sk_buff *skb)
 	union nf_inet_addr address = {};
 	set_address(&address, endpoint->addr, flow.ipv6);
 	int failed = bpf_ct_set_nat_info(entry, &address, bpf_ntohs(endpoint->port), NF_NAT_MANIP_DST);
-	if (!failed && frontend->masquerade) {
+	int masquerade = frontend->masquerade == MASQUERADE_ALWAYS || (frontend->masquerade == MASQUERADE_OFF_CLUSTER && !local);
+	if (!failed && masquerade) {
 		__u32 family = flow.ipv6;
 		struct node_address *source = bpf_map_lookup_elem(&masquerade_sources, &family);
 		union nf_inet_addr snat = {};

@@ -1,0 +1,116 @@
+// NodeRules → what the tc packet program's maps must hold (packets.bpf.c), using the endpoint groups
+// the socket plan gave ids to, and the writes from one such state to the next. Pure but for
+// applyPacketPlan. It follows the nftables backend's external chain: from outside, a Cluster policy
+// masquerades and uses every endpoint; a Local policy keeps the client's address and uses this node's
+// endpoints, or drops, while the cluster's own sources (the local CIDR) still use every endpoint; the
+// cluster IP, reached through the node, masquerades as its group says.
+import ipaddr from 'ipaddr.js';
+import type { EndpointGroup, FamilyRules, NodePortAddresses, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
+import type { FrontendKey, Masquerade, PacketFrontend } from './layout.js';
+import type { MapWriter, OpenMap } from './map-writer.js';
+import type { SocketPlan } from './plan.js';
+
+export interface PacketPlan {
+  /** By `ip|port|protocol`. */
+  frontends: Map<string, [FrontendKey, PacketFrontend]>;
+  /** Where node ports apply. */
+  nodeAddresses: string[];
+  /** The SNAT address per family: the node's first address of the family. */
+  masqueradeSources: Map<'IPv4' | 'IPv6', string>;
+  /** The local CIDRs (detect-local). */
+  localSources: string[];
+}
+
+export interface PacketMaps {
+  frontends: OpenMap<FrontendKey, PacketFrontend>;
+  nodeAddresses: OpenMap<string, boolean>;
+  masqueradeSources: OpenMap<'IPv4' | 'IPv6', string>;
+  localSources: OpenMap<string, boolean>;
+}
+
+const MASQUERADE: Record<EndpointGroup['clusterIPMasquerade'], Masquerade> = { all: 'always', 'off-cluster': 'off-cluster', none: 'never' };
+
+/**
+ * The packet maps for `rules` on a node with `addresses` (its interfaces' addresses; NodeRules has
+ * none). Load-balancer IPs with source ranges are left out: the program has no source-range check
+ * yet, and a frontend left out is not translated at all, so they stay closed.
+ */
+export function planPackets(rules: NodeRules, sockets: SocketPlan, addresses: string[]): PacketPlan {
+  const plan: PacketPlan = { frontends: new Map(), nodeAddresses: [], masqueradeSources: new Map(), localSources: [] };
+  const id = (port: ServicePortRules, which: 'cluster' | 'local') => sockets.ids.get(`${port.hash}/${which}`) ?? 0;
+  const put = (key: FrontendKey, value: PacketFrontend) => plan.frontends.set(`${key.ip}|${key.port}|${key.protocol}`, [key, value]);
+  for (const family of rules.families) {
+    const ofFamily = addresses.filter((address) => address.includes(':') === (family.family === 'IPv6'));
+    if (ofFamily[0]) plan.masqueradeSources.set(family.family, ofFamily[0]);
+    plan.nodeAddresses.push(...nodePortAddresses(ofFamily, family.nodePortAddresses));
+    if (family.localCIDR) plan.localSources.push(family.localCIDR);
+    for (const port of family.servicePorts) {
+      const key = (ip: string, portNumber = port.port): FrontendKey => ({ ip, port: portNumber, protocol: port.protocol });
+      put(key(port.clusterIP), clusterIPFrontend(port, id));
+      if (!port.external) continue;
+      const external = externalFrontend(port, id);
+      const closed = new Set(port.firewall?.sourceRanges.length ? port.firewall.loadBalancerIPs : []);
+      for (const ip of port.externalIPs.filter((address) => !closed.has(address))) put(key(ip), external);
+      if (port.nodePort > 0) put(key(family.family === 'IPv6' ? '::' : '0.0.0.0', port.nodePort), external);
+    }
+  }
+  return plan;
+}
+
+function clusterIPFrontend(port: ServicePortRules, id: (port: ServicePortRules, which: 'cluster' | 'local') => number): PacketFrontend {
+  if (port.internal === 'reject' || port.internal === 'drop') return { group: 0, verdict: port.internal, masquerade: 'never', localSourceGroup: 0 };
+  return { group: id(port, port.internal), verdict: 'serve', masquerade: MASQUERADE[port[port.internal]!.clusterIPMasquerade], localSourceGroup: 0 };
+}
+
+function externalFrontend(port: ServicePortRules, id: (port: ServicePortRules, which: 'cluster' | 'local') => number): PacketFrontend {
+  const external = port.external!;
+  if (external.policy === 'Cluster') {
+    return external.verdict || !port.cluster
+      ? { group: 0, verdict: external.verdict ?? 'reject', masquerade: 'never', localSourceGroup: 0 }
+      : { group: id(port, 'cluster'), verdict: 'serve', masquerade: 'always', localSourceGroup: 0 };
+  }
+  const localSourceGroup = port.cluster ? id(port, 'cluster') : 0;
+  return external.hasLocalEndpoints && port.local
+    ? { group: id(port, 'local'), verdict: 'serve', masquerade: 'never', localSourceGroup }
+    : { group: 0, verdict: external.verdict ?? 'drop', masquerade: 'never', localSourceGroup };
+}
+
+/** The node addresses where node ports answer, as nodePortAddresses says (kube-proxy's `--nodeport-addresses`). */
+function nodePortAddresses(addresses: string[], allowed: NodePortAddresses): string[] {
+  if (allowed.kind === 'all') return addresses;
+  if (allowed.kind === 'addresses') return addresses.filter((address) => allowed.addresses.includes(address));
+  const cidrs = allowed.cidrs.map((cidr) => ipaddr.parseCIDR(cidr));
+  return addresses.filter((address) => {
+    const parsed = ipaddr.parse(address);
+    return cidrs.some(([network, length]) => network.kind() === parsed.kind() && parsed.match(network, length));
+  });
+}
+
+const samePacketFrontend = (a: PacketFrontend | undefined, b: PacketFrontend) =>
+  a !== undefined && a.group === b.group && a.verdict === b.verdict && a.masquerade === b.masquerade && a.localSourceGroup === b.localSourceGroup;
+
+/**
+ * Writes the difference between two packet plans, after the socket plan wrote the groups they point
+ * at: changed and new frontends, then the node's addresses, SNAT sources and local CIDRs, then the
+ * removals. The number of entries written and deleted.
+ */
+export async function applyPacketPlan(writer: MapWriter, maps: PacketMaps, previous: PacketPlan | undefined, next: PacketPlan): Promise<{ written: number; deleted: number }> {
+  let written = 0;
+  let deleted = 0;
+  const changed = [...next.frontends].filter(([key, [, value]]) => !samePacketFrontend(previous?.frontends.get(key)?.[1], value)).map(([, entry]) => entry);
+  if (changed.length) written += await writer.update(maps.frontends, changed);
+  const sets = [[maps.nodeAddresses, next.nodeAddresses, previous?.nodeAddresses ?? []], [maps.localSources, next.localSources, previous?.localSources ?? []]] as const;
+  for (const [map, wanted, before] of sets) {
+    const added = wanted.filter((entry) => !before.includes(entry));
+    if (added.length) written += await writer.update(map, added.map((entry) => [entry, true] as [string, boolean]));
+  }
+  const sources = [...next.masqueradeSources].filter(([family, ip]) => previous?.masqueradeSources.get(family) !== ip);
+  if (sources.length) written += await writer.update(maps.masqueradeSources, sources);
+  const gone = [...(previous?.frontends ?? [])].filter(([key]) => !next.frontends.has(key)).map(([, [key]]) => key);
+  if (gone.length) deleted += await writer.delete(maps.frontends, gone);
+  for (const [map, wanted, before] of sets) {
+    const removed = before.filter((entry) => !wanted.includes(entry));
+    if (removed.length) deleted += await writer.delete(map, removed);
+  }
+  return { written, deleted };
+}
