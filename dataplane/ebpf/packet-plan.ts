@@ -5,7 +5,7 @@
 // endpoints, or drops, while the cluster's own sources (the local CIDR) still use every endpoint; the
 // cluster IP, reached through the node, masquerades as its group says.
 import ipaddr from 'ipaddr.js';
-import type { EndpointGroup, FamilyRules, NodePortAddresses, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
+import type { EndpointGroup, NodePortAddresses, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
 import type { FrontendKey, Masquerade, PacketFrontend } from './layout.js';
 import type { MapWriter, OpenMap } from './map-writer.js';
 import type { SocketPlan } from './plan.js';
