@@ -5,7 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { applyIfChanged, cleanupAllRules, cleanupRules, diffRules, removeOtherBackends, stampedAs } from '../../dataplane/dataplane.js';
 import { cleanupKubeProxy } from '../../dataplane/kube-proxy-cleanup.js';
 import { renderedText } from '../../dataplane/render.js';
-import { BACKEND_NAMES, type BackendName } from '../../dataplane/backend-names.js';
+import { BACKEND_NAMES, DEFAULT_BACKEND, type BackendName } from '../../dataplane/backend-names.js';
 import { execaRunner } from '../../dataplane/runner.js';
 import { describeModelError } from '../model/cluster-state.js';
 import { packageRoot } from '../package-root.js';
@@ -44,7 +44,7 @@ function ruleCommand(program: Command, name: string, summary: string, example: s
     .addOption(strictOption());
 }
 
-function backendOption(flags = '--backend <backend>', description = 'rule backend (default: the config\'s mode, else nftables)'): Option {
+function backendOption(flags = '--backend <backend>', description = `rule backend (default: the config's mode, else ${DEFAULT_BACKEND})`): Option {
   return new Option(flags, description).choices(BACKEND_NAMES);
 }
 
@@ -170,7 +170,7 @@ async function main(argv: string[]): Promise<number> {
     .option('--master <url>', 'the API server\'s address, replacing the kubeconfig\'s (as kube-proxy\'s --master)')
     .option('--manifests <dir>', 'follow a directory of YAML manifests instead of the API')
     .option('--config <file>', 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) to honour')
-    .addOption(new Option('--backend <backend>', 'rule backend (default: the config\'s mode, else nftables)').choices([...BACKEND_NAMES, '']))
+    .addOption(new Option('--backend <backend>', `rule backend (default: the config's mode, else ${DEFAULT_BACKEND})`).choices([...BACKEND_NAMES, '']))
     .addOption(new Option('--proxy-mode <mode>', 'the same as --backend (kube-proxy\'s flag)').choices([...BACKEND_NAMES, '']))
     .addOption(new Option('--v <level>', 'log verbosity as kube-proxy\'s: 4 logs every sync, 6 more').argParser(verbosity))
     .addOption(new Option('--log-format <format>', 'json for machines, text for people').choices(['json', 'text']).default('json'))

@@ -3,7 +3,7 @@
 // all of it away again.
 import { mkdir, rm, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { execaRunner, runChecked, type Runner } from '../runner.js';
+import { DataplaneError, execaRunner, runChecked, type Runner } from '../runner.js';
 import { buildPacketsObject, buildSocketsObject } from './build.js';
 import type { MapName } from './layout.js';
 
@@ -128,7 +128,7 @@ const INGRESS_PREFERENCE = '49152';
 /** Attaches the packet program to `device`'s ingress (a clsact qdisc is added unless there is one). */
 export async function attachPacketProgram(program: PacketProgram, device: string, runner: Runner = execaRunner): Promise<void> {
   const qdisc = await runner.run('tc', ['qdisc', 'add', 'dev', device, 'clsact']);
-  if (qdisc.exitCode !== 0 && !/File exists/.test(qdisc.stderr)) throw new Error(`adding a clsact qdisc to ${device}: ${qdisc.stderr.trim()}`);
+  if (qdisc.exitCode !== 0 && !/File exists/.test(qdisc.stderr)) throw new DataplaneError(`tc qdisc add dev ${device} clsact`, qdisc, `adding a clsact qdisc to ${device}`);
   await runChecked(runner, `attaching the packet program to ${device}`, 'tc',
     ['filter', 'replace', 'dev', device, 'ingress', 'pref', INGRESS_PREFERENCE, 'handle', '1', 'bpf', 'object-pinned', program.program, 'direct-action']);
 }
