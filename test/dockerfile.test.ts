@@ -75,6 +75,9 @@ async function replay(stages: Stage[], scratch: string): Promise<Replay> {
           }
         } else if (args === 'npx tsc -p tsconfig.json') {
           await execa(join(root, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.json'], { cwd: here });
+        } else if (/^cc [-\w. ]+$/.test(args)) {
+          // A C build, run with this machine's compiler and libraries (install.sh installs the same packages).
+          await execa('cc', args.split(' ').slice(1), { cwd: here });
         } else if (args.startsWith('apt-get update')) {
           aptPackages.push(...(/apt-get install -y --no-install-recommends ([^&]+)/.exec(args)?.[1]?.trim().split(/\s+/) ?? []));
         } else {
@@ -122,7 +125,7 @@ test.after.always(async () => {
 test('every stage starts from the same Node.js LTS image, and the build context leaves out what the stages make', async (t) => {
   const { stages } = await replayed;
   t.deepEqual(stages.map((stage) => [stage.name, stage.base]), [
-    ['build', 'node:20-bookworm-slim'], ['production-dependencies', 'node:20-bookworm-slim'], [undefined, 'node:20-bookworm-slim'],
+    ['build', 'node:20-bookworm-slim'], ['native', 'node:20-bookworm-slim'], ['production-dependencies', 'node:20-bookworm-slim'], [undefined, 'node:20-bookworm-slim'],
   ]);
   const ignored = (await readFile(join(root, '.dockerignore'), 'utf8')).split('\n').filter((line) => line && !line.startsWith('#'));
   for (const path of ['node_modules', 'dist', '.git']) t.true(ignored.includes(path), path);
@@ -159,4 +162,20 @@ test('kernel: the image\'s entry point and files render the same rules as this c
   t.is(image.exitCode, 0, String(image.stderr));
   t.is(image.stdout, expected.stdout);
   t.regex(String(image.stderr), /ferry image: iptables mode nft/);
+});
+
+test('kernel: the image\'s ferry diff reads the kernel with the nft-digest it was built with, compiling nothing', async (t) => {
+  const { result, scratch } = await replayed;
+  await access(join(result.final, result.workdir, 'libexec/nft-digest'), constants.X_OK);
+  const cache = await mkdtemp(join(scratch, 'cache-'));
+  const entrypoint = join(result.final, result.entrypoint[0]!);
+  const diff = await execa('unshare', ['--net', '--', entrypoint, 'diff', '--node', 'node-a', '-f', join(root, 'examples/cluster.yaml')], {
+    env: { FERRY_HOME: join(result.final, result.workdir), FERRY_IPTABLES_DIR: join(scratch, 'links'), FERRY_CACHE_DIR: cache, PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
+    extendEnv: false, reject: false,
+  });
+  // An empty namespace holds none of the desired rules: exit 1 and the diff, found by digests.
+  t.is(diff.exitCode, 1, String(diff.stderr));
+  t.regex(String(diff.stdout), /^\+\s*chain nat-prerouting \{/m);
+  t.notRegex(String(diff.stderr), /could not be built/);
+  t.deepEqual(await readdir(cache), [], 'nothing was compiled');
 });
