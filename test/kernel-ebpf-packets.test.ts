@@ -97,7 +97,7 @@ async function world(t: ExecutionContext): Promise<World> {
   }
   // The client knows only the way to Services (and the node); the pods send everything to the node.
   await client.run(['ip', 'route', 'add', '10.96.0.0/16', 'via', NODE.v4]);
-  await client.run(['ip', 'route', 'add', `${LOAD_BALANCER}/32`, 'via', NODE.v4]);
+  await client.run(['ip', 'route', 'add', '198.51.100.0/24', 'via', NODE.v4]);
   await client.run(['ip', '-6', 'route', 'add', 'fd00:96::/112', 'via', NODE.v6]);
   await node.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
   await node.run(['nft', '-f', '-'], COMPANION);
@@ -118,6 +118,7 @@ async function world(t: ExecutionContext): Promise<World> {
     nodeAddresses: await writer.open(MAPS.node_addresses, program.maps.node_addresses),
     masqueradeSources: await writer.open(MAPS.masquerade_sources, program.maps.masquerade_sources),
     localSources: await writer.open(MAPS.local_sources, program.maps.local_sources),
+    sourceRanges: await writer.open(MAPS.source_ranges, program.maps.source_ranges),
   };
   const socketMaps: SocketMaps = { frontends: await writer.open(MAPS.frontends, sockets.maps.frontends), ...groups };
   await writer.update(packetMaps.nodeAddresses, [[NODE.v4, true], [NODE.v6, true]]);
@@ -155,7 +156,7 @@ test('kernel: ebpf tc ingress: new TCP flows to a cluster IP are DNATed by a con
     // GIVEN a frontend for the cluster IP whose two endpoints weigh 1 and 3, without masquerade
     const id = family === 'v4' ? 1 : 2;
     await writeGroup(w.writer, w.groups, id, ENDPOINTS[family].map((ip, index) => ({ ip, port: ENDPOINT_PORT, weight: index === 0 ? 1 : 3 })), 0);
-    await w.writer.update(w.frontends, [[{ ip: SERVICE[family], port: SERVICE.port, protocol: 'tcp' }, { group: id, verdict: 'serve', masquerade: 'never', localSourceGroup: 0 }]]);
+    await w.writer.update(w.frontends, [[{ ip: SERVICE[family], port: SERVICE.port, protocol: 'tcp' }, { group: id, verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: 0 }]]);
     // WHEN the client opens 200 connections to the Service
     const attempts = await w.connect('tcp', SERVICE[family], SERVICE.port, 200);
     // THEN each reaches an endpoint, which sees the client's own address, and the client sees the Service
@@ -177,11 +178,11 @@ test('kernel: ebpf tc ingress: a node port on any node address, masqueraded to t
   await writeGroup(w.writer, w.groups, 2, ENDPOINTS.v6.map((ip) => ({ ip, port: ENDPOINT_PORT, weight: 1 })), 0);
   await w.writer.update(w.frontends, [
     // A node port has its family's zero address and applies to every node address of that family.
-    [{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: 'always', localSourceGroup: 0 }],
-    [{ ip: '::', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 2, verdict: 'serve', masquerade: 'always', localSourceGroup: 0 }],
-    [{ ip: SERVICE.v4, port: SERVICE.port, protocol: 'udp' }, { group: 1, verdict: 'serve', masquerade: 'never', localSourceGroup: 0 }],
-    [{ ip: SERVICE.v6, port: SERVICE.port, protocol: 'udp' }, { group: 2, verdict: 'serve', masquerade: 'never', localSourceGroup: 0 }],
-    [{ ip: SERVICE.v4, port: 81, protocol: 'tcp' }, { group: 1, verdict: 'drop', masquerade: 'never', localSourceGroup: 0 }],
+    [{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: 'always', ranged: false, localSourceGroup: 0 }],
+    [{ ip: '::', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 2, verdict: 'serve', masquerade: 'always', ranged: false, localSourceGroup: 0 }],
+    [{ ip: SERVICE.v4, port: SERVICE.port, protocol: 'udp' }, { group: 1, verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: 0 }],
+    [{ ip: SERVICE.v6, port: SERVICE.port, protocol: 'udp' }, { group: 2, verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: 0 }],
+    [{ ip: SERVICE.v4, port: 81, protocol: 'tcp' }, { group: 1, verdict: 'drop', masquerade: 'never', ranged: false, localSourceGroup: 0 }],
   ]);
 
   for (const family of ['v4', 'v6'] as const) {
@@ -193,7 +194,7 @@ test('kernel: ebpf tc ingress: a node port on any node address, masqueraded to t
     t.is(await seenBy(w, NODE[family], SERVICE.nodePort), NODE.podSide[family]);
   }
   // Without masquerade the endpoint sees the client.
-  await w.writer.update(w.frontends, [[{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: 'never', localSourceGroup: 0 }]]);
+  await w.writer.update(w.frontends, [[{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: 0 }]]);
   t.is(await seenBy(w, NODE.v4, SERVICE.nodePort), CLIENT.v4);
 
   for (const family of ['v4', 'v6'] as const) {
@@ -245,6 +246,36 @@ test('kernel: ebpf tc ingress: NodeRules planned into the maps: a Local load bal
   const fromInside = await w.connect('tcp', LOAD_BALANCER, 80, 30);
   t.deepEqual([...new Set(fromInside.map((attempt) => attempt.server))].sort(), [...ENDPOINTS.v4].sort(), failures(fromInside));
   t.is(await seenBy(w, LOAD_BALANCER, 80), CLIENT.v4, 'and still without masquerade');
+});
+
+test('kernel: ebpf tc ingress: a load balancer with source ranges lets only those sources through', async (t) => {
+  const w = await world(t);
+  const objects = (ranges: string[]) => [
+    nodeObject('node-a'),
+    serviceObject({ name: 'ranged', type: 'LoadBalancer', clusterIPs: ['10.96.0.13'], allocateLoadBalancerNodePorts: false, loadBalancerSourceRanges: ranges, ports: [{ name: 'http', port: 80 }] },
+      { loadBalancer: { ingress: [{ ip: LOAD_BALANCER }] } }),
+    sliceObject('ranged', [{ ip: ENDPOINTS.v4[0]!, node: 'node-a' }], { ports: [{ name: 'http', port: ENDPOINT_PORT, protocol: 'TCP' }] }),
+  ];
+  const plan = (ranges: string[]) => {
+    const rules = computeNodeRules(clusterState(...objects(ranges)), 'node-a', { ...testConfig, nodePortAddresses: { kind: 'all' } });
+    const sockets = planSockets(rules);
+    return { sockets, packets: planPackets(rules, sockets, [NODE.podSide.v4, NODE.v4]) };
+  };
+  // GIVEN ranges holding the client's network, THEN the client gets through
+  const allowed = plan(['192.0.2.0/24', '10.0.1.0/24']);
+  await applySocketPlan(w.writer, w.socketMaps, undefined, allowed.sockets);
+  await applyPacketPlan(w.writer, w.packetMaps, undefined, allowed.packets);
+  const through = await w.connect('tcp', LOAD_BALANCER, 80, 5);
+  t.true(through.every((attempt) => attempt.ok && attempt.server === ENDPOINTS.v4[0]), failures(through));
+  // WHEN the ranges no longer hold it, THEN its new connections are dropped
+  const refused = plan(['192.0.2.0/24']);
+  await applySocketPlan(w.writer, w.socketMaps, allowed.sockets, refused.sockets);
+  t.deepEqual(await applyPacketPlan(w.writer, w.packetMaps, allowed.packets, refused.packets), { written: 0, deleted: 1 }, 'one range went, nothing else changed');
+  const dropped = await w.connect('tcp', LOAD_BALANCER, 80, 2);
+  t.deepEqual(dropped.map((attempt) => attempt.error), ['ETIMEDOUT', 'ETIMEDOUT']);
+  // AND the cluster IP of the same Service, which no range guards, still answers
+  const clusterIP = await w.connect('tcp', '10.96.0.13', 80, 3);
+  t.true(clusterIP.every((attempt) => attempt.ok), failures(clusterIP));
 });
 
 test.after.always('kernel: ebpf tc: every cgroup, bpffs and namespace the tests made is gone', (t) => {

@@ -21,7 +21,7 @@ export interface MapLayout<K, V> {
   value: Codec<V>;
 }
 
-export type MapName = 'frontends' | 'groups' | 'slots' | 'packet_frontends' | 'node_addresses' | 'masquerade_sources' | 'local_sources';
+export type MapName = 'frontends' | 'groups' | 'slots' | 'packet_frontends' | 'node_addresses' | 'masquerade_sources' | 'local_sources' | 'source_ranges';
 
 /** What a connect to a frontend meets: an endpoint of its group, ECONNREFUSED, or EPERM (C: VERDICT_*). */
 export type FrontendVerdict = 'serve' | 'reject' | 'drop';
@@ -35,9 +35,12 @@ export interface Slot { ip: string; port: number; cumulative: number }
 export type Masquerade = 'never' | 'always' | 'off-cluster';
 /**
  * What the packet program does with a new flow to a frontend (a node port's has the address 0.0.0.0 or
- * `::`); `localSourceGroup`, when not 0, serves sources in the local CIDRs whatever the verdict.
+ * `::`); `localSourceGroup`, when not 0, serves sources in the local CIDRs whatever the verdict; a
+ * `ranged` one lets only sources in its `source_ranges` through.
  */
-export interface PacketFrontend { group: number; verdict: FrontendVerdict; masquerade: Masquerade; localSourceGroup: number }
+export interface PacketFrontend { group: number; verdict: FrontendVerdict; masquerade: Masquerade; ranged: boolean; localSourceGroup: number }
+/** A source range of a ranged frontend. */
+export interface RangeKey { frontend: FrontendKey; cidr: string }
 
 const PROTOCOLS: Record<L4Protocol, number> = { tcp: 6, udp: 17, sctp: 132 };
 const VERDICTS: FrontendVerdict[] = ['serve', 'reject', 'drop'];
@@ -145,19 +148,21 @@ export const slot: Codec<Slot> = {
 
 const MASQUERADES: Masquerade[] = ['never', 'always', 'off-cluster'];
 
-/** struct packet_frontend { __u32 group; __u8 verdict; __u8 masquerade; __u8 pad[2]; __u32 local_source_group; } */
+/** struct packet_frontend { __u32 group; __u8 verdict; __u8 masquerade; __u8 ranged; __u8 pad; __u32 local_source_group; } */
 export const packetFrontend: Codec<PacketFrontend> = {
   size: 12,
-  encode({ group, verdict, masquerade, localSourceGroup }) {
+  encode({ group, verdict, masquerade, ranged, localSourceGroup }) {
     const bytes = Buffer.alloc(12);
     bytes.writeUInt32LE(group, 0);
     bytes.writeUInt8(VERDICTS.indexOf(verdict), 4);
     bytes.writeUInt8(MASQUERADES.indexOf(masquerade), 5);
+    bytes.writeUInt8(ranged ? 1 : 0, 6);
     bytes.writeUInt32LE(localSourceGroup, 8);
     return bytes;
   },
   decode: (bytes) => ({
-    group: bytes.readUInt32LE(0), verdict: VERDICTS[bytes.readUInt8(4)] ?? 'reject', masquerade: MASQUERADES[bytes.readUInt8(5)] ?? 'always', localSourceGroup: bytes.readUInt32LE(8),
+    group: bytes.readUInt32LE(0), verdict: VERDICTS[bytes.readUInt8(4)] ?? 'reject', masquerade: MASQUERADES[bytes.readUInt8(5)] ?? 'always',
+    ranged: bytes.readUInt8(6) === 1, localSourceGroup: bytes.readUInt32LE(8),
   }),
 };
 
@@ -175,6 +180,25 @@ export const sourceKey: Codec<string> = {
   decode(bytes) {
     const ip = readAddress(bytes, 4);
     return `${ip}/${bytes.readUInt32LE(0) - (ip.includes(':') ? 0 : 96)}`;
+  },
+};
+
+/** struct range_key { __u32 prefixlen; struct frontend_key frontend; __u32 source[4]; }: the frontend's 160 bits, then the range's. */
+export const rangeKey: Codec<RangeKey> = {
+  size: 40,
+  encode({ frontend, cidr }) {
+    const bytes = Buffer.alloc(40);
+    const source = sourceKey.encode(cidr);
+    bytes.writeUInt32LE(160 + source.readUInt32LE(0), 0);
+    frontendKey.encode(frontend).copy(bytes, 4);
+    source.copy(bytes, 24, 4);
+    return bytes;
+  },
+  decode(bytes) {
+    const source = Buffer.alloc(20);
+    source.writeUInt32LE(bytes.readUInt32LE(0) - 160, 0);
+    bytes.copy(source, 4, 24);
+    return { frontend: frontendKey.decode(bytes.subarray(4, 24)), cidr: sourceKey.decode(source) };
   },
 };
 
@@ -216,4 +240,5 @@ export const MAPS = {
   node_addresses: { name: 'node_addresses', key: address, value: flag },
   masquerade_sources: { name: 'masquerade_sources', key: familyIndex, value: address },
   local_sources: { name: 'local_sources', key: sourceKey, value: flag },
+  source_ranges: { name: 'source_ranges', key: rangeKey, value: flag },
 } satisfies { [N in MapName]: MapLayout<unknown, unknown> & { name: N } };

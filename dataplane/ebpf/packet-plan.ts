@@ -3,10 +3,11 @@
 // applyPacketPlan. It follows the nftables backend's external chain: from outside, a Cluster policy
 // masquerades and uses every endpoint; a Local policy keeps the client's address and uses this node's
 // endpoints, or drops, while the cluster's own sources (the local CIDR) still use every endpoint; the
-// cluster IP, reached through the node, masquerades as its group says.
+// cluster IP, reached through the node, masquerades as its group says. A load-balancer IP with source
+// ranges lets only those sources through (none usable for its family: nobody).
 import ipaddr from 'ipaddr.js';
 import type { EndpointGroup, NodePortAddresses, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
-import type { FrontendKey, Masquerade, PacketFrontend } from './layout.js';
+import type { FrontendKey, Masquerade, PacketFrontend, RangeKey } from './layout.js';
 import type { MapWriter, OpenMap } from './map-writer.js';
 import type { SocketPlan } from './plan.js';
 
@@ -19,6 +20,8 @@ export interface PacketPlan {
   masqueradeSources: Map<'IPv4' | 'IPv6', string>;
   /** The local CIDRs (detect-local). */
   localSources: string[];
+  /** The source ranges of ranged frontends, by `ip|port|protocol|cidr`. */
+  sourceRanges: Map<string, RangeKey>;
 }
 
 export interface PacketMaps {
@@ -26,17 +29,14 @@ export interface PacketMaps {
   nodeAddresses: OpenMap<string, boolean>;
   masqueradeSources: OpenMap<'IPv4' | 'IPv6', string>;
   localSources: OpenMap<string, boolean>;
+  sourceRanges: OpenMap<RangeKey, boolean>;
 }
 
 const MASQUERADE: Record<EndpointGroup['clusterIPMasquerade'], Masquerade> = { all: 'always', 'off-cluster': 'off-cluster', none: 'never' };
 
-/**
- * The packet maps for `rules` on a node with `addresses` (its interfaces' addresses; NodeRules has
- * none). Load-balancer IPs with source ranges are left out: the program has no source-range check
- * yet, and a frontend left out is not translated at all, so they stay closed.
- */
+/** The packet maps for `rules` on a node with `addresses` (its interfaces' addresses; NodeRules has none). */
 export function planPackets(rules: NodeRules, sockets: SocketPlan, addresses: string[]): PacketPlan {
-  const plan: PacketPlan = { frontends: new Map(), nodeAddresses: [], masqueradeSources: new Map(), localSources: [] };
+  const plan: PacketPlan = { frontends: new Map(), nodeAddresses: [], masqueradeSources: new Map(), localSources: [], sourceRanges: new Map() };
   const id = (port: ServicePortRules, which: 'cluster' | 'local') => sockets.ids.get(`${port.hash}/${which}`) ?? 0;
   const put = (key: FrontendKey, value: PacketFrontend) => plan.frontends.set(`${key.ip}|${key.port}|${key.protocol}`, [key, value]);
   for (const family of rules.families) {
@@ -49,8 +49,12 @@ export function planPackets(rules: NodeRules, sockets: SocketPlan, addresses: st
       put(key(port.clusterIP), clusterIPFrontend(port, id));
       if (!port.external) continue;
       const external = externalFrontend(port, id);
-      const closed = new Set(port.firewall?.sourceRanges.length ? port.firewall.loadBalancerIPs : []);
-      for (const ip of port.externalIPs.filter((address) => !closed.has(address))) put(key(ip), external);
+      const ranged = new Set(port.firewall?.loadBalancerIPs ?? []);
+      for (const ip of port.externalIPs) {
+        put(key(ip), { ...external, ranged: ranged.has(ip) });
+        if (!ranged.has(ip)) continue;
+        for (const cidr of port.firewall!.sourceRanges) plan.sourceRanges.set(`${ip}|${port.port}|${port.protocol}|${cidr}`, { frontend: key(ip), cidr });
+      }
       if (port.nodePort > 0) put(key(family.family === 'IPv6' ? '::' : '0.0.0.0', port.nodePort), external);
     }
   }
@@ -58,21 +62,21 @@ export function planPackets(rules: NodeRules, sockets: SocketPlan, addresses: st
 }
 
 function clusterIPFrontend(port: ServicePortRules, id: (port: ServicePortRules, which: 'cluster' | 'local') => number): PacketFrontend {
-  if (port.internal === 'reject' || port.internal === 'drop') return { group: 0, verdict: port.internal, masquerade: 'never', localSourceGroup: 0 };
-  return { group: id(port, port.internal), verdict: 'serve', masquerade: MASQUERADE[port[port.internal]!.clusterIPMasquerade], localSourceGroup: 0 };
+  if (port.internal === 'reject' || port.internal === 'drop') return { group: 0, verdict: port.internal, masquerade: 'never', ranged: false, localSourceGroup: 0 };
+  return { group: id(port, port.internal), verdict: 'serve', masquerade: MASQUERADE[port[port.internal]!.clusterIPMasquerade], ranged: false, localSourceGroup: 0 };
 }
 
 function externalFrontend(port: ServicePortRules, id: (port: ServicePortRules, which: 'cluster' | 'local') => number): PacketFrontend {
   const external = port.external!;
   if (external.policy === 'Cluster') {
     return external.verdict || !port.cluster
-      ? { group: 0, verdict: external.verdict ?? 'reject', masquerade: 'never', localSourceGroup: 0 }
-      : { group: id(port, 'cluster'), verdict: 'serve', masquerade: 'always', localSourceGroup: 0 };
+      ? { group: 0, verdict: external.verdict ?? 'reject', masquerade: 'never', ranged: false, localSourceGroup: 0 }
+      : { group: id(port, 'cluster'), verdict: 'serve', masquerade: 'always', ranged: false, localSourceGroup: 0 };
   }
   const localSourceGroup = port.cluster ? id(port, 'cluster') : 0;
   return external.hasLocalEndpoints && port.local
-    ? { group: id(port, 'local'), verdict: 'serve', masquerade: 'never', localSourceGroup }
-    : { group: 0, verdict: external.verdict ?? 'drop', masquerade: 'never', localSourceGroup };
+    ? { group: id(port, 'local'), verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup }
+    : { group: 0, verdict: external.verdict ?? 'drop', masquerade: 'never', ranged: false, localSourceGroup };
 }
 
 /** The node addresses where node ports answer, as nodePortAddresses says (kube-proxy's `--nodeport-addresses`). */
@@ -87,16 +91,19 @@ function nodePortAddresses(addresses: string[], allowed: NodePortAddresses): str
 }
 
 const samePacketFrontend = (a: PacketFrontend | undefined, b: PacketFrontend) =>
-  a !== undefined && a.group === b.group && a.verdict === b.verdict && a.masquerade === b.masquerade && a.localSourceGroup === b.localSourceGroup;
+  a !== undefined && a.group === b.group && a.verdict === b.verdict && a.masquerade === b.masquerade && a.ranged === b.ranged && a.localSourceGroup === b.localSourceGroup;
 
 /**
  * Writes the difference between two packet plans, after the socket plan wrote the groups they point
- * at: changed and new frontends, then the node's addresses, SNAT sources and local CIDRs, then the
- * removals. The number of entries written and deleted.
+ * at: new source ranges first (a frontend that becomes ranged finds its ranges there), changed and new
+ * frontends, the node's addresses, SNAT sources and local CIDRs, then the removals. The number of
+ * entries written and deleted.
  */
 export async function applyPacketPlan(writer: MapWriter, maps: PacketMaps, previous: PacketPlan | undefined, next: PacketPlan): Promise<{ written: number; deleted: number }> {
   let written = 0;
   let deleted = 0;
+  const newRanges = [...next.sourceRanges].filter(([key]) => !previous?.sourceRanges.has(key)).map(([, range]): [RangeKey, boolean] => [range, true]);
+  if (newRanges.length) written += await writer.update(maps.sourceRanges, newRanges);
   const changed = [...next.frontends].filter(([key, [, value]]) => !samePacketFrontend(previous?.frontends.get(key)?.[1], value)).map(([, entry]) => entry);
   if (changed.length) written += await writer.update(maps.frontends, changed);
   const sets = [[maps.nodeAddresses, next.nodeAddresses, previous?.nodeAddresses ?? []], [maps.localSources, next.localSources, previous?.localSources ?? []]] as const;
@@ -112,5 +119,7 @@ export async function applyPacketPlan(writer: MapWriter, maps: PacketMaps, previ
     const removed = before.filter((entry) => !wanted.includes(entry));
     if (removed.length) deleted += await writer.delete(map, removed);
   }
+  const goneRanges = [...(previous?.sourceRanges ?? [])].filter(([key]) => !next.sourceRanges.has(key)).map(([, range]) => range);
+  if (goneRanges.length) deleted += await writer.delete(maps.sourceRanges, goneRanges);
   return { written, deleted };
 }

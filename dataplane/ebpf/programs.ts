@@ -102,7 +102,7 @@ export async function unloadSocketPrograms(pinDir: string): Promise<void> {
 /** The packet program and its own maps, pinned; it shares `groups` and `slots` with the socket programs. */
 export interface PacketProgram {
   program: string;
-  maps: Record<'packet_frontends' | 'node_addresses' | 'masquerade_sources' | 'local_sources', string>;
+  maps: Record<'packet_frontends' | 'node_addresses' | 'masquerade_sources' | 'local_sources' | 'source_ranges', string>;
 }
 
 /**
@@ -118,7 +118,7 @@ export async function loadPacketProgram(sockets: SocketPrograms, options: { cach
   await runChecked(runner, 'loading the packet program', 'bpftool', ['prog', 'loadall', object, programDir, 'type', 'classifier', ...reused, 'pinmaps', mapDir]);
   return {
     program: join(programDir, 'ferry_ingress'),
-    maps: Object.fromEntries((['packet_frontends', 'node_addresses', 'masquerade_sources', 'local_sources'] as const).map((name) => [name, join(mapDir, name)])) as PacketProgram['maps'],
+    maps: Object.fromEntries((['packet_frontends', 'node_addresses', 'masquerade_sources', 'local_sources', 'source_ranges'] as const).map((name) => [name, join(mapDir, name)])) as PacketProgram['maps'],
   };
 }
 

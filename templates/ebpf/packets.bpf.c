@@ -36,7 +36,8 @@ struct packet_frontend {
 	__u32 group;
 	__u8 verdict;    // VERDICT_*
 	__u8 masquerade; // MASQUERADE_*
-	__u8 pad[2];
+	__u8 ranged;     // 1: only sources in source_ranges for this frontend get through (loadBalancerSourceRanges)
+	__u8 pad;
 	// 0, or the group that sources in local_sources use instead, whatever the verdict: under a Local
 	// traffic policy pods still reach every endpoint.
 	__u32 local_source_group;
@@ -75,6 +76,22 @@ struct {
 	__type(key, struct source_key);
 	__type(value, __u8);
 } local_sources SEC(".maps");
+
+// Who may reach a ranged frontend: the frontend's key, then the source prefix; prefixlen counts the
+// frontend's 160 bits too, so a lookup matches one frontend's ranges only.
+struct range_key {
+	__u32 prefixlen;
+	struct frontend_key frontend;
+	__u32 source[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct range_key);
+	__type(value, __u8);
+} source_ranges SEC(".maps");
 
 // The SNAT source per family: index 0 IPv4, 1 IPv6.
 struct {
@@ -226,6 +243,13 @@ int ferry_ingress(struct __sk_buff *skb)
 	struct packet_frontend *frontend = frontend_of(&flow);
 	if (!frontend)
 		return TC_ACT_OK;
+	if (frontend->ranged) {
+		// Outside the ranges, or a family with no usable range: dropped, as kube-proxy's firewall chain does.
+		struct range_key range = { .prefixlen = 8 * sizeof(struct frontend_key) + 128, .frontend = flow.key };
+		__builtin_memcpy(range.source, flow.source, 16);
+		if (!bpf_map_lookup_elem(&source_ranges, &range))
+			return TC_ACT_SHOT;
+	}
 	struct source_key source = { .prefixlen = 128 };
 	__builtin_memcpy(source.addr, flow.source, 16);
 	int local = bpf_map_lookup_elem(&local_sources, &source) != 0;
