@@ -28,9 +28,9 @@ test('packet plan: a Cluster-policy node port and external IP masquerade to ever
   ]);
   const everyEndpoint = group('web', 'cluster');
   t.truthy(everyEndpoint);
-  t.deepEqual(frontend('0.0.0.0', 30080), { group: everyEndpoint, verdict: 'serve', masquerade: 'always', ranged: false, localSourceGroup: 0 });
-  t.deepEqual(frontend('203.0.113.7', 80), { group: everyEndpoint, verdict: 'serve', masquerade: 'always', ranged: false, localSourceGroup: 0 });
-  t.deepEqual(frontend('10.96.0.20', 80), { group: everyEndpoint, verdict: 'serve', masquerade: 'off-cluster', ranged: false, localSourceGroup: 0 });
+  t.deepEqual(frontend('0.0.0.0', 30080), { group: everyEndpoint, verdict: 'serve', masquerade: 'always', ranged: false, localSourceGroup: 0, affinitySeconds: 0 });
+  t.deepEqual(frontend('203.0.113.7', 80), { group: everyEndpoint, verdict: 'serve', masquerade: 'always', ranged: false, localSourceGroup: 0, affinitySeconds: 0 });
+  t.deepEqual(frontend('10.96.0.20', 80), { group: everyEndpoint, verdict: 'serve', masquerade: 'off-cluster', ranged: false, localSourceGroup: 0, affinitySeconds: 0 });
   // kube-proxy's "primary" node-port addresses: the Node's InternalIP of the family.
   t.deepEqual(packets.nodeAddresses, ['192.168.56.11', 'fd00:56::11']);
   t.deepEqual(packets.localSources, ['10.244.0.0/16', 'fd00:244::/56']);
@@ -43,8 +43,8 @@ test('packet plan: a Local-policy load balancer keeps the client, uses this node
     service('here', '10.96.0.21'), sliceObject('here', endpoints),
     service('elsewhere', '10.96.0.22'), sliceObject('elsewhere', [endpoints[1]!]),
   ]);
-  t.deepEqual(frontend('198.51.0.21', 80), { group: group('here', 'local'), verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: group('here', 'cluster') });
-  t.deepEqual(frontend('198.51.0.22', 80), { group: 0, verdict: 'drop', masquerade: 'never', ranged: false, localSourceGroup: group('elsewhere', 'cluster') });
+  t.deepEqual(frontend('198.51.0.21', 80), { group: group('here', 'local'), verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: group('here', 'cluster'), affinitySeconds: 0 });
+  t.deepEqual(frontend('198.51.0.22', 80), { group: 0, verdict: 'drop', masquerade: 'never', ranged: false, localSourceGroup: group('elsewhere', 'cluster'), affinitySeconds: 0 });
 });
 
 test('packet plan: no endpoints reject, a source-ranged load-balancer IP gets its ranges, node-port CIDRs pick the node addresses', (t) => {
@@ -54,8 +54,8 @@ test('packet plan: no endpoints reject, a source-ranged load-balancer IP gets it
       { loadBalancer: { ingress: [{ ip: '198.51.0.24' }] } }),
     sliceObject('ranged', endpoints),
   ], { ...testConfig, nodePortAddresses: { kind: 'cidrs', cidrs: ['10.0.0.0/8'] } });
-  t.deepEqual(frontend('10.96.0.23', 80), { group: 0, verdict: 'reject', masquerade: 'never', ranged: false, localSourceGroup: 0 });
-  t.deepEqual(frontend('0.0.0.0', 30081), { group: 0, verdict: 'reject', masquerade: 'never', ranged: false, localSourceGroup: 0 });
+  t.deepEqual(frontend('10.96.0.23', 80), { group: 0, verdict: 'reject', masquerade: 'never', ranged: false, localSourceGroup: 0, affinitySeconds: 0 });
+  t.deepEqual(frontend('0.0.0.0', 30081), { group: 0, verdict: 'reject', masquerade: 'never', ranged: false, localSourceGroup: 0, affinitySeconds: 0 });
   t.like(frontend('198.51.0.24', 80), { verdict: 'serve', ranged: true });
   t.deepEqual([...packets.sourceRanges.values()], [{ frontend: { ip: '198.51.0.24', port: 80, protocol: 'tcp' }, cidr: '192.0.2.0/24' }]);
   t.false(frontend('10.96.0.24', 80)!.ranged, 'the cluster IP is not ranged');

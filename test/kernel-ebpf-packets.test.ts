@@ -156,7 +156,7 @@ test('kernel: ebpf tc ingress: new TCP flows to a cluster IP are DNATed by a con
     // GIVEN a frontend for the cluster IP whose two endpoints weigh 1 and 3, without masquerade
     const id = family === 'v4' ? 1 : 2;
     await writeGroup(w.writer, w.groups, id, ENDPOINTS[family].map((ip, index) => ({ ip, port: ENDPOINT_PORT, weight: index === 0 ? 1 : 3 })), 0);
-    await w.writer.update(w.frontends, [[{ ip: SERVICE[family], port: SERVICE.port, protocol: 'tcp' }, { group: id, verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: 0 }]]);
+    await w.writer.update(w.frontends, [[{ ip: SERVICE[family], port: SERVICE.port, protocol: 'tcp' }, { group: id, verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: 0, affinitySeconds: 0 }]]);
     // WHEN the client opens 200 connections to the Service
     const attempts = await w.connect('tcp', SERVICE[family], SERVICE.port, 200);
     // THEN each reaches an endpoint, which sees the client's own address, and the client sees the Service
@@ -178,11 +178,11 @@ test('kernel: ebpf tc ingress: a node port on any node address, masqueraded to t
   await writeGroup(w.writer, w.groups, 2, ENDPOINTS.v6.map((ip) => ({ ip, port: ENDPOINT_PORT, weight: 1 })), 0);
   await w.writer.update(w.frontends, [
     // A node port has its family's zero address and applies to every node address of that family.
-    [{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: 'always', ranged: false, localSourceGroup: 0 }],
-    [{ ip: '::', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 2, verdict: 'serve', masquerade: 'always', ranged: false, localSourceGroup: 0 }],
-    [{ ip: SERVICE.v4, port: SERVICE.port, protocol: 'udp' }, { group: 1, verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: 0 }],
-    [{ ip: SERVICE.v6, port: SERVICE.port, protocol: 'udp' }, { group: 2, verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: 0 }],
-    [{ ip: SERVICE.v4, port: 81, protocol: 'tcp' }, { group: 1, verdict: 'drop', masquerade: 'never', ranged: false, localSourceGroup: 0 }],
+    [{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: 'always', ranged: false, localSourceGroup: 0, affinitySeconds: 0 }],
+    [{ ip: '::', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 2, verdict: 'serve', masquerade: 'always', ranged: false, localSourceGroup: 0, affinitySeconds: 0 }],
+    [{ ip: SERVICE.v4, port: SERVICE.port, protocol: 'udp' }, { group: 1, verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: 0, affinitySeconds: 0 }],
+    [{ ip: SERVICE.v6, port: SERVICE.port, protocol: 'udp' }, { group: 2, verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: 0, affinitySeconds: 0 }],
+    [{ ip: SERVICE.v4, port: 81, protocol: 'tcp' }, { group: 1, verdict: 'drop', masquerade: 'never', ranged: false, localSourceGroup: 0, affinitySeconds: 0 }],
   ]);
 
   for (const family of ['v4', 'v6'] as const) {
@@ -194,7 +194,7 @@ test('kernel: ebpf tc ingress: a node port on any node address, masqueraded to t
     t.is(await seenBy(w, NODE[family], SERVICE.nodePort), NODE.podSide[family]);
   }
   // Without masquerade the endpoint sees the client.
-  await w.writer.update(w.frontends, [[{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: 0 }]]);
+  await w.writer.update(w.frontends, [[{ ip: '0.0.0.0', port: SERVICE.nodePort, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: 0, affinitySeconds: 0 }]]);
   t.is(await seenBy(w, NODE.v4, SERVICE.nodePort), CLIENT.v4);
 
   for (const family of ['v4', 'v6'] as const) {
@@ -276,6 +276,27 @@ test('kernel: ebpf tc ingress: a load balancer with source ranges lets only thos
   // AND the cluster IP of the same Service, which no range guards, still answers
   const clusterIP = await w.connect('tcp', '10.96.0.13', 80, 3);
   t.true(clusterIP.every((attempt) => attempt.ok), failures(clusterIP));
+});
+
+test('kernel: ebpf tc ingress: ClientIP session affinity keeps a client on its endpoint across new connections', async (t) => {
+  const w = await world(t);
+  const objects = [
+    nodeObject('node-a'), nodeObject('node-b'),
+    serviceObject({ name: 'sticky', type: 'NodePort', clusterIPs: ['10.96.0.14'], sessionAffinity: 'ClientIP', ports: [{ name: 'http', port: 80, nodePort: SERVICE.nodePort }] }),
+    sliceObject('sticky', [{ ip: ENDPOINTS.v4[0]!, node: 'node-a' }, { ip: ENDPOINTS.v4[1]!, node: 'node-b' }], { ports: [{ name: 'http', port: ENDPOINT_PORT, protocol: 'TCP' }] }),
+  ];
+  const rules = computeNodeRules(clusterState(...objects), 'node-a', { ...testConfig, nodePortAddresses: { kind: 'all' } });
+  const sockets = planSockets(rules);
+  const packets = planPackets(rules, sockets, [NODE.podSide.v4, NODE.v4]);
+  t.is(packets.frontends.get(`0.0.0.0|${SERVICE.nodePort}|tcp`)?.[1].affinitySeconds, 10800, 'kube-proxy\'s default timeout');
+  await applySocketPlan(w.writer, w.socketMaps, undefined, sockets);
+  await applyPacketPlan(w.writer, w.packetMaps, undefined, packets);
+  // Two endpoints of equal weight: 30 connections on one by chance alone is 2 in 10^9.
+  for (const [host, port] of [['10.96.0.14', 80], [NODE.v4, SERVICE.nodePort]] as const) {
+    const attempts = await w.connect('tcp', host, port, 30);
+    t.true(attempts.every((attempt) => attempt.ok), failures(attempts));
+    t.is(new Set(attempts.map((attempt) => attempt.server)).size, 1, `${host}: every connection on the first one's endpoint`);
+  }
 });
 
 test.after.always('kernel: ebpf tc: every cgroup, bpffs and namespace the tests made is gone', (t) => {

@@ -38,7 +38,7 @@ export type Masquerade = 'never' | 'always' | 'off-cluster';
  * `::`); `localSourceGroup`, when not 0, serves sources in the local CIDRs whatever the verdict; a
  * `ranged` one lets only sources in its `source_ranges` through.
  */
-export interface PacketFrontend { group: number; verdict: FrontendVerdict; masquerade: Masquerade; ranged: boolean; localSourceGroup: number }
+export interface PacketFrontend { group: number; verdict: FrontendVerdict; masquerade: Masquerade; ranged: boolean; localSourceGroup: number; affinitySeconds: number }
 /** A source range of a ranged frontend. */
 export interface RangeKey { frontend: FrontendKey; cidr: string }
 
@@ -148,21 +148,22 @@ export const slot: Codec<Slot> = {
 
 const MASQUERADES: Masquerade[] = ['never', 'always', 'off-cluster'];
 
-/** struct packet_frontend { __u32 group; __u8 verdict; __u8 masquerade; __u8 ranged; __u8 pad; __u32 local_source_group; } */
+/** struct packet_frontend { __u32 group; __u8 verdict; __u8 masquerade; __u8 ranged; __u8 pad; __u32 local_source_group; __u32 affinity_seconds; } */
 export const packetFrontend: Codec<PacketFrontend> = {
-  size: 12,
-  encode({ group, verdict, masquerade, ranged, localSourceGroup }) {
-    const bytes = Buffer.alloc(12);
+  size: 16,
+  encode({ group, verdict, masquerade, ranged, localSourceGroup, affinitySeconds }) {
+    const bytes = Buffer.alloc(16);
     bytes.writeUInt32LE(group, 0);
     bytes.writeUInt8(VERDICTS.indexOf(verdict), 4);
     bytes.writeUInt8(MASQUERADES.indexOf(masquerade), 5);
     bytes.writeUInt8(ranged ? 1 : 0, 6);
     bytes.writeUInt32LE(localSourceGroup, 8);
+    bytes.writeUInt32LE(affinitySeconds, 12);
     return bytes;
   },
   decode: (bytes) => ({
     group: bytes.readUInt32LE(0), verdict: VERDICTS[bytes.readUInt8(4)] ?? 'reject', masquerade: MASQUERADES[bytes.readUInt8(5)] ?? 'always',
-    ranged: bytes.readUInt8(6) === 1, localSourceGroup: bytes.readUInt32LE(8),
+    ranged: bytes.readUInt8(6) === 1, localSourceGroup: bytes.readUInt32LE(8), affinitySeconds: bytes.readUInt32LE(12),
   }),
 };
 

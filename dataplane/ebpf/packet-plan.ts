@@ -4,7 +4,8 @@
 // masquerades and uses every endpoint; a Local policy keeps the client's address and uses this node's
 // endpoints, or drops, while the cluster's own sources (the local CIDR) still use every endpoint; the
 // cluster IP, reached through the node, masquerades as its group says. A load-balancer IP with source
-// ranges lets only those sources through (none usable for its family: nobody).
+// ranges lets only those sources through (none usable for its family: nobody). ClientIP affinity
+// keeps a client on its endpoint for the Service's timeout.
 import ipaddr from 'ipaddr.js';
 import type { EndpointGroup, NodePortAddresses, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
 import type { FrontendKey, Masquerade, PacketFrontend, RangeKey } from './layout.js';
@@ -62,21 +63,23 @@ export function planPackets(rules: NodeRules, sockets: SocketPlan, addresses: st
 }
 
 function clusterIPFrontend(port: ServicePortRules, id: (port: ServicePortRules, which: 'cluster' | 'local') => number): PacketFrontend {
-  if (port.internal === 'reject' || port.internal === 'drop') return { group: 0, verdict: port.internal, masquerade: 'never', ranged: false, localSourceGroup: 0 };
-  return { group: id(port, port.internal), verdict: 'serve', masquerade: MASQUERADE[port[port.internal]!.clusterIPMasquerade], ranged: false, localSourceGroup: 0 };
+  if (port.internal === 'reject' || port.internal === 'drop') return { group: 0, verdict: port.internal, masquerade: 'never', ranged: false, localSourceGroup: 0, affinitySeconds: 0 };
+  return {
+    group: id(port, port.internal), verdict: 'serve', masquerade: MASQUERADE[port[port.internal]!.clusterIPMasquerade], ranged: false, localSourceGroup: 0, affinitySeconds: port.affinitySeconds,
+  };
 }
 
 function externalFrontend(port: ServicePortRules, id: (port: ServicePortRules, which: 'cluster' | 'local') => number): PacketFrontend {
   const external = port.external!;
   if (external.policy === 'Cluster') {
     return external.verdict || !port.cluster
-      ? { group: 0, verdict: external.verdict ?? 'reject', masquerade: 'never', ranged: false, localSourceGroup: 0 }
-      : { group: id(port, 'cluster'), verdict: 'serve', masquerade: 'always', ranged: false, localSourceGroup: 0 };
+      ? { group: 0, verdict: external.verdict ?? 'reject', masquerade: 'never', ranged: false, localSourceGroup: 0, affinitySeconds: 0 }
+      : { group: id(port, 'cluster'), verdict: 'serve', masquerade: 'always', ranged: false, localSourceGroup: 0, affinitySeconds: port.affinitySeconds };
   }
   const localSourceGroup = port.cluster ? id(port, 'cluster') : 0;
   return external.hasLocalEndpoints && port.local
-    ? { group: id(port, 'local'), verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup }
-    : { group: 0, verdict: external.verdict ?? 'drop', masquerade: 'never', ranged: false, localSourceGroup };
+    ? { group: id(port, 'local'), verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup, affinitySeconds: port.affinitySeconds }
+    : { group: 0, verdict: external.verdict ?? 'drop', masquerade: 'never', ranged: false, localSourceGroup, affinitySeconds: port.affinitySeconds };
 }
 
 /** The node addresses where node ports answer, as nodePortAddresses says (kube-proxy's `--nodeport-addresses`). */
@@ -91,7 +94,8 @@ function nodePortAddresses(addresses: string[], allowed: NodePortAddresses): str
 }
 
 const samePacketFrontend = (a: PacketFrontend | undefined, b: PacketFrontend) =>
-  a !== undefined && a.group === b.group && a.verdict === b.verdict && a.masquerade === b.masquerade && a.ranged === b.ranged && a.localSourceGroup === b.localSourceGroup;
+  a !== undefined && a.group === b.group && a.verdict === b.verdict && a.masquerade === b.masquerade && a.ranged === b.ranged && a.localSourceGroup === b.localSourceGroup
+  && a.affinitySeconds === b.affinitySeconds;
 
 /**
  * Writes the difference between two packet plans, after the socket plan wrote the groups they point

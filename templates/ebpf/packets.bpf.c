@@ -41,6 +41,13 @@ struct packet_frontend {
 	// 0, or the group that sources in local_sources use instead, whatever the verdict: under a Local
 	// traffic policy pods still reach every endpoint.
 	__u32 local_source_group;
+	__u32 affinity_seconds; // 0: no session affinity
+};
+
+// ClientIP session affinity: by the client's address and the frontend it reached.
+struct packet_affinity_key {
+	__u32 client[4];
+	struct frontend_key frontend;
 };
 
 // The cluster's own sources (kube-proxy's detect-local: the pod CIDR), longest prefix match.
@@ -92,6 +99,14 @@ struct {
 	__type(key, struct range_key);
 	__type(value, __u8);
 } source_ranges SEC(".maps");
+
+// LRU: an entry ages out on its own; a choice older than the frontend's timeout is made anew.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct packet_affinity_key);
+	__type(value, struct affinity);
+} packet_affinity SEC(".maps");
 
 // The SNAT source per family: index 0 IPv4, 1 IPv6.
 struct {
@@ -275,9 +290,26 @@ int ferry_ingress(struct __sk_buff *skb)
 	if (!group || group->count == 0 || group->total == 0)
 		return TC_ACT_OK;
 	__u32 index = 0;
-	struct slot *endpoint = weighted_slot(group_id, group, &index);
-	if (!endpoint)
-		return TC_ACT_OK;
+	struct slot *endpoint = 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 affinity_seconds = frontend->affinity_seconds;
+	struct packet_affinity_key sticky = { .frontend = flow.key };
+	__builtin_memcpy(sticky.client, flow.source, 16);
+	if (affinity_seconds) {
+		struct affinity *remembered = bpf_map_lookup_elem(&packet_affinity, &sticky);
+		if (remembered && now - remembered->last_ns < (__u64)affinity_seconds * 1000000000ULL) {
+			endpoint = still_there(remembered, group_id, group);
+			if (endpoint)
+				remembered->last_ns = now;
+		}
+	}
+	if (!endpoint) {
+		endpoint = weighted_slot(group_id, group, &index);
+		if (!endpoint)
+			return TC_ACT_OK;
+		if (affinity_seconds)
+			remember(&packet_affinity, &sticky, now, index, endpoint);
+	}
 
 	struct ct_opts alloc_opts = { .netns_id = CURRENT_NETNS, .l4proto = flow.key.proto };
 	struct nf_conn___init *entry = allocate(skb, &flow, &alloc_opts);

@@ -48,16 +48,6 @@ struct affinity_key {
 	__u32 pad;
 };
 
-struct affinity {
-	__u64 last_ns;
-	__u32 index;
-	__u32 pad;
-	__u32 addr[4];
-	__u16 port;
-	__u16 pad2;
-	__u32 pad3;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -88,29 +78,6 @@ struct {
 } udp_flows SEC(".maps");
 
 enum choice { NOT_A_SERVICE, CHOSEN, REJECT, DROP };
-
-static __always_inline int same_endpoint(const struct slot *slot, const struct affinity *remembered)
-{
-	return slot->port == remembered->port && slot->addr[0] == remembered->addr[0] && slot->addr[1] == remembered->addr[1] &&
-	       slot->addr[2] == remembered->addr[2] && slot->addr[3] == remembered->addr[3];
-}
-
-// A remembered endpoint, if it is still in the group at the same place (else the caller chooses anew).
-static __always_inline struct slot *still_there(struct affinity *remembered, __u32 group_id, const struct group *group)
-{
-	if (!remembered || remembered->index >= group->count)
-		return 0;
-	struct slot_key key = { .group = group_id, .index = remembered->index };
-	struct slot *slot = bpf_map_lookup_elem(&slots, &key);
-	return slot && same_endpoint(slot, remembered) ? slot : 0;
-}
-
-static __always_inline void remember(void *map, struct affinity_key *key, __u64 now, __u32 index, const struct slot *slot)
-{
-	struct affinity value = { .last_ns = now, .index = index, .port = slot->port };
-	__builtin_memcpy(value.addr, slot->addr, sizeof(value.addr));
-	bpf_map_update_elem(map, key, &value, BPF_ANY);
-}
 
 // `flow` is the socket's cookie for an unconnected sendmsg, 0 for connect (one choice per connect).
 static __always_inline enum choice choose(void *ctx, struct frontend_key *key, __u64 flow, struct slot **out)
