@@ -14,7 +14,10 @@ function loadTemplates() {
   // Only the Handlebars files here are partials (templates/ebpf/ holds BPF C sources).
   for (const file of readdirSync(directory).filter((entry) => entry.endsWith('.hbs'))) {
     const name = file.replace(/\.hbs$/, '');
-    if (name !== 'nftables' && name !== 'iptables' && name !== 'nft-service-port') handlebars.registerPartial(name, compile(name));
+    if (!['nftables', 'iptables', 'nft-service-port', 'ebpf-companion'].includes(name)) handlebars.registerPartial(name, compile(name));
   }
-  return { nftables: compile('nftables'), iptables: compile('iptables'), nftTable: compile('nft-table'), nftServicePort: compile('nft-service-port') };
+  return {
+    nftables: compile('nftables'), iptables: compile('iptables'), nftTable: compile('nft-table'), nftServicePort: compile('nft-service-port'),
+    ebpfCompanion: compile('ebpf-companion'),
+  };
 }

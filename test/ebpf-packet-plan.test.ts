@@ -1,5 +1,7 @@
 import test from 'ava';
+import { execa } from 'execa';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
+import { companionScript } from '../dataplane/ebpf/companion.js';
 import { planPackets } from '../dataplane/ebpf/packet-plan.js';
 import { planSockets } from '../dataplane/ebpf/plan.js';
 import { clusterState, nodeObject, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
@@ -61,4 +63,18 @@ test('packet plan: no endpoints reject, a source-ranged load-balancer IP gets it
   t.false(frontend('10.96.0.24', 80)!.ranged, 'the cluster IP is not ranged');
   t.truthy(frontend('0.0.0.0', 30082), 'its node port is served');
   t.deepEqual(packets.nodeAddresses, ['10.0.0.11']);
+});
+
+test('kernel: companion table: the addresses and node ports of Services without endpoints go to reject, served ones do not, and nft accepts the script', async (t) => {
+  const rules = computeNodeRules(clusterState(nodeObject('node-a'),
+    serviceObject({ name: 'empty', type: 'NodePort', clusterIPs: ['10.96.0.23', 'fd00:96::23'], ipFamilies: ['IPv4', 'IPv6'], ipFamilyPolicy: 'RequireDualStack', externalIPs: ['203.0.113.9'], ports: [{ name: 'http', port: 80, nodePort: 30081 }] }),
+    serviceObject({ name: 'web', clusterIPs: ['10.96.0.20'] }), sliceObject('web', endpoints)), 'node-a', testConfig);
+  const script = companionScript(rules);
+  t.regex(script, /map no-endpoint-services-v4 \{\n\t\ttype ipv4_addr \. inet_proto \. inet_service : verdict\n\t\telements = \{\n\t\t\t10\.96\.0\.23 \. tcp \. 80 : goto reject-chain,\n\t\t\t203\.0\.113\.9 \. tcp \. 80 : goto reject-chain,\n\t\t\}/);
+  t.regex(script, /fd00:96::23 \. tcp \. 80 : goto reject-chain/);
+  t.regex(script, /map no-endpoint-nodeports \{\n\t\ttype inet_proto \. inet_service : verdict\n\t\telements = \{\n\t\t\ttcp \. 30081 : goto reject-chain,/);
+  t.notRegex(script, /10\.96\.0\.20/, 'a served Service is not refused');
+  t.regex(script, /chain nat-prerouting \{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tct state new counter/);
+  const checked = await execa('unshare', ['--net', '--', 'nft', '-c', '-f', '-'], { input: script, reject: false, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  t.is(checked.exitCode, 0, String(checked.stderr));
 });

@@ -10,6 +10,7 @@ import { packageRoot } from '../controlplane/package-root.js';
 import { writeGroup } from '../dataplane/ebpf/groups.js';
 import { MAPS, type FrontendKey, type PacketFrontend } from '../dataplane/ebpf/layout.js';
 import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
+import { companionScript } from '../dataplane/ebpf/companion.js';
 import { applyPacketPlan, planPackets, type PacketMaps } from '../dataplane/ebpf/packet-plan.js';
 import { applySocketPlan, planSockets, type SocketMaps } from '../dataplane/ebpf/plan.js';
 import { attachPacketProgram, detachPacketProgram, loadPacketProgram, loadSocketPrograms, mountBpffs, unloadSocketPrograms } from '../dataplane/ebpf/programs.js';
@@ -34,11 +35,6 @@ const SERVICE = { v4: '10.96.0.10', v6: 'fd00:96::10', port: 80, nodePort: 30080
 const ENDPOINTS = { v4: ['10.0.2.2', '10.0.2.3'], v6: ['fd00:2::2', 'fd00:2::3'] };
 const ENDPOINT_PORT = 8080;
 const LOAD_BALANCER = '198.51.100.9';
-
-// What makes the kernel run conntrack and NAT in the node's namespace: a nat chain (NAT hooks are
-// registered for a namespace with one) and a rule with a ct expression (conntrack is registered for
-// one); an empty nat chain alone does neither, and the inserted entries would never be used.
-const COMPANION = 'table inet ferry-ebpf {\n\tchain nat-prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tct state new counter\n\t}\n}\n';
 
 interface World {
   client: Namespace;
@@ -100,7 +96,13 @@ async function world(t: ExecutionContext): Promise<World> {
   await client.run(['ip', 'route', 'add', '198.51.100.0/24', 'via', NODE.v4]);
   await client.run(['ip', '-6', 'route', 'add', 'fd00:96::/112', 'via', NODE.v6]);
   await node.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
-  await node.run(['nft', '-f', '-'], COMPANION);
+  // As a real node has one: a packet to an untranslated cluster IP is then forwarded, and the forward
+  // hook sees it. Here it leads back to the client, so no ICMP redirects: they would use up the per-host
+  // ICMP rate limit that the companion table's reject needs too.
+  await node.run(['sysctl', '-q', '-w', 'net.ipv4.conf.all.send_redirects=0', 'net.ipv4.conf.n0.send_redirects=0']);
+  await node.run(['ip', 'route', 'add', 'default', 'via', CLIENT.v4]);
+  // The companion table of a node without Services: conntrack and NAT on (see companion.ts).
+  await node.run(['nft', '-f', '-'], companionScript({ node: 'node-a', masqueradeMark: '0x4000', families: [], healthChecks: [] }));
 
   await mkdir(cgroup);
   trackCgroup(cgroup);
@@ -297,6 +299,32 @@ test('kernel: ebpf tc ingress: ClientIP session affinity keeps a client on its e
     t.true(attempts.every((attempt) => attempt.ok), failures(attempts));
     t.is(new Set(attempts.map((attempt) => attempt.server)).size, 1, `${host}: every connection on the first one's endpoint`);
   }
+});
+
+test('kernel: ebpf tc ingress: Services without endpoints are refused by the companion table, as kube-proxy rejects them', async (t) => {
+  const w = await world(t);
+  const objects = [
+    nodeObject('node-a'),
+    serviceObject({ name: 'empty', type: 'NodePort', clusterIPs: ['10.96.0.15'], ports: [{ name: 'http', port: 80, nodePort: SERVICE.nodePort }] }),
+    serviceObject({ name: 'served', clusterIPs: ['10.96.0.16'], ports: [{ name: 'http', port: 80 }] }),
+    sliceObject('served', [{ ip: ENDPOINTS.v4[0]!, node: 'node-a' }], { ports: [{ name: 'http', port: ENDPOINT_PORT, protocol: 'TCP' }] }),
+  ];
+  const rules = computeNodeRules(clusterState(...objects), 'node-a', { ...testConfig, nodePortAddresses: { kind: 'all' } });
+  const sockets = planSockets(rules);
+  await applySocketPlan(w.writer, w.socketMaps, undefined, sockets);
+  await applyPacketPlan(w.writer, w.packetMaps, undefined, planPackets(rules, sockets, [NODE.podSide.v4, NODE.v4]));
+  await w.node.run(['nft', '-f', '-'], companionScript(rules));
+  // The cluster IP and the node port of the Service without endpoints: refused at once (not a timeout).
+  t.deepEqual((await w.connect('tcp', '10.96.0.15', 80, 2)).map((attempt) => attempt.error), ['ECONNREFUSED', 'ECONNREFUSED']);
+  t.deepEqual((await w.connect('tcp', NODE.v4, SERVICE.nodePort, 2)).map((attempt) => attempt.error), ['ECONNREFUSED', 'ECONNREFUSED']);
+  // The other Service is served through the same table; the program translated its flows, so the nat
+  // chain's counter (new flows it did not translate: the refused ones) does not move.
+  const untranslated = async () => Number(/counter packets (\d+)/.exec(await w.node.run(['nft', 'list', 'chain', 'inet', 'ferry-ebpf', 'nat-prerouting']))?.[1]);
+  const before = await untranslated();
+  t.true(before >= 4, `${before}: the refused connections were new flows it did not translate`);
+  const served = await w.connect('tcp', '10.96.0.16', 80, 5);
+  t.true(served.every((attempt) => attempt.ok && attempt.server === ENDPOINTS.v4[0]), failures(served));
+  t.is(await untranslated(), before);
 });
 
 test.after.always('kernel: ebpf tc: every cgroup, bpffs and namespace the tests made is gone', (t) => {

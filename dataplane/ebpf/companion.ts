@@ -1,0 +1,29 @@
+// The eBPF backend's companion nftables table (templates/ebpf-companion.hbs): conntrack and NAT on for
+// the entries the packet program inserts, and kube-proxy's reject for Services without endpoints, which
+// the program lets pass untranslated. Pure.
+import type { NodeRules } from '../../rules/node-rules.js';
+import { templates } from '../templates.js';
+
+/** The companion table's nft -f script for these rules. */
+export function companionScript(rules: NodeRules): string {
+  const services = { IPv4: new Set<string>(), IPv6: new Set<string>() };
+  const nodePorts = new Set<string>();
+  for (const family of rules.families) {
+    for (const port of family.servicePorts) {
+      const element = (ip: string) => `${ip} . ${port.protocol} . ${port.port}`;
+      if (port.internal === 'reject') services[family.family].add(element(port.clusterIP));
+      if (port.external?.verdict !== 'reject') continue;
+      for (const ip of port.externalIPs) services[family.family].add(element(ip));
+      if (port.nodePort > 0) nodePorts.add(`${port.protocol} . ${port.nodePort}`);
+    }
+  }
+  const sorted = (elements: Set<string>) => [...elements].sort();
+  return templates.ebpfCompanion({
+    node: rules.node,
+    maps: [
+      { name: 'no-endpoint-services-v4', type: 'ipv4_addr . inet_proto . inet_service', elements: sorted(services.IPv4) },
+      { name: 'no-endpoint-services-v6', type: 'ipv6_addr . inet_proto . inet_service', elements: sorted(services.IPv6) },
+      { name: 'no-endpoint-nodeports', type: 'inet_proto . inet_service', elements: sorted(nodePorts) },
+    ],
+  });
+}
