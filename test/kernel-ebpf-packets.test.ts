@@ -13,8 +13,9 @@ import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
 import { companionScript } from '../dataplane/ebpf/companion.js';
 import { applyPacketPlan, planPackets, type PacketMaps } from '../dataplane/ebpf/packet-plan.js';
 import { applySocketPlan, planSockets, type SocketMaps } from '../dataplane/ebpf/plan.js';
-import { attachPacketProgram, detachPacketProgram, loadPacketProgram, loadSocketPrograms, mountBpffs, unloadSocketPrograms } from '../dataplane/ebpf/programs.js';
-import { execaRunner, runChecked } from '../dataplane/runner.js';
+import { attachNewDevices } from '../dataplane/ebpf/devices.js';
+import { attachPacketProgram, detachPacketProgram, loadPacketProgram, loadSocketPrograms, mountBpffs, unloadSocketPrograms, type PacketProgram } from '../dataplane/ebpf/programs.js';
+import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
 import { Lab, type Namespace } from '../e2e/netns.js';
 import { leftovers, trackCgroup, trackMount } from './helpers/bpf-leftovers.js';
 import { ECHO_CLIENT, type Attempt } from './helpers/echo-client.js';
@@ -44,6 +45,8 @@ interface World {
   groups: Parameters<typeof writeGroup>[1];
   socketMaps: SocketMaps;
   packetMaps: PacketMaps;
+  program: PacketProgram;
+  nodeRunner: Runner;
   connect(proto: 'tcp' | 'udp', host: string, port: number, count: number): Promise<Attempt[]>;
 }
 
@@ -133,7 +136,7 @@ async function world(t: ExecutionContext): Promise<World> {
   }
 
   return {
-    client, node, writer, frontends: packetMaps.frontends, groups, socketMaps, packetMaps,
+    client, node, writer, frontends: packetMaps.frontends, groups, socketMaps, packetMaps, program, nodeRunner,
     async connect(proto, host, port, count) {
       const result = await execa('ip', ['netns', 'exec', client.name, process.execPath, '--input-type=module', '-e', ECHO_CLIENT, proto, host, String(port), String(count)], { reject: false });
       if (result.exitCode !== 0) throw new Error(`client exited ${result.exitCode}: ${result.stderr}`);
@@ -325,6 +328,27 @@ test('kernel: ebpf tc ingress: Services without endpoints are refused by the com
   const served = await w.connect('tcp', '10.96.0.16', 80, 5);
   t.true(served.every((attempt) => attempt.ok && attempt.server === ENDPOINTS.v4[0]), failures(served));
   t.is(await untranslated(), before);
+});
+
+test('kernel: ebpf tc ingress goes on every interface but loopback, on those that appear later, or only on the ones asked for', async (t) => {
+  const w = await world(t);
+  const hasProgram = async (device: string) => (await w.node.run(['tc', 'filter', 'show', 'dev', device, 'ingress'])).includes('ferry_ingress');
+  // The world attached to n0 already; the rest of the node's interfaces get it now, loopback never.
+  const attached = new Set(['n0']);
+  t.deepEqual((await attachNewDevices(w.program, attached, w.nodeRunner)).sort(), ['br0', 'n1', 'n2']);
+  for (const device of ['n0', 'n1', 'n2', 'br0']) t.true(await hasProgram(device), device);
+  t.false(await hasProgram('lo'));
+  // An interface that appears is attached on the next look; one that goes away is forgotten.
+  await w.node.run(['ip', 'link', 'add', 'x0', 'type', 'veth', 'peer', 'name', 'x1']);
+  t.deepEqual((await attachNewDevices(w.program, attached, w.nodeRunner)).sort(), ['x0', 'x1']);
+  t.true(await hasProgram('x1'));
+  await w.node.run(['ip', 'link', 'del', 'x0']);
+  t.deepEqual(await attachNewDevices(w.program, attached, w.nodeRunner), []);
+  t.false(attached.has('x0') || attached.has('x1'), 'gone interfaces are forgotten');
+  // --devices: only the ones asked for, of those that exist.
+  await w.node.run(['ip', 'link', 'add', 'y0', 'type', 'veth', 'peer', 'name', 'y1']);
+  t.deepEqual(await attachNewDevices(w.program, attached, w.nodeRunner, ['y1', 'missing']), ['y1']);
+  t.false(await hasProgram('y0'));
 });
 
 test.after.always('kernel: ebpf tc: every cgroup, bpffs and namespace the tests made is gone', (t) => {
