@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
@@ -14,7 +14,10 @@ import { companionScript } from '../dataplane/ebpf/companion.js';
 import { applyPacketPlan, planPackets, type PacketMaps } from '../dataplane/ebpf/packet-plan.js';
 import { applySocketPlan, planSockets, type SocketMaps } from '../dataplane/ebpf/plan.js';
 import { attachNewDevices } from '../dataplane/ebpf/devices.js';
-import { attachPacketProgram, detachPacketProgram, loadPacketProgram, loadSocketPrograms, mountBpffs, unloadSocketPrograms, type PacketProgram } from '../dataplane/ebpf/programs.js';
+import {
+  attachPacketProgram, detachPacketProgram, forgetEarlierPacketPrograms, loadPacketProgram, loadSocketPrograms, mountBpffs, unloadSocketPrograms, type PacketProgram,
+  type SocketPrograms,
+} from '../dataplane/ebpf/programs.js';
 import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
 import { Lab, type Namespace } from '../e2e/netns.js';
 import { leftovers, trackCgroup, trackMount } from './helpers/bpf-leftovers.js';
@@ -46,6 +49,7 @@ interface World {
   socketMaps: SocketMaps;
   packetMaps: PacketMaps;
   program: PacketProgram;
+  sockets: SocketPrograms;
   nodeRunner: Runner;
   connect(proto: 'tcp' | 'udp', host: string, port: number, count: number): Promise<Attempt[]>;
 }
@@ -136,7 +140,7 @@ async function world(t: ExecutionContext): Promise<World> {
   }
 
   return {
-    client, node, writer, frontends: packetMaps.frontends, groups, socketMaps, packetMaps, program, nodeRunner,
+    client, node, writer, frontends: packetMaps.frontends, groups, socketMaps, packetMaps, program, sockets, nodeRunner,
     async connect(proto, host, port, count) {
       const result = await execa('ip', ['netns', 'exec', client.name, process.execPath, '--input-type=module', '-e', ECHO_CLIENT, proto, host, String(port), String(count)], { reject: false });
       if (result.exitCode !== 0) throw new Error(`client exited ${result.exitCode}: ${result.stderr}`);
@@ -349,6 +353,25 @@ test('kernel: ebpf tc ingress goes on every interface but loopback, on those tha
   await w.node.run(['ip', 'link', 'add', 'y0', 'type', 'veth', 'peer', 'name', 'y1']);
   t.deepEqual(await attachNewDevices(w.program, attached, w.nodeRunner, ['y1', 'missing']), ['y1']);
   t.false(await hasProgram('y0'));
+});
+
+test('kernel: ebpf tc ingress: a restart keeps the packet maps, and the new program takes over the interface without a gap in service', async (t) => {
+  const w = await world(t);
+  await writeGroup(w.writer, w.groups, 1, ENDPOINTS.v4.map((ip) => ({ ip, port: ENDPOINT_PORT, weight: 1 })), 0);
+  await w.writer.update(w.frontends, [[{ ip: SERVICE.v4, port: SERVICE.port, protocol: 'tcp' }, { group: 1, verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup: 0, affinitySeconds: 0 }]]);
+  t.true((await w.connect('tcp', SERVICE.v4, SERVICE.port, 5)).every((attempt) => attempt.ok));
+  // WHEN the program is loaded again over the same pins and replaces the old one on n0
+  const again = await loadPacketProgram(w.sockets, { cacheDir: CACHE });
+  await attachPacketProgram(again, 'n0', w.nodeRunner);
+  await forgetEarlierPacketPrograms(again);
+  // THEN its maps are the old ones, the Service answers with nothing written, and one filter is there
+  t.true(again.reusedMaps);
+  const attempts = await w.connect('tcp', SERVICE.v4, SERVICE.port, 10);
+  t.true(attempts.every((attempt) => attempt.ok), failures(attempts));
+  const filters = await w.node.run(['tc', 'filter', 'show', 'dev', 'n0', 'ingress']);
+  const newId = (JSON.parse(await runChecked(execaRunner, 'the new program', 'bpftool', ['-j', 'prog', 'show', 'pinned', again.program])) as { id: number }).id;
+  t.deepEqual([...filters.matchAll(/ id (\d+) name ferry_ingress/g)].map((match) => Number(match[1])), [newId], filters);
+  t.deepEqual(readdirSync(w.sockets.pinDir).filter((name) => name.startsWith('packet-progs')), [basename(dirname(again.program))]);
 });
 
 test.after.always('kernel: ebpf tc: every cgroup, bpffs and namespace the tests made is gone', (t) => {

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { packageRoot } from '../controlplane/package-root.js';
 import { execaRunner, runChecked } from '../dataplane/runner.js';
@@ -39,6 +39,7 @@ const createdNamespaces: string[] = [];
 interface Lab {
   ns: string;
   cgroup: string;
+  pinDir: string;
   writer: MapWriter;
   maps: { frontends: OpenMap<FrontendKey, Frontend>; groups: OpenMap<number, Group>; slots: OpenMap<SlotKey, Slot> };
   /** Runs the client inside the cgroup (or, with `inCgroup: false`, beside it) and the namespace. */
@@ -91,7 +92,7 @@ async function lab(t: ExecutionContext): Promise<Lab> {
   });
 
   return {
-    ns, cgroup, writer, maps,
+    ns, cgroup, pinDir, writer, maps,
     async client(proto, host, port, count, options = {}) {
       const node = ['ip', 'netns', 'exec', ns, process.execPath, '--input-type=module', '-e', CLIENT, proto, host, String(port), String(count)];
       // The shell moves itself into the cgroup, then becomes the client: every socket it opens is the cgroup's.
@@ -309,6 +310,21 @@ test('kernel: ebpf NodeRules planned into the maps serve cluster IPs, external I
     servicePort('web', '10.96.0.10', 'cluster', [three!], ['192.0.2.10']),
     servicePort('empty', '10.96.0.30', 'cluster', [one!]),
   ], [servicePort('web6', 'fd00:96::10', 'cluster', [ENDPOINTS.v6[0]!])]), second)), { written: 0, deleted: 0 }, 'the same rules again write nothing');
+});
+
+test('kernel: ebpf a restart keeps the maps: a second load reuses every pinned map, Services answer without a write, one set of programs stays attached', async (t) => {
+  const world = await lab(t);
+  await serve(world, { ip: SERVICE.v4, port: SERVICE.port, protocol: 'tcp' }, 1, all(1, ENDPOINTS.v4.slice(0, 2)));
+  t.deepEqual(ports(await world.client('tcp', SERVICE.v4, SERVICE.port, 20)), [8081, 8082]);
+  // WHEN the programs are loaded and attached again over the same pins (an agent restart)
+  const again = await loadSocketPrograms({ pinDir: world.pinDir, cgroup: world.cgroup, cacheDir: CACHE });
+  await attachSocketPrograms(again, world.cgroup);
+  // THEN the maps kept their entries, the Service answers with nothing written, and only the new programs run
+  t.true(again.reusedMaps);
+  t.deepEqual(ports(await world.client('tcp', SERVICE.v4, SERVICE.port, 20)), [8081, 8082]);
+  const attached = JSON.parse(await runChecked(execaRunner, 'list', 'bpftool', ['-j', 'cgroup', 'show', world.cgroup])) as Array<{ name: string }>;
+  t.is(attached.filter((program) => program.name.startsWith('ferry_')).length, 8, 'one program per hook');
+  t.deepEqual(readdirSync(world.pinDir).filter((name) => name.startsWith('progs')), [basename(dirname(again.programs.connect4))], 'the earlier programs\' pins are gone');
 });
 
 test('kernel: ebpf the probe names what is missing', async (t) => {

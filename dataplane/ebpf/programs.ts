@@ -1,7 +1,8 @@
 // Loading ferry's BPF programs: probe what they need, compile (cached), load and pin them with bpftool,
 // attach the socket programs to a cgroup and the packet program to interfaces (tc ingress), and take
 // all of it away again.
-import { mkdir, rm, statfs } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DataplaneError, execaRunner, runChecked, type Runner } from '../runner.js';
 import { buildPacketsObject, buildSocketsObject } from './build.js';
@@ -12,6 +13,8 @@ export const SOCKET_HOOKS = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 're
 export type SocketHook = (typeof SOCKET_HOOKS)[number];
 
 const MAP_NAMES: MapName[] = ['frontends', 'groups', 'slots'];
+// Every map of the socket object: a load reuses them all when it finds them pinned, or none.
+const SOCKET_OBJECT_MAPS = ['frontends', 'groups', 'slots', 'reverse', 'affinity', 'udp_flows'] as const;
 const BPF_FS_MAGIC = 0xcafe4a11;
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 
@@ -24,10 +27,14 @@ export class EbpfUnavailableError extends Error {
 
 /** Pinned programs and maps of one load. */
 export interface SocketPrograms {
-  /** The pin directory: programs under progs/, maps under maps/. */
+  /** The pin directory: programs under progs-N/ (one per load), maps under maps/. */
   pinDir: string;
   programs: Record<SocketHook, string>;
   maps: Record<MapName, string>;
+  /** Whether the maps of an earlier load were kept, with their entries (else they are new and empty). */
+  reusedMaps: boolean;
+  /** Program directories of earlier loads: attachSocketPrograms removes them once these programs run. */
+  previousProgramDirs: string[];
 }
 
 async function filesystemType(path: string): Promise<number | undefined> {
@@ -57,37 +64,62 @@ export async function mountBpffs(directory: string, runner: Runner = execaRunner
   return true;
 }
 
-/** Compiles (cached) and loads the socket programs, pinning programs and maps under `pinDir`. */
+/**
+ * Compiles (cached) and loads the socket programs under `pinDir`. Maps an earlier load pinned there are
+ * reused, entries and all, so that a restarted agent serves from the first moment; when they are not
+ * all there, or no longer fit the programs (another layout), the maps start new. bpftool cannot reuse
+ * maps and pin maps into the same directory in one load, so a reusing load pins none.
+ */
 export async function loadSocketPrograms(options: { pinDir: string; cgroup: string; cacheDir?: string; runner?: Runner }): Promise<SocketPrograms> {
   const runner = options.runner ?? execaRunner;
   await probeSockets(options);
   const object = await buildSocketsObject({ cacheDir: options.cacheDir, runner });
   await mkdir(options.pinDir, { recursive: true });
-  const programDir = join(options.pinDir, 'progs');
+  const previousProgramDirs = (await readdir(options.pinDir)).filter((name) => /^progs(-[0-9a-f]+)?$/.test(name)).map((name) => join(options.pinDir, name));
+  const programDir = join(options.pinDir, `progs-${randomBytes(4).toString('hex')}`);
   const mapDir = join(options.pinDir, 'maps');
-  await runChecked(runner, 'loading the socket programs', 'bpftool', ['prog', 'loadall', object, programDir, 'pinmaps', mapDir]);
+  const pinned = await Promise.all(SOCKET_OBJECT_MAPS.map((name) => stat(join(mapDir, name)).then(() => true, () => false)));
+  let reusedMaps = false;
+  if (pinned.every(Boolean)) {
+    const reuse = SOCKET_OBJECT_MAPS.flatMap((name) => ['map', 'name', name, 'pinned', join(mapDir, name)]);
+    reusedMaps = (await runner.run('bpftool', ['prog', 'loadall', object, programDir, ...reuse])).exitCode === 0;
+  }
+  if (!reusedMaps) {
+    await rm(programDir, { recursive: true, force: true });
+    await rm(mapDir, { recursive: true, force: true });
+    await runChecked(runner, 'loading the socket programs', 'bpftool', ['prog', 'loadall', object, programDir, 'pinmaps', mapDir]);
+  }
   return {
     pinDir: options.pinDir,
     programs: Object.fromEntries(SOCKET_HOOKS.map((hook) => [hook, join(programDir, `ferry_${hook}`)])) as Record<SocketHook, string>,
     maps: Object.fromEntries(MAP_NAMES.map((name) => [name, join(mapDir, name)])) as Record<MapName, string>,
+    reusedMaps,
+    previousProgramDirs,
   };
 }
 
 /**
  * Attaches every socket program to the cgroup (and so to every process in it and below it). `multi`,
- * so that programs others attached to the same hook (systemd's, say) keep running alongside.
+ * so that programs others attached to the same hook (systemd's, say) keep running alongside. The
+ * ferry programs of an earlier load are detached after these are attached, so no connect goes
+ * unbalanced meanwhile (for a moment both run: the second sees an endpoint, not a frontend, and lets
+ * it be), and their pins removed.
  */
 export async function attachSocketPrograms(programs: SocketPrograms, cgroup: string, runner: Runner = execaRunner): Promise<void> {
+  const ids = new Set<number>();
   for (const hook of SOCKET_HOOKS) {
     await runChecked(runner, `attaching ${hook}`, 'bpftool', ['cgroup', 'attach', cgroup, hook, 'pinned', programs.programs[hook], 'multi']);
+    ids.add((JSON.parse(await runChecked(runner, `reading ${hook}'s id`, 'bpftool', ['-j', 'prog', 'show', 'pinned', programs.programs[hook]])) as { id: number }).id);
   }
+  await detachSocketPrograms(cgroup, runner, ids);
+  for (const directory of programs.previousProgramDirs) await rm(directory, { recursive: true, force: true });
 }
 
-/** Detaches every ferry program from the cgroup, found by name, so it also works after the pins are gone. */
-export async function detachSocketPrograms(cgroup: string, runner: Runner = execaRunner): Promise<number> {
+/** Detaches every ferry program (but those in `keep`) from the cgroup, found by name, so it also works after the pins are gone. */
+export async function detachSocketPrograms(cgroup: string, runner: Runner = execaRunner, keep: ReadonlySet<number> = new Set()): Promise<number> {
   const listing = await runChecked(runner, `listing ${cgroup}'s programs`, 'bpftool', ['-j', 'cgroup', 'show', cgroup]);
   const attached = (listing.trim() ? JSON.parse(listing) : []) as Array<{ id: number; attach_type: string; name: string }>;
-  const ours = attached.filter((program) => program.name.startsWith('ferry_'));
+  const ours = attached.filter((program) => program.name.startsWith('ferry_') && !keep.has(program.id));
   for (const program of ours) {
     await runChecked(runner, `detaching ${program.name}`, 'bpftool', ['cgroup', 'detach', cgroup, program.attach_type, 'id', String(program.id)]);
   }
@@ -99,27 +131,53 @@ export async function unloadSocketPrograms(pinDir: string): Promise<void> {
   await rm(pinDir, { recursive: true, force: true });
 }
 
+const PACKET_MAPS = ['packet_frontends', 'node_addresses', 'masquerade_sources', 'local_sources', 'source_ranges', 'packet_affinity'] as const;
+
 /** The packet program and its own maps, pinned; it shares `groups` and `slots` with the socket programs. */
 export interface PacketProgram {
   program: string;
-  maps: Record<'packet_frontends' | 'node_addresses' | 'masquerade_sources' | 'local_sources' | 'source_ranges', string>;
+  maps: Record<Exclude<(typeof PACKET_MAPS)[number], 'packet_affinity'>, string>;
+  /** Whether its own maps of an earlier load were kept, with their entries. */
+  reusedMaps: boolean;
+  /** Program directories of earlier loads, to remove once this program is attached everywhere. */
+  previousProgramDirs: string[];
 }
 
 /**
- * Compiles (cached) and loads the tc packet program under `pinDir`, reusing the socket programs'
- * pinned `groups` and `slots` maps, so both paths pick endpoints from the same groups.
+ * Compiles (cached) and loads the tc packet program under the socket programs' `pinDir`, with their
+ * pinned `groups` and `slots` maps, so both paths pick endpoints from the same groups. Its own maps of
+ * an earlier load are reused as loadSocketPrograms reuses its.
  */
 export async function loadPacketProgram(sockets: SocketPrograms, options: { cacheDir?: string; runner?: Runner } = {}): Promise<PacketProgram> {
   const runner = options.runner ?? execaRunner;
   const object = await buildPacketsObject({ cacheDir: options.cacheDir, runner });
-  const programDir = join(sockets.pinDir, 'packet-progs');
+  const previousProgramDirs = (await readdir(sockets.pinDir)).filter((name) => /^packet-progs(-[0-9a-f]+)?$/.test(name)).map((name) => join(sockets.pinDir, name));
+  const programDir = join(sockets.pinDir, `packet-progs-${randomBytes(4).toString('hex')}`);
   const mapDir = join(sockets.pinDir, 'packet-maps');
-  const reused = (['groups', 'slots'] as const).flatMap((name) => ['map', 'name', name, 'pinned', sockets.maps[name]]);
-  await runChecked(runner, 'loading the packet program', 'bpftool', ['prog', 'loadall', object, programDir, 'type', 'classifier', ...reused, 'pinmaps', mapDir]);
+  const shared = (['groups', 'slots'] as const).flatMap((name) => ['map', 'name', name, 'pinned', sockets.maps[name]]);
+  const load = ['prog', 'loadall', object, programDir, 'type', 'classifier', ...shared];
+  const pinned = await Promise.all(PACKET_MAPS.map((name) => stat(join(mapDir, name)).then(() => true, () => false)));
+  let reusedMaps = false;
+  if (pinned.every(Boolean)) {
+    const own = PACKET_MAPS.flatMap((name) => ['map', 'name', name, 'pinned', join(mapDir, name)]);
+    reusedMaps = (await runner.run('bpftool', [...load, ...own])).exitCode === 0;
+  }
+  if (!reusedMaps) {
+    await rm(programDir, { recursive: true, force: true });
+    await rm(mapDir, { recursive: true, force: true });
+    await runChecked(runner, 'loading the packet program', 'bpftool', [...load, 'pinmaps', mapDir]);
+  }
   return {
     program: join(programDir, 'ferry_ingress'),
-    maps: Object.fromEntries((['packet_frontends', 'node_addresses', 'masquerade_sources', 'local_sources', 'source_ranges'] as const).map((name) => [name, join(mapDir, name)])) as PacketProgram['maps'],
+    maps: Object.fromEntries(PACKET_MAPS.filter((name) => name !== 'packet_affinity').map((name) => [name, join(mapDir, name)])) as PacketProgram['maps'],
+    reusedMaps,
+    previousProgramDirs,
   };
+}
+
+/** Removes the pins of earlier packet programs, once this one replaced them on every device (tc `replace`). */
+export async function forgetEarlierPacketPrograms(program: PacketProgram): Promise<void> {
+  for (const directory of program.previousProgramDirs) await rm(directory, { recursive: true, force: true });
 }
 
 // The tc filter priority ferry's ingress filter takes: found and removed by it, others' filters stay.
@@ -128,7 +186,8 @@ const INGRESS_PREFERENCE = '49152';
 /** Attaches the packet program to `device`'s ingress (a clsact qdisc is added unless there is one). */
 export async function attachPacketProgram(program: PacketProgram, device: string, runner: Runner = execaRunner): Promise<void> {
   const qdisc = await runner.run('tc', ['qdisc', 'add', 'dev', device, 'clsact']);
-  if (qdisc.exitCode !== 0 && !/File exists/.test(qdisc.stderr)) throw new DataplaneError(`tc qdisc add dev ${device} clsact`, qdisc, `adding a clsact qdisc to ${device}`);
+  // A clsact qdisc that is there already answers "File exists" or, on newer kernels, "Exclusivity flag on".
+  if (qdisc.exitCode !== 0 && !/File exists|Exclusivity flag on/.test(qdisc.stderr)) throw new DataplaneError(`tc qdisc add dev ${device} clsact`, qdisc, `adding a clsact qdisc to ${device}`);
   await runChecked(runner, `attaching the packet program to ${device}`, 'tc',
     ['filter', 'replace', 'dev', device, 'ingress', 'pref', INGRESS_PREFERENCE, 'handle', '1', 'bpf', 'object-pinned', program.program, 'direct-action']);
 }
