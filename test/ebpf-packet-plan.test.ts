@@ -3,7 +3,7 @@ import { execa } from 'execa';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { companionScript } from '../dataplane/ebpf/companion.js';
 import { planPackets } from '../dataplane/ebpf/packet-plan.js';
-import { planSockets } from '../dataplane/ebpf/plan.js';
+import { groupName, planSockets } from '../dataplane/ebpf/plan.js';
 import { clusterState, nodeObject, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 
 // node-a of the address plan: 192.168.56.11, its pods 10.244.1.0/24; node-b's pods 10.244.2.0/24.
@@ -16,7 +16,7 @@ function planFor(objects: unknown[], config = testConfig) {
   const frontend = (ip: string, port: number, protocol = 'tcp') => packets.frontends.get(`${ip}|${port}|${protocol}`)?.[1];
   const group = (service: string, which: 'cluster' | 'local') => {
     const port = rules.families.flatMap((family) => family.servicePorts).find((candidate) => candidate.id.startsWith(`default/${service}:`));
-    return sockets.ids.get(`${port!.hash}/${which}`);
+    return sockets.ids.get(groupName(port!, which));
   };
   return { packets, frontend, group };
 }

@@ -1,6 +1,4 @@
-import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
@@ -15,12 +13,11 @@ import { applyPacketPlan, planPackets, type PacketMaps } from '../dataplane/ebpf
 import { applySocketPlan, planSockets, type SocketMaps } from '../dataplane/ebpf/plan.js';
 import { attachNewDevices } from '../dataplane/ebpf/devices.js';
 import {
-  attachPacketProgram, detachPacketProgram, forgetEarlierPacketPrograms, loadPacketProgram, loadSocketPrograms, mountBpffs, unloadSocketPrograms, type PacketProgram,
-  type SocketPrograms,
+  attachPacketProgram, forgetEarlierPacketPrograms, loadPacketProgram, loadSocketPrograms, type PacketProgram, type SocketPrograms,
 } from '../dataplane/ebpf/programs.js';
 import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
 import { Lab, type Namespace } from '../e2e/netns.js';
-import { leftovers, trackCgroup, trackMount } from './helpers/bpf-leftovers.js';
+import { bpfWorkspace, leftovers } from './helpers/bpf-workspace.js';
 import { ECHO_CLIENT, type Attempt } from './helpers/echo-client.js';
 import { clusterState, nodeObject, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 import { binomialCdf } from './helpers/statistics.js';
@@ -28,8 +25,7 @@ import { binomialCdf } from './helpers/statistics.js';
 // The tc packet program in the real kernel, with real packets: a client namespace reaches Services
 // through a node namespace (the program on the node's interface towards the client, the companion
 // nftables table), whose endpoints are two pod namespaces on a bridge of the node. Each test makes its own
-// namespaces, cgroup (for the socket programs' probe; nothing is attached to it) and bpffs.
-const CGROUP2 = '/sys/fs/cgroup/unified';
+// namespaces, and a cgroup (for the socket programs' probe; nothing is attached to it) and bpffs (bpfWorkspace).
 const CACHE = join(tmpdir(), 'ferry-test-cache');
 const ECHO_SERVER = join(packageRoot(), 'dist', 'e2e', 'echo-server.js');
 
@@ -58,26 +54,18 @@ const createdNamespaces: string[] = [];
 
 async function world(t: ExecutionContext): Promise<World> {
   const lab = new Lab();
-  const name = `ferryk-${randomBytes(4).toString('hex')}`;
-  const cgroup = join(CGROUP2, name);
-  const bpffs = join(tmpdir(), name, 'bpffs');
-  const pinDir = join(bpffs, 'ferry');
-  const made: { writer?: MapWriter; mounted?: boolean; node?: Namespace } = {};
-  // Registered first, so that it runs however far the set-up got.
+  const { cgroup, pinDir } = await bpfWorkspace(t);
+  const made: { writer?: MapWriter } = {};
+  // After the workspace's, so it runs first (ava runs teardowns last in, first out); deleting the
+  // namespaces takes the tc filters with the interfaces.
   t.teardown(async () => {
     await made.writer?.close().catch(() => undefined);
-    if (made.node) await detachPacketProgram('n0', { run: (command, args, input) => made.node!.exec([command, ...args], input) }).catch(() => undefined);
     await lab.destroy();
-    if (existsSync(cgroup)) await rmdir(cgroup);
-    await unloadSocketPrograms(pinDir);
-    if (made.mounted) await runChecked(execaRunner, 'unmounting the test bpffs', 'umount', [bpffs]);
-    await rm(join(tmpdir(), name), { recursive: true, force: true });
   });
 
   const [client, node] = [await lab.namespace('client'), await lab.namespace('node')];
   const pods = [await lab.namespace('pod-a'), await lab.namespace('pod-b')];
   createdNamespaces.push(...pods.map((pod) => pod.name));
-  made.node = node;
   createdNamespaces.push(client.name, node.name);
   // One address per pod: a UDP server bound to the wildcard answers from its primary address, and the
   // reply must come from the endpoint that was chosen for conntrack to match it.
@@ -111,10 +99,6 @@ async function world(t: ExecutionContext): Promise<World> {
   // The companion table of a node without Services: conntrack and NAT on (see companion.ts).
   await node.run(['nft', '-f', '-'], companionScript({ node: 'node-a', masqueradeMark: '0x4000', families: [], healthChecks: [] }));
 
-  await mkdir(cgroup);
-  trackCgroup(cgroup);
-  made.mounted = await mountBpffs(bpffs);
-  trackMount(bpffs);
   const sockets = await loadSocketPrograms({ pinDir, cgroup, cacheDir: CACHE });
   const nodeRunner = { run: (command: string, args: string[], input?: string) => node.exec([command, ...args], input) };
   const program = await loadPacketProgram(sockets, { cacheDir: CACHE });
@@ -149,12 +133,11 @@ async function world(t: ExecutionContext): Promise<World> {
   };
 }
 
-/** The client address the endpoint saw on one TCP connection (the echo server's `peer`). */
-async function seenBy(w: World, host: string, port: number): Promise<string> {
-  const script = `const s = require('node:net').connect(${port}, '${host}'); s.once('data', (d) => { console.log(String(d).split('\\n')[0]); s.destroy(); }); setTimeout(() => process.exit(3), 3000).unref();`;
-  const result = await execa('ip', ['netns', 'exec', w.client.name, process.execPath, '-e', script], { reject: false });
-  if (result.exitCode !== 0) throw new Error(`the client exited ${result.exitCode}: ${result.stderr}`);
-  return (JSON.parse(String(result.stdout)) as { peer: string }).peer;
+/** The client address the endpoint saw on one TCP connection (masquerade shows as the node's). */
+async function seenBy(w: World, host: string, port: number): Promise<string | undefined> {
+  const [attempt] = await w.connect('tcp', host, port, 1);
+  if (!attempt?.ok) throw new Error(`no connection to ${host}:${port}: ${JSON.stringify(attempt)}`);
+  return attempt.seenAs;
 }
 
 const failures = (attempts: Attempt[]) => JSON.stringify(attempts.filter((attempt) => !attempt.ok).slice(0, 3));

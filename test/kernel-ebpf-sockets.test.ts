@@ -1,7 +1,5 @@
 import test, { type ExecutionContext } from 'ava';
-import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
@@ -10,10 +8,10 @@ import { execaRunner, runChecked } from '../dataplane/runner.js';
 import { writeGroup, type WeightedEndpoint } from '../dataplane/ebpf/groups.js';
 import { MAPS, type Frontend, type FrontendKey, type Group, type Slot, type SlotKey } from '../dataplane/ebpf/layout.js';
 import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
-import { attachSocketPrograms, detachSocketPrograms, EbpfUnavailableError, loadSocketPrograms, mountBpffs, probeSockets, unloadSocketPrograms } from '../dataplane/ebpf/programs.js';
+import { attachSocketPrograms, EbpfUnavailableError, loadSocketPrograms, probeSockets } from '../dataplane/ebpf/programs.js';
 import { applySocketPlan, planSockets } from '../dataplane/ebpf/plan.js';
 import type { NodeRules, ServicePortRules } from '../rules/node-rules.js';
-import { leftovers, trackCgroup, trackMount } from './helpers/bpf-leftovers.js';
+import { bpfWorkspace, leftovers } from './helpers/bpf-workspace.js';
 import { ECHO_CLIENT as CLIENT, type Attempt } from './helpers/echo-client.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
 import { binomialCdf } from './helpers/statistics.js';
@@ -21,7 +19,6 @@ import { binomialCdf } from './helpers/statistics.js';
 // Socket-level balancing in the real kernel. Each test makes its own network namespace (endpoints on
 // its loopback), a cgroup under the cgroup2 mount with ferry's programs attached, a bpffs of its own
 // for the pins, and runs clients inside that cgroup and namespace.
-const CGROUP2 = '/sys/fs/cgroup/unified';
 const CACHE = join(tmpdir(), 'ferry-test-cache');
 const ECHO_SERVER = join(packageRoot(), 'dist', 'e2e', 'echo-server.js');
 
@@ -49,31 +46,16 @@ interface Lab {
 async function lab(t: ExecutionContext): Promise<Lab> {
   const { name: ns, runner } = await throwawayNamespace(t);
   createdNamespaces.push(ns);
-  const name = `ferryk-${randomBytes(4).toString('hex')}`;
-  const cgroup = join(CGROUP2, name);
-  const bpffs = join(tmpdir(), name, 'bpffs');
-  const pinDir = join(bpffs, 'ferry');
-  const made: { writer?: MapWriter; mounted?: boolean } = {};
-  // Registered first, so it runs even when the setup below fails half-way; every step tolerates
-  // what was never created.
+  const { cgroup, pinDir } = await bpfWorkspace(t);
+  const made: { writer?: MapWriter } = {};
+  // After the workspace's, so it runs first (ava runs teardowns last in, first out).
   t.teardown(async () => {
     await made.writer?.close().catch(() => undefined);
-    if (existsSync(cgroup)) {
-      await detachSocketPrograms(cgroup).catch(() => undefined);
-      await rmdir(cgroup);
-    }
-    await unloadSocketPrograms(pinDir);
-    if (made.mounted) await runChecked(execaRunner, 'unmounting the test bpffs', 'umount', [bpffs]);
-    await rm(join(tmpdir(), name), { recursive: true, force: true });
   });
 
   const inNs = (...command: string[]) => runChecked(runner, `in ${ns}`, 'ip', command);
   for (const { ip } of [...ENDPOINTS.v4, ...ENDPOINTS.v6]) await inNs('address', 'add', ip.includes(':') ? `${ip}/128` : `${ip}/32`, 'dev', 'lo', ...(ip.includes(':') ? ['nodad'] : []));
 
-  await mkdir(cgroup);
-  trackCgroup(cgroup);
-  made.mounted = await mountBpffs(bpffs);
-  trackMount(bpffs);
   const programs = await loadSocketPrograms({ pinDir, cgroup, cacheDir: CACHE });
   await attachSocketPrograms(programs, cgroup);
   const writer = await MapWriter.start({ cacheDir: CACHE });

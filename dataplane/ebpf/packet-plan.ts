@@ -10,7 +10,7 @@ import ipaddr from 'ipaddr.js';
 import type { EndpointGroup, NodePortAddresses, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
 import type { FrontendKey, Masquerade, PacketFrontend, RangeKey } from './layout.js';
 import type { MapWriter, OpenMap } from './map-writer.js';
-import type { SocketPlan } from './plan.js';
+import { frontendId, groupName, type SocketPlan } from './plan.js';
 
 export interface PacketPlan {
   /** By `ip|port|protocol`. */
@@ -38,8 +38,8 @@ const MASQUERADE: Record<EndpointGroup['clusterIPMasquerade'], Masquerade> = { a
 /** The packet maps for `rules` on a node with `addresses` (its interfaces' addresses; NodeRules has none). */
 export function planPackets(rules: NodeRules, sockets: SocketPlan, addresses: string[]): PacketPlan {
   const plan: PacketPlan = { frontends: new Map(), nodeAddresses: [], masqueradeSources: new Map(), localSources: [], sourceRanges: new Map() };
-  const id = (port: ServicePortRules, which: 'cluster' | 'local') => sockets.ids.get(`${port.hash}/${which}`) ?? 0;
-  const put = (key: FrontendKey, value: PacketFrontend) => plan.frontends.set(`${key.ip}|${key.port}|${key.protocol}`, [key, value]);
+  const id = (port: ServicePortRules, which: 'cluster' | 'local') => sockets.ids.get(groupName(port, which)) ?? 0;
+  const put = (key: FrontendKey, value: PacketFrontend) => plan.frontends.set(frontendId(key), [key, value]);
   for (const family of rules.families) {
     const ofFamily = addresses.filter((address) => address.includes(':') === (family.family === 'IPv6'));
     if (ofFamily[0]) plan.masqueradeSources.set(family.family, ofFamily[0]);
@@ -54,7 +54,7 @@ export function planPackets(rules: NodeRules, sockets: SocketPlan, addresses: st
       for (const ip of port.externalIPs) {
         put(key(ip), { ...external, ranged: ranged.has(ip) });
         if (!ranged.has(ip)) continue;
-        for (const cidr of port.firewall!.sourceRanges) plan.sourceRanges.set(`${ip}|${port.port}|${port.protocol}|${cidr}`, { frontend: key(ip), cidr });
+        for (const cidr of port.firewall!.sourceRanges) plan.sourceRanges.set(`${frontendId(key(ip))}|${cidr}`, { frontend: key(ip), cidr });
       }
       if (port.nodePort > 0) put(key(family.family === 'IPv6' ? '::' : '0.0.0.0', port.nodePort), external);
     }

@@ -21,7 +21,11 @@ export interface SocketMaps {
   slots: OpenMap<SlotKey, Slot>;
 }
 
-const frontendId = (key: FrontendKey) => `${key.ip}|${key.port}|${key.protocol}`;
+/** The name a port's cluster or local group has in `SocketPlan.ids`, for every plan that uses the groups. */
+export const groupName = (port: Pick<ServicePortRules, 'hash'>, which: 'cluster' | 'local') => `${port.hash}/${which}`;
+
+/** A frontend's key in a plan's map: `ip|port|protocol`. */
+export const frontendId = (key: FrontendKey) => `${key.ip}|${key.port}|${key.protocol}`;
 
 /**
  * What sockets of pods and node processes meet. The cluster IP leads where `internal` says; external
@@ -35,7 +39,7 @@ export function planSockets(rules: NodeRules, previous?: SocketPlan): SocketPlan
   const taken = new Set(previous?.ids.values());
   let next = 1;
   const groupId = (port: ServicePortRules, which: 'cluster' | 'local', group: EndpointGroup): number => {
-    const name = `${port.hash}/${which}`;
+    const name = groupName(port, which);
     let id = plan.ids.get(name) ?? previous?.ids.get(name);
     if (id === undefined) {
       // A new group never takes an id the previous plan used: its old slots may still be in the maps.
