@@ -2,6 +2,8 @@
 // CLI and the tests reach a backend only through this interface (dataplane.ts looks it up in backends.ts).
 import type { NodeRules } from '../rules/node-rules.js';
 import type { BackendName } from './backend-names.js';
+import type { EbpfRendering } from './ebpf/backend.js';
+import type { EbpfPlacement } from './ebpf/placement.js';
 import type { NftTableText } from './nftables/render.js';
 import type { Runner } from './runner.js';
 
@@ -12,6 +14,13 @@ export interface RenderedRules {
   texts: { family: 'IPv4' | 'IPv6' | 'both'; text: string }[];
   /** nftables: the text in parts, so that an update can skip what did not change (see nftables/incremental.ts). */
   nftTables?: NftTableText[];
+  /** ebpf: one text is the maps' listing, the other the companion nft script; this is what they come from. */
+  ebpf?: EbpfRendering;
+}
+
+/** Where a backend puts what it owns, beyond the network namespace it runs in (only eBPF has a choice). */
+export interface BackendOptions {
+  ebpf?: EbpfPlacement;
 }
 
 /** What bringing the kernel in line did: nothing (it held the rules already), or a replacement, in rule lines. */
@@ -32,7 +41,7 @@ export type SyncKind = 'unchanged' | 'partial' | 'full';
 
 export interface Backend {
   /** The rules as this backend writes them; pure: the same rules give the same result. */
-  render(rules: NodeRules): RenderedRules;
+  render(rules: NodeRules, options?: BackendOptions): RenderedRules;
   /** Throws a StructureError when rendered rules are inconsistent (a bug in ferry, never the user's input). */
   check(rendered: RenderedRules): void;
   /** The same check for text as `render` prints it (golden files, hostile input). */
@@ -52,7 +61,7 @@ export interface Backend {
   /** What `ferry diff` shows: may hold only the parts that differ; `onListing` hears when it lists everything. */
   diff(runner: Runner, rendered: RenderedRules, onListing?: (why: string) => void): Promise<Comparison>;
   /** Removes everything ferry owns in this backend, and nothing else. */
-  cleanup(runner: Runner): Promise<void>;
+  cleanup(runner: Runner, options?: BackendOptions): Promise<void>;
   /** Rules per family, for the rules metric. */
   ruleCounts(rendered: RenderedRules): { family: 'IPv4' | 'IPv6'; rules: number }[];
 }

@@ -1,7 +1,7 @@
 // The dataplane facade: apply, diff and clean up rendered rules with the backend that rendered them
 // (backends.ts), and hand over between backends.
 import { createTwoFilesPatch } from 'diff';
-import type { ApplyOutcome, Comparison, RenderedRules, SyncKind } from './backend.js';
+import type { ApplyOutcome, BackendOptions, Comparison, RenderedRules, SyncKind } from './backend.js';
 import { BACKEND_NAMES, type BackendName } from './backend-names.js';
 import { backendOf, BACKENDS } from './backends.js';
 import { DataplaneError, type Runner } from './runner.js';
@@ -57,24 +57,25 @@ export function checkStructure(text: string, backend: BackendName): void {
 }
 
 /** Removes everything ferry owns for a backend, and nothing else. */
-export function cleanupRules(runner: Runner, backend: BackendName): Promise<void> {
-  return BACKENDS[backend].cleanup(runner);
+export function cleanupRules(runner: Runner, backend: BackendName, options?: BackendOptions): Promise<void> {
+  return BACKENDS[backend].cleanup(runner, options);
 }
 
 /** Removes what every backend of ferry owns (`ferry cleanup`). */
-export async function cleanupAllRules(runner: Runner): Promise<void> {
-  for (const backend of BACKEND_NAMES) await cleanupRules(runner, backend);
+export async function cleanupAllRules(runner: Runner, options?: BackendOptions): Promise<void> {
+  for (const backend of BACKEND_NAMES) await cleanupRules(runner, backend, options);
 }
 
 /**
  * Before a backend takes over, the others' ferry rules go, as kube-proxy cleans up its other modes at
  * start: left in place they would still match first (iptables' nat hooks and nftables' run side by
- * side) and keep serving yesterday's endpoints. A backend whose tools are not installed has nothing.
+ * side, and eBPF's socket programs translate before either) and keep serving yesterday's endpoints. A
+ * backend whose tools are not installed has nothing. `options` says where eBPF's programs are.
  */
-export async function removeOtherBackends(runner: Runner, backend: BackendName): Promise<void> {
+export async function removeOtherBackends(runner: Runner, backend: BackendName, options?: BackendOptions): Promise<void> {
   for (const other of BACKEND_NAMES.filter((candidate) => candidate !== backend)) {
     try {
-      await cleanupRules(runner, other);
+      await cleanupRules(runner, other, options);
     } catch (error) {
       if (!(error instanceof DataplaneError && error.result.exitCode === 127)) throw error;
     }

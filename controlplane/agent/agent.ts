@@ -15,7 +15,7 @@ import type { ObjectSource } from '../sources/source.js';
 import { deleteStaleFlows } from '../../dataplane/conntrack.js';
 import { listNatedConnections } from '../../dataplane/conntrack-sample.js';
 import { applyChanges, applyIfChanged, cleanupRules, reassertRules, removeOtherBackends, ruleCounts } from '../../dataplane/dataplane.js';
-import { render, type RenderedRules } from '../../dataplane/render.js';
+import { render, type BackendOptions, type RenderedRules } from '../../dataplane/render.js';
 import type { BackendName } from '../../dataplane/backend-names.js';
 import type { Runner } from '../../dataplane/runner.js';
 import { close, healthHandler, HealthCheckPorts, listen, type HealthStatus } from './health.js';
@@ -26,6 +26,8 @@ export interface AgentOptions {
   node: string;
   config: FerryConfig;
   backend: BackendName;
+  /** Where the eBPF backend's programs go. */
+  backendOptions?: BackendOptions;
   source: ObjectSource;
   runner: Runner;
   logger: Logger;
@@ -111,7 +113,7 @@ export class Agent {
     await this.scheduler.stop();
     await this.healthChecks.close();
     for (const server of this.servers.splice(0)) await close(server);
-    if (options.cleanup) await cleanupRules(this.options.runner, this.options.backend);
+    if (options.cleanup) await cleanupRules(this.options.runner, this.options.backend, this.options.backendOptions);
     this.options.logger.info({ cleanup: Boolean(options.cleanup) }, 'agent stopped');
   }
 
@@ -139,11 +141,11 @@ export class Agent {
       const rules = computeNodeRules(state, this.options.node, { ...computeConfig(this.options.config, backend), balancing: this.options.balancing },
         this.balanceState.weights);
       await this.checkpoint();
-      const rendered = render(rules, backend);
+      const rendered = render(rules, backend, this.options.backendOptions);
       await this.checkpoint();
       const kind = full || !this.previous ? await this.syncFull(rendered) : await applyChanges(runner, this.previous.rendered, rendered);
       // Taking over from another backend (a restart with another mode): its rules go once ours are in.
-      if (!this.previous) await removeOtherBackends(runner, backend);
+      if (!this.previous) await removeOtherBackends(runner, backend, this.options.backendOptions);
       this.syncs[kind] += 1;
       const stale = staleUDPFlows(this.previous?.rules, rules);
       await deleteStaleFlows(runner, stale);

@@ -12,9 +12,10 @@ import { ManifestWatch } from '../sources/manifest-watch.js';
 import { DEFAULT_BACKEND, type BackendName } from '../../dataplane/backend-names.js';
 import { cleanupRules } from '../../dataplane/dataplane.js';
 import { abortCommands, execaRunner } from '../../dataplane/runner.js';
+import { backendOptions, type PlacementOptions } from './pipeline.js';
 
 /** The flags of `ferry agent`; the kube-proxy spellings are folded into these by the CLI. */
-export interface AgentCommandOptions {
+export interface AgentCommandOptions extends PlacementOptions {
   /** --node or --hostname-override; empty means unset. */
   node?: string;
   kubeconfig?: string;
@@ -72,7 +73,7 @@ export async function runAgent(options: AgentCommandOptions): Promise<number> {
   const source = options.manifests
     ? new ManifestWatch(options.manifests, log)
     : new KubernetesSource(loadKubeConfig(settings.kubeconfig, options.master), settings.node, log);
-  const agent = new Agent({ node: settings.node, config, backend: settings.backend, source, runner: execaRunner, logger: log, balancing: options.balancing });
+  const agent = new Agent({ node: settings.node, config, backend: settings.backend, backendOptions: backendOptions(options), source, runner: execaRunner, logger: log, balancing: options.balancing });
   const started = agent.start().then(() => undefined, (error: unknown) => error as Error);
   const first = await Promise.race([signalled, started]);
   if (first instanceof Error) throw first;
@@ -83,7 +84,7 @@ export async function runAgent(options: AgentCommandOptions): Promise<number> {
   const stopped = await Promise.race([agent.stop().then(() => true), delay(STOP_DEADLINE_MS).then(() => false)]);
   if (!stopped) log.warn({ killed: abortCommands() }, 'stopped before the sync in progress ended; the kernel keeps the rules it had or the whole new transaction');
   if (options.cleanupOnExit) {
-    await cleanupRules(execaRunner, settings.backend);
+    await cleanupRules(execaRunner, settings.backend, backendOptions(options));
     log.info('removed ferry\'s rules');
   }
   return 0;

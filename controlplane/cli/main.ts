@@ -11,7 +11,7 @@ import { describeModelError } from '../model/cluster-state.js';
 import { packageRoot } from '../package-root.js';
 import type { AgentCommandOptions } from './agent-command.js';
 import { endpointsReport, type EndpointsOptions } from './endpoints-command.js';
-import { desiredRules, type DesiredRules, type RuleOptions } from './pipeline.js';
+import { backendOptions, desiredRules, type DesiredRules, type PlacementOptions, type RuleOptions } from './pipeline.js';
 
 /** klog's -v: a non-negative integer. */
 function verbosity(value: string): number {
@@ -33,7 +33,7 @@ function command(program: Command, name: string): Command {
 }
 
 function ruleCommand(program: Command, name: string, summary: string, example: string): Command {
-  return command(program, name)
+  const made = command(program, name)
     .summary(summary)
     .description(summary)
     .addHelpText('after', examples(example))
@@ -42,6 +42,19 @@ function ruleCommand(program: Command, name: string, summary: string, example: s
     .option('--config <file>', 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) to honour')
     .addOption(fileOption())
     .addOption(strictOption());
+  return withPlacement(made);
+}
+
+/** The eBPF backend's placement flags: where its programs and pins go (cleanup finds the programs on every interface). */
+function withPlacement(made: Command, withDevices = true): Command {
+  made
+    .option('--cgroup-root <path>', 'ebpf: the cgroup whose processes get socket-level balancing (default: the cgroup2 mount)')
+    .option('--bpf-root <path>', 'ebpf: where programs and maps are pinned, on a bpffs, mounted if absent (default: /sys/fs/bpf/ferry)');
+  if (withDevices) {
+    made.option('--devices <names>', 'ebpf: interfaces for the packet program, comma-separated (default: all but loopback)',
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), ...value.split(',').filter(Boolean)]);
+  }
+  return made;
 }
 
 function backendOption(flags = '--backend <backend>', description = `rule backend (default: the config's mode, else ${DEFAULT_BACKEND})`): Option {
@@ -120,7 +133,7 @@ async function main(argv: string[]): Promise<number> {
       report(desired, options.strict);
       const outcome = await applyIfChanged(execaRunner, desired.rendered, { force: options.force });
       // The new backend's rules first, then the other backend's go: never a moment without rules.
-      await removeOtherBackends(execaRunner, desired.backend);
+      await removeOtherBackends(execaRunner, desired.backend, desired.options);
       const ports = desired.rules.families.flatMap((family) => family.servicePorts);
       const services = new Set(ports.map((port) => port.id.split(':')[0]));
       const endpoints = new Set(ports.flatMap((port) => [...(port.cluster?.endpoints ?? []), ...(port.local?.endpoints ?? [])].map((endpoint) => endpoint.hash)));
@@ -150,7 +163,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(text);
     });
 
-  command(program, 'agent')
+  withPlacement(command(program, 'agent'))
     .summary('run as the node\'s Service proxy: follow the cluster and keep the kernel\'s rules in step')
     .description([
       'run as the node\'s Service proxy: follow the cluster and keep the kernel\'s rules in step',
@@ -185,7 +198,7 @@ async function main(argv: string[]): Promise<number> {
       process.exit(code);
     });
 
-  command(program, 'cleanup')
+  const cleanup = command(program, 'cleanup')
     .summary('remove everything ferry owns from the kernel (and nothing else); --kube-proxy: kube-proxy\'s rules instead')
     .description([
       'remove everything ferry owns from the kernel (and nothing else): every backend\'s, or only --backend\'s.',
@@ -195,10 +208,11 @@ async function main(argv: string[]): Promise<number> {
     ].join('\n\n'))
     .addHelpText('after', examples('ferry cleanup', 'ferry cleanup --kube-proxy     # migrating a node from kube-proxy'))
     .addOption(backendOption('--backend <backend>', 'only this backend\'s rules'))
-    .option('--kube-proxy', 'remove kube-proxy\'s rules (iptables and nftables modes) and keep ferry\'s; with --backend, that backend\'s too')
-    .action(async (options: { backend?: BackendName; kubeProxy?: boolean }) => {
-      if (options.backend) await cleanupRules(execaRunner, options.backend);
-      else if (!options.kubeProxy) await cleanupAllRules(execaRunner);
+    .option('--kube-proxy', 'remove kube-proxy\'s rules (iptables and nftables modes) and keep ferry\'s; with --backend, that backend\'s too');
+  withPlacement(cleanup, false)
+    .action(async (options: { backend?: BackendName; kubeProxy?: boolean } & PlacementOptions) => {
+      if (options.backend) await cleanupRules(execaRunner, options.backend, backendOptions(options));
+      else if (!options.kubeProxy) await cleanupAllRules(execaRunner, backendOptions(options));
       if (options.kubeProxy) {
         const removed = await cleanupKubeProxy(execaRunner);
         const chains = [...removed.iptables].map(([variant, count]) => `${count} chains (${variant})`);

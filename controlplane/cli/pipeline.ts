@@ -6,20 +6,33 @@ import { computeConfig, defaultConfig, parseKubeProxyConfiguration } from '../co
 import { buildClusterState } from '../model/cluster-state.js';
 import type { ModelError } from '../model/types.js';
 import { readManifests } from '../sources/manifests.js';
-import { render, type RenderedRules } from '../../dataplane/render.js';
+import { render, type BackendOptions, type RenderedRules } from '../../dataplane/render.js';
 import { DEFAULT_BACKEND, type BackendName } from '../../dataplane/backend-names.js';
 
 /** Options shared by render, diff and apply. */
-export interface RuleOptions {
+export interface RuleOptions extends PlacementOptions {
   node: string;
   backend?: BackendName;
   config?: string;
   file: string[];
 }
 
+/** Where the eBPF backend's programs go (`--cgroup-root`, `--bpf-root`, `--devices`); the other backends ignore them. */
+export interface PlacementOptions {
+  cgroupRoot?: string;
+  bpfRoot?: string;
+  devices?: string[];
+}
+
+/** The placement flags as the backends take them. */
+export function backendOptions(options: PlacementOptions): BackendOptions {
+  return { ebpf: { cgroupRoot: options.cgroupRoot, bpfRoot: options.bpfRoot, devices: options.devices } };
+}
+
 /** What the pipeline produced, with everything worth telling the user. */
 export interface DesiredRules {
   backend: BackendName;
+  options: BackendOptions;
   rules: NodeRules;
   rendered: RenderedRules;
   warnings: string[];
@@ -34,5 +47,6 @@ export async function desiredRules(options: RuleOptions): Promise<DesiredRules> 
   const backend = options.backend ?? config.mode ?? DEFAULT_BACKEND;
   const { state, errors, warnings: modelWarnings } = buildClusterState(await readManifests(options.file));
   const rules = computeNodeRules(state, options.node, computeConfig(config, backend));
-  return { backend, rules, rendered: render(rules, backend), warnings: [...warnings, ...modelWarnings.map((warning) => `${warning.kind} ${warning.object}: ${warning.message}`)], modelErrors: errors };
+  const placement = backendOptions(options);
+  return { backend, options: placement, rules, rendered: render(rules, backend, placement), warnings: [...warnings, ...modelWarnings.map((warning) => `${warning.kind} ${warning.object}: ${warning.message}`)], modelErrors: errors };
 }

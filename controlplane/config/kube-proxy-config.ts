@@ -108,7 +108,7 @@ function readConfig(root: Field): { config: FerryConfig; warnings: string[] } {
   const warnings = ignoredFields(root.value);
 
   const modeField = root.get('mode');
-  if (modeField.value === 'ipvs' || modeField.value === 'kernelspace') modeField.fail('is not supported by ferry (use nftables or iptables)');
+  if (modeField.value === 'ipvs' || modeField.value === 'kernelspace') modeField.fail('is not supported by ferry (use nftables, iptables or ebpf)');
   const mode = modeField.oneOf(['', ...BACKEND_NAMES] as const, '');
   const clusterCIDRs = readClusterCIDRs(root.get('clusterCIDR'));
   const detectLocalField = root.get('detectLocalMode');

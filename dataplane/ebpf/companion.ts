@@ -1,6 +1,7 @@
 // The eBPF backend's companion nftables table (templates/ebpf-companion.hbs): conntrack and NAT on for
-// the entries the packet program inserts, and kube-proxy's reject for Services without endpoints, which
-// the program lets pass untranslated. Pure.
+// the entries the packet program inserts; kube-proxy's reject for Services without endpoints and for
+// ports a cluster IP does not serve, which the programs let pass untranslated, and its drop of
+// unallocated service addresses. Pure.
 import type { NodeRules } from '../../rules/node-rules.js';
 import { templates } from '../templates.js';
 
@@ -17,13 +18,20 @@ export function companionScript(rules: NodeRules): string {
       if (port.nodePort > 0) nodePorts.add(`${port.protocol} . ${port.nodePort}`);
     }
   }
-  const sorted = (elements: Set<string>) => [...elements].sort();
+  const sorted = (elements: Iterable<string>) => [...new Set(elements)].sort();
+  const ofFamily = (name: 'IPv4' | 'IPv6') => rules.families.find((family) => family.family === name);
   return templates.ebpfCompanion({
     node: rules.node,
     maps: [
       { name: 'no-endpoint-services-v4', type: 'ipv4_addr . inet_proto . inet_service', elements: sorted(services.IPv4) },
       { name: 'no-endpoint-services-v6', type: 'ipv6_addr . inet_proto . inet_service', elements: sorted(services.IPv6) },
       { name: 'no-endpoint-nodeports', type: 'inet_proto . inet_service', elements: sorted(nodePorts) },
+    ],
+    sets: [
+      { name: 'cluster-ips-v4', type: 'ipv4_addr', elements: sorted(ofFamily('IPv4')?.clusterIPs ?? []) },
+      { name: 'cluster-ips-v6', type: 'ipv6_addr', elements: sorted(ofFamily('IPv6')?.clusterIPs ?? []) },
+      { name: 'service-cidrs-v4', type: 'ipv4_addr', interval: true, elements: sorted(ofFamily('IPv4')?.serviceCIDRs ?? []) },
+      { name: 'service-cidrs-v6', type: 'ipv6_addr', interval: true, elements: sorted(ofFamily('IPv6')?.serviceCIDRs ?? []) },
     ],
   });
 }

@@ -21,6 +21,11 @@ export interface OpenMap<K, V> {
   maxEntries: number;
 }
 
+/** A map that is not there (its program was never attached here): it reads as empty and takes no writes. */
+export function closedMap<K, V>(layout: MapLayout<K, V>): Promise<OpenMap<K, V>> {
+  return Promise.resolve({ layout, path: '', maxEntries: 0 });
+}
+
 /** Writes and reads pinned maps through one long-running helper; commands run one at a time, in order. */
 export class MapWriter {
   private buffered = '';
@@ -79,6 +84,7 @@ export class MapWriter {
 
   /** Every entry of the map, decoded (BPF_MAP_LOOKUP_BATCH). */
   dump<K, V>(map: OpenMap<K, V>): Promise<Array<[K, V]>> {
+    if (map.path === '') return Promise.resolve([]);
     return this.command(`dump ${map.layout.name}`, [], async (reply) => {
       const lines = await this.take(Number(reply[0]));
       return lines.map((line) => {

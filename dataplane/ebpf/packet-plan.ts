@@ -6,10 +6,10 @@
 // cluster IP, reached through the node, masquerades as its group says. A load-balancer IP with source
 // ranges lets only those sources through (none usable for its family: nobody). ClientIP affinity
 // keeps a client on its endpoint for the Service's timeout.
-import ipaddr from 'ipaddr.js';
-import type { EndpointGroup, NodePortAddresses, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
+import type { EndpointGroup, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
 import type { FrontendKey, Masquerade, PacketFrontend, RangeKey } from './layout.js';
 import type { MapWriter, OpenMap } from './map-writer.js';
+import { nodePortAddresses } from './node-port-addresses.js';
 import { frontendId, groupName, type SocketPlan } from './plan.js';
 
 export interface PacketPlan {
@@ -80,17 +80,6 @@ function externalFrontend(port: ServicePortRules, id: (port: ServicePortRules, w
   return external.hasLocalEndpoints && port.local
     ? { group: id(port, 'local'), verdict: 'serve', masquerade: 'never', ranged: false, localSourceGroup, affinitySeconds: port.affinitySeconds }
     : { group: 0, verdict: external.verdict ?? 'drop', masquerade: 'never', ranged: false, localSourceGroup, affinitySeconds: port.affinitySeconds };
-}
-
-/** The node addresses where node ports answer, as nodePortAddresses says (kube-proxy's `--nodeport-addresses`). */
-function nodePortAddresses(addresses: string[], allowed: NodePortAddresses): string[] {
-  if (allowed.kind === 'all') return addresses;
-  if (allowed.kind === 'addresses') return addresses.filter((address) => allowed.addresses.includes(address));
-  const cidrs = allowed.cidrs.map((cidr) => ipaddr.parseCIDR(cidr));
-  return addresses.filter((address) => {
-    const parsed = ipaddr.parse(address);
-    return cidrs.some(([network, length]) => network.kind() === parsed.kind() && parsed.match(network, length));
-  });
 }
 
 const samePacketFrontend = (a: PacketFrontend | undefined, b: PacketFrontend) =>

@@ -5,13 +5,14 @@ import type { WeightedEndpoint } from './groups.js';
 import { groupSlots } from './groups.js';
 import type { Frontend, FrontendKey, Group, Slot, SlotKey } from './layout.js';
 import type { MapWriter, OpenMap } from './map-writer.js';
+import { nodePortAddresses } from './node-port-addresses.js';
 
 /** The maps' contents for one NodeRules, with the group ids handed on so that they stay put between syncs. */
 export interface SocketPlan {
   /** By `ip|port|protocol`. */
   frontends: Map<string, [FrontendKey, Frontend]>;
   groups: Map<number, WeightedEndpoint[]>;
-  /** Group id by `servicePortHash/cluster` or `servicePortHash/local`. */
+  /** Group id by groupName: a Service port's hash, family, and cluster or local (both families share the hash). */
   ids: Map<string, number>;
 }
 
@@ -22,7 +23,8 @@ export interface SocketMaps {
 }
 
 /** The name a port's cluster or local group has in `SocketPlan.ids`, for every plan that uses the groups. */
-export const groupName = (port: Pick<ServicePortRules, 'hash'>, which: 'cluster' | 'local') => `${port.hash}/${which}`;
+export const groupName = (port: Pick<ServicePortRules, 'hash' | 'clusterIP'>, which: 'cluster' | 'local') =>
+  `${port.hash}/${port.clusterIP.includes(':') ? 'IPv6' : 'IPv4'}/${which}`;
 
 /** A frontend's key in a plan's map: `ip|port|protocol`. */
 export const frontendId = (key: FrontendKey) => `${key.ip}|${key.port}|${key.protocol}`;
@@ -30,13 +32,15 @@ export const frontendId = (key: FrontendKey) => `${key.ip}|${key.port}|${key.pro
 /**
  * What sockets of pods and node processes meet. The cluster IP leads where `internal` says; external
  * IPs and load-balancer IPs lead to the cluster group (from inside, even under a Local policy, as in
- * kube-proxy) or are refused when there is none. Left to the packet path: node ports (a node address
- * is not in NodeRules) and load-balancer IPs with source ranges (connect() has no source address yet
- * to check them against).
+ * kube-proxy) or are refused when there is none, and so do node ports at the node's `addresses`
+ * (where nodePortAddresses lets them answer; NodeRules does not know the node's interfaces). Left to
+ * the packet path: load-balancer IPs with source ranges (connect() has no source address yet to check
+ * them against).
  */
-export function planSockets(rules: NodeRules, previous?: SocketPlan): SocketPlan {
+export function planSockets(rules: NodeRules, previous?: SocketPlan, addresses: readonly string[] = []): SocketPlan {
   const plan: SocketPlan = { frontends: new Map(), groups: new Map(), ids: new Map() };
-  const taken = new Set(previous?.ids.values());
+  // Ids in use: named ones, and any group still in the maps (read back from the kernel, names unknown).
+  const taken = new Set([...(previous?.ids.values() ?? []), ...(previous?.groups.keys() ?? [])]);
   let next = 1;
   const groupId = (port: ServicePortRules, which: 'cluster' | 'local', group: EndpointGroup): number => {
     const name = groupName(port, which);
@@ -54,17 +58,20 @@ export function planSockets(rules: NodeRules, previous?: SocketPlan): SocketPlan
   const put = (key: FrontendKey, value: Frontend) => plan.frontends.set(frontendId(key), [key, value]);
 
   for (const family of rules.families) {
+    const nodePortIPs = nodePortAddresses(addresses.filter((address) => address.includes(':') === (family.family === 'IPv6')), family.nodePortAddresses);
     for (const port of family.servicePorts) {
-      const key = (ip: string): FrontendKey => ({ ip, port: port.port, protocol: port.protocol });
+      const key = (ip: string, portNumber = port.port): FrontendKey => ({ ip, port: portNumber, protocol: port.protocol });
       const affinitySeconds = port.affinitySeconds;
       const target = port.internal === 'cluster' || port.internal === 'local' ? port[port.internal] : undefined;
       if (target) put(key(port.clusterIP), { group: groupId(port, port.internal as 'cluster' | 'local', target), verdict: 'serve', affinitySeconds });
       else put(key(port.clusterIP), { group: 0, verdict: port.internal === 'drop' ? 'drop' : 'reject', affinitySeconds: 0 });
       const filtered = new Set(port.firewall?.sourceRanges.length ? port.firewall.loadBalancerIPs : []);
-      for (const ip of port.externalIPs.filter((address) => !filtered.has(address))) {
-        if (port.cluster?.endpoints.length) put(key(ip), { group: groupId(port, 'cluster', port.cluster), verdict: 'serve', affinitySeconds });
-        else put(key(ip), { group: 0, verdict: 'reject', affinitySeconds: 0 });
-      }      // Every group gets its id here, those only the packet path uses too (packet-plan.ts).
+      const outward = [...port.externalIPs.filter((address) => !filtered.has(address)).map((ip) => key(ip)), ...(port.nodePort > 0 ? nodePortIPs.map((ip) => key(ip, port.nodePort)) : [])];
+      for (const frontendKey of outward) {
+        if (port.cluster?.endpoints.length) put(frontendKey, { group: groupId(port, 'cluster', port.cluster), verdict: 'serve', affinitySeconds });
+        else put(frontendKey, { group: 0, verdict: 'reject', affinitySeconds: 0 });
+      }
+      // Every group gets its id here, those only the packet path uses too (packet-plan.ts).
       if (port.cluster) groupId(port, 'cluster', port.cluster);
       if (port.local) groupId(port, 'local', port.local);
     }
@@ -80,10 +87,13 @@ const sameFrontend = (a: Frontend | undefined, b: Frontend) => a !== undefined &
  * Writes the difference between two plans in one batch per step, in the order that keeps the maps
  * consistent for a connect at any moment: slots of growing groups, then every changed group entry,
  * then slots of shrinking groups and their surplus, then frontends (now pointing at complete groups),
- * removed frontends, and last the groups nothing points at any more. Without `previous`, everything
- * is written and nothing removed. The number of map entries written and deleted.
+ * removed frontends, and last the groups nothing points at any more (unless `keepUnusedGroups`: the
+ * packet frontends may still point at them; see node-plan.ts). Without `previous`, everything is
+ * written and nothing removed. The number of map entries written and deleted.
  */
-export async function applySocketPlan(writer: MapWriter, maps: SocketMaps, previous: SocketPlan | undefined, next: SocketPlan): Promise<{ written: number; deleted: number }> {
+export async function applySocketPlan(
+  writer: MapWriter, maps: SocketMaps, previous: SocketPlan | undefined, next: SocketPlan, options: { keepUnusedGroups?: boolean } = {},
+): Promise<{ written: number; deleted: number }> {
   const growing: Array<[SlotKey, Slot]> = [];
   const shrinking: Array<[SlotKey, Slot]> = [];
   const surplus: SlotKey[] = [];
@@ -100,7 +110,6 @@ export async function applySocketPlan(writer: MapWriter, maps: SocketMaps, previ
   }
   const frontends = [...next.frontends].filter(([id, [, value]]) => !sameFrontend(previous?.frontends.get(id)?.[1], value)).map(([, entry]) => entry);
   const goneFrontends = [...(previous?.frontends ?? [])].filter(([id]) => !next.frontends.has(id)).map(([, [key]]) => key);
-  const goneGroups = [...(previous?.groups ?? [])].filter(([id]) => !next.groups.has(id));
 
   let written = 0;
   let deleted = 0;
@@ -116,7 +125,14 @@ export async function applySocketPlan(writer: MapWriter, maps: SocketMaps, previ
   await remove(maps.slots, surplus);
   await update(maps.frontends, frontends);
   await remove(maps.frontends, goneFrontends);
-  await remove(maps.groups, goneGroups.map(([id]) => id));
-  await remove(maps.slots, goneGroups.flatMap(([id, endpoints]) => endpoints.map((_, index) => ({ group: id, index }))));
+  if (!options.keepUnusedGroups) deleted += await removeUnusedGroups(writer, maps, previous, next);
   return { written, deleted };
+}
+
+/** Deletes the groups of `previous` that `next` has not, and their slots; the number of entries deleted. */
+export async function removeUnusedGroups(writer: MapWriter, maps: SocketMaps, previous: SocketPlan | undefined, next: SocketPlan): Promise<number> {
+  const gone = [...(previous?.groups ?? [])].filter(([id]) => !next.groups.has(id));
+  if (!gone.length) return 0;
+  const slots = gone.flatMap(([id, endpoints]) => endpoints.map((_, index) => ({ group: id, index })));
+  return await writer.delete(maps.groups, gone.map(([id]) => id)) + (slots.length ? await writer.delete(maps.slots, slots) : 0);
 }

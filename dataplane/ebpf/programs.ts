@@ -14,7 +14,7 @@ export type SocketHook = (typeof SOCKET_HOOKS)[number];
 
 const MAP_NAMES: MapName[] = ['frontends', 'groups', 'slots'];
 // Every map of the socket object: a load reuses them all when it finds them pinned, or none.
-const SOCKET_OBJECT_MAPS = ['frontends', 'groups', 'slots', 'reverse', 'affinity', 'udp_flows'] as const;
+export const SOCKET_OBJECT_MAPS = ['frontends', 'groups', 'slots', 'reverse', 'affinity', 'udp_flows'] as const;
 const BPF_FS_MAGIC = 0xcafe4a11;
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 
@@ -42,7 +42,7 @@ async function filesystemType(path: string): Promise<number | undefined> {
 }
 
 /**
- * Checks clang, bpftool, a bpffs above `pinDir` (bpftool loadall pins only below a directory that is
+ * Checks clang, bpftool, a bpffs at or above `pinDir` (bpftool loadall pins only below a directory that is
  * on bpffs; /sys/fs/bpf is not mounted everywhere) and the cgroup2 directory; throws naming every one missing.
  */
 export async function probeSockets(options: { pinDir: string; cgroup: string; runner?: Runner }): Promise<void> {
@@ -51,7 +51,8 @@ export async function probeSockets(options: { pinDir: string; cgroup: string; ru
   for (const [tool, args, hint] of [['clang', ['--version'], 'apt-get install clang llvm libbpf-dev'], ['bpftool', ['version'], 'apt-get install bpftool']] as const) {
     if ((await runner.run(tool, [...args])).exitCode !== 0) missing.push(`${tool} not found (${hint})`);
   }
-  if ((await filesystemType(dirname(options.pinDir))) !== BPF_FS_MAGIC) missing.push(`${dirname(options.pinDir)} is not on a bpffs (mount -t bpf bpf ${dirname(options.pinDir)})`);
+  const onBpffs = async (path: string) => (await filesystemType(path)) === BPF_FS_MAGIC;
+  if (!(await onBpffs(options.pinDir)) && !(await onBpffs(dirname(options.pinDir)))) missing.push(`${dirname(options.pinDir)} is not on a bpffs (mount -t bpf bpf ${dirname(options.pinDir)})`);
   if ((await filesystemType(options.cgroup)) !== CGROUP2_SUPER_MAGIC) missing.push(`${options.cgroup} is not a cgroup2 directory`);
   if (missing.length) throw new EbpfUnavailableError(missing);
 }
@@ -131,12 +132,12 @@ export async function unloadSocketPrograms(pinDir: string): Promise<void> {
   await rm(pinDir, { recursive: true, force: true });
 }
 
-const PACKET_MAPS = ['packet_frontends', 'node_addresses', 'masquerade_sources', 'local_sources', 'source_ranges', 'packet_affinity'] as const;
+export const PACKET_OBJECT_MAPS = ['packet_frontends', 'node_addresses', 'masquerade_sources', 'local_sources', 'source_ranges', 'packet_affinity'] as const;
 
 /** The packet program and its own maps, pinned; it shares `groups` and `slots` with the socket programs. */
 export interface PacketProgram {
   program: string;
-  maps: Record<Exclude<(typeof PACKET_MAPS)[number], 'packet_affinity'>, string>;
+  maps: Record<Exclude<(typeof PACKET_OBJECT_MAPS)[number], 'packet_affinity'>, string>;
   /** Whether its own maps of an earlier load were kept, with their entries. */
   reusedMaps: boolean;
   /** Program directories of earlier loads, to remove once this program is attached everywhere. */
@@ -156,10 +157,10 @@ export async function loadPacketProgram(sockets: SocketPrograms, options: { cach
   const mapDir = join(sockets.pinDir, 'packet-maps');
   const shared = (['groups', 'slots'] as const).flatMap((name) => ['map', 'name', name, 'pinned', sockets.maps[name]]);
   const load = ['prog', 'loadall', object, programDir, 'type', 'classifier', ...shared];
-  const pinned = await Promise.all(PACKET_MAPS.map((name) => stat(join(mapDir, name)).then(() => true, () => false)));
+  const pinned = await Promise.all(PACKET_OBJECT_MAPS.map((name) => stat(join(mapDir, name)).then(() => true, () => false)));
   let reusedMaps = false;
   if (pinned.every(Boolean)) {
-    const own = PACKET_MAPS.flatMap((name) => ['map', 'name', name, 'pinned', join(mapDir, name)]);
+    const own = PACKET_OBJECT_MAPS.flatMap((name) => ['map', 'name', name, 'pinned', join(mapDir, name)]);
     reusedMaps = (await runner.run('bpftool', [...load, ...own])).exitCode === 0;
   }
   if (!reusedMaps) {
@@ -169,7 +170,7 @@ export async function loadPacketProgram(sockets: SocketPrograms, options: { cach
   }
   return {
     program: join(programDir, 'ferry_ingress'),
-    maps: Object.fromEntries(PACKET_MAPS.filter((name) => name !== 'packet_affinity').map((name) => [name, join(mapDir, name)])) as PacketProgram['maps'],
+    maps: Object.fromEntries(PACKET_OBJECT_MAPS.filter((name) => name !== 'packet_affinity').map((name) => [name, join(mapDir, name)])) as PacketProgram['maps'],
     reusedMaps,
     previousProgramDirs,
   };

@@ -1,0 +1,76 @@
+// What the kernel holds of ferry's eBPF backend, found from where the programs are attached (the
+// cgroup, the interfaces' tc ingress) and the maps from the programs, so that any ferry process in the
+// node's network namespace finds them: pins live on a bpffs, and `ip netns exec` gives each command a
+// bpffs of its own. adoptPins pins the maps found that way where this process's loads look for them.
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runChecked, type Runner } from '../runner.js';
+import { PACKET_OBJECT_MAPS, SOCKET_HOOKS, SOCKET_OBJECT_MAPS } from './programs.js';
+
+/** A ferry program attached somewhere: a socket hook of the cgroup or a device's ingress. */
+export interface AttachedProgram {
+  id: number;
+  name: string;
+  tag: string;
+  mapIds: number[];
+}
+
+export interface AttachedState {
+  /** By hook (connect4, ...). */
+  sockets: Map<string, AttachedProgram>;
+  /** The packet program by device. */
+  devices: Map<string, AttachedProgram>;
+}
+
+const json = async <T>(runner: Runner, what: string, args: string[]): Promise<T> => {
+  const text = (await runChecked(runner, what, 'bpftool', ['-j', ...args])).trim();
+  return (text ? JSON.parse(text) : []) as T;
+};
+
+async function program(runner: Runner, id: number): Promise<AttachedProgram> {
+  const shown = await json<{ id: number; name: string; tag: string; map_ids?: number[] }>(runner, `reading program ${id}`, ['prog', 'show', 'id', String(id)]);
+  return { id, name: shown.name, tag: shown.tag, mapIds: shown.map_ids ?? [] };
+}
+
+/** ferry's programs at the cgroup (by name ferry_*) and on this namespace's interfaces (tc, ferry_ingress). */
+export async function readAttached(runner: Runner, cgroup: string): Promise<AttachedState> {
+  const state: AttachedState = { sockets: new Map(), devices: new Map() };
+  const hooks = await json<Array<{ id: number; attach_type: string; name: string }>>(runner, `listing ${cgroup}'s programs`, ['cgroup', 'show', cgroup]);
+  for (const hook of hooks) {
+    if (hook.name.startsWith('ferry_') && (SOCKET_HOOKS as readonly string[]).includes(hook.name.slice('ferry_'.length))) state.sockets.set(hook.name.slice('ferry_'.length), await program(runner, hook.id));
+  }
+  const [net] = await json<Array<{ tc?: Array<{ devname: string; kind: string; name?: string; id?: number; prog_id?: number }> }>>(runner, 'listing the tc programs', ['net', 'show']);
+  for (const filter of net?.tc ?? []) {
+    const id = filter.prog_id ?? filter.id;
+    if (filter.kind === 'clsact/ingress' && /^ferry_ingress\b/.test(filter.name ?? '') && id !== undefined) state.devices.set(filter.devname, await program(runner, id));
+  }
+  return state;
+}
+
+// The kernel keeps 15 characters of a map's name.
+const kernelName = (name: string) => name.slice(0, 15);
+
+/**
+ * Makes sure the maps of the attached programs are pinned under `pinDir` (maps/ for the socket object's,
+ * packet-maps/ for the packet program's own), as loadSocketPrograms and loadPacketProgram look for
+ * them: a map already pinned is left alone. Returns whether anything of ferry's was found attached.
+ */
+export async function adoptPins(runner: Runner, pinDir: string, state: AttachedState): Promise<boolean> {
+  const targets = [
+    { programs: [...state.sockets.values()], directory: join(pinDir, 'maps'), names: SOCKET_OBJECT_MAPS as readonly string[] },
+    { programs: [...state.devices.values()], directory: join(pinDir, 'packet-maps'), names: PACKET_OBJECT_MAPS as readonly string[] },
+  ];
+  for (const { programs, directory, names } of targets) {
+    const ids = new Set(programs.flatMap((found) => found.mapIds));
+    for (const id of ids) {
+      const { name } = await json<{ name: string }>(runner, `reading map ${id}`, ['map', 'show', 'id', String(id)]);
+      const full = names.find((candidate) => kernelName(candidate) === name);
+      if (!full) continue;
+      const path = join(directory, full);
+      if (await stat(path).then(() => true, () => false)) continue;
+      await mkdir(directory, { recursive: true });
+      await runChecked(runner, `pinning map ${full}`, 'bpftool', ['map', 'pin', 'id', String(id), path]);
+    }
+  }
+  return state.sockets.size > 0 || state.devices.size > 0;
+}

@@ -1,0 +1,287 @@
+// The eBPF backend: socket programs on a cgroup (pods' and the node's own connections), a tc program on
+// the interfaces (traffic from outside, through kernel conntrack), their maps written in batches by
+// ferry-map-writer, and the companion nftables table. Every full sync reads the maps back and writes
+// only what differs, so a restart over unchanged maps writes nothing and the periodic resync repairs
+// what someone changed; a partial sync writes the difference from the plan it last wrote.
+import { rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { NodeRules } from '../../rules/node-rules.js';
+import type { ApplyOutcome, Backend, BackendOptions, Comparison, RenderedRules, SyncKind } from '../backend.js';
+import { canonicalNftables } from '../nftables/shell.js';
+import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from '../runner.js';
+import { reportProblems } from '../structure-error.js';
+import { adoptPins, readAttached, type AttachedProgram, type AttachedState } from './attached.js';
+import { companionScript } from './companion.js';
+import { listLinks, packetDevices } from './devices.js';
+import { listNodePlan } from './listing.js';
+import { MapWriter } from './map-writer.js';
+import { openNodeMaps, planNode, planOverKernel, writeNodePlan, type NodePlan } from './node-plan.js';
+import { resolveCgroup, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
+import {
+  attachPacketProgram, attachSocketPrograms, detachPacketProgram, detachSocketPrograms, forgetEarlierPacketPrograms, loadPacketProgram,
+  loadSocketPrograms, SOCKET_HOOKS, type PacketProgram, type SocketPrograms,
+} from './programs.js';
+import { readNodePlan } from './read-back.js';
+
+/** What an eBPF rendering carries beyond its texts: the rules (the maps are planned against the kernel's) and the placement. */
+export interface EbpfRendering {
+  rules: NodeRules;
+  placement: EbpfPlacement;
+  plan: NodePlan;
+  companion: string;
+}
+
+const COMPANION_TABLE = ['inet', 'ferry-ebpf'];
+const EMPTY_PLAN = (): NodePlan => ({
+  sockets: { frontends: new Map(), groups: new Map(), ids: new Map() },
+  packets: { frontends: new Map(), nodeAddresses: [], masqueradeSources: new Map(), localSources: [], sourceRanges: new Map() },
+});
+
+function render(rules: NodeRules, options: BackendOptions = {}): RenderedRules {
+  const placement = options.ebpf ?? {};
+  const plan = planNode(rules, []);
+  const attachments = `cgroup ${placement.cgroupRoot ?? 'the cgroup2 mount'}, tc ingress on ${placement.devices?.length ? placement.devices.join(' ') : 'every interface but loopback'}`;
+  const companion = companionScript(rules);
+  return {
+    backend: 'ebpf',
+    texts: [{ family: 'both', text: listNodePlan(plan, { node: rules.node, attachments, addressesKnown: false }) }, { family: 'both', text: companion }],
+    ebpf: { rules, placement, plan, companion },
+  };
+}
+
+function rendering(rendered: RenderedRules): EbpfRendering {
+  if (!rendered.ebpf) throw new Error('ferry eBPF: rules rendered by another backend');
+  return rendered.ebpf;
+}
+
+/** Every frontend that serves points at a group with endpoints: what the programs rely on. */
+function checkPlan(plan: NodePlan): void {
+  const problems: string[] = [];
+  const check = (where: string, group: number) => {
+    if (!plan.sockets.groups.get(group)?.length) problems.push(`${where} points at group ${group}, which has no endpoints`);
+  };
+  for (const [id, [, value]] of plan.sockets.frontends) if (value.verdict === 'serve') check(`socket frontend ${id}`, value.group);
+  for (const [id, [, value]] of plan.packets.frontends) {
+    if (value.verdict === 'serve') check(`packet frontend ${id}`, value.group);
+    if (value.localSourceGroup) check(`packet frontend ${id} (local sources)`, value.localSourceGroup);
+  }
+  reportProblems('ebpf', problems);
+}
+
+/** The node's own addresses (global scope), where node ports answer and masquerading takes its source. */
+async function nodeAddresses(runner: Runner): Promise<string[]> {
+  const links = JSON.parse(await runChecked(runner, 'listing the node\'s addresses', 'ip', ['-j', 'address', 'show'])) as Array<{ addr_info?: Array<{ local: string; scope: string }> }>;
+  return links.flatMap((link) => (link.addr_info ?? []).filter((info) => info.scope === 'global').map((info) => info.local));
+}
+
+/** What the last full sync in this process set up, for the partial syncs after it; by pin directory. */
+interface Session {
+  placement: ResolvedPlacement;
+  pinDir: string;
+  addresses: string[];
+  plan: NodePlan;
+  companion: string;
+  devices: Set<string>;
+  packetProgram: PacketProgram;
+}
+const sessions = new Map<string, Session>();
+const sessionKey = (placement: EbpfPlacement) => JSON.stringify([placement.cgroupRoot, placement.bpfRoot ?? DEFAULT_BPF_ROOT, placement.devices]);
+
+const sameMaps = (a: number[], b: number[]) => a.length === b.length && [...a].sort().every((id, index) => id === [...b].sort()[index]);
+const same = (held: AttachedProgram | undefined, loaded: AttachedProgram) => held !== undefined && held.tag === loaded.tag && sameMaps(held.mapIds, loaded.mapIds);
+
+async function pinnedProgram(runner: Runner, path: string): Promise<AttachedProgram> {
+  const shown = JSON.parse(await runChecked(runner, `reading ${path}`, 'bpftool', ['-j', 'prog', 'show', 'pinned', path])) as { id: number; name: string; tag: string; map_ids?: number[] };
+  return { id: shown.id, name: shown.name, tag: shown.tag, mapIds: shown.map_ids ?? [] };
+}
+
+/**
+ * Attaches what is not attached already: programs of the same tag using the same maps stay, and the
+ * ones just loaded for nothing go. The packet program goes on every device it should be on and comes
+ * off the others. Whether anything was attached or detached; the devices that have it.
+ */
+async function attach(runner: Runner, placement: ResolvedPlacement, sockets: SocketPrograms, packet: PacketProgram, held: AttachedState): Promise<{ changed: boolean; devices: Set<string> }> {
+  let changed = false;
+  const loaded = await Promise.all(SOCKET_HOOKS.map((hook) => pinnedProgram(runner, sockets.programs[hook])));
+  if (SOCKET_HOOKS.every((hook, index) => same(held.sockets.get(hook), loaded[index]!))) await rm(dirname(sockets.programs.connect4), { recursive: true, force: true });
+  else {
+    await attachSocketPrograms(sockets, placement.cgroup, runner);
+    changed = true;
+  }
+  const program = await pinnedProgram(runner, packet.program);
+  const devices = packetDevices(await listLinks(runner), placement.devices);
+  let packetAttached = false;
+  for (const device of devices) {
+    if (same(held.devices.get(device), program)) continue;
+    await attachPacketProgram(packet, device, runner);
+    packetAttached = true;
+  }
+  for (const device of held.devices.keys()) {
+    if (!devices.includes(device)) changed = (await detachPacketProgram(device, runner)) || changed;
+  }
+  if (packetAttached) await forgetEarlierPacketPrograms(packet);
+  else await rm(dirname(packet.program), { recursive: true, force: true });
+  return { changed: changed || packetAttached, devices: new Set(devices) };
+}
+
+/** The companion table in the kernel's words (`-s`: counters' numbers left out). */
+async function readCompanion(runner: Runner): Promise<string> {
+  const result = await runner.run('nft', ['-s', 'list', 'table', ...COMPANION_TABLE]);
+  if (result.exitCode === 0) return canonicalNftables(result.stdout);
+  if (/No such file or directory/.test(result.stderr)) return '';
+  throw new DataplaneError(`nft list table ${COMPANION_TABLE.join(' ')}`, result, 'reading the eBPF companion table failed');
+}
+
+async function companionAsKernelWould(runner: Runner, script: string): Promise<string> {
+  const [command, args] = inThrowawayNamespace('sh', ['-c', 'nft -f - && nft -s list ruleset']);
+  return canonicalNftables(await runChecked(runner, 'the kernel rejected the eBPF companion table', command, args, script));
+}
+
+/** Loads the companion table unless the kernel holds it already; whether it wrote. */
+async function syncCompanion(runner: Runner, script: string, force: boolean): Promise<boolean> {
+  if (!force) {
+    const [current, desired] = await Promise.all([readCompanion(runner), companionAsKernelWould(runner, script)]);
+    if (current === desired) return false;
+  }
+  await runChecked(runner, 'loading the eBPF companion table', 'nft', ['-f', '-'], script);
+  return true;
+}
+
+/**
+ * A full sync: programs found from their attach points (pins adopted), loaded over the maps they use,
+ * the maps read back and only their differences written, then attachments and the companion table.
+ */
+async function sync(runner: Runner, rendered: RenderedRules, options: { force?: boolean } = {}): Promise<ApplyOutcome> {
+  const { rules, placement: requested, companion } = rendering(rendered);
+  checkPlan(rendering(rendered).plan);
+  const placement = await resolvePlacement(runner, requested);
+  const held = await readAttached(runner, placement.cgroup);
+  await adoptPins(runner, placement.pinDir, held);
+  const sockets = await loadSocketPrograms({ pinDir: placement.pinDir, cgroup: placement.cgroup, runner });
+  const packet = await loadPacketProgram(sockets, { runner });
+  const addresses = await nodeAddresses(runner);
+  const writer = await MapWriter.start();
+  let plan: NodePlan;
+  let entries: { written: number; deleted: number };
+  try {
+    const maps = await openNodeMaps(writer, placement.pinDir);
+    const kernel = sockets.reusedMaps || packet.reusedMaps ? (await readNodePlan(writer, maps)).plan : EMPTY_PLAN();
+    plan = planOverKernel(rules, addresses, kernel);
+    entries = await writeNodePlan(writer, maps, kernel, plan);
+  } finally {
+    await writer.close();
+  }
+  const attached = await attach(runner, placement, sockets, packet, held);
+  const companionWritten = await syncCompanion(runner, companion, Boolean(options.force));
+  sessions.set(sessionKey(requested), { placement, pinDir: placement.pinDir, addresses, plan, companion, devices: attached.devices, packetProgram: packet });
+  const changed = entries.written + entries.deleted > 0 || attached.changed || companionWritten;
+  return { changed, added: entries.written, removed: entries.deleted };
+}
+
+/** Writes the difference from the plan the last full sync of this process wrote; a full sync without one. */
+async function applyChanges(runner: Runner, previous: RenderedRules, next: RenderedRules): Promise<SyncKind> {
+  const { rules, placement, companion, plan: fresh } = rendering(next);
+  const session = sessions.get(sessionKey(placement));
+  if (!session) {
+    await sync(runner, next);
+    return 'full';
+  }
+  checkPlan(fresh);
+  const plan = planNode(rules, session.addresses, session.plan.sockets);
+  const writer = await MapWriter.start();
+  let entries: { written: number; deleted: number };
+  try {
+    entries = await writeNodePlan(writer, await openNodeMaps(writer, session.pinDir), session.plan, plan);
+  } finally {
+    await writer.close();
+  }
+  session.plan = plan;
+  let companionWritten = false;
+  if (companion !== session.companion) {
+    await runChecked(runner, 'loading the eBPF companion table', 'nft', ['-f', '-'], companion);
+    session.companion = companion;
+    companionWritten = true;
+  }
+  // Interfaces that appeared since: served from this sync on.
+  for (const device of packetDevices(await listLinks(runner), session.placement.devices)) {
+    if (session.devices.has(device)) continue;
+    await attachPacketProgram(session.packetProgram, device, runner);
+    session.devices.add(device);
+  }
+  return entries.written + entries.deleted > 0 || companionWritten ? 'partial' : 'unchanged';
+}
+
+/** Both sides in the listing's words: the maps read back and attachments found, and the plan for this node now. */
+async function compare(runner: Runner, rendered: RenderedRules): Promise<Comparison> {
+  const { rules, placement: requested, companion } = rendering(rendered);
+  checkPlan(rendering(rendered).plan);
+  const placement = await resolvePlacement(runner, requested);
+  const held = await readAttached(runner, placement.cgroup);
+  const [addresses, links] = await Promise.all([nodeAddresses(runner), listLinks(runner)]);
+  const desiredAttachments = { cgroup: placement.cgroup, hooks: [...SOCKET_HOOKS], devices: packetDevices(links, placement.devices) };
+  const desired = listNodePlan(planNode(rules, addresses), { node: rules.node, attachments: desiredAttachments, addressesKnown: true })
+    + await companionAsKernelWould(runner, companion);
+  let current = await readCompanion(runner);
+  if (await adoptPins(runner, placement.pinDir, held)) {
+    const writer = await MapWriter.start();
+    try {
+      const { plan, brokenGroups } = await readNodePlan(writer, await openNodeMaps(writer, placement.pinDir, { packets: held.devices.size > 0 }));
+      const attachments = { cgroup: placement.cgroup, hooks: SOCKET_HOOKS.filter((hook) => held.sockets.has(hook)), devices: [...held.devices.keys()] };
+      current = listNodePlan(plan, { node: rules.node, attachments, addressesKnown: true, brokenGroups }) + current;
+    } finally {
+      await writer.close();
+    }
+  }
+  return { current, desired };
+}
+
+/**
+ * Detaches ferry's programs from the cgroup and from every interface of the namespace, removes the
+ * companion table and the pins. A machine without cgroup2, bpftool or nft has nothing of it.
+ */
+async function cleanup(runner: Runner, options: BackendOptions = {}): Promise<void> {
+  const placement = options.ebpf ?? {};
+  const cgroup = await resolveCgroup(placement.cgroupRoot).catch(() => undefined);
+  const held = await readAttached(runner, cgroup ?? '/nonexistent').catch(() => undefined);
+  if (cgroup && held?.sockets.size) await detachSocketPrograms(cgroup, runner);
+  for (const device of held?.devices.keys() ?? []) await detachPacketProgram(device, runner);
+  const table = COMPANION_TABLE.join(' ');
+  const removed = await runner.run('nft', ['-f', '-'], `add table ${table}\ndelete table ${table}\n`);
+  if (removed.exitCode !== 0 && removed.exitCode !== 127) throw new DataplaneError('nft -f -', removed, 'removing the eBPF companion table');
+  const pinDir = placement.bpfRoot ?? DEFAULT_BPF_ROOT;
+  await rm(join(pinDir), { recursive: true, force: true }).catch(() => undefined);
+  sessions.delete(sessionKey(placement));
+}
+
+/**
+ * The check on a printed listing (golden files): every frontend that serves lists endpoints. The
+ * companion script needs none of ferry's own: it has no jumps but to its one reject chain.
+ */
+function checkText(text: string): void {
+  if (!text.startsWith('# ferry eBPF maps')) return;
+  const problems = text.split('\n').filter((line) => / serve .*-> (no endpoints|group \d+ \()/.test(line) || / serve( affinity \d+s)?$/.test(line));
+  reportProblems('ebpf', problems.map((line) => `a frontend that serves has no endpoints: ${line.trim()}`));
+}
+
+export const ebpfBackend: Backend = {
+  render,
+  check: (rendered) => checkPlan(rendering(rendered).plan),
+  checkText,
+  apply: async (runner, rendered) => {
+    await sync(runner, rendered);
+  },
+  applyChanges,
+  reassert: async (runner, rendered) => {
+    await sync(runner, rendered);
+  },
+  applyIfChanged: (runner, rendered, options) => sync(runner, rendered, options),
+  stampedAs: async () => false,
+  compare,
+  diff: (runner, rendered) => compare(runner, rendered),
+  cleanup,
+  ruleCounts: (rendered) => (['IPv4', 'IPv6'] as const).map((family) => ({
+    family,
+    rules: [...rendering(rendered).plan.sockets.frontends.values(), ...rendering(rendered).plan.packets.frontends.values()]
+      .filter(([key]) => key.ip.includes(':') === (family === 'IPv6')).length,
+  })),
+};

@@ -1,0 +1,74 @@
+// Both eBPF paths' maps for one NodeRules (plan.ts for the sockets, packet-plan.ts for tc), the ids a
+// kernel's maps already use adopted, and the ordered writes from one such state to the next. Pure but
+// for writeNodePlan.
+import type { NodeRules } from '../../rules/node-rules.js';
+import { join } from 'node:path';
+import { MAPS, type MapLayout } from './layout.js';
+import { closedMap, type MapWriter } from './map-writer.js';
+import { applyPacketPlan, planPackets, type PacketMaps, type PacketPlan } from './packet-plan.js';
+import { applySocketPlan, planSockets, removeUnusedGroups, type SocketMaps, type SocketPlan } from './plan.js';
+
+export interface NodePlan {
+  sockets: SocketPlan;
+  packets: PacketPlan;
+}
+
+export interface NodeMaps {
+  sockets: SocketMaps;
+  packets: PacketMaps;
+}
+
+/** The maps' contents on a node with `addresses`; group ids stay as `previous` had them. */
+export function planNode(rules: NodeRules, addresses: readonly string[], previous?: SocketPlan): NodePlan {
+  const sockets = planSockets(rules, previous, addresses);
+  return { sockets, packets: planPackets(rules, sockets, [...addresses]) };
+}
+
+/**
+ * The plan for `rules` with the group ids of maps read back from a kernel (which do not know names):
+ * a group takes the id that the kernel's frontend at the same address already points to, so that an
+ * unchanged kernel needs no write. A new group gets an id no kernel group has.
+ */
+export function planOverKernel(rules: NodeRules, addresses: readonly string[], kernel: NodePlan): NodePlan {
+  const fresh = planNode(rules, addresses);
+  const names = new Map([...fresh.sockets.ids].map(([name, id]) => [id, name]));
+  const ids = new Map<string, number>();
+  const used = new Set<number>();
+  const adopt = (freshGroup: number, kernelGroup: number | undefined) => {
+    const name = names.get(freshGroup);
+    if (!name || !kernelGroup || ids.has(name) || used.has(kernelGroup) || !kernel.sockets.groups.has(kernelGroup)) return;
+    ids.set(name, kernelGroup);
+    used.add(kernelGroup);
+  };
+  for (const [id, [, value]] of fresh.sockets.frontends) adopt(value.group, kernel.sockets.frontends.get(id)?.[1].group);
+  for (const [id, [, value]] of fresh.packets.frontends) {
+    const held = kernel.packets.frontends.get(id)?.[1];
+    adopt(value.group, held?.group);
+    adopt(value.localSourceGroup, held?.localSourceGroup);
+  }
+  return planNode(rules, addresses, { ...kernel.sockets, ids });
+}
+
+/** The maps pinned under `pinDir` as loadSocketPrograms and loadPacketProgram pin them; `packets: false` leaves the packet maps closed (empty). */
+export async function openNodeMaps(writer: MapWriter, pinDir: string, options: { packets?: boolean } = {}): Promise<NodeMaps> {
+  const socketMap = <K, V>(layout: MapLayout<K, V>) => writer.open(layout, join(pinDir, 'maps', layout.name));
+  const packetMap = <K, V>(layout: MapLayout<K, V>) => (options.packets === false ? closedMap(layout) : writer.open(layout, join(pinDir, 'packet-maps', layout.name)));
+  return {
+    sockets: { frontends: await socketMap(MAPS.frontends), groups: await socketMap(MAPS.groups), slots: await socketMap(MAPS.slots) },
+    packets: {
+      frontends: await packetMap(MAPS.packet_frontends),
+      nodeAddresses: await packetMap(MAPS.node_addresses),
+      masqueradeSources: await packetMap(MAPS.masquerade_sources),
+      localSources: await packetMap(MAPS.local_sources),
+      sourceRanges: await packetMap(MAPS.source_ranges),
+    },
+  };
+}
+
+/** Writes the difference: groups and socket frontends, packet frontends, then the groups no frontend of either uses; entries written and deleted. */
+export async function writeNodePlan(writer: MapWriter, maps: NodeMaps, previous: NodePlan | undefined, next: NodePlan): Promise<{ written: number; deleted: number }> {
+  const sockets = await applySocketPlan(writer, maps.sockets, previous?.sockets, next.sockets, { keepUnusedGroups: true });
+  const packets = await applyPacketPlan(writer, maps.packets, previous?.packets, next.packets);
+  const groups = await removeUnusedGroups(writer, maps.sockets, previous?.sockets, next.sockets);
+  return { written: sockets.written + packets.written, deleted: sockets.deleted + packets.deleted + groups };
+}

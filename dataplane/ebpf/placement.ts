@@ -1,0 +1,71 @@
+// Where the eBPF backend's objects live on a node: the cgroup its socket programs are attached to, the
+// bpffs directory its pins go under, and the interfaces the packet program goes on. Resolved once per
+// command, in the mount namespace ferry runs in.
+import { readFile, statfs } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { runChecked, type Runner } from '../runner.js';
+import { EbpfUnavailableError } from './programs.js';
+
+/** What the operator chose (`--cgroup-root`, `--bpf-root`, `--devices`); left out means the default. */
+export interface EbpfPlacement {
+  cgroupRoot?: string;
+  bpfRoot?: string;
+  devices?: readonly string[];
+}
+
+/** A placement with every path found or made. */
+export interface ResolvedPlacement {
+  cgroup: string;
+  pinDir: string;
+  devices?: readonly string[];
+}
+
+export const DEFAULT_BPF_ROOT = '/sys/fs/bpf/ferry';
+const BPF_FS_MAGIC = 0xcafe4a11;
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+const filesystemType = (path: string) => statfs(path).then((stats) => stats.type, () => undefined);
+
+/** The first cgroup2 mount point in a mountinfo text (field 5 is the mount point, the type follows " - "). */
+export function cgroup2Mount(mountinfo: string): string | undefined {
+  for (const line of mountinfo.split('\n')) {
+    const [before, after] = line.split(' - ');
+    if (after?.split(' ')[0] === 'cgroup2') return before!.split(' ')[4]!.replace(/\\040/g, ' ');
+  }
+  return undefined;
+}
+
+/**
+ * The cgroup directory: `--cgroup-root`, else the cgroup2 mount of /proc/self/mountinfo. `ip netns
+ * exec` gives its command a /sys of its own without the cgroup mounts; then the same path is reached
+ * in the first process's view, /proc/1/root, where it names the same cgroup.
+ */
+export async function resolveCgroup(requested?: string): Promise<string> {
+  const candidates = requested
+    ? [requested, join('/proc/1/root', requested)]
+    : await Promise.all(['/proc/self', '/proc/1'].map(async (proc) => {
+      const mount = cgroup2Mount(await readFile(`${proc}/mountinfo`, 'utf8').catch(() => ''));
+      return mount && (proc === '/proc/self' ? mount : join('/proc/1/root', mount));
+    })).then((found) => found.filter((path): path is string => Boolean(path)));
+  for (const candidate of candidates) if ((await filesystemType(candidate)) === CGROUP2_SUPER_MAGIC) return candidate;
+  throw new EbpfUnavailableError([requested
+    ? `--cgroup-root ${requested} is not a cgroup2 directory (here or in /proc/1/root)`
+    : 'no cgroup2 mount found in /proc/self/mountinfo or /proc/1/mountinfo (mount -t cgroup2 none /sys/fs/cgroup, or give --cgroup-root)']);
+}
+
+/**
+ * The pin directory, on a bpffs: when none is mounted there, one is mounted, on /sys/fs/bpf for the
+ * default (as systemd does at boot; `ip netns exec` leaves /sys/fs/bpf empty), else on the directory itself.
+ */
+export async function resolvePinDir(runner: Runner, requested = DEFAULT_BPF_ROOT): Promise<string> {
+  if ((await filesystemType(dirname(requested))) === BPF_FS_MAGIC || (await filesystemType(requested)) === BPF_FS_MAGIC) return requested;
+  const mountPoint = dirname(requested) === '/sys/fs/bpf' ? '/sys/fs/bpf' : requested;
+  await mkdir(mountPoint, { recursive: true });
+  await runChecked(runner, `mounting a bpffs on ${mountPoint}`, 'mount', ['-t', 'bpf', 'bpf', mountPoint]);
+  return requested;
+}
+
+export async function resolvePlacement(runner: Runner, placement: EbpfPlacement): Promise<ResolvedPlacement> {
+  return { cgroup: await resolveCgroup(placement.cgroupRoot), pinDir: await resolvePinDir(runner, placement.bpfRoot), devices: placement.devices };
+}
