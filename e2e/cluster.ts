@@ -10,6 +10,7 @@ import { packageRoot } from '../controlplane/package-root.js';
 import type { ClusterDriver, EndpointPod, HeldConnection, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
 import type { BackendName } from '../dataplane/backend-names.js';
 import { endpointSliceObjects } from './manifests.js';
+import type { BpfPlace } from './bpf-places.js';
 import { Lab, type Child, type LineStream, type Namespace } from './netns.js';
 
 /** A pod: where it runs and which ports its echo server answers on (none: a plain client). */
@@ -31,7 +32,7 @@ interface InNamespace {
   ns: Namespace;
 }
 export type NamespaceHost = Host & InNamespace;
-export type NamespaceNode = NodeHost & InNamespace & { index: number; podCIDR: { ipv4: string; ipv6: string } };
+export type NamespaceNode = NodeHost & InNamespace & { index: number; podCIDR: { ipv4: string; ipv6: string }; place: BpfPlace };
 export type NamespacePod = PodHost & InNamespace & { ports: number[] };
 
 // The helper scripts run compiled (npm test builds first): starting them through tsx costs too much.
@@ -106,7 +107,11 @@ export class Cluster implements ClusterDriver {
       await ns.run(['ip', 'link', 'set', 'cbr0', 'up']);
       await addAddresses(ns, 'cbr0', `${addresses.gateway.ipv4}/24`, `${addresses.gateway.ipv6}/64`);
       await ns.run(['sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
-      this.nodes.set(addresses.name, { name: addresses.name, ns, index, ipv4: addresses.ipv4, ipv6: addresses.ipv6, podCIDR: addresses.podCIDR });
+      // The eBPF backend's cgroup and pins for this node: the node's processes and its pods' run in the
+      // cgroup (as a real node's all run below the cgroup2 root); the other backends ignore both.
+      const place = await this.lab.bpf.place(addresses.name);
+      ns.cgroup = place.cgroup;
+      this.nodes.set(addresses.name, { name: addresses.name, ns, index, ipv4: addresses.ipv4, ipv6: addresses.ipv6, podCIDR: addresses.podCIDR, place });
     }
     for (let index = 0; index < (spec.externalClients ?? 1); index++) {
       const addresses = externalPlan(index);
@@ -161,6 +166,7 @@ export class Cluster implements ClusterDriver {
     const addresses = nodePlan(node.index);
     const { ipv4, ipv6 } = addresses.pod(k);
     const ns = await this.lab.namespace(spec.name);
+    ns.cgroup = node.place.cgroup;
     const hostSide = `veth${k}`;
     await this.lab.link(ns, 'eth0', node.ns, hostSide);
     await node.ns.run(['ip', 'link', 'set', hostSide, 'master', 'cbr0']);
@@ -244,7 +250,7 @@ export class Cluster implements ClusterDriver {
 
   /** Runs the ferry CLI inside a node, as an operator would on that node. */
   async ferry(node: NamespaceNode, args: string[]) {
-    return node.ns.exec([process.execPath, ferryBin(), ...args]);
+    return node.ns.exec([process.execPath, ferryBin(), ...withPlace(node, args)]);
   }
 
   /** Writes the manifests and runs `ferry apply` on every node (the CLI, no agent); throws if any node fails. */
@@ -307,7 +313,7 @@ export class Cluster implements ClusterDriver {
    * semantics, and `settle` compares with rules of equal weights.
    */
   startAgent(node: NamespaceNode, backend: BackendName, balancing: 'uniform' | 'least-busy' = 'uniform'): void {
-    const child = node.ns.spawn(['env', 'FERRY_LOG_LEVEL=debug', process.execPath, ferryBin(), 'agent', '--node', node.name, '--manifests', dirname(this.manifestsPath),
+    const child = node.ns.spawn(['env', 'FERRY_LOG_LEVEL=debug', process.execPath, ferryBin(), ...withPlace(node, ['agent']), '--node', node.name, '--manifests', dirname(this.manifestsPath),
       '--config', this.configPath, '--backend', backend, '--balancing', balancing], { log: this.agentLog(node) });
     this.agents.set(node.name, child);
   }
@@ -415,6 +421,15 @@ export class Cluster implements ClusterDriver {
     await this.lab.destroy();
     if (this.directory) await rm(this.directory, { recursive: true, force: true });
   }
+}
+
+// The commands that take the eBPF placement flags.
+const PLACED = new Set(['render', 'diff', 'apply', 'agent', 'cleanup']);
+
+/** A ferry command line with the node's eBPF cgroup and pin directory. */
+function withPlace(node: NamespaceNode, args: string[]): string[] {
+  if (!PLACED.has(args[0]!)) return args;
+  return [args[0]!, '--cgroup-root', node.place.cgroup, '--bpf-root', node.place.pinDir, ...args.slice(1)];
 }
 
 /** The command line of e2e/probe.ts for `options`, with its count and hold. */

@@ -8,19 +8,30 @@ import { execa, type Options, type ResultPromise } from 'execa';
 /** A process started in a namespace. */
 export type Child = ResultPromise<Options>;
 import { execaRunner, runChecked, type RunResult } from '../dataplane/runner.js';
+import { BpfPlaces } from './bpf-places.js';
 
 /** One network namespace: a node, a pod, the fabric or an external client. */
 export class Namespace {
+  /** Set: every command started in the namespace runs in this cgroup (an eBPF node's, for its pods and itself). */
+  cgroup: string | undefined;
+
   constructor(readonly name: string, private readonly lab: Lab) {}
+
+  /** `ip netns exec` of the command, by way of the cgroup when there is one. */
+  private argv(command: string[]): [string, string[]] {
+    const inNamespace = ['ip', 'netns', 'exec', this.name, ...command];
+    if (!this.cgroup) return ['ip', inNamespace.slice(1)];
+    return ['sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', this.cgroup, ...inNamespace]];
+  }
 
   /** Runs a command inside the namespace and returns what it left, whatever its exit code. */
   exec(command: string[], input?: string): Promise<RunResult> {
-    return execaRunner.run('ip', ['netns', 'exec', this.name, ...command], input);
+    return execaRunner.run(...this.argv(command), input);
   }
 
   /** Runs a command inside the namespace; throws with its stderr unless it exits 0. */
   run(command: string[], input?: string): Promise<string> {
-    return runChecked(execaRunner, `in ${this.name}`, 'ip', ['netns', 'exec', this.name, ...command], input);
+    return runChecked(execaRunner, `in ${this.name}`, ...this.argv(command), input);
   }
 
   /** Starts a long-running command in the namespace (output to `log` when given); the lab kills it when it is destroyed. */
@@ -29,7 +40,7 @@ export class Namespace {
     const log = options.log ? openSync(options.log, 'a') : undefined;
     const settings: Options = { reject: false, buffer: false, stdin: 'ignore', detached: this.lab.persistent };
     if (log !== undefined) Object.assign(settings, { stdout: log, stderr: log });
-    const child = execa('ip', ['netns', 'exec', this.name, ...command], settings);
+    const child = execa(...this.argv(command), settings);
     if (log !== undefined) closeSync(log);
     this.lab.track(child);
     return child;
@@ -37,7 +48,7 @@ export class Namespace {
 
   /** Starts a command whose standard output is read line by line while it runs; see LineStream. */
   stream(command: string[]): LineStream {
-    const child = execa('ip', ['netns', 'exec', this.name, ...command], { reject: false, buffer: false, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
+    const child = execa(...this.argv(command), { reject: false, buffer: false, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
     this.lab.track(child);
     return new LineStream(child, `${command.join(' ')} in ${this.name}`);
   }
@@ -122,6 +133,12 @@ export class Lab {
   readonly prefix = `f${randomBytes(3).toString('hex')}-`;
   private readonly namespaces: Namespace[] = [];
   private readonly children = new Set<Child>();
+  private places: BpfPlaces | undefined;
+
+  /** The run's eBPF places (cgroups and pin directories), made on first use and removed with the lab. */
+  get bpf(): BpfPlaces {
+    return (this.places ??= new BpfPlaces(this.prefix));
+  }
 
   /** A persistent lab outlives its process (`npm run cluster -- up`); `npm run cluster -- down` removes it. */
   constructor(readonly persistent = false) {
@@ -166,6 +183,7 @@ export class Lab {
     for (const child of this.children) child.kill('SIGKILL');
     await Promise.allSettled([...this.children]);
     await deleteNamespaces(this.namespaces.splice(0).map((namespace) => namespace.name));
+    await this.places?.remove();
     labs.delete(this);
   }
 
@@ -178,6 +196,7 @@ export class Lab {
         // Already gone.
       }
     }
+    this.places?.removeSync();
     labs.delete(this);
   }
 }

@@ -90,7 +90,8 @@ function udp(shared?: Socket): Promise<Attempt> {
     // A connected socket is told about ICMP port unreachable, as ECONNREFUSED.
     socket.on('error', onError).on('message', onMessage);
     if (shared) socket.send('ping');
-    else socket.connect(port, host, () => socket.send('ping'));
+    // A refused connect() (eBPF's socket programs refuse a Service without endpoints there) reaches the callback, not 'error'.
+    else socket.connect(port, host, ((error?: NodeJS.ErrnoException) => (error ? onError(error) : socket.send('ping'))) as () => void);
   });
 }
 

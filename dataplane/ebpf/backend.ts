@@ -241,7 +241,7 @@ async function compare(runner: Runner, rendered: RenderedRules): Promise<Compari
  */
 async function cleanup(runner: Runner, options: BackendOptions = {}): Promise<void> {
   const placement = options.ebpf ?? {};
-  const cgroup = await resolveCgroup(placement.cgroupRoot).catch(() => undefined);
+  const cgroup = await resolveCgroup(runner, placement.cgroupRoot).catch(() => undefined);
   const held = await readAttached(runner, cgroup ?? '/nonexistent').catch(() => undefined);
   if (cgroup && held?.sockets.size) await detachSocketPrograms(cgroup, runner);
   for (const device of held?.devices.keys() ?? []) await detachPacketProgram(device, runner);

@@ -1,8 +1,7 @@
 // Where the eBPF backend's objects live on a node: the cgroup its socket programs are attached to, the
 // bpffs directory its pins go under, and the interfaces the packet program goes on. Resolved once per
 // command, in the mount namespace ferry runs in.
-import { readFile, statfs } from 'node:fs/promises';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { runChecked, type Runner } from '../runner.js';
 import { EbpfUnavailableError } from './programs.js';
@@ -36,22 +35,32 @@ export function cgroup2Mount(mountinfo: string): string | undefined {
   return undefined;
 }
 
+// Where ferry mounts cgroup2 for itself when its mount namespace has none.
+const OWN_CGROUP2 = '/run/ferry/cgroup2';
+
 /**
- * The cgroup directory: `--cgroup-root`, else the cgroup2 mount of /proc/self/mountinfo. `ip netns
- * exec` gives its command a /sys of its own without the cgroup mounts; then the same path is reached
- * in the first process's view, /proc/1/root, where it names the same cgroup.
+ * The cgroup directory: `--cgroup-root`, else the cgroup2 mount of /proc/self/mountinfo. Where no
+ * cgroup2 is mounted (`ip netns exec` gives its command a /sys of its own, without the cgroup mounts),
+ * ferry mounts the hierarchy on /run/ferry/cgroup2 (in that private mount namespace it goes with the
+ * command) and finds the requested path there by its tail: /sys/fs/cgroup/unified/a/b is a/b below
+ * whatever mount it was written for.
  */
-export async function resolveCgroup(requested?: string): Promise<string> {
-  const candidates = requested
-    ? [requested, join('/proc/1/root', requested)]
-    : await Promise.all(['/proc/self', '/proc/1'].map(async (proc) => {
-      const mount = cgroup2Mount(await readFile(`${proc}/mountinfo`, 'utf8').catch(() => ''));
-      return mount && (proc === '/proc/self' ? mount : join('/proc/1/root', mount));
-    })).then((found) => found.filter((path): path is string => Boolean(path)));
+export async function resolveCgroup(runner: Runner, requested?: string): Promise<string> {
+  let mount = cgroup2Mount(await readFile('/proc/self/mountinfo', 'utf8'));
+  let own = false;
+  if (!mount) {
+    mount = OWN_CGROUP2;
+    if ((await filesystemType(mount)) !== CGROUP2_SUPER_MAGIC) {
+      await mkdir(mount, { recursive: true });
+      await runChecked(runner, `mounting cgroup2 on ${mount}`, 'mount', ['-t', 'cgroup2', 'none', mount]);
+    }
+    own = true;
+  }
+  if (!requested) return mount;
+  const parts = requested.split('/').filter(Boolean);
+  const candidates = own ? parts.map((_, index) => join(mount, ...parts.slice(index))) : [requested];
   for (const candidate of candidates) if ((await filesystemType(candidate)) === CGROUP2_SUPER_MAGIC) return candidate;
-  throw new EbpfUnavailableError([requested
-    ? `--cgroup-root ${requested} is not a cgroup2 directory (here or in /proc/1/root)`
-    : 'no cgroup2 mount found in /proc/self/mountinfo or /proc/1/mountinfo (mount -t cgroup2 none /sys/fs/cgroup, or give --cgroup-root)']);
+  throw new EbpfUnavailableError([`--cgroup-root ${requested} is not a cgroup2 directory${own ? ` (nor below this namespace's own cgroup2 mount, ${mount})` : ''}`]);
 }
 
 /**
@@ -67,5 +76,5 @@ export async function resolvePinDir(runner: Runner, requested = DEFAULT_BPF_ROOT
 }
 
 export async function resolvePlacement(runner: Runner, placement: EbpfPlacement): Promise<ResolvedPlacement> {
-  return { cgroup: await resolveCgroup(placement.cgroupRoot), pinDir: await resolvePinDir(runner, placement.bpfRoot), devices: placement.devices };
+  return { cgroup: await resolveCgroup(runner, placement.cgroupRoot), pinDir: await resolvePinDir(runner, placement.bpfRoot), devices: placement.devices };
 }
