@@ -25,8 +25,9 @@ export class BpfPlaces {
   private readonly cgroups: string[] = [];
 
   constructor(prefix: string) {
+    // ferryk-: the prefix the suite lets ferry use (FERRY_TEST_PLACEMENT_PREFIX) and CI looks for.
     this.root = join(CGROUP2, `ferryk-${prefix.replace(/-$/, '')}`);
-    this.bpffs = join(tmpdir(), `${prefix}bpffs`);
+    this.bpffs = join(tmpdir(), `ferryk-${prefix}bpffs`);
   }
 
   /** A node's cgroup and pin directory, made now. */

@@ -9,6 +9,7 @@ import { externalPlan, nodePlan, plan } from '../test/helpers/address-plan.js';
 import { packageRoot } from '../controlplane/package-root.js';
 import type { ClusterDriver, EndpointPod, HeldConnection, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
 import type { BackendName } from '../dataplane/backend-names.js';
+import type { BackendOptions } from '../dataplane/backend.js';
 import { endpointSliceObjects } from './manifests.js';
 import type { BpfPlace } from './bpf-places.js';
 import { Lab, type Child, type LineStream, type Namespace } from './netns.js';
@@ -246,6 +247,11 @@ export class Cluster implements ClusterDriver {
     const found = this.nodes.get(host.name) ?? this.pods.get(host.name) ?? this.externals.find((external) => external.name === host.name);
     if (!found) throw new Error(`no host ${host.name} in this cluster`);
     return found;
+  }
+
+  /** Where the node's eBPF programs go, for ferry's library called from a test (the CLI gets the flags). */
+  backendOptions(node: NamespaceNode): BackendOptions {
+    return { ebpf: { cgroupRoot: node.place.cgroup, bpfRoot: node.place.pinDir } };
   }
 
   /** Runs the ferry CLI inside a node, as an operator would on that node. */

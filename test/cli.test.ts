@@ -1,9 +1,10 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { execaRunner, runChecked } from '../dataplane/runner.js';
 import { inThrowawayNamespace } from '../dataplane/runner.js';
+import { bpfWorkspace } from './helpers/bpf-workspace.js';
 import { ferry } from './helpers/cli.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
 import { BACKEND_NAMES } from '../dataplane/backend-names.js';
@@ -101,8 +102,11 @@ test('--help explains every command with an example', async (t) => {
 
 test('kernel: diff exits 1 before apply and 0 after; apply reports what it did; cleanup leaves nothing', async (t) => {
   const { name, runner } = await throwawayNamespace(t);
+  // The eBPF backend's cgroup and pins (the other backends ignore the flags).
+  const { cgroup, pinDir } = await bpfWorkspace(t);
+  const placement = ['--cgroup-root', cgroup, '--bpf-root', pinDir];
   for (const backend of BACKEND_NAMES) {
-    const args = ['--node', 'node-a', ...example, '--backend', backend];
+    const args = ['--node', 'node-a', ...example, '--backend', backend, ...placement];
     const before = await ferry(['diff', ...args], { netns: name });
     t.is(before.exitCode, 1, before.stderr);
     t.regex(before.stdout, /^\+\+\+ desired/m);
@@ -113,8 +117,10 @@ test('kernel: diff exits 1 before apply and 0 after; apply reports what it did; 
     t.is(after.exitCode, 0, after.stdout);
     t.is(after.stdout, '');
     t.regex((await ferry(['apply', ...args], { netns: name })).stdout, /already up to date/);
-    t.is((await ferry(['cleanup', '--backend', backend], { netns: name })).exitCode, 0);
+    t.is((await ferry(['cleanup', '--backend', backend, ...placement], { netns: name })).exitCode, 0);
   }
+  t.deepEqual(await readdir(pinDir).catch(() => []), [], 'no pins are left');
+  t.is((await runChecked(execaRunner, 'cgroup', 'bpftool', ['cgroup', 'show', cgroup])).trim(), '', 'no program is left on the cgroup');
   t.notRegex(await runChecked(runner, 'nft', 'nft', ['list', 'ruleset']), /ferry|FERRY/);
   t.notRegex(await runChecked(runner, 'save', 'iptables-save', []), /FERRY/);
   t.notRegex(await runChecked(runner, 'save', 'ip6tables-save', []), /FERRY/);
@@ -152,7 +158,7 @@ test('input mistakes are visible: a bad --backend is one line, -f is required, -
   t.is(bad.exitCode, 2);
   t.is(bad.stdout, '');
   t.is(bad.stderr.trim().split('\n').length, 1, bad.stderr);
-  t.regex(bad.stderr, /^ferry: option '--backend <backend>' argument 'nftabels' is invalid\. Allowed choices are nftables, iptables\. \(see --help\)$/m);
+  t.regex(bad.stderr, /^ferry: option '--backend <backend>' argument 'nftabels' is invalid\. Allowed choices are nftables, iptables, ebpf\. \(see --help\)$/m);
   for (const command of ['render', 'diff', 'apply']) {
     const missing = await ferry([command, '--node', 'node-a']);
     t.is(missing.exitCode, 2, command);

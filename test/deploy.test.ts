@@ -180,7 +180,8 @@ test('kernel: with the DaemonSet\'s mounts on a read-only root, ferry applies, d
   const ferry = (args: string) => `FERRY_HOME=${root} ${root}/deploy/image/entrypoint.sh ${args} --node node-a -f ${root}/examples/cluster.yaml --config /var/lib/kube-proxy/config.conf`;
   const inContainer = [
     'if touch /ferry-write-probe-$$ 2>/dev/null; then rm -f /ferry-write-probe-$$; echo "the root file system is writable" >&2; exit 1; fi',
-    ...BACKEND_NAMES.flatMap((backend) => [ferry(`apply --backend ${backend}`), ferry(`diff --backend ${backend}`), `FERRY_HOME=${root} ${root}/deploy/image/entrypoint.sh cleanup --backend ${backend}`]),
+    // The DaemonSet serves the rule-text backends; an eBPF DaemonSet (bpffs, cgroup2, compilers in the image) is not shipped yet.
+    ...BACKEND_NAMES.filter((backend) => backend !== 'ebpf').flatMap((backend) => [ferry(`apply --backend ${backend}`), ferry(`diff --backend ${backend}`), `FERRY_HOME=${root} ${root}/deploy/image/entrypoint.sh cleanup --backend ${backend}`]),
     'nft list ruleset | grep -c "table ip ferry" || true',
   ].join('\n');
   lines.push(`chroot ${rootfs} /bin/sh -ec '${inContainer.replaceAll("'", `'\\''`)}'`);

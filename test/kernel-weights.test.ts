@@ -27,7 +27,8 @@ for (const backend of BACKEND_NAMES) {
     ];
     const weights = new Map([[endpointKey('tcp', light.ipv4, 8080), 1], [endpointKey('tcp', heavy.ipv4, 8080), 3]]);
     const rules = computeNodeRules(buildClusterState(objects).state, 'node-a', testConfig, weights);
-    await applyRules(runnerIn(cluster.nodes.get('node-a')!.ns.name), render(rules, backend));
+    const node = cluster.nodes.get('node-a')!;
+    await applyRules(runnerIn(node.ns.name), render(rules, backend, cluster.backendOptions(node)));
     const results = await cluster.probe(cluster.pods.get('client')!, { proto: 'tcp', host: '10.96.0.20', port: 80, count: CONNECTIONS });
     const observed = [light, heavy].map((pod) => results.filter((result) => result.server === pod.ipv4).length);
     t.is(observed[0]! + observed[1]!, CONNECTIONS, 'every connection was answered');

@@ -34,17 +34,29 @@ async function program(runner: Runner, id: number): Promise<AttachedProgram> {
 
 /** ferry's programs at the cgroup (by name ferry_*) and on this namespace's interfaces (tc, ferry_ingress). */
 export async function readAttached(runner: Runner, cgroup: string): Promise<AttachedState> {
-  const state: AttachedState = { sockets: new Map(), devices: new Map() };
+  return { sockets: await readSocketAttachments(runner, cgroup), devices: await readPacketAttachments(runner) };
+}
+
+/** ferry's socket programs attached to the cgroup, by hook. */
+export async function readSocketAttachments(runner: Runner, cgroup: string): Promise<Map<string, AttachedProgram>> {
+  const found = new Map<string, AttachedProgram>();
   const hooks = await json<Array<{ id: number; attach_type: string; name: string }>>(runner, `listing ${cgroup}'s programs`, ['cgroup', 'show', cgroup]);
   for (const hook of hooks) {
-    if (hook.name.startsWith('ferry_') && (SOCKET_HOOKS as readonly string[]).includes(hook.name.slice('ferry_'.length))) state.sockets.set(hook.name.slice('ferry_'.length), await program(runner, hook.id));
+    const name = hook.name.slice('ferry_'.length);
+    if (hook.name.startsWith('ferry_') && (SOCKET_HOOKS as readonly string[]).includes(name)) found.set(name, await program(runner, hook.id));
   }
+  return found;
+}
+
+/** ferry's packet program on this namespace's interfaces, by device. */
+export async function readPacketAttachments(runner: Runner): Promise<Map<string, AttachedProgram>> {
+  const found = new Map<string, AttachedProgram>();
   const [net] = await json<Array<{ tc?: Array<{ devname: string; kind: string; name?: string; id?: number; prog_id?: number }> }>>(runner, 'listing the tc programs', ['net', 'show']);
   for (const filter of net?.tc ?? []) {
     const id = filter.prog_id ?? filter.id;
-    if (filter.kind === 'clsact/ingress' && /^ferry_ingress\b/.test(filter.name ?? '') && id !== undefined) state.devices.set(filter.devname, await program(runner, id));
+    if (filter.kind === 'clsact/ingress' && /^ferry_ingress\b/.test(filter.name ?? '') && id !== undefined) found.set(filter.devname, await program(runner, id));
   }
-  return state;
+  return found;
 }
 
 // The kernel keeps 15 characters of a map's name.

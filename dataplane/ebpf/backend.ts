@@ -3,20 +3,20 @@
 // ferry-map-writer, and the companion nftables table. Every full sync reads the maps back and writes
 // only what differs, so a restart over unchanged maps writes nothing and the periodic resync repairs
 // what someone changed; a partial sync writes the difference from the plan it last wrote.
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { NodeRules } from '../../rules/node-rules.js';
 import type { ApplyOutcome, Backend, BackendOptions, Comparison, RenderedRules, SyncKind } from '../backend.js';
 import { canonicalNftables } from '../nftables/shell.js';
 import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from '../runner.js';
 import { reportProblems } from '../structure-error.js';
-import { adoptPins, readAttached, type AttachedProgram, type AttachedState } from './attached.js';
+import { adoptPins, readAttached, readPacketAttachments, readSocketAttachments, type AttachedProgram, type AttachedState } from './attached.js';
 import { companionScript } from './companion.js';
 import { listLinks, packetDevices } from './devices.js';
 import { listNodePlan } from './listing.js';
 import { MapWriter } from './map-writer.js';
 import { openNodeMaps, planNode, planOverKernel, writeNodePlan, type NodePlan } from './node-plan.js';
-import { resolveCgroup, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
+import { guardTestPlacement, resolveCgroup, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
 import {
   attachPacketProgram, attachSocketPrograms, detachPacketProgram, detachSocketPrograms, forgetEarlierPacketPrograms, loadPacketProgram,
   loadSocketPrograms, SOCKET_HOOKS, type PacketProgram, type SocketPrograms,
@@ -225,7 +225,9 @@ async function compare(runner: Runner, rendered: RenderedRules): Promise<Compari
   if (await adoptPins(runner, placement.pinDir, held)) {
     const writer = await MapWriter.start();
     try {
-      const { plan, brokenGroups } = await readNodePlan(writer, await openNodeMaps(writer, placement.pinDir, { packets: held.devices.size > 0 }));
+      // The packet maps are found from a device's program or, on no device, from their pins if this process sees them.
+      const packets = held.devices.size > 0 || await stat(join(placement.pinDir, 'packet-maps', 'packet_frontends')).then(() => true, () => false);
+      const { plan, brokenGroups } = await readNodePlan(writer, await openNodeMaps(writer, placement.pinDir, { packets }));
       const attachments = { cgroup: placement.cgroup, hooks: SOCKET_HOOKS.filter((hook) => held.sockets.has(hook)), devices: [...held.devices.keys()] };
       current = listNodePlan(plan, { node: rules.node, attachments, addressesKnown: true, brokenGroups }) + current;
     } finally {
@@ -242,14 +244,17 @@ async function compare(runner: Runner, rendered: RenderedRules): Promise<Compari
 async function cleanup(runner: Runner, options: BackendOptions = {}): Promise<void> {
   const placement = options.ebpf ?? {};
   const cgroup = await resolveCgroup(runner, placement.cgroupRoot).catch(() => undefined);
-  const held = await readAttached(runner, cgroup ?? '/nonexistent').catch(() => undefined);
-  if (cgroup && held?.sockets.size) await detachSocketPrograms(cgroup, runner);
-  for (const device of held?.devices.keys() ?? []) await detachPacketProgram(device, runner);
+  if (cgroup && (await readSocketAttachments(runner, cgroup).catch(() => new Map())).size) await detachSocketPrograms(cgroup, runner);
+  for (const device of (await readPacketAttachments(runner).catch(() => new Map())).keys()) await detachPacketProgram(device, runner);
   const table = COMPANION_TABLE.join(' ');
   const removed = await runner.run('nft', ['-f', '-'], `add table ${table}\ndelete table ${table}\n`);
   if (removed.exitCode !== 0 && removed.exitCode !== 127) throw new DataplaneError('nft -f -', removed, 'removing the eBPF companion table');
-  const pinDir = placement.bpfRoot ?? DEFAULT_BPF_ROOT;
-  await rm(join(pinDir), { recursive: true, force: true }).catch(() => undefined);
+  try {
+    guardTestPlacement(placement.bpfRoot, '--bpf-root');
+    await rm(placement.bpfRoot ?? DEFAULT_BPF_ROOT, { recursive: true, force: true });
+  } catch {
+    // Not a directory one may remove under test, or busy: nothing of ferry's to remove there.
+  }
   sessions.delete(sessionKey(placement));
 }
 

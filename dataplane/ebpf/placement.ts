@@ -21,6 +21,17 @@ export interface ResolvedPlacement {
 }
 
 export const DEFAULT_BPF_ROOT = '/sys/fs/bpf/ferry';
+
+/**
+ * The test suite's safety net (its ava config sets FERRY_TEST_PLACEMENT_PREFIX): every cgroup and pin
+ * directory must lie below one a test made, whose name starts with the prefix; the defaults (the
+ * machine's root cgroup, /sys/fs/bpf/ferry) are refused.
+ */
+export function guardTestPlacement(path: string | undefined, flag: string): void {
+  const prefix = process.env.FERRY_TEST_PLACEMENT_PREFIX;
+  if (!prefix) return;
+  if (!path?.split('/').some((part) => part.startsWith(prefix))) throw new EbpfUnavailableError([`${flag} ${path ?? '(default)'}: under test, only a path below a directory named ${prefix}* may be used`]);
+}
 const BPF_FS_MAGIC = 0xcafe4a11;
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 
@@ -46,6 +57,7 @@ const OWN_CGROUP2 = '/run/ferry/cgroup2';
  * whatever mount it was written for.
  */
 export async function resolveCgroup(runner: Runner, requested?: string): Promise<string> {
+  guardTestPlacement(requested, '--cgroup-root');
   let mount = cgroup2Mount(await readFile('/proc/self/mountinfo', 'utf8'));
   let own = false;
   if (!mount) {
@@ -68,6 +80,7 @@ export async function resolveCgroup(runner: Runner, requested?: string): Promise
  * default (as systemd does at boot; `ip netns exec` leaves /sys/fs/bpf empty), else on the directory itself.
  */
 export async function resolvePinDir(runner: Runner, requested = DEFAULT_BPF_ROOT): Promise<string> {
+  guardTestPlacement(requested === DEFAULT_BPF_ROOT ? undefined : requested, '--bpf-root');
   if ((await filesystemType(dirname(requested))) === BPF_FS_MAGIC || (await filesystemType(requested)) === BPF_FS_MAGIC) return requested;
   const mountPoint = dirname(requested) === '/sys/fs/bpf' ? '/sys/fs/bpf' : requested;
   await mkdir(mountPoint, { recursive: true });

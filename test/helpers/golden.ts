@@ -28,7 +28,9 @@ export const scenarios: Record<string, { config: ComputeConfig; weights: Endpoin
 export const backends: readonly BackendName[] = BACKEND_NAMES;
 
 export const goldenPath = (scenario: string, backend: BackendName) =>
-  new URL(`../golden/${scenario}.${backend === 'nftables' ? 'nft' : 'iptables'}`, import.meta.url);
+  new URL(`../golden/${scenario}.${GOLDEN_EXTENSIONS[backend]}`, import.meta.url);
+
+const GOLDEN_EXTENSIONS: Record<BackendName, string> = { nftables: 'nft', iptables: 'iptables', ebpf: 'ebpf' };
 
 /** Renders a golden scenario; throws if the manifests hold any invalid object. */
 export async function renderScenario(scenario: string, backend: BackendName) {

@@ -3,9 +3,13 @@ import type { ExecutionContext } from 'ava';
 import { execaRunner, type Runner } from '../../dataplane/runner.js';
 import { Lab } from '../../e2e/netns.js';
 
-/** A Runner that runs every command inside network namespace `name` (ip netns exec). */
+/**
+ * A Runner that runs every command inside network namespace `name`, in this process's mount namespace
+ * (nsenter, where `ip netns exec` would give it a /sys of its own): the eBPF backend's cgroup and pins,
+ * which ferry finds here, must be where its commands look.
+ */
 export function runnerIn(name: string): Runner {
-  return { run: (command, args, input) => execaRunner.run('ip', ['netns', 'exec', name, command, ...args], input) };
+  return { run: (command, args, input) => execaRunner.run('nsenter', [`--net=/run/netns/${name}`, '--', command, ...args], input) };
 }
 
 /**
