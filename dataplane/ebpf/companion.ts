@@ -8,11 +8,14 @@ import { templates } from '../templates.js';
 /** The companion table's nft -f script for these rules. */
 export function companionScript(rules: NodeRules): string {
   const services = { IPv4: new Set<string>(), IPv6: new Set<string>() };
+  // Cluster IPs whose internal policy is Local with no endpoint here: the socket programs let them through untranslated.
+  const dropped = { IPv4: new Set<string>(), IPv6: new Set<string>() };
   const nodePorts = new Set<string>();
   for (const family of rules.families) {
     for (const port of family.servicePorts) {
       const element = (ip: string) => `${ip} . ${port.protocol} . ${port.port}`;
       if (port.internal === 'reject') services[family.family].add(element(port.clusterIP));
+      if (port.internal === 'drop') dropped[family.family].add(element(port.clusterIP));
       if (port.external?.verdict !== 'reject') continue;
       for (const ip of port.externalIPs) services[family.family].add(element(ip));
       if (port.nodePort > 0) nodePorts.add(`${port.protocol} . ${port.nodePort}`);
@@ -28,6 +31,8 @@ export function companionScript(rules: NodeRules): string {
       { name: 'no-endpoint-nodeports', type: 'inet_proto . inet_service', elements: sorted(nodePorts) },
     ],
     sets: [
+      { name: 'dropped-services-v4', type: 'ipv4_addr . inet_proto . inet_service', elements: sorted(dropped.IPv4) },
+      { name: 'dropped-services-v6', type: 'ipv6_addr . inet_proto . inet_service', elements: sorted(dropped.IPv6) },
       { name: 'cluster-ips-v4', type: 'ipv4_addr', elements: sorted(ofFamily('IPv4')?.clusterIPs ?? []) },
       { name: 'cluster-ips-v6', type: 'ipv6_addr', elements: sorted(ofFamily('IPv6')?.clusterIPs ?? []) },
       { name: 'service-cidrs-v4', type: 'ipv4_addr', interval: true, elements: sorted(ofFamily('IPv4')?.serviceCIDRs ?? []) },

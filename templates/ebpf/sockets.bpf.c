@@ -145,7 +145,7 @@ static __always_inline int is_v4_mapped(const __u32 *addr)
 }
 
 // The verdict of a connect or sendmsg hook: 1 lets the call go on, 0 fails it with EPERM, or with
-// the errno set by bpf_set_retval (kernel >= 5.18).
+// the errno set by bpf_set_retval (kernel >= 5.18): a reject is ECONNREFUSED.
 static __always_inline int refuse(enum choice choice)
 {
 	if (choice == REJECT)
@@ -158,7 +158,8 @@ static __always_inline int balance4(struct bpf_sock_addr *ctx, int unconnected)
 	struct frontend_key key = { .addr = { 0, 0, bpf_htonl(0xffff), ctx->user_ip4 }, .port = (__u16)ctx->user_port, .proto = (__u8)ctx->protocol };
 	struct slot *endpoint = 0;
 	enum choice choice = choose(ctx, &key, unconnected ? bpf_get_socket_cookie(ctx) : 0, &endpoint);
-	if (choice == NOT_A_SERVICE)
+	// A drop goes on untranslated: the companion table drops it on its way out, as kube-proxy's drop.
+	if (choice == NOT_A_SERVICE || choice == DROP)
 		return 1;
 	// An IPv6 endpoint cannot serve an AF_INET socket; compute never mixes families in a group.
 	if (choice != CHOSEN || !endpoint || !is_v4_mapped(endpoint->addr))
@@ -175,7 +176,8 @@ static __always_inline int balance6(struct bpf_sock_addr *ctx, int unconnected)
 				    .port = (__u16)ctx->user_port, .proto = (__u8)ctx->protocol };
 	struct slot *endpoint = 0;
 	enum choice choice = choose(ctx, &key, unconnected ? bpf_get_socket_cookie(ctx) : 0, &endpoint);
-	if (choice == NOT_A_SERVICE)
+	// A drop goes on untranslated: the companion table drops it on its way out, as kube-proxy's drop.
+	if (choice == NOT_A_SERVICE || choice == DROP)
 		return 1;
 	if (choice != CHOSEN || !endpoint)
 		return refuse(choice);

@@ -1,0 +1,3 @@
+import { registerAgentTests } from './agent-suite.js';
+
+registerAgentTests('ebpf');

@@ -1,0 +1,3 @@
+import { registerScenarios } from './suite.js';
+
+registerScenarios('ebpf');
