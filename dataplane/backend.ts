@@ -1,6 +1,7 @@
 // One backend: everything ferry does with one node's rules in one kind of kernel state. The agent, the
 // CLI and the tests reach a backend only through this interface (dataplane.ts looks it up in backends.ts).
 import type { NodeRules } from '../rules/node-rules.js';
+import type { StaleFlow } from '../rules/stale-flow.js';
 import type { BackendName } from './backend-names.js';
 import type { EbpfRendering } from './ebpf/backend.js';
 import type { EbpfPlacement } from './ebpf/placement.js';
@@ -62,6 +63,8 @@ export interface Backend {
   diff(runner: Runner, rendered: RenderedRules, onListing?: (why: string) => void): Promise<Comparison>;
   /** Removes everything ferry owns in this backend, and nothing else. */
   cleanup(runner: Runner, options?: BackendOptions): Promise<void>;
+  /** Moves the UDP flows compute found stale off their endpoints (conntrack entries, and for eBPF connected sockets). */
+  clearStaleFlows(runner: Runner, flows: StaleFlow[], rendered: RenderedRules): Promise<void>;
   /** Rules per family, for the rules metric. */
   ruleCounts(rendered: RenderedRules): { family: 'IPv4' | 'IPv6'; rules: number }[];
 }

@@ -4,6 +4,7 @@ import { createTwoFilesPatch } from 'diff';
 import type { ApplyOutcome, BackendOptions, Comparison, RenderedRules, SyncKind } from './backend.js';
 import { BACKEND_NAMES, type BackendName } from './backend-names.js';
 import { backendOf, BACKENDS } from './backends.js';
+import type { StaleFlow } from '../rules/stale-flow.js';
 import { DataplaneError, type Runner } from './runner.js';
 
 export type { ApplyOutcome, Comparison, SyncKind };
@@ -80,6 +81,11 @@ export async function removeOtherBackends(runner: Runner, backend: BackendName, 
       if (!(error instanceof DataplaneError && error.result.exitCode === 127)) throw error;
     }
   }
+}
+
+/** Moves stale UDP flows off the endpoints that went away, as the backend that rendered the rules holds them. */
+export function clearStaleFlows(runner: Runner, flows: StaleFlow[], rendered: RenderedRules): Promise<void> {
+  return flows.length ? backendOf(rendered).clearStaleFlows(runner, flows, rendered) : Promise.resolve();
 }
 
 /** Rules per family in the rendered set, for the rules metric. */

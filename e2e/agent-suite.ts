@@ -84,7 +84,7 @@ export function registerAgentTests(backend: BackendName): void {
     t.deepEqual(results.filter((result) => !result.ok), []);
   });
 
-  test.serial(`kernel: agent ${backend}: a UDP flow to an endpoint that went away moves to a live one (conntrack cleared)`, async (t) => {
+  test.serial(`kernel: agent ${backend}: a UDP flow to an endpoint that went away moves to a live one (conntrack cleared; ebpf: the socket aborted)`, async (t) => {
     await cluster.apply([service('udp', '10.96.3.20'), ...cluster.endpointSlices('udp', ['web-1'], [HTTP, DNS])], backend);
     // One socket, one conntrack flow: without the cleanup it would keep going to web-1, which still answers.
     const flow = cluster.flow(pod('client-a'), { proto: 'udp', host: '10.96.3.20', port: 53, intervalMs: 100, reuse: true });
@@ -149,11 +149,14 @@ export function registerAgentTests(backend: BackendName): void {
     t.true(metrics.get('ferry_sync_proxy_rules_endpoint_changes_total')! >= 1);
     t.true(metrics.get('ferry_sync_proxy_rules_last_timestamp_seconds')! > Date.now() / 1000 - 120);
     t.true(metrics.get('ferry_conntrack_entries_cleared_total')! >= 1);
-    t.true([...metrics.entries()].some(([name, value]) => name.startsWith('ferry_rules{') && value > 10));
+    // eBPF counts map entries (a frontend, a slot), far fewer than the rule backends' rules.
+    t.true([...metrics.entries()].some(([name, value]) => name.startsWith('ferry_rules{') && value > (backend === 'ebpf' ? 3 : 10)));
     t.is(metrics.get(`ferry_sync_proxy_rules_restore_failures_total{backend="${backend}"}`) ?? 0, 0);
   });
 
-  test.serial(`kernel: agent ${backend}: the balancer gives a made-busy endpoint less of the new traffic`, async (t) => {
+  // The balancer measures load in conntrack's NAT entries; eBPF's socket path makes none (connect()
+  // goes to the endpoint itself), so its load-aware weights are not measured yet (README, eBPF backend).
+  if (backend !== 'ebpf') test.serial(`kernel: agent ${backend}: the balancer gives a made-busy endpoint less of the new traffic`, async (t) => {
     // Waits on events only (an agent's start, weights in the kernel, 1,000 connections under them, the
     // uniform agent back); a busy 2-core machine has made that take two minutes.
     t.timeout(240_000);

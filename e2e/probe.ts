@@ -95,14 +95,24 @@ function udp(shared?: Socket): Promise<Attempt> {
   });
 }
 
-let shared: Socket | undefined;
-if (values.reuse && values.proto === 'udp') {
+let sharedAborted = false;
+async function connectedSocket(): Promise<Socket> {
   const socket = createSocket(isIPv6(host) ? 'udp6' : 'udp4');
+  sharedAborted = false;
+  socket.on('error', () => (sharedAborted = true));
   await new Promise<void>((resolve) => socket.connect(port, host, resolve));
-  shared = socket;
+  return socket;
 }
+
+let shared = values.reuse && values.proto === 'udp' ? await connectedSocket() : undefined;
 for (let i = 0; count === 0 ? !stdinEnded : i < count; i++) {
   if (i > 0) await new Promise((resolve) => setTimeout(resolve, Number(values['interval-ms'])));
+  // A shared socket that was aborted (the eBPF backend aborts those connected to a gone endpoint) is
+  // connected again, as a resolver would.
+  if (shared && sharedAborted) {
+    shared.close();
+    shared = await connectedSocket();
+  }
   console.log(JSON.stringify(values.proto === 'udp' ? await udp(shared) : await tcp()));
 }
 shared?.close();

@@ -12,9 +12,8 @@ import { computeConfig, type FerryConfig } from '../config/kube-proxy-config.js'
 import { buildClusterState, describeModelError } from '../model/cluster-state.js';
 import type { Balancing, ModelError } from '../model/types.js';
 import type { ObjectSource } from '../sources/source.js';
-import { deleteStaleFlows } from '../../dataplane/conntrack.js';
 import { listNatedConnections } from '../../dataplane/conntrack-sample.js';
-import { applyChanges, applyIfChanged, cleanupRules, reassertRules, removeOtherBackends, ruleCounts } from '../../dataplane/dataplane.js';
+import { applyChanges, applyIfChanged, cleanupRules, clearStaleFlows, reassertRules, removeOtherBackends, ruleCounts } from '../../dataplane/dataplane.js';
 import { render, type BackendOptions, type RenderedRules } from '../../dataplane/render.js';
 import type { BackendName } from '../../dataplane/backend-names.js';
 import type { Runner } from '../../dataplane/runner.js';
@@ -148,7 +147,7 @@ export class Agent {
       if (!this.previous) await removeOtherBackends(runner, backend, this.options.backendOptions);
       this.syncs[kind] += 1;
       const stale = staleUDPFlows(this.previous?.rules, rules);
-      await deleteStaleFlows(runner, stale);
+      await clearStaleFlows(runner, stale, rendered);
       this.metrics.conntrackCleared.inc(stale.length);
       if (this.options.serve !== false) await this.healthChecks.update(rules.healthChecks);
       this.record(rules, rendered, kind, started, changedSince);

@@ -3,10 +3,12 @@
 // ferry-map-writer, and the companion nftables table. Every full sync reads the maps back and writes
 // only what differs, so a restart over unchanged maps writes nothing and the periodic resync repairs
 // what someone changed; a partial sync writes the difference from the plan it last wrote.
-import { rm, stat } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { NodeRules } from '../../rules/node-rules.js';
+import type { StaleFlow } from '../../rules/stale-flow.js';
 import type { ApplyOutcome, Backend, BackendOptions, Comparison, RenderedRules, SyncKind } from '../backend.js';
+import { deleteStaleFlows } from '../conntrack.js';
 import { canonicalNftables } from '../nftables/shell.js';
 import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from '../runner.js';
 import { reportProblems } from '../structure-error.js';
@@ -268,6 +270,42 @@ function checkText(text: string): void {
   reportProblems('ebpf', problems.map((line) => `a frontend that serves has no endpoints: ${line.trim()}`));
 }
 
+/**
+ * The packet path's flows are conntrack entries; a socket of a pod or of the node connected to a gone
+ * endpoint is not (connect() itself chose the endpoint, no NAT involved), so it is aborted (ss -K, the
+ * kernel's SOCK_DESTROY) in the network namespace of every process of the cgroup: the application
+ * sees ECONNABORTED and connects again, to a live endpoint. Any UDP socket to that address goes.
+ */
+async function clearStaleFlows(runner: Runner, flows: StaleFlow[], rendered: RenderedRules): Promise<void> {
+  await deleteStaleFlows(runner, flows);
+  const endpoints = [...new Set(flows.map((flow) => flow.dstNat).filter((ip): ip is string => Boolean(ip)))];
+  const session = sessions.get(sessionKey(rendering(rendered).placement));
+  if (!endpoints.length || !session) return;
+  for (const pid of await namespaceHolders(session.placement.cgroup)) {
+    for (const ip of endpoints) {
+      const result = await runner.run('nsenter', [`--net=/proc/${pid}/ns/net`, '--', 'ss', '-K', '-u', 'dst', ip]);
+      // The process may have ended meanwhile; its namespace then has no socket to abort.
+      if (result.exitCode !== 0 && !/No such file|No such process/.test(result.stderr)) throw new DataplaneError(`ss -K -u dst ${ip}`, result, 'aborting UDP sockets to a gone endpoint');
+    }
+  }
+}
+
+/** One process per network namespace among the processes in the cgroup and below it. */
+async function namespaceHolders(cgroup: string): Promise<number[]> {
+  const holders = new Map<number, number>();
+  const visit = async (directory: string): Promise<void> => {
+    const procs = await readFile(join(directory, 'cgroup.procs'), 'utf8').catch(() => '');
+    for (const pid of procs.split('\n').filter(Boolean).map(Number)) {
+      const namespace = await stat(`/proc/${pid}/ns/net`).then((info) => info.ino, () => undefined);
+      if (namespace !== undefined && !holders.has(namespace)) holders.set(namespace, pid);
+    }
+    const entries = await readdir(directory, { withFileTypes: true }).catch(() => []);
+    for (const entry of entries) if (entry.isDirectory()) await visit(join(directory, entry.name));
+  };
+  await visit(cgroup);
+  return [...holders.values()];
+}
+
 export const ebpfBackend: Backend = {
   render,
   check: (rendered) => checkPlan(rendering(rendered).plan),
@@ -284,9 +322,12 @@ export const ebpfBackend: Backend = {
   compare,
   diff: (runner, rendered) => compare(runner, rendered),
   cleanup,
-  ruleCounts: (rendered) => (['IPv4', 'IPv6'] as const).map((family) => ({
-    family,
-    rules: [...rendering(rendered).plan.sockets.frontends.values(), ...rendering(rendered).plan.packets.frontends.values()]
-      .filter(([key]) => key.ip.includes(':') === (family === 'IPv6')).length,
-  })),
+  clearStaleFlows,
+  // Map entries per family: frontends of both paths and the slots of their groups.
+  ruleCounts: (rendered) => {
+    const { plan } = rendering(rendered);
+    const frontends = [...plan.sockets.frontends.values(), ...plan.packets.frontends.values()].map(([key]) => key.ip);
+    const slots = [...plan.sockets.groups.values()].flatMap((endpoints) => endpoints.map((endpoint) => endpoint.ip));
+    return (['IPv4', 'IPv6'] as const).map((family) => ({ family, rules: [...frontends, ...slots].filter((ip) => ip.includes(':') === (family === 'IPv6')).length }));
+  },
 };

@@ -1,6 +1,7 @@
 // The iptables backend: ferry's FERRY-* chains and the jumps into them, per family, through
 // iptables-restore (see shell.ts). It keeps no stamp: every comparison lists the rules.
 import type { ApplyOutcome, Backend, Comparison, RenderedRules, SyncKind } from '../backend.js';
+import { deleteStaleFlows } from '../conntrack.js';
 import { lineChanges } from '../line-changes.js';
 import type { Runner } from '../runner.js';
 import { renderIptables } from './render.js';
@@ -61,6 +62,7 @@ export const iptablesBackend: Backend = {
   cleanup: async (runner) => {
     for (const family of ['IPv4', 'IPv6'] as const) await shell.cleanupIptables(runner, family);
   },
+  clearStaleFlows: (runner, flows) => deleteStaleFlows(runner, flows),
   ruleCounts: (rendered) => rendered.texts.map((part) => ({
     family: familyOf(part),
     rules: part.text.split('\n').filter((line) => line.startsWith('-A ')).length,

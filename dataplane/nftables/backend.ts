@@ -1,6 +1,7 @@
 // The nftables backend: ferry's tables `ip ferry` and `ip6 ferry`, written by `nft -f` in one
 // transaction each time, stamped with the digest of what was written (see shell.ts).
 import type { ApplyOutcome, Backend, RenderedRules, SyncKind } from '../backend.js';
+import { deleteStaleFlows } from '../conntrack.js';
 import { lineChanges } from '../line-changes.js';
 import { DataplaneError, type Runner } from '../runner.js';
 import { incrementalScript, renderedTables } from './incremental.js';
@@ -100,6 +101,7 @@ export const nftablesBackend: Backend = {
     return shell.compareNftables(runner, script(rendered), onListing);
   },
   cleanup: shell.cleanupNftables,
+  clearStaleFlows: (runner, flows) => deleteStaleFlows(runner, flows),
   ruleCounts: (rendered) => [...renderedTables(rendered)].map(([family, table]) => ({
     family: family === 'ip6' ? 'IPv6' : 'IPv4',
     rules: [...table.chains.values()].reduce((sum, chain) => sum + chain.rules.length, 0),
