@@ -2,8 +2,8 @@
 // under the cgroup2 mount (never the mount itself), and a bpffs of the run's own with a pin directory
 // per node. Everything goes with the lab, programs detached first, also synchronously at exit.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmdirSync } from 'node:fs';
-import { mkdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { existsSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -46,12 +46,16 @@ export class BpfPlaces {
 
   /** Detaches what is attached to the cgroups, removes them (once their processes are gone), the pins and the bpffs. */
   async remove(): Promise<void> {
-    for (const cgroup of this.cgroups.splice(0).reverse()) {
-      if (!existsSync(cgroup)) continue;
-      for (const [type, id] of attachedPrograms(cgroup)) await execaRunner.run('bpftool', ['cgroup', 'detach', cgroup, type, 'id', id]);
-      // The namespaces' processes were killed; the kernel lets go of the cgroup once they are reaped.
-      for (let tries = 0; tries < 100 && (await readFile(join(cgroup, 'cgroup.procs'), 'utf8')).trim(); tries++) await sleep(50);
-      await rmdir(cgroup);
+    for (const cgroup of [...this.cgroups].reverse()) {
+      if (existsSync(cgroup)) {
+        for (const [type, id] of attachedPrograms(cgroup)) await execaRunner.run('bpftool', ['cgroup', 'detach', cgroup, type, 'id', id]);
+        // Whatever still runs in it (the namespaces' processes were killed; a child may be exiting) is
+        // killed too, and the cgroup goes once the kernel has reaped them.
+        await writeFile(join(cgroup, 'cgroup.kill'), '1').catch(() => undefined);
+        for (let tries = 0; tries < 100 && (await readFile(join(cgroup, 'cgroup.procs'), 'utf8')).trim(); tries++) await sleep(50);
+        await rmdir(cgroup);
+      }
+      this.cgroups.splice(this.cgroups.indexOf(cgroup), 1);
     }
     if (existsSync(this.root)) await rmdir(this.root);
     if (this.mounted) {
@@ -65,6 +69,11 @@ export class BpfPlaces {
   removeSync(): void {
     for (const cgroup of this.cgroups.splice(0).reverse().filter((path) => existsSync(path))) {
       for (const [type, id] of attachedPrograms(cgroup)) spawnSync('bpftool', ['cgroup', 'detach', cgroup, type, 'id', id], { stdio: 'ignore' });
+      try {
+        writeFileSync(join(cgroup, 'cgroup.kill'), '1');
+      } catch {
+        // Empty already.
+      }
       try {
         rmdirSync(cgroup);
       } catch {

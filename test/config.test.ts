@@ -136,7 +136,7 @@ const invalid: [string, string, RegExp][] = [
   ['minSyncPeriod longer than syncPeriod', 'syncPeriod: 1s\nminSyncPeriod: 2s\n', /minSyncPeriod: must not be longer than syncPeriod/],
   ['a verbosity that is not a number', 'logging:\n  verbosity: high\n', /logging\.verbosity/],
   ['mode ipvs', 'mode: ipvs\n', /mode: is not supported by ferry/],
-  ['an unknown mode', 'mode: ebpf\n', /mode: must be one of/],
+  ['an unknown mode', 'mode: userspace\n', /mode: must be one of/],
   ['detectLocalMode BridgeInterface', 'detectLocalMode: BridgeInterface\n', /detectLocalMode: is not supported by ferry/],
   ['primary mixed with CIDRs', 'nodePortAddresses: [primary, 10.0.0.0/8]\n', /nodePortAddresses: "primary" must be the only entry/],
   ['a bad node-port CIDR', 'nodePortAddresses: [10.0.0.0]\n', /nodePortAddresses\[0\]/],

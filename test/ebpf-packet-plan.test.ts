@@ -73,7 +73,7 @@ test('kernel: companion table: the addresses and node ports of Services without 
   t.regex(script, /map no-endpoint-services-v4 \{\n\t\ttype ipv4_addr \. inet_proto \. inet_service : verdict\n\t\telements = \{\n\t\t\t10\.96\.0\.23 \. tcp \. 80 : goto reject-chain,\n\t\t\t203\.0\.113\.9 \. tcp \. 80 : goto reject-chain,\n\t\t\}/);
   t.regex(script, /fd00:96::23 \. tcp \. 80 : goto reject-chain/);
   t.regex(script, /map no-endpoint-nodeports \{\n\t\ttype inet_proto \. inet_service : verdict\n\t\telements = \{\n\t\t\ttcp \. 30081 : goto reject-chain,/);
-  t.notRegex(script, /10\.96\.0\.20/, 'a served Service is not refused');
+  t.notRegex(script, /10\.96\.0\.20 \. /, 'a served Service is not refused (it is in cluster-ips only, for the ports it does not serve)');
   t.regex(script, /chain nat-prerouting \{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tct state new counter/);
   const checked = await execa('unshare', ['--net', '--', 'nft', '-c', '-f', '-'], { input: script, reject: false, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
   t.is(checked.exitCode, 0, String(checked.stderr));

@@ -59,7 +59,8 @@ const OWN_CGROUP2 = '/run/ferry/cgroup2';
 export async function resolveCgroup(runner: Runner, requested?: string): Promise<string> {
   guardTestPlacement(requested, '--cgroup-root');
   let mount = cgroup2Mount(await readFile('/proc/self/mountinfo', 'utf8'));
-  let own = false;
+  // Mounted by an earlier call of this process (an agent resolves at every full sync).
+  let own = mount === OWN_CGROUP2;
   if (!mount) {
     mount = OWN_CGROUP2;
     if ((await filesystemType(mount)) !== CGROUP2_SUPER_MAGIC) {
