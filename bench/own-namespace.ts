@@ -1,7 +1,11 @@
 // Benchmarks load rules into the kernel: only ever in a network namespace of their own, never in the
 // machine's, whoever starts them and however (bench/scale.ts, or a script run by hand).
 import { execFileSync } from 'node:child_process';
-import { readlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CGROUP2 } from '../e2e/bpf-places.js';
 import { fileURLToPath } from 'node:url';
 
 // The namespace a script left when it made its own. It names what not to be in, not what to be in:
@@ -25,4 +29,29 @@ export function ownNetworkNamespace(scriptUrl: string): void {
   } catch (error) {
     process.exit((error as { status?: number }).status ?? 1);
   }
+}
+
+/**
+ * For the eBPF backend: a cgroup below the cgroup2 mount and a bpffs, both of this run's own and named
+ * ferryk-bench-*, with this process moved into the cgroup; `remove` moves it back and takes both away.
+ */
+export async function benchPlacement(): Promise<{ cgroup: string; pinDir: string; remove(): Promise<void> }> {
+  const name = `ferryk-bench-${randomBytes(4).toString('hex')}`;
+  const cgroup = join(CGROUP2, name);
+  const bpffs = join(tmpdir(), name);
+  const home = join(CGROUP2, readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((line) => line.startsWith('0::'))!.slice(3));
+  mkdirSync(cgroup);
+  mkdirSync(bpffs);
+  execFileSync('mount', ['-t', 'bpf', 'bpf', bpffs]);
+  writeFileSync(join(cgroup, 'cgroup.procs'), String(process.pid));
+  return {
+    cgroup,
+    pinDir: join(bpffs, 'ferry'),
+    async remove() {
+      writeFileSync(join(home, 'cgroup.procs'), String(process.pid));
+      rmdirSync(cgroup);
+      execFileSync('umount', [bpffs]);
+      rmdirSync(bpffs);
+    },
+  };
 }

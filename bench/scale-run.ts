@@ -6,11 +6,11 @@ import { parseArgs } from 'node:util';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import type { ComputeConfig } from '../controlplane/compute/compute.js';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
-import { applyChanges, applyRules, reassertRules } from '../dataplane/dataplane.js';
+import { applyChanges, applyRules, cleanupRules, diffRules, reassertRules } from '../dataplane/dataplane.js';
 import { render, type RenderedRules } from '../dataplane/render.js';
 import type { BackendName } from '../dataplane/backend-names.js';
 import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
-import { ownNetworkNamespace } from './own-namespace.js';
+import { benchPlacement, ownNetworkNamespace } from './own-namespace.js';
 import { clusterIP, endpointIP, syntheticCluster, syntheticService } from './synthetic.js';
 
 ownNetworkNamespace(import.meta.url);
@@ -19,6 +19,10 @@ const { values } = parseArgs({ options: { backend: { type: 'string' }, services:
 const backend = values.backend as BackendName;
 const N = Number(values.services);
 const M = Number(values.endpoints);
+// eBPF: a cgroup and a bpffs of this run's own (never the machine's root cgroup), and this process in
+// the cgroup, so that its own connections go through the socket programs.
+const placement = backend === 'ebpf' ? await benchPlacement() : undefined;
+const options = placement && { ebpf: { cgroupRoot: placement.cgroup, bpfRoot: placement.pinDir } };
 const config: ComputeConfig = { clusterCIDRs: ['10.244.0.0/16'], detectLocalMode: 'ClusterCIDR', nodePortAddresses: { kind: 'primary' }, masqueradeBit: 14, masqueradeAll: false };
 const now = () => performance.now();
 
@@ -40,6 +44,8 @@ const runner: Runner = {
  * namespace of its own, as the full sync found it (a second load into the same namespace is faster).
  */
 async function kernelOnly(rendered: RenderedRules): Promise<number> {
+  // eBPF: its map writes cannot be run without ferry's planning; the full sync's tools are the rest.
+  if (backend === 'ebpf') return Number.NaN;
   const t0 = now();
   if (backend === 'nftables') await runChecked(execaRunner, 'nft', 'unshare', ['--net', '--', 'nft', '-f', '-'], rendered.texts[0]!.text);
   else for (const part of rendered.texts) await runChecked(execaRunner, 'restore', 'unshare', ['--net', '--', part.family === 'IPv4' ? 'iptables-restore' : 'ip6tables-restore', '--noflush'], part.text);
@@ -53,7 +59,7 @@ async function kernelOnly(rendered: RenderedRules): Promise<number> {
 async function incremental(previous: RenderedRules, objects: object[]): Promise<{ ms: number; kernelMs: number; next: RenderedRules }> {
   toolMs = 0;
   const t0 = now();
-  const next = render(computeNodeRules(buildClusterState(objects).state, 'node-0', config), backend);
+  const next = render(computeNodeRules(buildClusterState(objects).state, 'node-0', config), backend, options);
   const kind = await applyChanges(runner, previous, next);
   if (kind !== 'partial') throw new Error(`expected a partial sync, got ${kind}`);
   return { ms: now() - t0, kernelMs: toolMs, next };
@@ -88,7 +94,7 @@ const full0 = now();
 const state = buildClusterState(base).state;
 const rules = computeNodeRules(state, 'node-0', config);
 const computed = now();
-const rendered = render(rules, backend);
+const rendered = render(rules, backend, options);
 const renderedAt = now();
 await applyRules(runner, rendered);
 const fullSync = { computeMs: computed - full0, renderMs: renderedAt - computed, applyMs: now() - renderedAt, kernelMs: toolMs, totalMs: now() - full0 };
@@ -96,7 +102,9 @@ const fullSync = { computeMs: computed - full0, renderMs: renderedAt - computed,
 // What reading the rules back costs (a comparison with the kernel needs it; the periodic resync does not).
 const list0 = now();
 if (backend === 'nftables') await runChecked(execaRunner, 'nft', 'nft', ['list', 'table', 'ip', 'ferry']);
-else await runChecked(execaRunner, 'iptables-save', 'iptables-save', []);
+else if (backend === 'iptables') await runChecked(execaRunner, 'iptables-save', 'iptables-save', []);
+// eBPF: what `ferry diff` reads and lists, both sides (the maps read back, the plan for now).
+else if ((await diffRules(execaRunner, rendered)) !== '') throw new Error('ferry eBPF: the kernel does not hold what was applied');
 const listMs = now() - list0;
 
 // The first and the last Service in the order of the rules (iptables tests Services one rule after
@@ -129,6 +137,11 @@ const resync = { ms: now() - resync0, kernelMs: toolMs };
 
 // The kernel alone: ferry's overhead is full sync / this.
 const kernelMs = await kernelOnly(rendered);
+
+if (placement) {
+  await cleanupRules(execaRunner, 'ebpf', options);
+  await placement.remove();
+}
 
 console.log(JSON.stringify({
   backend, services: N, endpoints: M, fullSync, kernelMs, listMs,

@@ -25,6 +25,8 @@ const sizes = process.env.FERRY_BENCH_SIZES ?? 'default';
 const runs: [string, number, number][] = [
   ['nftables', 1, 10], ['nftables', 1000, 10],
   ...(sizes === 'small' ? [] : [['nftables', 10_000, 10], ['nftables', 50_000, 10], ['nftables', 5000, 50]] as [string, number, number][]),
+  ['ebpf', 1, 10], ['ebpf', 1000, 10],
+  ...(sizes === 'small' ? [] : [['ebpf', 10_000, 10], ['ebpf', 50_000, 10]] as [string, number, number][]),
   ['iptables', 1, 10], ['iptables', 1000, 10],
   ...(sizes === 'small' ? [] : [['iptables', 3000, 10]] as [string, number, number][]),
   ...(sizes === 'all' ? [['iptables', 10_000, 10]] as [string, number, number][] : []),
@@ -104,7 +106,7 @@ for (const services of commandSizes) {
   }
 }
 
-const ms = (value: number) => (value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${value.toFixed(0)} ms`);
+const ms = (value: number | null) => (value === null || Number.isNaN(value) ? 'n/a' : value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${value.toFixed(0)} ms`);
 const us = (value: number) => `${(value * 1000).toFixed(0)} µs`;
 const change = (c: Change) => `${ms(c.ms)} (${ms(c.kernelMs)})`;
 const table = [
@@ -132,9 +134,28 @@ if (nft50k) {
     `| nftables set-up latency last/first < 1.2 at 50,000 | ${(nft50k.latency.last.p50 / nft50k.latency.first.p50).toFixed(2)} | ${verdict(nft50k.latency.last.p50 / nft50k.latency.first.p50 < 1.2)} | verdict-map dispatch |`,
   );
 }
-for (const r of results.filter((row) => row.services >= 1000)) {
+// eBPF has no kernel-alone run (kernelMs null): its map writes cannot be made without ferry's planning.
+for (const r of results.filter((row) => row.services >= 1000 && Number.isFinite(row.kernelMs))) {
   const ratio = r.fullSync.totalMs / r.kernelMs;
   targets.push(`| ${r.backend} ${r.services.toLocaleString('en')} × ${r.endpoints} ferry overhead (full / kernel alone) < 1.5 | ${ratio.toFixed(2)} | ${verdict(ratio < 1.5)} | compute ${ms(r.fullSync.computeMs)}, render ${ms(r.fullSync.renderMs)}, apply beyond the tools ${ms(r.fullSync.applyMs - r.fullSync.kernelMs)}${r.backend === 'iptables' ? ' (the tools: a check load in a throwaway namespace, iptables-save and --test before the restore)' : ''} |`);
+}
+// Issue #12's goals for the eBPF backend.
+const ebpf10k = find('ebpf', 10_000);
+const ebpf50k = find('ebpf', 50_000);
+if (ebpf10k) {
+  targets.push(
+    `| ebpf 10,000 × 10 full sync < 1.5 s, compute included | ${ms(ebpf10k.fullSync.totalMs)} | ${verdict(ebpf10k.fullSync.totalMs < 1500)} | compute ${ms(ebpf10k.fullSync.computeMs)}, render ${ms(ebpf10k.fullSync.renderMs)}, apply ${ms(ebpf10k.fullSync.applyMs)} (of which bpftool, tc, ip and nft ${ms(ebpf10k.fullSync.kernelMs)}: loading the programs; the map writes are the rest) |`,
+    `| ebpf 10,000 × 10 one endpoint added < 20 ms | ${ms(ebpf10k.incremental.endpointAdded.ms)} | ${verdict(ebpf10k.incremental.endpointAdded.ms < 20)} | tools ${ms(ebpf10k.incremental.endpointAdded.kernelMs)}; the rest is ferry's model, compute, render and plan, and the map writer |`,
+  );
+}
+for (const r of [ebpf10k, ebpf50k].filter((row): row is Result => row !== undefined)) {
+  const nft = find('nftables', r.services);
+  const lastFirst = r.latency.last.p50 / r.latency.first.p50;
+  targets.push(
+    `| ebpf ${r.services.toLocaleString('en')} × 10 \`ferry diff\` read-back < 0.5 s | ${ms(r.listMs)} | ${verdict(r.listMs < 500)} | both sides: the maps read back and listed, the plan for now, the companion table here and in a throwaway namespace |`,
+    `| ebpf ${r.services.toLocaleString('en')} × 10 set-up latency last/first within 5 %${nft ? ', no worse than nftables' : ''} | ${lastFirst.toFixed(2)}${nft ? `; p50 ${us(r.latency.last.p50)} vs nftables ${us(nft.latency.last.p50)}` : ''} | ${verdict(lastFirst <= 1.05 && (!nft || r.latency.last.p50 <= nft.latency.last.p50))} | a hash lookup at connect() |`,
+    `| ebpf ${r.services.toLocaleString('en')} × 10 peak RSS | ${r.peakRssMB.toFixed(0)} MB | shown |${nft ? ` nftables ${nft.peakRssMB.toFixed(0)} MB` : ''} |`,
+  );
 }
 const commands10k = commands.find((c) => c.services === 10_000);
 if (commands.length > 1) {

@@ -2,7 +2,7 @@
 // under the cgroup2 mount (never the mount itself), and a bpffs of the run's own with a pin directory
 // per node. Everything goes with the lab, programs detached first, also synchronously at exit.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +22,6 @@ export class BpfPlaces {
   readonly root: string;
   readonly bpffs: string;
   private mounted = false;
-  private readonly cgroups: string[] = [];
 
   constructor(prefix: string) {
     // ferryk-: the prefix the suite lets ferry use (FERRY_TEST_PLACEMENT_PREFIX) and CI looks for.
@@ -40,46 +39,32 @@ export class BpfPlaces {
     }
     const cgroup = join(this.root, role);
     await mkdir(cgroup);
-    this.cgroups.push(cgroup);
     return { cgroup, pinDir: join(this.bpffs, role) };
   }
 
-  /** Detaches what is attached to the cgroups, removes them (once their processes are gone), the pins and the bpffs. */
+  /**
+   * Detaches what is attached to the cgroups, removes them (once their processes are gone), the pins
+   * and the bpffs. What there is comes from the file system, so a later process can remove a
+   * persistent lab's places (`npm run cluster -- down`).
+   */
   async remove(): Promise<void> {
-    for (const cgroup of [...this.cgroups].reverse()) {
-      if (existsSync(cgroup)) {
-        for (const [type, id] of attachedPrograms(cgroup)) await execaRunner.run('bpftool', ['cgroup', 'detach', cgroup, type, 'id', id]);
-        // Whatever still runs in it (the namespaces' processes were killed; a child may be exiting) is
-        // killed too, and the cgroup goes once the kernel has reaped them.
-        await writeFile(join(cgroup, 'cgroup.kill'), '1').catch(() => undefined);
-        for (let tries = 0; tries < 100 && (await readFile(join(cgroup, 'cgroup.procs'), 'utf8')).trim(); tries++) await sleep(50);
-        await rmdir(cgroup);
-      }
-      this.cgroups.splice(this.cgroups.indexOf(cgroup), 1);
+    for (const cgroup of this.nodeCgroups()) {
+      for (const [type, id] of attachedPrograms(cgroup)) await execaRunner.run('bpftool', ['cgroup', 'detach', cgroup, type, 'id', id]);
+      // Whatever still runs in it (the namespaces' processes were killed; a child may be exiting) is
+      // killed too, and the cgroup goes once the kernel has reaped them.
+      await writeFile(join(cgroup, 'cgroup.kill'), '1').catch(() => undefined);
+      for (let tries = 0; tries < 100 && (await readFile(join(cgroup, 'cgroup.procs'), 'utf8')).trim(); tries++) await sleep(50);
+      await rmdir(cgroup);
     }
     if (existsSync(this.root)) await rmdir(this.root);
-    if (this.mounted) {
-      await rm(this.bpffs, { recursive: true, force: true }).catch(() => undefined);
+    if (this.isMounted()) {
       await runChecked(execaRunner, 'unmounting the run\'s bpffs', 'umount', [this.bpffs]);
-      this.mounted = false;
     }
     await rm(this.bpffs, { recursive: true, force: true });
+    this.mounted = false;
   }
 
   removeSync(): void {
-    for (const cgroup of this.cgroups.splice(0).reverse().filter((path) => existsSync(path))) {
-      for (const [type, id] of attachedPrograms(cgroup)) spawnSync('bpftool', ['cgroup', 'detach', cgroup, type, 'id', id], { stdio: 'ignore' });
-      try {
-        writeFileSync(join(cgroup, 'cgroup.kill'), '1');
-      } catch {
-        // Empty already.
-      }
-      try {
-        rmdirSync(cgroup);
-      } catch {
-        // Still has processes: left for `npm run cluster -- down` or a reboot to find.
-      }
-    }
     // Each step may find nothing to do (gone already) or a busy cgroup; the others still run.
     const attempt = (step: () => void) => {
       try {
@@ -88,10 +73,25 @@ export class BpfPlaces {
         // See above.
       }
     };
+    for (const cgroup of this.nodeCgroups()) {
+      for (const [type, id] of attachedPrograms(cgroup)) spawnSync('bpftool', ['cgroup', 'detach', cgroup, type, 'id', id], { stdio: 'ignore' });
+      attempt(() => writeFileSync(join(cgroup, 'cgroup.kill'), '1'));
+      attempt(() => rmdirSync(cgroup));
+    }
     attempt(() => rmdirSync(this.root));
     // Unmounting the bpffs drops its pins with it.
-    if (this.mounted) attempt(() => execFileSync('umount', ['-l', this.bpffs], { stdio: 'ignore' }));
+    if (this.isMounted()) attempt(() => execFileSync('umount', ['-l', this.bpffs], { stdio: 'ignore' }));
     attempt(() => rmdirSync(this.bpffs));
+  }
+
+  /** The nodes' cgroups that exist now. */
+  private nodeCgroups(): string[] {
+    if (!existsSync(this.root)) return [];
+    return readdirSync(this.root, { withFileTypes: true }).filter((entry) => entry.isDirectory()).map((entry) => join(this.root, entry.name));
+  }
+
+  private isMounted(): boolean {
+    return this.mounted || readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((line) => line.split(' ')[4] === this.bpffs);
   }
 }
 

@@ -7,6 +7,7 @@ import { execaRunner } from '../dataplane/runner.js';
 import { Cluster } from './cluster.js';
 import { deleteNamespaces } from './netns.js';
 import { clusterSpec } from './scenarios.js';
+import { BpfPlaces } from './bpf-places.js';
 import { BACKEND_NAMES, DEFAULT_BACKEND, type BackendName } from '../dataplane/backend-names.js';
 
 // FERRY_CLUSTER_STATE lets a test keep its own cluster apart from one a person brought up.
@@ -94,6 +95,8 @@ async function down(): Promise<void> {
     return;
   }
   await deleteNamespaces(state.namespaces);
+  // The nodes' eBPF cgroups and pins (e2e/bpf-places.ts), named after the prefix.
+  await new BpfPlaces(state.prefix).remove();
   await rm(state.directory, { recursive: true, force: true });
   await rm(STATE, { force: true });
   console.log(`cluster ${state.prefix} removed`);

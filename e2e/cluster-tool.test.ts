@@ -1,8 +1,10 @@
-import { mkdtemp } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
+import { BpfPlaces } from './bpf-places.js';
 import { packageRoot } from '../controlplane/package-root.js';
 import { deleteNamespaces } from './netns.js';
 
@@ -33,5 +35,8 @@ test('kernel: npm run cluster -- up, status and down work as documented and leav
   t.is(down.exitCode, 0);
   const left = (await execa('ip', ['netns', 'list'])).stdout;
   t.notRegex(left, new RegExp(prefix!));
+  const places = new BpfPlaces(prefix!);
+  t.false(existsSync(places.root), 'the nodes\' eBPF cgroups are gone');
+  t.notRegex(await readFile('/proc/self/mountinfo', 'utf8'), new RegExp(places.bpffs), 'and their bpffs');
   t.regex(String((await run(['status'], env)).stdout), /no cluster is up/);
 });

@@ -29,6 +29,7 @@ import { readNodePlan } from './read-back.js';
 export interface EbpfRendering {
   rules: NodeRules;
   placement: EbpfPlacement;
+  /** The maps' contents for these rules: planned on first use, or set by the sync that wrote them (with the node's addresses). */
   plan: NodePlan;
   companion: string;
 }
@@ -41,13 +42,24 @@ const EMPTY_PLAN = (): NodePlan => ({
 
 function render(rules: NodeRules, options: BackendOptions = {}): RenderedRules {
   const placement = options.ebpf ?? {};
-  const plan = planNode(rules, []);
+  // Planned when first asked for (render's listing, check): a sync plans over the kernel's maps instead.
+  let plan: NodePlan | undefined;
   const attachments = `cgroup ${placement.cgroupRoot ?? 'the cgroup2 mount'}, tc ingress on ${placement.devices?.length ? placement.devices.join(' ') : 'every interface but loopback'}`;
   const companion = companionScript(rules);
+  let listing: string | undefined;
   return {
     backend: 'ebpf',
-    texts: [{ family: 'both', text: listNodePlan(plan, { node: rules.node, attachments, addressesKnown: false }) }, { family: 'both', text: companion }],
-    ebpf: { rules, placement, plan, companion },
+    // The listing is for people (render, golden files): printed only when asked for, not at every sync.
+    texts: [{ family: 'both', get text() { return (listing ??= listNodePlan(planNode(rules, []), { node: rules.node, attachments, addressesKnown: false })); } }, { family: 'both', text: companion }],
+    ebpf: {
+      rules, placement, companion,
+      get plan() {
+        return (plan ??= planNode(rules, []));
+      },
+      set plan(written: NodePlan) {
+        plan = written;
+      },
+    },
   };
 }
 
@@ -155,7 +167,6 @@ async function syncCompanion(runner: Runner, script: string, force: boolean): Pr
  */
 async function sync(runner: Runner, rendered: RenderedRules, options: { force?: boolean } = {}): Promise<ApplyOutcome> {
   const { rules, placement: requested, companion } = rendering(rendered);
-  checkPlan(rendering(rendered).plan);
   const placement = await resolvePlacement(runner, requested);
   const held = await readAttached(runner, placement.cgroup);
   await adoptPins(runner, placement.pinDir, held);
@@ -169,6 +180,7 @@ async function sync(runner: Runner, rendered: RenderedRules, options: { force?: 
     const maps = await openNodeMaps(writer, placement.pinDir);
     const kernel = sockets.reusedMaps || packet.reusedMaps ? (await readNodePlan(writer, maps)).plan : EMPTY_PLAN();
     plan = planOverKernel(rules, addresses, kernel);
+    checkPlan(plan);
     entries = await writeNodePlan(writer, maps, kernel, plan);
   } finally {
     await writer.close();
@@ -176,20 +188,21 @@ async function sync(runner: Runner, rendered: RenderedRules, options: { force?: 
   const attached = await attach(runner, placement, sockets, packet, held);
   const companionWritten = await syncCompanion(runner, companion, Boolean(options.force));
   sessions.set(sessionKey(requested), { placement, pinDir: placement.pinDir, addresses, plan, companion, devices: attached.devices, packetProgram: packet });
+  rendering(rendered).plan = plan;
   const changed = entries.written + entries.deleted > 0 || attached.changed || companionWritten;
   return { changed, added: entries.written, removed: entries.deleted };
 }
 
 /** Writes the difference from the plan the last full sync of this process wrote; a full sync without one. */
 async function applyChanges(runner: Runner, previous: RenderedRules, next: RenderedRules): Promise<SyncKind> {
-  const { rules, placement, companion, plan: fresh } = rendering(next);
+  const { rules, placement, companion } = rendering(next);
   const session = sessions.get(sessionKey(placement));
   if (!session) {
     await sync(runner, next);
     return 'full';
   }
-  checkPlan(fresh);
   const plan = planNode(rules, session.addresses, session.plan.sockets);
+  checkPlan(plan);
   const writer = await MapWriter.start();
   let entries: { written: number; deleted: number };
   try {
@@ -198,6 +211,7 @@ async function applyChanges(runner: Runner, previous: RenderedRules, next: Rende
     await writer.close();
   }
   session.plan = plan;
+  rendering(next).plan = plan;
   let companionWritten = false;
   if (companion !== session.companion) {
     await runChecked(runner, 'loading the eBPF companion table', 'nft', ['-f', '-'], companion);
@@ -216,12 +230,13 @@ async function applyChanges(runner: Runner, previous: RenderedRules, next: Rende
 /** Both sides in the listing's words: the maps read back and attachments found, and the plan for this node now. */
 async function compare(runner: Runner, rendered: RenderedRules): Promise<Comparison> {
   const { rules, placement: requested, companion } = rendering(rendered);
-  checkPlan(rendering(rendered).plan);
   const placement = await resolvePlacement(runner, requested);
   const held = await readAttached(runner, placement.cgroup);
   const [addresses, links] = await Promise.all([nodeAddresses(runner), listLinks(runner)]);
   const desiredAttachments = { cgroup: placement.cgroup, hooks: [...SOCKET_HOOKS], devices: packetDevices(links, placement.devices) };
-  const desired = listNodePlan(planNode(rules, addresses), { node: rules.node, attachments: desiredAttachments, addressesKnown: true })
+  const plan = planNode(rules, addresses);
+  checkPlan(plan);
+  const desired = listNodePlan(plan, { node: rules.node, attachments: desiredAttachments, addressesKnown: true })
     + await companionAsKernelWould(runner, companion);
   let current = await readCompanion(runner);
   if (await adoptPins(runner, placement.pinDir, held)) {

@@ -65,8 +65,22 @@ export async function openNodeMaps(writer: MapWriter, pinDir: string, options: {
   };
 }
 
+/** Throws, before anything is written, when the plan holds more entries than a map can: the kernel would fail the batch midway. */
+export function checkCapacity(maps: NodeMaps, plan: NodePlan): void {
+  const slots = [...plan.sockets.groups.values()].reduce((sum, endpoints) => sum + endpoints.length, 0);
+  const needs: Array<[OpenMapLike, number]> = [
+    [maps.sockets.frontends, plan.sockets.frontends.size], [maps.sockets.groups, plan.sockets.groups.size], [maps.sockets.slots, slots],
+    [maps.packets.frontends, plan.packets.frontends.size], [maps.packets.sourceRanges, plan.packets.sourceRanges.size],
+  ];
+  const over = needs.filter(([map, count]) => map.path !== '' && count > map.maxEntries);
+  if (over.length) throw new Error(`ferry eBPF: the rules need more entries than the maps hold (nothing was written): ${over.map(([map, count]) => `${map.layout.name} ${count} > ${map.maxEntries}`).join(', ')}`);
+}
+
+type OpenMapLike = { path: string; maxEntries: number; layout: { name: string } };
+
 /** Writes the difference: groups and socket frontends, packet frontends, then the groups no frontend of either uses; entries written and deleted. */
 export async function writeNodePlan(writer: MapWriter, maps: NodeMaps, previous: NodePlan | undefined, next: NodePlan): Promise<{ written: number; deleted: number }> {
+  checkCapacity(maps, next);
   const sockets = await applySocketPlan(writer, maps.sockets, previous?.sockets, next.sockets, { keepUnusedGroups: true });
   const packets = await applyPacketPlan(writer, maps.packets, previous?.packets, next.packets);
   const groups = await removeUnusedGroups(writer, maps.sockets, previous?.sockets, next.sockets);

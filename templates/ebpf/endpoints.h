@@ -38,17 +38,20 @@ struct slot {
 };
 
 // The groups and their slots, written by ferry (dataplane/ebpf/groups.ts); the packet program reuses the
-// socket programs' pinned maps.
+// socket programs' pinned maps. Sized for 50,000 Services of 10 endpoints and more, allocated as used
+// (BPF_F_NO_PREALLOC): a preallocated 2M-slot map would hold ~100 MB from the start.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct group);
 } groups SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
+	__uint(max_entries, 2097152);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct slot_key);
 	__type(value, struct slot);
 } slots SEC(".maps");

@@ -64,7 +64,8 @@ struct node_address {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct frontend_key);
 	__type(value, struct packet_frontend);
 } packet_frontends SEC(".maps");

@@ -50,7 +50,8 @@ struct affinity_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct frontend_key);
 	__type(value, struct frontend);
 } frontends SEC(".maps");

@@ -1,0 +1,77 @@
+import test from 'ava';
+import { applyIfChanged, cleanupRules, diffRules, reassertRules } from '../dataplane/dataplane.js';
+import { MAPS } from '../dataplane/ebpf/layout.js';
+import { MapWriter } from '../dataplane/ebpf/map-writer.js';
+import { render } from '../dataplane/render.js';
+import { execaRunner, runChecked } from '../dataplane/runner.js';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { renderScenario } from './helpers/golden.js';
+import { bpfWorkspace } from './helpers/bpf-workspace.js';
+import { throwawayNamespace } from './helpers/netns-runner.js';
+
+// The eBPF backend as the agent and the CLI use it, in a namespace with two interfaces and a cgroup and
+// bpffs of the test's own: apply, a second apply that writes nothing, a change behind ferry's back that
+// diff shows and the resync repairs, and a cleanup that leaves nothing of ferry's and everything else.
+const FOREIGN_NFT = 'table inet other {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 22 accept\n\t}\n}\n';
+
+test('kernel: ebpf apply, a second apply writes nothing, a tampered map shows in diff and the resync repairs it, cleanup leaves only others\' objects', async (t) => {
+  const { runner } = await throwawayNamespace(t);
+  const { cgroup, pinDir } = await bpfWorkspace(t);
+  await runChecked(runner, 'veths', 'ip', ['link', 'add', 'fe0', 'type', 'veth', 'peer', 'name', 'fe1']);
+  for (const device of ['fe0', 'fe1']) await runChecked(runner, 'up', 'ip', ['link', 'set', device, 'up']);
+  await runChecked(runner, 'address', 'ip', ['address', 'add', '192.168.56.11/24', 'dev', 'fe0']);
+  await runChecked(runner, 'foreign rules', 'nft', ['-f', '-'], FOREIGN_NFT);
+  const { rendered: example } = await renderScenario('default', 'ebpf');
+  const rendered = render(example.ebpf!.rules, 'ebpf', { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } });
+
+  t.not(await diffRules(runner, rendered), '', 'before apply the kernel differs');
+  const first = await applyIfChanged(runner, rendered);
+  t.true(first.changed);
+  t.true(first.added > 50, `${first.added} map entries written`);
+  t.is(await diffRules(runner, rendered), '', 'after apply the kernel holds the maps, attachments and companion table');
+  t.deepEqual(await applyIfChanged(runner, rendered), { changed: false, added: 0, removed: 0 }, 'a second apply (a restart) writes nothing');
+  const devices = JSON.parse(await runChecked(runner, 'net', 'bpftool', ['-j', 'net', 'show'])) as Array<{ tc: Array<{ devname: string; name: string }> }>;
+  t.deepEqual(devices[0]!.tc.filter((filter) => filter.name.startsWith('ferry_ingress')).map((filter) => filter.devname).sort(), ['fe0', 'fe1']);
+
+  // Someone deletes a frontend and rewrites a slot behind ferry's back.
+  const writer = await MapWriter.start();
+  try {
+    const frontends = await writer.open(MAPS.frontends, join(pinDir, 'maps', 'frontends'));
+    await writer.delete(frontends, [{ ip: '10.96.10.30', port: 8080, protocol: 'tcp' }]);
+    const slots = await writer.open(MAPS.slots, join(pinDir, 'maps', 'slots'));
+    const [key, slot] = (await writer.dump(slots))[0]!;
+    await writer.update(slots, [[key, { ...slot, ip: '10.9.9.9' }]]);
+  } finally {
+    await writer.close();
+  }
+  const tampered = await diffRules(runner, rendered);
+  t.regex(tampered, /^\+ {2}10\.96\.10\.30:8080\/tcp serve/m, 'the deleted frontend shows');
+  t.regex(tampered, /10\.9\.9\.9/, 'the rewritten slot shows');
+  await reassertRules(runner, rendered);
+  t.is(await diffRules(runner, rendered), '', 'the periodic resync reads the maps back and repairs them');
+
+  await cleanupRules(runner, 'ebpf', { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } });
+  t.is((await runChecked(execaRunner, 'cgroup', 'bpftool', ['cgroup', 'show', cgroup])).trim(), '', 'no program on the cgroup');
+  const after = JSON.parse(await runChecked(runner, 'net', 'bpftool', ['-j', 'net', 'show'])) as Array<{ tc: unknown[] }>;
+  t.deepEqual(after[0]!.tc, [], 'no tc program on any interface');
+  t.notRegex(await runChecked(runner, 'tables', 'nft', ['list', 'tables']), /ferry/);
+  t.regex(await runChecked(runner, 'foreign', 'nft', ['list', 'table', 'inet', 'other']), /tcp dport 22 accept/, 'others\' rules stay');
+  t.deepEqual(await readdir(pinDir).catch(() => []), [], 'no pins');
+});
+
+test('kernel: ebpf rules that need more map entries than the maps hold are refused before anything is written', async (t) => {
+  const { runner } = await throwawayNamespace(t);
+  const { cgroup, pinDir } = await bpfWorkspace(t);
+  const { rendered: example } = await renderScenario('default', 'ebpf');
+  const placement = { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } };
+  const rendered = render(example.ebpf!.rules, 'ebpf', placement);
+  await applyIfChanged(runner, rendered);
+  // One group of more endpoints than the slots map holds.
+  const rules = structuredClone(example.ebpf!.rules);
+  const port = rules.families[0]!.servicePorts.find((candidate) => candidate.cluster?.endpoints.length)!;
+  port.cluster!.endpoints = Array.from({ length: 2_100_000 }, (_, index) => ({ hash: `h${index}`, ip: `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}`, port: 80, weight: 1 }));
+  const error = await t.throwsAsync(applyIfChanged(runner, render(rules, 'ebpf', placement)));
+  t.regex(error!.message, /more entries than the maps hold \(nothing was written\): slots \d+ > 2097152/);
+  t.is(await diffRules(runner, rendered), '', 'the kernel still holds the previous maps');
+});
