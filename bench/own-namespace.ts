@@ -44,14 +44,21 @@ export async function benchPlacement(): Promise<{ cgroup: string; pinDir: string
   mkdirSync(bpffs);
   execFileSync('mount', ['-t', 'bpf', 'bpf', bpffs]);
   writeFileSync(join(cgroup, 'cgroup.procs'), String(process.pid));
-  return {
-    cgroup,
-    pinDir: join(bpffs, 'ferry'),
-    async remove() {
-      writeFileSync(join(home, 'cgroup.procs'), String(process.pid));
-      rmdirSync(cgroup);
-      execFileSync('umount', [bpffs]);
-      rmdirSync(bpffs);
-    },
+  let removed = false;
+  const remove = () => {
+    if (removed) return;
+    removed = true;
+    // Programs still attached (a run that failed half-way) go with their cgroup's removal only once detached.
+    const listing = execFileSync('bpftool', ['-j', 'cgroup', 'show', cgroup], { encoding: 'utf8' }).trim();
+    for (const { id, attach_type: type } of (listing ? JSON.parse(listing) : []) as Array<{ id: number; attach_type: string }>) {
+      execFileSync('bpftool', ['cgroup', 'detach', cgroup, type, 'id', String(id)]);
+    }
+    writeFileSync(join(home, 'cgroup.procs'), String(process.pid));
+    rmdirSync(cgroup);
+    execFileSync('umount', [bpffs]);
+    rmdirSync(bpffs);
   };
+  // Also when the run fails: the process exits, and nothing of it may stay.
+  process.once('exit', remove);
+  return { cgroup, pinDir: join(bpffs, 'ferry'), remove: async () => remove() };
 }

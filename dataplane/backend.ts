@@ -1,6 +1,6 @@
 // One backend: everything ferry does with one node's rules in one kind of kernel state. The agent, the
 // CLI and the tests reach a backend only through this interface (dataplane.ts looks it up in backends.ts).
-import type { NodeRules } from '../rules/node-rules.js';
+import type { L4Protocol, NodeRules } from '../rules/node-rules.js';
 import type { StaleFlow } from '../rules/stale-flow.js';
 import type { BackendName } from './backend-names.js';
 import type { EbpfRendering } from './ebpf/backend.js';
@@ -37,6 +37,14 @@ export interface Comparison {
   desired: string;
 }
 
+/** Live connections to one endpoint. */
+export interface EndpointConnections {
+  protocol: L4Protocol;
+  ip: string;
+  port: number;
+  connections: number;
+}
+
 /** How a sync wrote: nothing, only what changed, or everything. */
 export type SyncKind = 'unchanged' | 'partial' | 'full';
 
@@ -65,6 +73,11 @@ export interface Backend {
   cleanup(runner: Runner, options?: BackendOptions): Promise<void>;
   /** Moves the UDP flows compute found stale off their endpoints (conntrack entries, and for eBPF connected sockets). */
   clearStaleFlows(runner: Runner, flows: StaleFlow[], rendered: RenderedRules): Promise<void>;
+  /**
+   * Live connections this backend sent to endpoints without a conntrack NAT entry (which the balancer
+   * counts itself): eBPF's socket path. Empty for the rule backends.
+   */
+  balancedSockets(runner: Runner, rendered: RenderedRules): Promise<EndpointConnections[]>;
   /** Rules per family, for the rules metric. */
   ruleCounts(rendered: RenderedRules): { family: 'IPv4' | 'IPv6'; rules: number }[];
 }

@@ -1,7 +1,7 @@
 // The dataplane facade: apply, diff and clean up rendered rules with the backend that rendered them
 // (backends.ts), and hand over between backends.
 import { createTwoFilesPatch } from 'diff';
-import type { ApplyOutcome, BackendOptions, Comparison, RenderedRules, SyncKind } from './backend.js';
+import type { ApplyOutcome, BackendOptions, Comparison, EndpointConnections, RenderedRules, SyncKind } from './backend.js';
 import { BACKEND_NAMES, type BackendName } from './backend-names.js';
 import { backendOf, BACKENDS } from './backends.js';
 import type { StaleFlow } from '../rules/stale-flow.js';
@@ -86,6 +86,11 @@ export async function removeOtherBackends(runner: Runner, backend: BackendName, 
 /** Moves stale UDP flows off the endpoints that went away, as the backend that rendered the rules holds them. */
 export function clearStaleFlows(runner: Runner, flows: StaleFlow[], rendered: RenderedRules): Promise<void> {
   return flows.length ? backendOf(rendered).clearStaleFlows(runner, flows, rendered) : Promise.resolve();
+}
+
+/** Live connections the backend balanced without conntrack NAT (eBPF's socket path), for the balancer. */
+export function balancedSockets(runner: Runner, rendered: RenderedRules): Promise<EndpointConnections[]> {
+  return backendOf(rendered).balancedSockets(runner, rendered);
 }
 
 /** Rules per family in the rendered set, for the rules metric. */

@@ -154,9 +154,8 @@ export function registerAgentTests(backend: BackendName): void {
     t.is(metrics.get(`ferry_sync_proxy_rules_restore_failures_total{backend="${backend}"}`) ?? 0, 0);
   });
 
-  // The balancer measures load in conntrack's NAT entries; eBPF's socket path makes none (connect()
-  // goes to the endpoint itself), so its load-aware weights are not measured yet (README, eBPF backend).
-  if (backend !== 'ebpf') test.serial(`kernel: agent ${backend}: the balancer gives a made-busy endpoint less of the new traffic`, async (t) => {
+  // eBPF: the pods' connections make no conntrack NAT entry; its sock_ops program counts them instead.
+  test.serial(`kernel: agent ${backend}: the balancer gives a made-busy endpoint less of the new traffic`, async (t) => {
     // Waits on events only (an agent's start, weights in the kernel, 1,000 connections under them, the
     // uniform agent back); a busy 2-core machine has made that take two minutes.
     t.timeout(240_000);

@@ -8,7 +8,8 @@ import { execaRunner, runChecked } from '../dataplane/runner.js';
 import { writeGroup, type WeightedEndpoint } from '../dataplane/ebpf/groups.js';
 import { MAPS, type Frontend, type FrontendKey, type Group, type Slot, type SlotKey } from '../dataplane/ebpf/layout.js';
 import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
-import { attachSocketPrograms, EbpfUnavailableError, loadSocketPrograms, probeSockets } from '../dataplane/ebpf/programs.js';
+import { attachSocketPrograms, loadSocketPrograms, probeSockets, SOCKET_HOOKS } from '../dataplane/ebpf/programs.js';
+import { EbpfUnavailableError } from '../dataplane/ebpf/unavailable.js';
 import { applySocketPlan, planSockets } from '../dataplane/ebpf/plan.js';
 import type { NodeRules, ServicePortRules } from '../rules/node-rules.js';
 import { bpfWorkspace, leftovers } from './helpers/bpf-workspace.js';
@@ -307,7 +308,7 @@ test('kernel: ebpf a restart keeps the maps: a second load reuses every pinned m
   t.true(again.reusedMaps);
   t.deepEqual(ports(await world.client('tcp', SERVICE.v4, SERVICE.port, 20)), [8081, 8082]);
   const attached = JSON.parse(await runChecked(execaRunner, 'list', 'bpftool', ['-j', 'cgroup', 'show', world.cgroup])) as Array<{ name: string }>;
-  t.is(attached.filter((program) => program.name.startsWith('ferry_')).length, 8, 'one program per hook');
+  t.is(attached.filter((program) => program.name.startsWith('ferry_')).length, SOCKET_HOOKS.length, 'one program per hook');
   t.deepEqual(readdirSync(world.pinDir).filter((name) => name.startsWith('progs')), [basename(dirname(again.programs.connect4))], 'the earlier programs\' pins are gone');
 });
 

@@ -13,7 +13,7 @@ import { buildClusterState, describeModelError } from '../model/cluster-state.js
 import type { Balancing, ModelError } from '../model/types.js';
 import type { ObjectSource } from '../sources/source.js';
 import { listNatedConnections } from '../../dataplane/conntrack-sample.js';
-import { applyChanges, applyIfChanged, cleanupRules, clearStaleFlows, reassertRules, removeOtherBackends, ruleCounts } from '../../dataplane/dataplane.js';
+import { applyChanges, applyIfChanged, balancedSockets, cleanupRules, clearStaleFlows, reassertRules, removeOtherBackends, ruleCounts } from '../../dataplane/dataplane.js';
 import { render, type BackendOptions, type RenderedRules } from '../../dataplane/render.js';
 import type { BackendName } from '../../dataplane/backend-names.js';
 import type { Runner } from '../../dataplane/runner.js';
@@ -221,11 +221,16 @@ export class Agent {
    * affected; compute ignores the weights of uniform ones.
    */
   private async sample(): Promise<void> {
-    const rules = this.previous?.rules;
-    if (!rules) return;
+    if (!this.previous) return;
+    const { rules, rendered } = this.previous;
     const started = this.clock.now();
     try {
       const counts = liveConnections(await listNatedConnections(this.options.runner));
+      // What the backend balanced without a NAT entry (eBPF's sockets) counts as much.
+      for (const { protocol, ip, port, connections } of await balancedSockets(this.options.runner, rendered)) {
+        const key = endpointKey(protocol, ip, port);
+        counts.set(key, (counts.get(key) ?? 0) + connections);
+      }
       const groups = rules.families.flatMap((family) => family.servicePorts.flatMap((port) => [port.cluster, port.local]
         .filter((group) => group !== undefined)
         .map((group) => group.endpoints.map((endpoint) => endpointKey(port.protocol, endpoint.ip, endpoint.port)))));

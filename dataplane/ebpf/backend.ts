@@ -3,18 +3,18 @@
 // ferry-map-writer, and the companion nftables table. Every full sync reads the maps back and writes
 // only what differs, so a restart over unchanged maps writes nothing and the periodic resync repairs
 // what someone changed; a partial sync writes the difference from the plan it last wrote.
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { NodeRules } from '../../rules/node-rules.js';
-import type { StaleFlow } from '../../rules/stale-flow.js';
-import type { ApplyOutcome, Backend, BackendOptions, Comparison, RenderedRules, SyncKind } from '../backend.js';
+import type { ApplyOutcome, Backend, BackendOptions, Comparison, EndpointConnections, RenderedRules, SyncKind } from '../backend.js';
 import { deleteStaleFlows } from '../conntrack.js';
-import { canonicalNftables } from '../nftables/shell.js';
-import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from '../runner.js';
+import { runChecked, type Runner } from '../runner.js';
 import { reportProblems } from '../structure-error.js';
 import { adoptPins, readAttached, readPacketAttachments, readSocketAttachments, type AttachedProgram, type AttachedState } from './attached.js';
+import { companionAsKernelWould, readCompanion, removeCompanion, syncCompanion } from './companion-shell.js';
 import { companionScript } from './companion.js';
 import { listLinks, packetDevices } from './devices.js';
+import { MAPS } from './layout.js';
 import { listNodePlan } from './listing.js';
 import { MapWriter } from './map-writer.js';
 import { openNodeMaps, planNode, planOverKernel, writeNodePlan, type NodePlan } from './node-plan.js';
@@ -24,6 +24,7 @@ import {
   loadSocketPrograms, SOCKET_HOOKS, type PacketProgram, type SocketPrograms,
 } from './programs.js';
 import { readNodePlan } from './read-back.js';
+import { abortStaleSockets } from './stale-sockets.js';
 
 /** What an eBPF rendering carries beyond its texts: the rules (the maps are planned against the kernel's) and the placement. */
 export interface EbpfRendering {
@@ -34,7 +35,6 @@ export interface EbpfRendering {
   companion: string;
 }
 
-const COMPANION_TABLE = ['inet', 'ferry-ebpf'];
 const EMPTY_PLAN = (): NodePlan => ({
   sockets: { frontends: new Map(), groups: new Map(), ids: new Map() },
   packets: { frontends: new Map(), nodeAddresses: [], masqueradeSources: new Map(), localSources: [], sourceRanges: new Map() },
@@ -138,35 +138,14 @@ async function attach(runner: Runner, placement: ResolvedPlacement, sockets: Soc
   return { changed: changed || packetAttached, devices: new Set(devices) };
 }
 
-/** The companion table in the kernel's words (`-s`: counters' numbers left out). */
-async function readCompanion(runner: Runner): Promise<string> {
-  const result = await runner.run('nft', ['-s', 'list', 'table', ...COMPANION_TABLE]);
-  if (result.exitCode === 0) return canonicalNftables(result.stdout);
-  if (/No such file or directory/.test(result.stderr)) return '';
-  throw new DataplaneError(`nft list table ${COMPANION_TABLE.join(' ')}`, result, 'reading the eBPF companion table failed');
-}
-
-async function companionAsKernelWould(runner: Runner, script: string): Promise<string> {
-  const [command, args] = inThrowawayNamespace('sh', ['-c', 'nft -f - && nft -s list ruleset']);
-  return canonicalNftables(await runChecked(runner, 'the kernel rejected the eBPF companion table', command, args, script));
-}
-
-/** Loads the companion table unless the kernel holds it already; whether it wrote. */
-async function syncCompanion(runner: Runner, script: string, force: boolean): Promise<boolean> {
-  if (!force) {
-    const [current, desired] = await Promise.all([readCompanion(runner), companionAsKernelWould(runner, script)]);
-    if (current === desired) return false;
-  }
-  await runChecked(runner, 'loading the eBPF companion table', 'nft', ['-f', '-'], script);
-  return true;
-}
-
 /**
  * A full sync: programs found from their attach points (pins adopted), loaded over the maps they use,
  * the maps read back and only their differences written, then attachments and the companion table.
  */
 async function sync(runner: Runner, rendered: RenderedRules, options: { force?: boolean } = {}): Promise<ApplyOutcome> {
   const { rules, placement: requested, companion } = rendering(rendered);
+  // The companion table checked by the kernel first: one it refuses stops the sync before any write.
+  const companionListing = await companionAsKernelWould(runner, companion);
   const placement = await resolvePlacement(runner, requested);
   const held = await readAttached(runner, placement.cgroup);
   await adoptPins(runner, placement.pinDir, held);
@@ -186,7 +165,7 @@ async function sync(runner: Runner, rendered: RenderedRules, options: { force?: 
     await writer.close();
   }
   const attached = await attach(runner, placement, sockets, packet, held);
-  const companionWritten = await syncCompanion(runner, companion, Boolean(options.force));
+  const companionWritten = await syncCompanion(runner, companion, companionListing, Boolean(options.force));
   sessions.set(sessionKey(requested), { placement, pinDir: placement.pinDir, addresses, plan, companion, devices: attached.devices, packetProgram: packet });
   rendering(rendered).plan = plan;
   const changed = entries.written + entries.deleted > 0 || attached.changed || companionWritten;
@@ -203,6 +182,9 @@ async function applyChanges(runner: Runner, previous: RenderedRules, next: Rende
   }
   const plan = planNode(rules, session.addresses, session.plan.sockets);
   checkPlan(plan);
+  const companionChanged = companion !== session.companion;
+  // As in a full sync: a companion table the kernel refuses stops this one before any write.
+  if (companionChanged) await companionAsKernelWould(runner, companion);
   const writer = await MapWriter.start();
   let entries: { written: number; deleted: number };
   try {
@@ -212,11 +194,9 @@ async function applyChanges(runner: Runner, previous: RenderedRules, next: Rende
   }
   session.plan = plan;
   rendering(next).plan = plan;
-  let companionWritten = false;
-  if (companion !== session.companion) {
+  if (companionChanged) {
     await runChecked(runner, 'loading the eBPF companion table', 'nft', ['-f', '-'], companion);
     session.companion = companion;
-    companionWritten = true;
   }
   // Interfaces that appeared since: served from this sync on.
   for (const device of packetDevices(await listLinks(runner), session.placement.devices)) {
@@ -224,7 +204,7 @@ async function applyChanges(runner: Runner, previous: RenderedRules, next: Rende
     await attachPacketProgram(session.packetProgram, device, runner);
     session.devices.add(device);
   }
-  return entries.written + entries.deleted > 0 || companionWritten ? 'partial' : 'unchanged';
+  return entries.written + entries.deleted > 0 || companionChanged ? 'partial' : 'unchanged';
 }
 
 /** Both sides in the listing's words: the maps read back and attachments found, and the plan for this node now. */
@@ -263,9 +243,7 @@ async function cleanup(runner: Runner, options: BackendOptions = {}): Promise<vo
   const cgroup = await resolveCgroup(runner, placement.cgroupRoot).catch(() => undefined);
   if (cgroup && (await readSocketAttachments(runner, cgroup).catch(() => new Map())).size) await detachSocketPrograms(cgroup, runner);
   for (const device of (await readPacketAttachments(runner).catch(() => new Map())).keys()) await detachPacketProgram(device, runner);
-  const table = COMPANION_TABLE.join(' ');
-  const removed = await runner.run('nft', ['-f', '-'], `add table ${table}\ndelete table ${table}\n`);
-  if (removed.exitCode !== 0 && removed.exitCode !== 127) throw new DataplaneError('nft -f -', removed, 'removing the eBPF companion table');
+  await removeCompanion(runner);
   try {
     guardTestPlacement(placement.bpfRoot, '--bpf-root');
     await rm(placement.bpfRoot ?? DEFAULT_BPF_ROOT, { recursive: true, force: true });
@@ -285,40 +263,17 @@ function checkText(text: string): void {
   reportProblems('ebpf', problems.map((line) => `a frontend that serves has no endpoints: ${line.trim()}`));
 }
 
-/**
- * The packet path's flows are conntrack entries; a socket of a pod or of the node connected to a gone
- * endpoint is not (connect() itself chose the endpoint, no NAT involved), so it is aborted (ss -K, the
- * kernel's SOCK_DESTROY) in the network namespace of every process of the cgroup: the application
- * sees ECONNABORTED and connects again, to a live endpoint. Any UDP socket to that address goes.
- */
-async function clearStaleFlows(runner: Runner, flows: StaleFlow[], rendered: RenderedRules): Promise<void> {
-  await deleteStaleFlows(runner, flows);
-  const endpoints = [...new Set(flows.map((flow) => flow.dstNat).filter((ip): ip is string => Boolean(ip)))];
+/** The socket path's live TCP connections per endpoint (the sock_ops program's counts), once a sync set the programs up. */
+async function balancedSockets(_runner: Runner, rendered: RenderedRules): Promise<EndpointConnections[]> {
   const session = sessions.get(sessionKey(rendering(rendered).placement));
-  if (!endpoints.length || !session) return;
-  for (const pid of await namespaceHolders(session.placement.cgroup)) {
-    for (const ip of endpoints) {
-      const result = await runner.run('nsenter', [`--net=/proc/${pid}/ns/net`, '--', 'ss', '-K', '-u', 'dst', ip]);
-      // The process may have ended meanwhile; its namespace then has no socket to abort.
-      if (result.exitCode !== 0 && !/No such file|No such process/.test(result.stderr)) throw new DataplaneError(`ss -K -u dst ${ip}`, result, 'aborting UDP sockets to a gone endpoint');
-    }
+  if (!session) return [];
+  const writer = await MapWriter.start();
+  try {
+    const counts = await writer.dump(await writer.open(MAPS.endpoint_connections, join(session.pinDir, 'maps', 'endpoint_connections')));
+    return counts.filter(([, connections]) => connections > 0).map(([key, connections]) => ({ protocol: key.protocol, ip: key.ip, port: key.port, connections }));
+  } finally {
+    await writer.close();
   }
-}
-
-/** One process per network namespace among the processes in the cgroup and below it. */
-async function namespaceHolders(cgroup: string): Promise<number[]> {
-  const holders = new Map<number, number>();
-  const visit = async (directory: string): Promise<void> => {
-    const procs = await readFile(join(directory, 'cgroup.procs'), 'utf8').catch(() => '');
-    for (const pid of procs.split('\n').filter(Boolean).map(Number)) {
-      const namespace = await stat(`/proc/${pid}/ns/net`).then((info) => info.ino, () => undefined);
-      if (namespace !== undefined && !holders.has(namespace)) holders.set(namespace, pid);
-    }
-    const entries = await readdir(directory, { withFileTypes: true }).catch(() => []);
-    for (const entry of entries) if (entry.isDirectory()) await visit(join(directory, entry.name));
-  };
-  await visit(cgroup);
-  return [...holders.values()];
 }
 
 export const ebpfBackend: Backend = {
@@ -337,7 +292,13 @@ export const ebpfBackend: Backend = {
   compare,
   diff: (runner, rendered) => compare(runner, rendered),
   cleanup,
-  clearStaleFlows,
+  // The packet path's flows are conntrack entries; the socket path's are connected sockets.
+  clearStaleFlows: async (runner, flows, rendered) => {
+    await deleteStaleFlows(runner, flows);
+    const session = sessions.get(sessionKey(rendering(rendered).placement));
+    if (session) await abortStaleSockets(runner, flows, session.placement.cgroup);
+  },
+  balancedSockets,
   // Map entries per family: frontends of both paths and the slots of their groups.
   ruleCounts: (rendered) => {
     const { plan } = rendering(rendered);

@@ -1,7 +1,9 @@
 // Compiling the eBPF backend's C sources (see ../c-build.ts for the cache).
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../../controlplane/package-root.js';
 import { cachedBuild, type BuildOptions } from '../c-build.js';
+import { EbpfUnavailableError } from './unavailable.js';
 
 /** The BPF programs' sources, shipped with the templates; both include endpoints.h. */
 export const SOCKETS_SOURCE = join(packageRoot(), 'templates', 'ebpf', 'sockets.bpf.c');
@@ -23,7 +25,8 @@ export function buildSocketsObject(options: BuildOptions = {}): Promise<string> 
  * Compiles the tc packet program. It calls the conntrack kfuncs, whose types only the running kernel's
  * BTF has: vmlinux.h is dumped from /sys/kernel/btf/vmlinux next to the output and removed after.
  */
-export function buildPacketsObject(options: BuildOptions = {}): Promise<string> {
+export async function buildPacketsObject(options: BuildOptions = {}): Promise<string> {
+  if (!existsSync('/sys/kernel/btf/vmlinux')) throw new EbpfUnavailableError(['/sys/kernel/btf/vmlinux is missing: the packet program needs a kernel with BTF (CONFIG_DEBUG_INFO_BTF)']);
   const script = 'mkdir -p "$1.h" && bpftool btf dump file /sys/kernel/btf/vmlinux format c > "$1.h/vmlinux.h" && clang -O2 -g -target bpf -I "$1.h" -c "$0" -o "$1"; status=$?; rm -rf "$1.h"; exit $status';
   return cachedBuild('packets', '.bpf.o', [PACKETS_SOURCE, ENDPOINTS_HEADER], (output) => ['sh', ['-c', script, PACKETS_SOURCE, output]], options);
 }

@@ -21,7 +21,7 @@ export interface MapLayout<K, V> {
   value: Codec<V>;
 }
 
-export type MapName = 'frontends' | 'groups' | 'slots' | 'packet_frontends' | 'node_addresses' | 'masquerade_sources' | 'local_sources' | 'source_ranges';
+export type MapName = 'frontends' | 'groups' | 'slots' | 'endpoint_connections' | 'packet_frontends' | 'node_addresses' | 'masquerade_sources' | 'local_sources' | 'source_ranges';
 
 /** What a connect to a frontend meets: an endpoint of its group, ECONNREFUSED, or EPERM (C: VERDICT_*). */
 export type FrontendVerdict = 'serve' | 'reject' | 'drop';
@@ -232,11 +232,23 @@ export const familyIndex: Codec<'IPv4' | 'IPv6'> = {
   decode: (bytes) => (bytes.readUInt32LE(0) === 1 ? 'IPv6' : 'IPv4'),
 };
 
-/** The maps the control plane writes, by pin name. */
+/** A __s64 count: the endpoint_connections map's value. */
+export const count: Codec<number> = {
+  size: 8,
+  encode(value) {
+    const bytes = Buffer.alloc(8);
+    bytes.writeBigInt64LE(BigInt(value), 0);
+    return bytes;
+  },
+  decode: (bytes) => Number(bytes.readBigInt64LE(0)),
+};
+
+/** The maps the control plane writes or reads, by pin name. */
 export const MAPS = {
   frontends: { name: 'frontends', key: frontendKey, value: frontend },
   groups: { name: 'groups', key: groupKey, value: group },
   slots: { name: 'slots', key: slotKey, value: slot },
+  endpoint_connections: { name: 'endpoint_connections', key: frontendKey, value: count },
   packet_frontends: { name: 'packet_frontends', key: frontendKey, value: packetFrontend },
   node_addresses: { name: 'node_addresses', key: address, value: flag },
   masquerade_sources: { name: 'masquerade_sources', key: familyIndex, value: address },

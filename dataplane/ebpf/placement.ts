@@ -4,7 +4,7 @@
 import { mkdir, readFile, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { runChecked, type Runner } from '../runner.js';
-import { EbpfUnavailableError } from './programs.js';
+import { EbpfUnavailableError } from './unavailable.js';
 
 /** What the operator chose (`--cgroup-root`, `--bpf-root`, `--devices`); left out means the default. */
 export interface EbpfPlacement {

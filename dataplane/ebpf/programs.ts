@@ -7,23 +7,18 @@ import { dirname, join } from 'node:path';
 import { DataplaneError, execaRunner, runChecked, type Runner } from '../runner.js';
 import { buildPacketsObject, buildSocketsObject } from './build.js';
 import type { MapName } from './layout.js';
+import { EbpfUnavailableError } from './unavailable.js';
 
 /** The cgroup hooks ferry attaches to; the program for hook H is named ferry_H in sockets.bpf.c. */
-export const SOCKET_HOOKS = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'recvmsg4', 'recvmsg6', 'getpeername4', 'getpeername6'] as const;
+export const SOCKET_HOOKS = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'recvmsg4', 'recvmsg6', 'getpeername4', 'getpeername6', 'sock_ops'] as const;
 export type SocketHook = (typeof SOCKET_HOOKS)[number];
 
-const MAP_NAMES: MapName[] = ['frontends', 'groups', 'slots'];
+const MAP_NAMES: MapName[] = ['frontends', 'groups', 'slots', 'endpoint_connections'];
 // Every map of the socket object: a load reuses them all when it finds them pinned, or none.
-export const SOCKET_OBJECT_MAPS = ['frontends', 'groups', 'slots', 'reverse', 'affinity', 'udp_flows'] as const;
+export const SOCKET_OBJECT_MAPS = ['frontends', 'groups', 'slots', 'reverse', 'affinity', 'udp_flows', 'endpoint_connections'] as const;
 const BPF_FS_MAGIC = 0xcafe4a11;
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 
-/** Something the socket programs need is missing; the message names each one and how to get it. */
-export class EbpfUnavailableError extends Error {
-  constructor(readonly missing: string[]) {
-    super(`ferry eBPF backend unavailable: ${missing.join('; ')}`);
-  }
-}
 
 /** Pinned programs and maps of one load. */
 export interface SocketPrograms {
@@ -166,7 +161,9 @@ export async function loadPacketProgram(sockets: SocketPrograms, options: { cach
   if (!reusedMaps) {
     await rm(programDir, { recursive: true, force: true });
     await rm(mapDir, { recursive: true, force: true });
-    await runChecked(runner, 'loading the packet program', 'bpftool', [...load, 'pinmaps', mapDir]);
+    await runChecked(runner, 'loading the packet program', 'bpftool', [...load, 'pinmaps', mapDir]).catch((error: unknown) => {
+      throw kfuncsMissing(error) ?? error;
+    });
   }
   return {
     program: join(programDir, 'ferry_ingress'),
@@ -174,6 +171,13 @@ export async function loadPacketProgram(sockets: SocketPrograms, options: { cach
     reusedMaps,
     previousProgramDirs,
   };
+}
+
+/** The verifier's refusal of a kfunc it does not know, said as what the kernel lacks. */
+function kfuncsMissing(error: unknown): EbpfUnavailableError | undefined {
+  const message = (error as Error).message ?? '';
+  if (!/kfunc|bpf_skb_ct_|bpf_ct_/.test(message)) return undefined;
+  return new EbpfUnavailableError([`the kernel lacks the conntrack kfuncs the packet program calls (bpf_skb_ct_lookup, bpf_skb_ct_alloc, bpf_ct_set_nat_info, bpf_ct_insert_entry: Linux 6.2 or later, nf_conntrack and nf_nat with BTF): ${message.split('\n').find((line) => /kfunc|bpf_ct|bpf_skb_ct/.test(line))?.trim() ?? ''}`]);
 }
 
 /** Removes the pins of earlier packet programs, once this one replaced them on every device (tc `replace`). */

@@ -63,6 +63,8 @@ export const iptablesBackend: Backend = {
     for (const family of ['IPv4', 'IPv6'] as const) await shell.cleanupIptables(runner, family);
   },
   clearStaleFlows: (runner, flows) => deleteStaleFlows(runner, flows),
+  // Every connection it balances is a conntrack NAT entry, which the balancer reads itself.
+  balancedSockets: async () => [],
   ruleCounts: (rendered) => rendered.texts.map((part) => ({
     family: familyOf(part),
     rules: part.text.split('\n').filter((line) => line.startsWith('-A ')).length,

@@ -102,6 +102,8 @@ export const nftablesBackend: Backend = {
   },
   cleanup: shell.cleanupNftables,
   clearStaleFlows: (runner, flows) => deleteStaleFlows(runner, flows),
+  // Every connection it balances is a conntrack NAT entry, which the balancer reads itself.
+  balancedSockets: async () => [],
   ruleCounts: (rendered) => [...renderedTables(rendered)].map(([family, table]) => ({
     family: family === 'ip6' ? 'IPv6' : 'IPv4',
     rules: [...table.chains.values()].reduce((sum, chain) => sum + chain.rules.length, 0),

@@ -219,6 +219,66 @@ static __always_inline int restore6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+// Live TCP connections per endpoint that a connect() of the cgroup was sent to, for the load-aware
+// balancer (dataplane/ebpf/backend.ts sampleConnections): up when a balanced connection is established,
+// down when it closes. Keyed as a frontend {addr, port, TCP}.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct frontend_key);
+	__type(value, __s64);
+} endpoint_connections SEC(".maps");
+
+static __always_inline void remote_of(const struct bpf_sock_ops *skops, struct frontend_key *key)
+{
+	// Every field read first, each by its own load: the verifier refuses a context pointer the
+	// compiler would otherwise compute to share one load between the branches.
+	__u32 family = skops->family, port = skops->remote_port, ip4 = skops->remote_ip4;
+	__u32 ip6_0 = skops->remote_ip6[0], ip6_1 = skops->remote_ip6[1], ip6_2 = skops->remote_ip6[2], ip6_3 = skops->remote_ip6[3];
+	// remote_port holds the port in network order in its upper 16 bits.
+	key->port = (__u16)(port >> 16);
+	key->proto = IPPROTO_TCP;
+	if (family == 2 /* AF_INET */) {
+		key->addr[2] = bpf_htonl(0xffff);
+		key->addr[3] = ip4;
+	} else {
+		key->addr[0] = ip6_0;
+		key->addr[1] = ip6_1;
+		key->addr[2] = ip6_2;
+		key->addr[3] = ip6_3;
+	}
+}
+
+SEC("sockops")
+int ferry_sock_ops(struct bpf_sock_ops *skops)
+{
+	struct frontend_key key = {};
+	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		remote_of(skops, &key);
+		// Only a connection whose endpoint connect() chose: remember_service left its socket there.
+		struct reverse_key chosen = { .cookie = bpf_get_socket_cookie(skops), .port = key.port };
+		__builtin_memcpy(chosen.addr, key.addr, sizeof(chosen.addr));
+		if (!bpf_map_lookup_elem(&reverse, &chosen))
+			return 1;
+		__s64 *count = bpf_map_lookup_elem(&endpoint_connections, &key);
+		if (count)
+			__sync_fetch_and_add(count, 1);
+		else {
+			__s64 one = 1;
+			bpf_map_update_elem(&endpoint_connections, &key, &one, BPF_NOEXIST);
+		}
+		// Tell this socket's state changes, to count it down when it closes.
+		bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
+	} else if (skops->op == BPF_SOCK_OPS_STATE_CB && skops->args[1] == BPF_TCP_CLOSE) {
+		remote_of(skops, &key);
+		__s64 *count = bpf_map_lookup_elem(&endpoint_connections, &key);
+		if (count)
+			__sync_fetch_and_add(count, -1);
+	}
+	return 1;
+}
+
 SEC("cgroup/connect4")
 int ferry_connect4(struct bpf_sock_addr *ctx) { return balance4(ctx, 0); }
 

@@ -1,0 +1,33 @@
+// Reading, comparing and loading the eBPF backend's companion table (companion.ts renders it).
+import { canonicalNftables } from '../nftables/shell.js';
+import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from '../runner.js';
+
+const COMPANION_TABLE = ['inet', 'ferry-ebpf'];
+
+/** The companion table in the kernel's words (`-s`: counters' numbers left out). */
+export async function readCompanion(runner: Runner): Promise<string> {
+  const result = await runner.run('nft', ['-s', 'list', 'table', ...COMPANION_TABLE]);
+  if (result.exitCode === 0) return canonicalNftables(result.stdout);
+  if (/No such file or directory/.test(result.stderr)) return '';
+  throw new DataplaneError(`nft list table ${COMPANION_TABLE.join(' ')}`, result, 'reading the eBPF companion table failed');
+}
+
+/** How the kernel lists the script once loaded, in a throwaway namespace: a script it refuses fails here, before any write. */
+export async function companionAsKernelWould(runner: Runner, script: string): Promise<string> {
+  const [command, args] = inThrowawayNamespace('sh', ['-c', 'nft -f - && nft -s list ruleset']);
+  return canonicalNftables(await runChecked(runner, 'the kernel rejected the eBPF companion table', command, args, script));
+}
+
+/** Loads the companion table unless the kernel holds it already (`desired`: companionAsKernelWould's listing); whether it wrote. */
+export async function syncCompanion(runner: Runner, script: string, desired: string, force: boolean): Promise<boolean> {
+  if (!force && (await readCompanion(runner)) === desired) return false;
+  await runChecked(runner, 'loading the eBPF companion table', 'nft', ['-f', '-'], script);
+  return true;
+}
+
+/** Removes the companion table (a missing table, or no nft at all, is fine). */
+export async function removeCompanion(runner: Runner): Promise<void> {
+  const table = COMPANION_TABLE.join(' ');
+  const removed = await runner.run('nft', ['-f', '-'], `add table ${table}\ndelete table ${table}\n`);
+  if (removed.exitCode !== 0 && removed.exitCode !== 127) throw new DataplaneError('nft -f -', removed, 'removing the eBPF companion table');
+}
