@@ -5,18 +5,22 @@
 //                    `nft list table` alone, then an agent start over the rules apply left (a restart)
 //   --mode agent:    an agent start in the empty namespace, until its first sync is in the kernel
 //   --mode apply:    ferry apply into the empty namespace alone (a second sample beside --mode kernel)
+// --backend ebpf (default nftables): the commands get a cgroup and bpffs of this run's own (their
+// processes are not moved into it: only attaching is timed), and `nft list table` is left out.
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { ownNetworkNamespace } from './own-namespace.js';
+import { benchPlacement, ownNetworkNamespace } from './own-namespace.js';
 
 ownNetworkNamespace(import.meta.url);
 
-const { values } = parseArgs({ options: { mode: { type: 'string' }, script: { type: 'string' }, manifests: { type: 'string' }, ferry: { type: 'string' } } });
+const { values } = parseArgs({ options: { mode: { type: 'string' }, script: { type: 'string' }, manifests: { type: 'string' }, ferry: { type: 'string' }, backend: { type: 'string', default: 'nftables' } } });
 const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 // Any one process of a size this bench runs: the 50,000-Service listing takes minutes, never an hour.
 const PROCESS_TIMEOUT_MS = 30 * 60_000;
-const ruleFlags = ['--node', 'node-0', '-f', values.manifests ?? '', '--backend', 'nftables'];
+const placement = values.backend === 'ebpf' ? await benchPlacement({ enter: false }) : undefined;
+const placementFlags = placement ? ['--cgroup-root', placement.cgroup, '--bpf-root', placement.pinDir] : [];
+const ruleFlags = ['--node', 'node-0', '-f', values.manifests ?? '', '--backend', values.backend!, ...placementFlags];
 
 /** Runs a command to its end; its wall-clock milliseconds, exit code and last line of output. */
 function timed(command: string, args: string[], accept = [0]): { ms: number; exitCode: number; line: string } {
@@ -36,7 +40,7 @@ const ferry = (args: string[], accept = [0]) => timed(process.execPath, [values.
  */
 async function agentStart(): Promise<{ ms: number; kind: string }> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [values.ferry!, 'agent', '--node', 'node-0', '--manifests', values.manifests!, '--backend', 'nftables', '--balancing', 'uniform'], {
+  const child = spawn(process.execPath, [values.ferry!, 'agent', '--node', 'node-0', '--manifests', values.manifests!, '--backend', values.backend!, ...placementFlags, '--balancing', 'uniform'], {
     env: { PATH: SYSTEM_PATH, FERRY_LOG_LEVEL: 'debug' }, stdio: ['ignore', 'pipe', 'inherit'],
   });
   const timer = setTimeout(() => child.kill('SIGKILL'), PROCESS_TIMEOUT_MS);
@@ -67,10 +71,14 @@ if (values.mode === 'kernel') {
   const applyAgain = ferry(['apply', ...ruleFlags]);
   // Exit 1 would mean the kernel differs from what apply wrote: reported, not hidden.
   const diff = ferry(['diff', ...ruleFlags], [0, 1]);
-  const list = timed('sh', ['-c', 'nft list table ip ferry > /dev/null']);
+  const list = values.backend === 'nftables' ? timed('sh', ['-c', 'nft list table ip ferry > /dev/null']) : { ms: Number.NaN };
   const agentRestart = await agentStart();
   const summary = (step: { ms: number; line: string }) => ({ ms: step.ms, line: step.line });
   console.log(JSON.stringify({
     renderMs: render.ms, applyFresh: summary(applyFresh), applyAgain: summary(applyAgain), diff: { ms: diff.ms, exitCode: diff.exitCode }, listMs: list.ms, agentRestart,
   }));
+}
+if (placement) {
+  ferry(['cleanup', '--backend', 'ebpf', '--cgroup-root', placement.cgroup, '--bpf-root', placement.pinDir]);
+  await placement.remove();
 }

@@ -33,9 +33,10 @@ export function ownNetworkNamespace(scriptUrl: string): void {
 
 /**
  * For the eBPF backend: a cgroup below the cgroup2 mount and a bpffs, both of this run's own and named
- * ferryk-bench-*, with this process moved into the cgroup; `remove` moves it back and takes both away.
+ * ferryk-bench-*, with this process moved into the cgroup (unless `enter: false`); `remove` moves it
+ * back and takes both away.
  */
-export async function benchPlacement(): Promise<{ cgroup: string; pinDir: string; remove(): Promise<void> }> {
+export async function benchPlacement(options: { enter?: boolean } = {}): Promise<{ cgroup: string; pinDir: string; remove(): Promise<void> }> {
   const name = `ferryk-bench-${randomBytes(4).toString('hex')}`;
   const cgroup = join(CGROUP2, name);
   const bpffs = join(tmpdir(), name);
@@ -43,7 +44,8 @@ export async function benchPlacement(): Promise<{ cgroup: string; pinDir: string
   mkdirSync(cgroup);
   mkdirSync(bpffs);
   execFileSync('mount', ['-t', 'bpf', 'bpf', bpffs]);
-  writeFileSync(join(cgroup, 'cgroup.procs'), String(process.pid));
+  const enter = options.enter ?? true;
+  if (enter) writeFileSync(join(cgroup, 'cgroup.procs'), String(process.pid));
   let removed = false;
   const remove = () => {
     if (removed) return;
@@ -53,7 +55,7 @@ export async function benchPlacement(): Promise<{ cgroup: string; pinDir: string
     for (const { id, attach_type: type } of (listing ? JSON.parse(listing) : []) as Array<{ id: number; attach_type: string }>) {
       execFileSync('bpftool', ['cgroup', 'detach', cgroup, type, 'id', String(id)]);
     }
-    writeFileSync(join(home, 'cgroup.procs'), String(process.pid));
+    if (enter) writeFileSync(join(home, 'cgroup.procs'), String(process.pid));
     rmdirSync(cgroup);
     execFileSync('umount', [bpffs]);
     rmdirSync(bpffs);

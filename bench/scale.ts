@@ -78,6 +78,8 @@ const commandSizes = sizes === 'small' ? [1000] : [1000, 10_000, 50_000];
 // Compiled once here, as on a node before its first diff, so that no size's diff includes the compiler.
 await buildNftDigest();
 const commands: CommandsResult[] = [];
+// The same commands with --backend ebpf (no nft -f to compare with: the kernel-alone column is nftables').
+const ebpfCommands: CommandsResult[] = [];
 for (const services of commandSizes) {
   const endpoints = 10;
   const dir = await mkdtemp(join(tmpdir(), 'ferry-bench-'));
@@ -89,8 +91,8 @@ for (const services of commandSizes) {
     const script = join(dir, 'rules.nft');
     // The script apply loads, as `ferry render` prints it, for the kernel's own `nft -f`.
     await writeFile(script, execFileSync(process.execPath, [ferryBin, 'render', '--node', 'node-0', '-f', manifests, '--backend', 'nftables'], { maxBuffer: 1 << 30 }));
-    const inNamespace = (mode: string) => JSON.parse(execFileSync('unshare', ['--net', '--', process.execPath, join(packageRoot(), 'dist/bench/commands-run.js'),
-      '--mode', mode, '--script', script, '--manifests', manifests, '--ferry', ferryBin], { encoding: 'utf8', timeout: 60 * 60_000, maxBuffer: 1 << 20 }).trim().split('\n').at(-1)!) as Record<string, unknown>;
+    const inNamespace = (mode: string, backend = 'nftables') => JSON.parse(execFileSync('unshare', ['--net', '--', process.execPath, join(packageRoot(), 'dist/bench/commands-run.js'),
+      '--mode', mode, '--script', script, '--manifests', manifests, '--ferry', ferryBin, '--backend', backend], { encoding: 'utf8', timeout: 60 * 60_000, maxBuffer: 1 << 20 }).trim().split('\n').at(-1)!) as Record<string, unknown>;
     // On a shared machine one sample can be slowed by others: nft -f and apply each run twice, alternating, and the faster counts.
     const kernel = [inNamespace('kernel').nftMs as number];
     const row = { services, endpoints, ...inNamespace('commands'), ...inNamespace('agent') } as unknown as CommandsResult;
@@ -99,6 +101,9 @@ for (const services of commandSizes) {
     row.applyFresh.ms = Math.min(row.applyFresh.ms, inNamespace('apply').applyFreshMs as number);
     commands.push(row);
     console.log(JSON.stringify(row));
+    const ebpfRow = { services, endpoints, ...inNamespace('commands', 'ebpf'), ...inNamespace('agent', 'ebpf') } as unknown as CommandsResult;
+    ebpfCommands.push(ebpfRow);
+    console.log(JSON.stringify({ backend: 'ebpf', ...ebpfRow }));
   } catch (error) {
     skipped.push(`commands at ${services} × ${endpoints}: ${(error as Error).message.split('\n')[0]}`);
   } finally {
@@ -112,7 +117,7 @@ const change = (c: Change) => `${ms(c.ms)} (${ms(c.kernelMs)})`;
 const table = [
   '| backend | Services × endpoints | full sync | compute | render | apply (of which tools) | kernel alone | ratio full / kernel alone | + endpoint (tools) | + Service (tools) | − Service (tools) | periodic full resync (tools) | listing the rules | peak RSS | set-up p50 / p99 first Service | last Service | last/first p50 |',
   '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-  ...results.map((r) => `| ${r.backend} | ${r.services.toLocaleString('en')} × ${r.endpoints} | ${ms(r.fullSync.totalMs)} | ${ms(r.fullSync.computeMs)} | ${ms(r.fullSync.renderMs)} | ${ms(r.fullSync.applyMs)} (${ms(r.fullSync.kernelMs)}) | ${ms(r.kernelMs)} | ${(r.fullSync.totalMs / r.kernelMs).toFixed(2)} | ${change(r.incremental.endpointAdded)} | ${change(r.incremental.serviceAdded)} | ${change(r.incremental.serviceRemoved)} | ${change(r.resync)} | ${ms(r.listMs)} | ${r.peakRssMB.toFixed(0)} MB | ${us(r.latency.first.p50)} / ${us(r.latency.first.p99)} | ${us(r.latency.last.p50)} / ${us(r.latency.last.p99)} | ${(r.latency.last.p50 / r.latency.first.p50).toFixed(2)} |`),
+  ...results.map((r) => `| ${r.backend} | ${r.services.toLocaleString('en')} × ${r.endpoints} | ${ms(r.fullSync.totalMs)} | ${ms(r.fullSync.computeMs)} | ${ms(r.fullSync.renderMs)} | ${ms(r.fullSync.applyMs)} (${ms(r.fullSync.kernelMs)}) | ${ms(r.kernelMs)} | ${Number.isFinite(r.kernelMs) ? (r.fullSync.totalMs / r.kernelMs).toFixed(2) : 'n/a'} | ${change(r.incremental.endpointAdded)} | ${change(r.incremental.serviceAdded)} | ${change(r.incremental.serviceRemoved)} | ${change(r.resync)} | ${ms(r.listMs)} | ${r.peakRssMB.toFixed(0)} MB | ${us(r.latency.first.p50)} / ${us(r.latency.first.p99)} | ${us(r.latency.last.p50)} / ${us(r.latency.last.p99)} | ${(r.latency.last.p50 / r.latency.first.p50).toFixed(2)} |`),
 ].join('\n');
 // Issue #6's targets, each against this run's number and what the number is made of.
 const find = (backend: string, services: number, endpoints = 10) => results.find((r) => r.backend === backend && r.services === services && r.endpoints === endpoints);
@@ -214,6 +219,19 @@ Growth between sizes (linear: the factor equals the factor in Services):
 ${growthRows}
 `}`;
 
+const ebpfCommandRows = ebpfCommands.map((c) => `| ${c.services.toLocaleString('en')} × ${c.endpoints} | ${ms(c.applyFresh.ms)} | ${ms(c.applyAgain.ms)} | ${ms(c.diff.ms)}${c.diff.exitCode === 0 ? '' : ` (**exit ${c.diff.exitCode}**)`} | ${ms(c.agentFresh.ms)} | ${ms(c.agentRestart.ms)} (${c.agentRestart.kind}) | ${ms(c.renderMs)} |`).join('\n');
+const ebpfCommandsSection = ebpfCommands.length === 0 ? '' : `
+### The same commands with \`--backend ebpf\`
+
+Each size in namespaces of its own with a cgroup and bpffs of the run's own (\`--cgroup-root\`,
+\`--bpf-root\`). apply loads and attaches the programs and writes the maps in batches; apply again and
+the agent's restart read the maps back and write nothing; diff reads the maps back and lists both sides.
+
+| Services × endpoints | \`ferry apply\` fresh | \`ferry apply\` again | \`ferry diff\` | agent start fresh | agent restart (first sync) | \`ferry render\` |
+| --- | --- | --- | --- | --- | --- | --- |
+${ebpfCommandRows}
+`;
+
 const report = `# Performance
 
 \`npm run bench\` on ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${nftVersion()}, kernel ${release()}, ${new Date().toISOString().slice(0, 10)}, load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end; every number from this one run.
@@ -235,13 +253,17 @@ process's) and throwaway network namespace.
   the time of the commands alone;
 - periodic full resync: what the agent does every syncPeriod with N Services present (nftables: names
   listed, every rule re-asserted in one transaction; iptables: \`iptables-save\`, then what differs);
-- listing the rules: \`nft list table ip ferry\` / \`iptables-save\` with the N Services loaded;
+- listing the rules: \`nft list table ip ferry\` / \`iptables-save\` with the N Services loaded; for
+  ebpf, what \`ferry diff\` reads and lists: the maps read back, the plan for now, both listed;
+- ebpf: the run's process is in the cgroup its socket programs are attached to, so its connections
+  are balanced at connect(); "kernel alone" does not exist for it (its map writes need ferry's plan),
+  and its "tools" are bpftool, tc, ip and nft, not the map writes;
 - set-up: TCP connect latency through the rules to the first and to the last Service in the order of
   the rules (1,000 connections each, alternating, from the namespace itself to endpoints on its
   loopback): iptables tests one Service after another, nftables looks the address up in a map.
 
 ${table}
-${commandsSection}
+${commandsSection}${ebpfCommandsSection}
 ## Why there is no set or map per Service
 
 Loading K chains that each choose one of two endpoints, in a throwaway namespace (\`nft -f\`), this run:

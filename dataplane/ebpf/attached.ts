@@ -72,11 +72,14 @@ export async function adoptPins(runner: Runner, pinDir: string, state: AttachedS
     { programs: [...state.sockets.values()], directory: join(pinDir, 'maps'), names: SOCKET_OBJECT_MAPS as readonly string[] },
     { programs: [...state.devices.values()], directory: join(pinDir, 'packet-maps'), names: PACKET_OBJECT_MAPS as readonly string[] },
   ];
-  for (const { programs, directory, names } of targets) {
+  if (state.sockets.size === 0 && state.devices.size === 0) return false;
+  // Every map's name in one listing, not one bpftool per map.
+  const names = new Map((await json<Array<{ id: number; name: string }>>(runner, 'listing the maps', ['map', 'show'])).map((map) => [map.id, map.name]));
+  for (const { programs, directory, names: wanted } of targets) {
     const ids = new Set(programs.flatMap((found) => found.mapIds));
     for (const id of ids) {
-      const { name } = await json<{ name: string }>(runner, `reading map ${id}`, ['map', 'show', 'id', String(id)]);
-      const full = names.find((candidate) => kernelName(candidate) === name);
+      const name = names.get(id);
+      const full = wanted.find((candidate) => kernelName(candidate) === name);
       if (!full) continue;
       const path = join(directory, full);
       if (await stat(path).then(() => true, () => false)) continue;
@@ -84,5 +87,5 @@ export async function adoptPins(runner: Runner, pinDir: string, state: AttachedS
       await runChecked(runner, `pinning map ${full}`, 'bpftool', ['map', 'pin', 'id', String(id), path]);
     }
   }
-  return state.sockets.size > 0 || state.devices.size > 0;
+  return true;
 }

@@ -32,6 +32,7 @@ export function guardTestPlacement(path: string | undefined, flag: string): void
   if (!prefix) return;
   if (!path?.split('/').some((part) => part.startsWith(prefix))) throw new EbpfUnavailableError([`${flag} ${path ?? '(default)'}: under test, only a path below a directory named ${prefix}* may be used`]);
 }
+
 const BPF_FS_MAGIC = 0xcafe4a11;
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 
@@ -82,13 +83,17 @@ export async function resolveCgroup(runner: Runner, requested?: string): Promise
  */
 export async function resolvePinDir(runner: Runner, requested = DEFAULT_BPF_ROOT): Promise<string> {
   guardTestPlacement(requested === DEFAULT_BPF_ROOT ? undefined : requested, '--bpf-root');
-  if ((await filesystemType(dirname(requested))) === BPF_FS_MAGIC || (await filesystemType(requested)) === BPF_FS_MAGIC) return requested;
+  // The directory itself, or the nearest that exists above it, on a bpffs: pins can go there.
+  let existing = requested;
+  while ((await filesystemType(existing)) === undefined && dirname(existing) !== existing) existing = dirname(existing);
+  if ((await filesystemType(existing)) === BPF_FS_MAGIC) return requested;
   const mountPoint = dirname(requested) === '/sys/fs/bpf' ? '/sys/fs/bpf' : requested;
   await mkdir(mountPoint, { recursive: true });
   await runChecked(runner, `mounting a bpffs on ${mountPoint}`, 'mount', ['-t', 'bpf', 'bpf', mountPoint]);
   return requested;
 }
 
+/** The cgroup and the pin directory found (or mounted), for a command in this mount namespace. */
 export async function resolvePlacement(runner: Runner, placement: EbpfPlacement): Promise<ResolvedPlacement> {
   return { cgroup: await resolveCgroup(runner, placement.cgroupRoot), pinDir: await resolvePinDir(runner, placement.bpfRoot), devices: placement.devices };
 }
