@@ -1,8 +1,8 @@
 // Both eBPF paths' maps for one NodeRules (plan.ts for the sockets, packet-plan.ts for tc), the ids a
 // kernel's maps already use adopted, and the ordered writes from one such state to the next. Pure but
 // for writeNodePlan.
-import type { NodeRules } from '../../rules/node-rules.js';
 import { join } from 'node:path';
+import type { NodeRules } from '../../rules/node-rules.js';
 import { MAPS, type MapLayout } from './layout.js';
 import { closedMap, type MapWriter } from './map-writer.js';
 import { applyPacketPlan, planPackets, type PacketMaps, type PacketPlan } from './packet-plan.js';
