@@ -140,7 +140,7 @@ async function main(argv: string[]): Promise<number> {
       const ms = Math.round(performance.now() - started);
       console.log(!outcome.changed
         ? `ferry: ${desired.backend} rules for ${desired.rules.node} already up to date (${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${ms} ms)`
-        : `ferry: applied ${desired.backend} rules for ${desired.rules.node}: ${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${outcome.added} rule lines added, ${outcome.removed} removed; ${ms} ms`);
+        : `ferry: applied ${desired.backend} rules for ${desired.rules.node}: ${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${outcome.added} ${desired.backend === 'ebpf' ? 'map entries written' : 'rule lines added'}, ${outcome.removed} removed; ${ms} ms`);
     });
 
   command(program, 'endpoints')
