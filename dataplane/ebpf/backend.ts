@@ -35,7 +35,7 @@ export interface EbpfRendering {
   companion: string;
 }
 
-const EMPTY_PLAN = (): NodePlan => ({
+const emptyPlan = (): NodePlan => ({
   sockets: { frontends: new Map(), groups: new Map(), ids: new Map() },
   packets: { frontends: new Map(), nodeAddresses: [], masqueradeSources: new Map(), localSources: [], sourceRanges: new Map() },
 });
@@ -157,7 +157,7 @@ async function sync(runner: Runner, rendered: RenderedRules, options: { force?: 
   let entries: { written: number; deleted: number };
   try {
     const maps = await openNodeMaps(writer, placement.pinDir);
-    const kernel = sockets.reusedMaps || packet.reusedMaps ? (await readNodePlan(writer, maps)).plan : EMPTY_PLAN();
+    const kernel = sockets.reusedMaps || packet.reusedMaps ? (await readNodePlan(writer, maps)).plan : emptyPlan();
     plan = planOverKernel(rules, addresses, kernel);
     checkPlan(plan);
     entries = await writeNodePlan(writer, maps, kernel, plan);
