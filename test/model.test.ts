@@ -165,3 +165,11 @@ test('multi-document YAML is read, empty documents skipped, and a syntax error n
   t.is(parseManifest('---\nkind: A\n---\n\n---\nkind: B\n', 'x.yaml').length, 2);
   t.throws(() => parseManifest('kind: [unclosed\n', 'broken.yaml'), { message: /^broken\.yaml: / });
 });
+
+test('an object whose name and namespace are empty is still named in its error', (t) => {
+  // fast-check found it (test/kernel-hostile-input.test.ts): the message pointed at nothing.
+  const { errors } = buildClusterState([serviceObject({ name: '', namespace: '' })]);
+  t.is(errors.length, 1);
+  t.is(errors[0]!.object, '<unnamed>');
+  t.regex(errors[0]!.message, /^metadata\.namespace: must be a DNS name/);
+});

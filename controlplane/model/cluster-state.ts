@@ -159,7 +159,9 @@ function apiKind(root: Field): string {
 
 function objectName(root: Field): string {
   const metadata = root.get('metadata');
-  const name = typeof metadata.get('name').value === 'string' ? (metadata.get('name').value as string) : '<unnamed>';
+  // An empty name names nothing either: the message must still point at an object.
+  const value = metadata.get('name').value;
+  const name = typeof value === 'string' && value ? value : '<unnamed>';
   const namespace = metadata.get('namespace').value;
   return typeof namespace === 'string' && namespace ? `${namespace}/${name}` : name;
 }
