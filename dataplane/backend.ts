@@ -78,6 +78,12 @@ export interface Backend {
    * counts itself): eBPF's socket path. Empty for the rule backends.
    */
   balancedSockets(runner: Runner, rendered: RenderedRules): Promise<EndpointConnections[]>;
+  /**
+   * Covers what the kernel gained since the last sync that the rules apply to (eBPF: interfaces that
+   * appeared get the packet program); the agent calls it every few seconds, so it must be cheap. What
+   * it did, for the log (nothing: empty).
+   */
+  refresh(runner: Runner, rendered: RenderedRules): Promise<string[]>;
   /** Rules per family, for the rules metric. */
   ruleCounts(rendered: RenderedRules): { family: 'IPv4' | 'IPv6'; rules: number }[];
 }

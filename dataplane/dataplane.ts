@@ -93,6 +93,11 @@ export function balancedSockets(runner: Runner, rendered: RenderedRules): Promis
   return backendOf(rendered).balancedSockets(runner, rendered);
 }
 
+/** Lets the backend cover what appeared since the last sync (eBPF: new interfaces); what it did. */
+export function refreshRules(runner: Runner, rendered: RenderedRules): Promise<string[]> {
+  return backendOf(rendered).refresh(runner, rendered);
+}
+
 /** Rules per family in the rendered set, for the rules metric. */
 export function ruleCounts(rendered: RenderedRules): { family: 'IPv4' | 'IPv6'; rules: number }[] {
   return backendOf(rendered).ruleCounts(rendered);

@@ -154,6 +154,18 @@ export function registerAgentTests(backend: BackendName): void {
     t.is(metrics.get(`ferry_sync_proxy_rules_restore_failures_total{backend="${backend}"}`) ?? 0, 0);
   });
 
+  // Only eBPF's rules are on interfaces: an interface that appears must get the packet program, though
+  // nothing in the cluster changes and so no sync comes.
+  if (backend === 'ebpf') test.serial('kernel: agent ebpf: an interface that appears gets the packet program within seconds, with no sync', async (t) => {
+    const host = node('node-a');
+    const after = await cluster.logOffset(host);
+    await host.ns.run(['ip', 'link', 'add', 'fnew0', 'type', 'veth', 'peer', 'name', 'fnew1']);
+    t.teardown(() => host.ns.run(['ip', 'link', 'del', 'fnew0']).then(() => undefined, () => undefined));
+    await cluster.waitForLog(host, (entry) => /attached to fnew0,/.test(entry.msg), { after });
+    const [net] = JSON.parse(await host.ns.run(['bpftool', '-j', 'net', 'show'])) as Array<{ tc: Array<{ devname: string; name: string }> }>;
+    t.true(net!.tc.some((filter) => filter.devname === 'fnew0' && filter.name.startsWith('ferry_ingress')), JSON.stringify(net!.tc));
+  });
+
   // eBPF: the pods' connections make no conntrack NAT entry; its sock_ops program counts them instead.
   test.serial(`kernel: agent ${backend}: the balancer gives a made-busy endpoint less of the new traffic`, async (t) => {
     // Waits on events only (an agent's start, weights in the kernel, 1,000 connections under them, the

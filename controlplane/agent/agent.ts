@@ -13,7 +13,7 @@ import { buildClusterState, describeModelError } from '../model/cluster-state.js
 import type { Balancing, ModelError } from '../model/types.js';
 import type { ObjectSource } from '../sources/source.js';
 import { listNatedConnections } from '../../dataplane/conntrack-sample.js';
-import { applyChanges, applyIfChanged, balancedSockets, cleanupRules, clearStaleFlows, reassertRules, removeOtherBackends, ruleCounts } from '../../dataplane/dataplane.js';
+import { applyChanges, applyIfChanged, balancedSockets, cleanupRules, clearStaleFlows, refreshRules, reassertRules, removeOtherBackends, ruleCounts } from '../../dataplane/dataplane.js';
 import { render, type BackendOptions, type RenderedRules } from '../../dataplane/render.js';
 import type { BackendName } from '../../dataplane/backend-names.js';
 import type { Runner } from '../../dataplane/runner.js';
@@ -97,8 +97,9 @@ export class Agent {
     if (this.stopping) return;
     this.viewedAt = this.clock.now();
     this.scheduler.start();
+    // Every sample interval the balancer measures, and the backend covers what appeared (new interfaces).
     this.sampler = setInterval(() => {
-      this.sampling = this.sampling.then(() => this.sample());
+      this.sampling = this.sampling.then(() => this.sample()).then(() => this.refresh());
     }, this.options.sampleIntervalMs ?? 2000);
     logger.info({ node: this.options.node, backend: this.options.backend, balancing: this.options.balancing ?? 'least-busy' }, 'agent started');
   }
@@ -245,6 +246,16 @@ export class Agent {
       }
     } catch (error) {
       this.options.logger.warn({ err: (error as Error).message }, 'sampling conntrack failed; weights unchanged');
+    }
+  }
+
+  /** Lets the backend cover what appeared since the last sync; a failure is logged and tried again at the next look. */
+  private async refresh(): Promise<void> {
+    if (!this.previous || this.stopping) return;
+    try {
+      for (const done of await refreshRules(this.options.runner, this.previous.rendered)) this.options.logger.info(done);
+    } catch (error) {
+      this.options.logger.warn({ err: (error as Error).message }, 'covering new interfaces failed; trying again at the next look');
     }
   }
 

@@ -13,7 +13,7 @@ import { reportProblems } from '../structure-error.js';
 import { adoptPins, readAttached, readPacketAttachments, readSocketAttachments, type AttachedProgram, type AttachedState } from './attached.js';
 import { companionAsKernelWould, readCompanion, removeCompanion, syncCompanion } from './companion-shell.js';
 import { companionScript } from './companion.js';
-import { listLinks, packetDevices } from './devices.js';
+import { attachNewDevices, listLinks, packetDevices } from './devices.js';
 import { MAPS } from './layout.js';
 import { listNodePlan } from './listing.js';
 import { MapWriter } from './map-writer.js';
@@ -110,9 +110,9 @@ async function pinnedProgram(runner: Runner, path: string): Promise<AttachedProg
 }
 
 /**
- * Attaches what is not attached already: programs of the same tag using the same maps stay, and the
- * ones just loaded for nothing go. The packet program goes on every device it should be on and comes
- * off the others. Whether anything was attached or detached; the devices that have it.
+ * Attaches what is not attached already: programs of the same tag using the same maps stay (the
+ * socket programs just loaded for nothing go). The packet program goes on every device it should be
+ * on and comes off the others. Whether anything was attached or detached; the devices that have it.
  */
 async function attach(runner: Runner, placement: ResolvedPlacement, sockets: SocketPrograms, packet: PacketProgram, held: AttachedState): Promise<{ changed: boolean; devices: Set<string> }> {
   let changed = false;
@@ -133,8 +133,9 @@ async function attach(runner: Runner, placement: ResolvedPlacement, sockets: Soc
   for (const device of held.devices.keys()) {
     if (!devices.includes(device)) changed = (await detachPacketProgram(device, runner)) || changed;
   }
-  if (packetAttached) await forgetEarlierPacketPrograms(packet);
-  else await rm(dirname(packet.program), { recursive: true, force: true });
+  // The program just loaded stays pinned even where the attached one was kept (same tag, same maps):
+  // interfaces that appear later get it. Earlier loads' pins go; attached programs live on regardless.
+  await forgetEarlierPacketPrograms(packet);
   return { changed: changed || packetAttached, devices: new Set(devices) };
 }
 
@@ -198,12 +199,7 @@ async function applyChanges(runner: Runner, previous: RenderedRules, next: Rende
     await runChecked(runner, 'loading the eBPF companion table', 'nft', ['-f', '-'], companion);
     session.companion = companion;
   }
-  // Interfaces that appeared since: served from this sync on.
-  for (const device of packetDevices(await listLinks(runner), session.placement.devices)) {
-    if (session.devices.has(device)) continue;
-    await attachPacketProgram(session.packetProgram, device, runner);
-    session.devices.add(device);
-  }
+  await attachNewDevices(session.packetProgram, session.devices, runner, session.placement.devices);
   return entries.written + entries.deleted > 0 || companionChanged ? 'partial' : 'unchanged';
 }
 
@@ -299,6 +295,13 @@ export const ebpfBackend: Backend = {
     if (session) await abortStaleSockets(runner, flows, session.placement.cgroup);
   },
   balancedSockets,
+  // Between syncs: interfaces that appeared are served within the agent's next look.
+  refresh: async (runner, rendered) => {
+    const session = sessions.get(sessionKey(rendering(rendered).placement));
+    if (!session) return [];
+    const attached = await attachNewDevices(session.packetProgram, session.devices, runner, session.placement.devices);
+    return attached.map((device) => `the packet program attached to ${device}, an interface that appeared`);
+  },
   // Map entries per family: frontends of both paths and the slots of their groups.
   ruleCounts: (rendered) => {
     const { plan } = rendering(rendered);

@@ -65,6 +65,8 @@ export const iptablesBackend: Backend = {
   clearStaleFlows: (runner, flows) => deleteStaleFlows(runner, flows),
   // Every connection it balances is a conntrack NAT entry, which the balancer reads itself.
   balancedSockets: async () => [],
+  // Its rules match on addresses, not on interfaces: nothing appears that they do not cover.
+  refresh: async () => [],
   ruleCounts: (rendered) => rendered.texts.map((part) => ({
     family: familyOf(part),
     rules: part.text.split('\n').filter((line) => line.startsWith('-A ')).length,

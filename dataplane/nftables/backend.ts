@@ -104,6 +104,8 @@ export const nftablesBackend: Backend = {
   clearStaleFlows: (runner, flows) => deleteStaleFlows(runner, flows),
   // Every connection it balances is a conntrack NAT entry, which the balancer reads itself.
   balancedSockets: async () => [],
+  // Its rules match on addresses, not on interfaces: nothing appears that they do not cover.
+  refresh: async () => [],
   ruleCounts: (rendered) => [...renderedTables(rendered)].map(([family, table]) => ({
     family: family === 'ip6' ? 'IPv6' : 'IPv4',
     rules: [...table.chains.values()].reduce((sum, chain) => sum + chain.rules.length, 0),
