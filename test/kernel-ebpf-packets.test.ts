@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { packageRoot } from '../controlplane/package-root.js';
-import { writeGroup } from '../dataplane/ebpf/groups.js';
+import { writeGroup } from './helpers/ebpf-groups.js';
 import { MAPS, type FrontendKey, type PacketFrontend } from '../dataplane/ebpf/layout.js';
 import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
 import { companionScript } from '../dataplane/ebpf/companion.js';

@@ -10,7 +10,8 @@ import { parseArgs } from 'node:util';
 import { execaRunner, runChecked } from '../runner.js';
 import { MAPS } from './layout.js';
 import { MapWriter } from './map-writer.js';
-import { loadSocketPrograms, mountBpffs, unloadSocketPrograms } from './programs.js';
+import { mountBpffs } from './placement.js';
+import { loadSocketPrograms, unloadSocketPrograms } from './programs.js';
 
 const { values } = parseArgs({ options: { entries: { type: 'string', default: '100000' } } });
 const entries = Number(values.entries);
@@ -25,7 +26,7 @@ const time = async <T>(what: string, work: () => Promise<T>): Promise<T> => {
   return result;
 };
 
-const mounted = await mountBpffs(bpffs);
+const mounted = await mountBpffs(bpffs, execaRunner);
 let writer: MapWriter | undefined;
 try {
   const programs = await time('compile (cached) and load', () => loadSocketPrograms({ pinDir, cgroup: '/sys/fs/cgroup/unified' }));

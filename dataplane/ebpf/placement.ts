@@ -37,6 +37,18 @@ const BPF_FS_MAGIC = 0xcafe4a11;
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 
 const filesystemType = (path: string) => statfs(path).then((stats) => stats.type, () => undefined);
+/** Whether `path` is on a bpffs (pins can go there). */
+export const onBpffs = async (path: string) => (await filesystemType(path)) === BPF_FS_MAGIC;
+/** Whether `path` is a directory of the cgroup2 hierarchy. */
+export const isCgroup2 = async (path: string) => (await filesystemType(path)) === CGROUP2_SUPER_MAGIC;
+
+/** Mounts a bpffs on `directory` (made if missing) unless one is there; whether it mounted one (so the caller may unmount it). */
+export async function mountBpffs(directory: string, runner: Runner): Promise<boolean> {
+  await mkdir(directory, { recursive: true });
+  if (await onBpffs(directory)) return false;
+  await runChecked(runner, `mounting a bpffs on ${directory}`, 'mount', ['-t', 'bpf', 'bpf', directory]);
+  return true;
+}
 
 /** The first cgroup2 mount point in a mountinfo text (field 5 is the mount point, the type follows " - "). */
 export function cgroup2Mount(mountinfo: string): string | undefined {
@@ -64,7 +76,7 @@ export async function resolveCgroup(runner: Runner, requested?: string): Promise
   let own = mount === OWN_CGROUP2;
   if (!mount) {
     mount = OWN_CGROUP2;
-    if ((await filesystemType(mount)) !== CGROUP2_SUPER_MAGIC) {
+    if (!(await isCgroup2(mount))) {
       await mkdir(mount, { recursive: true });
       await runChecked(runner, `mounting cgroup2 on ${mount}`, 'mount', ['-t', 'cgroup2', 'none', mount]);
     }
@@ -73,7 +85,7 @@ export async function resolveCgroup(runner: Runner, requested?: string): Promise
   if (!requested) return mount;
   const parts = requested.split('/').filter(Boolean);
   const candidates = own ? parts.map((_, index) => join(mount, ...parts.slice(index))) : [requested];
-  for (const candidate of candidates) if ((await filesystemType(candidate)) === CGROUP2_SUPER_MAGIC) return candidate;
+  for (const candidate of candidates) if (await isCgroup2(candidate)) return candidate;
   throw new EbpfUnavailableError([`--cgroup-root ${requested} is not a cgroup2 directory${own ? ` (nor below this namespace's own cgroup2 mount, ${mount})` : ''}`]);
 }
 
@@ -86,10 +98,8 @@ export async function resolvePinDir(runner: Runner, requested = DEFAULT_BPF_ROOT
   // The directory itself, or the nearest that exists above it, on a bpffs: pins can go there.
   let existing = requested;
   while ((await filesystemType(existing)) === undefined && dirname(existing) !== existing) existing = dirname(existing);
-  if ((await filesystemType(existing)) === BPF_FS_MAGIC) return requested;
-  const mountPoint = dirname(requested) === '/sys/fs/bpf' ? '/sys/fs/bpf' : requested;
-  await mkdir(mountPoint, { recursive: true });
-  await runChecked(runner, `mounting a bpffs on ${mountPoint}`, 'mount', ['-t', 'bpf', 'bpf', mountPoint]);
+  if (await onBpffs(existing)) return requested;
+  await mountBpffs(dirname(requested) === '/sys/fs/bpf' ? '/sys/fs/bpf' : requested, runner);
   return requested;
 }
 

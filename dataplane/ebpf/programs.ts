@@ -2,11 +2,12 @@
 // attach the socket programs to a cgroup and the packet program to interfaces (tc ingress), and take
 // all of it away again.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, stat, statfs } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DataplaneError, execaRunner, runChecked, type Runner } from '../runner.js';
 import { buildPacketsObject, buildSocketsObject } from './build.js';
 import type { MapName } from './layout.js';
+import { isCgroup2, onBpffs } from './placement.js';
 import { EbpfUnavailableError } from './unavailable.js';
 
 /** The cgroup hooks ferry attaches to; the program for hook H is named ferry_H in sockets.bpf.c. */
@@ -16,9 +17,6 @@ export type SocketHook = (typeof SOCKET_HOOKS)[number];
 const MAP_NAMES: MapName[] = ['frontends', 'groups', 'slots', 'endpoint_connections'];
 // Every map of the socket object: a load reuses them all when it finds them pinned, or none.
 export const SOCKET_OBJECT_MAPS = ['frontends', 'groups', 'slots', 'reverse', 'affinity', 'udp_flows', 'endpoint_connections'] as const;
-const BPF_FS_MAGIC = 0xcafe4a11;
-const CGROUP2_SUPER_MAGIC = 0x63677270;
-
 
 /** Pinned programs and maps of one load. */
 export interface SocketPrograms {
@@ -32,10 +30,6 @@ export interface SocketPrograms {
   previousProgramDirs: string[];
 }
 
-async function filesystemType(path: string): Promise<number | undefined> {
-  return statfs(path).then((stats) => stats.type, () => undefined);
-}
-
 /**
  * Checks clang, bpftool, a bpffs at or above `pinDir` (bpftool loadall pins only below a directory that is
  * on bpffs; /sys/fs/bpf is not mounted everywhere) and the cgroup2 directory; throws naming every one missing.
@@ -46,18 +40,9 @@ export async function probeSockets(options: { pinDir: string; cgroup: string; ru
   for (const [tool, args, hint] of [['clang', ['--version'], 'apt-get install clang llvm libbpf-dev'], ['bpftool', ['version'], 'apt-get install bpftool']] as const) {
     if ((await runner.run(tool, [...args])).exitCode !== 0) missing.push(`${tool} not found (${hint})`);
   }
-  const onBpffs = async (path: string) => (await filesystemType(path)) === BPF_FS_MAGIC;
   if (!(await onBpffs(options.pinDir)) && !(await onBpffs(dirname(options.pinDir)))) missing.push(`${dirname(options.pinDir)} is not on a bpffs (mount -t bpf bpf ${dirname(options.pinDir)})`);
-  if ((await filesystemType(options.cgroup)) !== CGROUP2_SUPER_MAGIC) missing.push(`${options.cgroup} is not a cgroup2 directory`);
+  if (!(await isCgroup2(options.cgroup))) missing.push(`${options.cgroup} is not a cgroup2 directory`);
   if (missing.length) throw new EbpfUnavailableError(missing);
-}
-
-/** Mounts a bpffs on `directory` unless one is there; whether it mounted one (so the caller unmounts it). */
-export async function mountBpffs(directory: string, runner: Runner = execaRunner): Promise<boolean> {
-  await mkdir(directory, { recursive: true });
-  if ((await filesystemType(directory)) === BPF_FS_MAGIC) return false;
-  await runChecked(runner, `mounting a bpffs on ${directory}`, 'mount', ['-t', 'bpf', 'bpf', directory]);
-  return true;
 }
 
 /**
