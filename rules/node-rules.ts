@@ -22,6 +22,11 @@ export interface EndpointTarget {
   port: number;
   /** A positive integer; the endpoint's share is weight / sum of weights in its group. */
   weight: number;
+  /**
+   * On this node, or on no node the slice names: only such an endpoint can open a connection through
+   * this node's rules to its own Service (hairpin). A pod elsewhere is translated on its own node.
+   */
+  onNode: boolean;
 }
 
 /** A group of endpoints that new connections are spread over (kube-proxy's SVC or SVL chain). */

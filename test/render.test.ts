@@ -10,7 +10,7 @@ import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/
 
 const config = testConfig;
 
-const target = (weight: number): EndpointTarget => ({ hash: `H${weight}`, ip: '10.0.0.1', port: 80, weight });
+const target = (weight: number): EndpointTarget => ({ hash: `H${weight}`, ip: '10.0.0.1', port: 80, weight, onNode: true });
 
 test('equal weights give kube-proxy\'s uniform probabilities 1/n, 1/(n-1), ..., and no test on the last', (t) => {
   t.deepEqual(cumulativeProbabilities([target(1), target(1), target(1)]).map((choice) => choice.probability),
@@ -78,10 +78,18 @@ test('nftables affinity keeps a chain per endpoint that records the client', (t)
   t.regex(text, /chain sep-\w+ \{\n\t\tupdate @affinity-\w+ \{ ip saddr \}\n\t\tmeta l4proto tcp dnat to 10\.244\.1\.9:8080/);
 });
 
-test('nftables hairpin: every endpoint is a pair in hairpin-endpoints, masqueraded after DNAT', (t) => {
+test('nftables hairpin: endpoints are pairs in hairpin-endpoints, masqueraded after DNAT', (t) => {
   const text = renderWeighted('nftables');
   t.regex(text, /set hairpin-endpoints \{\n\t\ttype ipv4_addr \. ipv4_addr\n\t\telements = \{\n\t\t\t10\.244\.1\.9 \. 10\.244\.1\.9,\n\t\t\t10\.244\.2\.9 \. 10\.244\.2\.9,\n\t\t\t10\.244\.3\.9 \. 10\.244\.3\.9,\n\t\t\}/);
   t.regex(text, /chain masquerading \{\n\t\tct status dnat ip saddr \. ip daddr @hairpin-endpoints jump mark-for-masquerade/);
+});
+
+test('nftables hairpin pairs are the endpoints on this node and those of no named node: a pod elsewhere is translated on its own node', (t) => {
+  const state = clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9', node: 'node-a' }, { ip: '10.244.2.9', node: 'node-b' }, { ip: '10.244.3.9' }]));
+  const text = render(computeNodeRules(state, 'node-a', config), 'nftables').texts[0]!.text;
+  const [, elements] = /set hairpin-endpoints \{\n[^\n]*\n\t\telements = \{([^}]*)\}/.exec(text)!;
+  t.deepEqual(elements!.split(',').map((element) => element.trim()).filter(Boolean), ['10.244.1.9 . 10.244.1.9', '10.244.3.9 . 10.244.3.9']);
+  t.regex(text, /dnat to 10\.244\.2\.9:8080/, 'the endpoint elsewhere is still served');
 });
 
 test('iptables renders weights as cumulative statistic rules', (t) => {

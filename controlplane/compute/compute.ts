@@ -166,7 +166,7 @@ function computeServicePort(state: ClusterState, service: Service, port: Service
   // A uniform Service ignores measured weights, whatever the agent measured.
   const weights = (service.balancing ?? context.balancing) === 'uniform' ? NO_WEIGHTS : context.weights;
   const group = (members: PortEndpoint[], target: 'cluster' | 'local'): EndpointGroup => ({
-    endpoints: endpointTargets(id, protocol, members, weights),
+    endpoints: endpointTargets(id, protocol, members, weights, node.name),
     clusterIPMasquerade: internal === target ? clusterIPMasquerade : 'none',
   });
   // The cluster group also serves pod and node traffic to external addresses under a Local policy.
@@ -246,7 +246,7 @@ function usableEndpoints<T extends Endpoint>(endpoints: T[]): T[] {
   return endpoints.filter((endpoint) => endpoint.conditions.serving && endpoint.conditions.terminating);
 }
 
-function endpointTargets(id: string, protocol: L4Protocol, endpoints: PortEndpoint[], weights: EndpointWeights): EndpointTarget[] {
+function endpointTargets(id: string, protocol: L4Protocol, endpoints: PortEndpoint[], weights: EndpointWeights, nodeName: string): EndpointTarget[] {
   // Sorting compares each address many times: parse each once.
   const sorted = endpoints.map((endpoint) => ({ endpoint, key: ipSortKey(endpoint.ip) }))
     .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.endpoint.port - b.endpoint.port))
@@ -257,6 +257,7 @@ function endpointTargets(id: string, protocol: L4Protocol, endpoints: PortEndpoi
     ip: endpoint.ip,
     port: endpoint.port,
     weight: shares[index]!,
+    onNode: endpoint.nodeName === nodeName || endpoint.nodeName === '',
   }));
 }
 

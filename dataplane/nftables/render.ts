@@ -95,7 +95,11 @@ interface NftServicePort {
   noEndpointNodePorts: string[];
   firewallIPs: string[];
   affinitySets: { name: string; seconds: number }[];
-  /** `ip . ip` for every endpoint, the elements of hairpin-endpoints. */
+  /**
+   * `ip . ip` for every endpoint on this node, the elements of hairpin-endpoints: no other endpoint can
+   * be a hairpin's source here, and the kernel dumps a set in time growing with the square of its
+   * elements (`ferry diff` reads it), so a set of every endpoint of a large cluster would cost seconds.
+   */
   hairpinPairs: string[];
   chains: string;
 }
@@ -119,7 +123,7 @@ function renderNftServicePort(port: ServicePortRules, family: FamilyRules): NftS
   const key = (ip: string) => `${ip} . ${port.protocol} . ${port.port}`;
   const rendered: NftServicePort = {
     serviceIPs: [], serviceNodePorts: [], noEndpointServices: [], noEndpointNodePorts: [], firewallIPs: [],
-    affinitySets: [], hairpinPairs: uniqueEndpoints(port).map((endpoint) => `${endpoint.ip} . ${endpoint.ip}`), chains: '',
+    affinitySets: [], hairpinPairs: uniqueEndpoints(port).filter((endpoint) => endpoint.onNode).map((endpoint) => `${endpoint.ip} . ${endpoint.ip}`), chains: '',
   };
   const internal = internalTarget(port, names);
   if ('chain' in internal) rendered.serviceIPs.push(`${key(port.clusterIP)} : goto ${internal.chain}`);
