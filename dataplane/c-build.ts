@@ -4,7 +4,17 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { packageRoot } from '../controlplane/package-root.js';
 import { execaRunner, runChecked, type Runner } from './runner.js';
+
+/** Where the container image puts what it compiled at build time (the image has no compiler): `NAME` + extension. */
+export const PREBUILT_DIRECTORY = join(packageRoot(), 'libexec');
+
+/** The prebuilt output of `name`, when the installation has one. */
+export async function prebuilt(name: string, extension: string): Promise<string | undefined> {
+  const path = join(PREBUILT_DIRECTORY, `${name}${extension}`);
+  return (await exists(path)) ? path : undefined;
+}
 
 /** Where compiled objects go: the override, $FERRY_CACHE_DIR, $XDG_CACHE_HOME/ferry, /var/cache/ferry for root, else ~/.cache/ferry. */
 export function cacheDirectory(override?: string): string {
@@ -22,11 +32,13 @@ export interface BuildOptions {
 
 /**
  * The path of what `command(output)` compiles from `sources` (the first is compiled, every one counts
- * for the cache: a header it includes too), built now unless the cache has it.
+ * for the cache: a header it includes too): the prebuilt one, else built now unless the cache has it.
  */
 export async function cachedBuild(
   name: string, extension: string, sources: string[], command: (output: string) => [string, string[]], options: BuildOptions,
 ): Promise<string> {
+  const shipped = await prebuilt(name, extension);
+  if (shipped) return shipped;
   const directory = cacheDirectory(options.cacheDir);
   const [tool, args] = command('OUTPUT');
   const hash = createHash('sha256');

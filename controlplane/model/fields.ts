@@ -11,14 +11,32 @@ export class FieldError extends Error {
 
 const show = (value: unknown) => JSON.stringify(value) ?? String(value);
 
-/** A cursor on one value of an untrusted object, with the path that led to it. */
+/**
+ * A cursor on one value of an untrusted object, with the path that led to it. The path is spelled out
+ * only when something asks for it (an error), not for every field of 100,000 endpoints that read well.
+ */
 export class Field {
-  constructor(readonly value: unknown, readonly path: string) {}
+  private spelled: string | undefined;
+  private readonly step: string | number;
+
+  /** `path` is the whole path; with `parent`, `step` is this field's key or index below it. */
+  constructor(readonly value: unknown, path: string, private readonly parent?: Field, step: string | number = '') {
+    this.spelled = parent ? undefined : path;
+    this.step = step;
+  }
+
+  get path(): string {
+    if (this.spelled === undefined) {
+      const above = this.parent!.path;
+      this.spelled = typeof this.step === 'number' ? `${above}[${this.step}]` : above ? `${above}.${this.step}` : this.step;
+    }
+    return this.spelled;
+  }
 
   /** The child field `key` (absent children read as undefined). */
   get(key: string): Field {
     const value = isRecord(this.value) ? this.value[key] : undefined;
-    return new Field(value, this.path ? `${this.path}.${key}` : key);
+    return new Field(value, '', this, key);
   }
 
   get absent(): boolean {
@@ -33,7 +51,7 @@ export class Field {
   list(): Field[] {
     if (this.absent) return [];
     if (!Array.isArray(this.value)) this.fail('must be a list');
-    return this.value.map((item, index) => new Field(item, `${this.path}[${index}]`));
+    return this.value.map((item, index) => new Field(item, '', this, index));
   }
 
   /** A string, or the fallback when absent. */

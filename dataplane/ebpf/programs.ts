@@ -2,8 +2,10 @@
 // attach the socket programs to a cgroup and the packet program to interfaces (tc ingress), and take
 // all of it away again.
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { prebuilt } from '../c-build.js';
 import { DataplaneError, execaRunner, runChecked, type Runner } from '../runner.js';
 import { buildPacketsObject, buildSocketsObject } from './build.js';
 import type { MapName } from './layout.js';
@@ -31,15 +33,20 @@ export interface SocketPrograms {
 }
 
 /**
- * Checks clang, bpftool, a bpffs at or above `pinDir` (bpftool loadall pins only below a directory that is
- * on bpffs; /sys/fs/bpf is not mounted everywhere) and the cgroup2 directory; throws naming every one missing.
+ * Checks clang (unless the objects are prebuilt, as in the image), bpftool, a bpffs at or above `pinDir`
+ * (bpftool loadall pins only below a directory that is on bpffs; /sys/fs/bpf is not mounted everywhere),
+ * the cgroup2 directory and the kernel's BTF (the packet program's kfuncs are matched against it);
+ * throws naming every one missing.
  */
 export async function probeSockets(options: { pinDir: string; cgroup: string; runner?: Runner }): Promise<void> {
   const runner = options.runner ?? execaRunner;
   const missing: string[] = [];
-  for (const [tool, args, hint] of [['clang', ['--version'], 'apt-get install clang llvm libbpf-dev'], ['bpftool', ['version'], 'apt-get install bpftool']] as const) {
+  const compiled = (await prebuilt('sockets', '.bpf.o')) && (await prebuilt('packets', '.bpf.o'));
+  const tools = [...(compiled ? [] : [['clang', ['--version'], 'apt-get install clang llvm libbpf-dev'] as const]), ['bpftool', ['version'], 'apt-get install bpftool'] as const];
+  for (const [tool, args, hint] of tools) {
     if ((await runner.run(tool, [...args])).exitCode !== 0) missing.push(`${tool} not found (${hint})`);
   }
+  if (!existsSync('/sys/kernel/btf/vmlinux')) missing.push('/sys/kernel/btf/vmlinux is missing: the packet program needs a kernel with BTF (CONFIG_DEBUG_INFO_BTF)');
   if (!(await onBpffs(options.pinDir)) && !(await onBpffs(dirname(options.pinDir)))) missing.push(`${dirname(options.pinDir)} is not on a bpffs (mount -t bpf bpf ${dirname(options.pinDir)})`);
   if (!(await isCgroup2(options.cgroup))) missing.push(`${options.cgroup} is not a cgroup2 directory`);
   if (missing.length) throw new EbpfUnavailableError(missing);

@@ -1,7 +1,6 @@
 // ferry's nftables tables read object by object (digest.c): the digest of every chain with its
 // rules and every set with its elements, in time linear in the rules where `nft list table` grows
 // with their square. `ferry diff` compares these digests and lists only the objects that differ.
-import { access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
 import { packageRoot } from '../../controlplane/package-root.js';
 import { cachedBuild, type BuildOptions } from '../c-build.js';
@@ -9,12 +8,8 @@ import { cachedBuild, type BuildOptions } from '../c-build.js';
 /** The helper's source, compiled on first use against libmnl and libcrypto. */
 export const NFT_DIGEST_SOURCE = join(packageRoot(), 'dataplane', 'nftables', 'digest.c');
 
-/** Where the container image puts the helper it compiled at build time (the image has no compiler). */
-export const PREBUILT_NFT_DIGEST = join(packageRoot(), 'libexec', 'nft-digest');
-
-/** The prebuilt helper, or nft-digest compiled with the system's cc (libmnl-dev and libssl-dev); the binary's path. */
+/** The prebuilt helper (the image's), or nft-digest compiled with the system's cc (libmnl-dev and libssl-dev); the binary's path. */
 export async function buildNftDigest(options: BuildOptions = {}): Promise<string> {
-  if (await access(PREBUILT_NFT_DIGEST, constants.X_OK).then(() => true, () => false)) return PREBUILT_NFT_DIGEST;
   return cachedBuild('nft-digest', '', [NFT_DIGEST_SOURCE], (output) => ['cc', ['-O2', '-o', output, NFT_DIGEST_SOURCE, '-lmnl', '-lcrypto']], options);
 }
 

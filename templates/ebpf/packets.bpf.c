@@ -12,7 +12,16 @@
 // datagram). A frontend with no endpoints passes the packet on unchanged (the companion table rejects
 // it, as kube-proxy does); one whose traffic policy leaves it nowhere drops it. The layouts are
 // mirrored in dataplane/ebpf/layout.ts; change both together.
-#include "vmlinux.h"
+// UAPI headers only, no vmlinux.h: the object compiles anywhere (the image is built without the node's
+// kernel), and the kfuncs are matched to the running kernel by name when the program loads.
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/netfilter.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "endpoints.h"
@@ -119,20 +128,28 @@ struct {
 
 // The kernel's struct bpf_ct_opts (NF_BPF_CT_OPTS_SZ, 16 bytes).
 struct ct_opts {
-	s32 netns_id;
-	s32 error;
-	u8 l4proto;
-	u8 dir;
-	u16 ct_zone_id;
-	u8 ct_zone_dir;
-	u8 reserved[3];
+	__s32 netns_id;
+	__s32 error;
+	__u8 l4proto;
+	__u8 dir;
+	__u16 ct_zone_id;
+	__u8 ct_zone_dir;
+	__u8 reserved[3];
 };
 
-extern struct nf_conn *bpf_skb_ct_lookup(struct __sk_buff *, struct bpf_sock_tuple *, u32, struct ct_opts *, u32) __ksym;
-extern struct nf_conn___init *bpf_skb_ct_alloc(struct __sk_buff *, struct bpf_sock_tuple *, u32, struct ct_opts *, u32) __ksym;
+// Only ever pointed at: the kfuncs take and return them, the program never looks inside. Defined, not
+// just declared: libbpf matches a kfunc's pointer arguments to the kernel's only when both sides point
+// at a struct (a declaration alone is a different kind), whatever its members.
+struct nf_conn { int opaque; };
+struct nf_conn___init { int opaque; };
+// The kernel's enum nf_nat_manip_type (include/net/netfilter/nf_nat.h, not UAPI).
+enum nf_nat_manip_type { NF_NAT_MANIP_SRC, NF_NAT_MANIP_DST };
+
+extern struct nf_conn *bpf_skb_ct_lookup(struct __sk_buff *, struct bpf_sock_tuple *, __u32, struct ct_opts *, __u32) __ksym;
+extern struct nf_conn___init *bpf_skb_ct_alloc(struct __sk_buff *, struct bpf_sock_tuple *, __u32, struct ct_opts *, __u32) __ksym;
 extern struct nf_conn *bpf_ct_insert_entry(struct nf_conn___init *) __ksym;
 extern void bpf_ct_release(struct nf_conn *) __ksym;
-extern void bpf_ct_set_timeout(struct nf_conn___init *, u32) __ksym;
+extern void bpf_ct_set_timeout(struct nf_conn___init *, __u32) __ksym;
 extern int bpf_ct_set_nat_info(struct nf_conn___init *, union nf_inet_addr *, int port, enum nf_nat_manip_type) __ksym;
 
 struct flow {
@@ -143,7 +160,7 @@ struct flow {
 	int starts; // a packet that may start a flow: a TCP SYN without ACK, or any UDP datagram
 };
 
-static __always_inline int ports(void *l4, void *end, u8 proto, struct flow *flow, __be16 *sport, __be16 *dport)
+static __always_inline int ports(void *l4, void *end, __u8 proto, struct flow *flow, __be16 *sport, __be16 *dport)
 {
 	if (proto == PROTO_TCP) {
 		struct tcphdr *tcp = l4;
