@@ -1,8 +1,8 @@
 # The ferry agent image for deploy/kubernetes/ferry.yaml: docker build -t ferry:0.1.0 .
-# Four stages: the TypeScript is compiled with the dev dependencies, nft-digest (C) with gcc, the
-# production dependencies are installed on their own, and the image gets the compiled CLI and helper,
-# its templates and those dependencies only (no tests, benchmarks, e2e harness, compiler or sources). test/dockerfile.test.ts replays these steps
-# without Docker.
+# Four stages: the TypeScript is compiled with the dev dependencies, ferry's C helpers and BPF programs
+# with gcc and clang, the production dependencies are installed on their own, and the image gets the
+# compiled CLI, helpers and programs, its templates and those dependencies only (no tests, benchmarks,
+# e2e harness, compiler or sources). test/dockerfile.test.ts replays these steps without Docker.
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
@@ -16,12 +16,19 @@ RUN npx tsc -p tsconfig.json
 
 FROM node:20-bookworm-slim AS native
 WORKDIR /src
-# ferry diff's nftables reader; the image has no compiler, so it is compiled here.
+# What ferry compiles on a node, compiled here (the image has no compiler) into libexec/, where ferry
+# looks first: ferry diff's nftables reader, and the eBPF backend's programs and map writer. The BPF
+# objects need no kernel headers of the node (UAPI headers only; the kfuncs are matched at load).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends gcc libc6-dev libmnl-dev libssl-dev \
+ && apt-get install -y --no-install-recommends gcc libc6-dev libmnl-dev libssl-dev clang llvm libbpf-dev \
  && rm -rf /var/lib/apt/lists/*
-COPY dataplane/nftables/digest.c ./
-RUN cc -O2 -o nft-digest digest.c -lmnl -lcrypto
+COPY dataplane/nftables/digest.c dataplane/ebpf/map-writer.c ./
+COPY templates/ebpf ebpf
+RUN mkdir libexec
+RUN cc -O2 -o libexec/nft-digest digest.c -lmnl -lcrypto
+RUN cc -O2 -o libexec/map-writer map-writer.c -lbpf
+RUN clang -O2 -g -target bpf -idirafter /usr/include/$(gcc -dumpmachine) -c ebpf/sockets.bpf.c -o libexec/sockets.bpf.o
+RUN clang -O2 -g -target bpf -idirafter /usr/include/$(gcc -dumpmachine) -c ebpf/packets.bpf.c -o libexec/packets.bpf.o
 
 FROM node:20-bookworm-slim AS production-dependencies
 WORKDIR /src
@@ -32,9 +39,10 @@ FROM node:20-bookworm-slim
 # iptables brings both variants (iptables-legacy, iptables-nft); the entry point picks the node's.
 # nftables and conntrack are the other tools ferry drives; iproute2 and util-linux (unshare) make the
 # throwaway network namespaces of the start-up comparison and the iptables check; libssl3 (with libmnl0,
-# which nftables brings) is what nft-digest links against.
+# which nftables brings) is what nft-digest links against. The eBPF backend loads and attaches its
+# programs with bpftool (and tc, of iproute2); its map writer links against libbpf1.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables nftables conntrack iproute2 util-linux libssl3 \
+ && apt-get install -y --no-install-recommends iptables nftables conntrack iproute2 util-linux libssl3 bpftool libbpf1 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/ferry
 COPY package.json ./
@@ -44,7 +52,7 @@ COPY --from=production-dependencies /src/node_modules node_modules
 COPY --from=build /src/dist/controlplane dist/controlplane
 COPY --from=build /src/dist/dataplane dist/dataplane
 COPY --from=build /src/dist/rules dist/rules
-COPY --from=native /src/nft-digest libexec/nft-digest
+COPY --from=native /src/libexec libexec
 COPY deploy/image deploy/image
 # Runs as root. iptables, nft, conntrack and unshare need CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN,
 # and the xtables lock (/run/xtables.lock) belongs to root on the host. Kubernetes gives added capabilities

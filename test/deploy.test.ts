@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import test from 'ava';
@@ -10,6 +10,9 @@ import { packageRoot } from '../controlplane/package-root.js';
 import { loadKubeConfig } from '../controlplane/sources/kubernetes.js';
 import { parseManifest } from '../controlplane/sources/manifests.js';
 import { BACKEND_NAMES } from '../dataplane/backend-names.js';
+import { buildMapWriter, buildPacketsObject, buildSocketsObject } from '../dataplane/ebpf/build.js';
+import { buildNftDigest } from '../dataplane/nftables/digest.js';
+import { bpfWorkspace } from './helpers/bpf-workspace.js';
 
 // The image cannot be built and the DaemonSet cannot run here: these checks pin down what the files say,
 // and run what can run (kubeadm's config files, the container's read-only root file system) without them.
@@ -121,7 +124,7 @@ test('both containers run as root with only NET_ADMIN, NET_RAW and SYS_ADMIN and
   }
 });
 
-test('the only writable mounts are the xtables lock and the iptables links, where the entry point and ferry\'s PATH expect them', async (t) => {
+test('the only writable mounts are the xtables lock, the iptables links and the bpffs, where the entry point and ferry\'s PATH expect them', async (t) => {
   const spec = await pod();
   const [agent] = spec.containers;
   const volumes = new Map(spec.volumes.map((volume) => [volume.name, volume]));
@@ -129,7 +132,9 @@ test('the only writable mounts are the xtables lock and the iptables links, wher
   t.deepEqual(writable, [
     ['/run/xtables.lock', { name: 'xtables-lock', hostPath: { path: '/run/xtables.lock', type: 'FileOrCreate' } }],
     ['/usr/local/sbin', { name: 'iptables-links', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }],
+    ['/sys/fs/bpf', { name: 'bpffs', hostPath: { path: '/sys/fs/bpf', type: 'Directory' } }],
   ]);
+  t.deepEqual(agent!.volumeMounts.find((mount) => mount.name === 'host-cgroup'), { name: 'host-cgroup', mountPath: '/sys/fs/cgroup', readOnly: true });
   t.regex(await readFile(join(root, 'deploy/image/entrypoint.sh'), 'utf8'), /dir=\$\{FERRY_IPTABLES_DIR:-\/usr\/local\/sbin\}/);
   // ferry runs its commands with a fixed PATH (dataplane/runner.ts): the links must come first on it.
   t.regex(await readFile(join(root, 'dataplane/runner.ts'), 'utf8'), /const SYSTEM_PATH = '\/usr\/local\/sbin:/);
@@ -143,45 +148,57 @@ test('the ClusterRole grants exactly get, list and watch on what the informers f
 });
 
 // The container's file system, rebuilt in a mount namespace of this test only: this machine's root file
-// system bound read-only, and on it the DaemonSet's volumes as the kubelet mounts them (the kube-proxy
-// ConfigMap from the kubeadm fixtures, emptyDirs as tmpfs, host paths bound where this machine has them).
-// Then ferry runs through the image's entry point, chrooted there, in a network namespace of its own.
-test('kernel: with the DaemonSet\'s mounts on a read-only root, ferry applies, diffs and cleans up both backends with kubeadm\'s config.conf', async (t) => {
+// system bound read-only, sysfs read-only as runtimes mount it, and on it the DaemonSet's volumes as the
+// kubelet mounts them (the kube-proxy ConfigMap from the kubeadm fixtures, emptyDirs as tmpfs, host
+// paths bound where this machine has them). The eBPF volumes are bound to a cgroup and a bpffs this
+// test made, never the machine's own, and the objects a node would compile come prebuilt (as the image
+// has them). Then ferry runs through the image's entry point, chrooted there, in a network namespace
+// of its own, with no capabilities but the DaemonSet's.
+test('kernel: with the DaemonSet\'s mounts and capabilities on a read-only root, ferry applies, diffs and cleans up every backend with kubeadm\'s config.conf', async (t) => {
   const scratch = await mkdtemp(join(tmpdir(), 'ferry-rootfs-'));
   t.teardown(() => rm(scratch, { recursive: true, force: true }));
   const configMap = join(scratch, 'configmap');
   await mkdir(configMap);
   await copyFile(join(root, 'test/fixtures/kubeadm-config.conf'), join(configMap, 'config.conf'));
   await copyFile(join(root, 'test/fixtures/kubeadm-kubeconfig.conf'), join(configMap, 'kubeconfig.conf'));
+  const cache = join(scratch, 'cache');
+  for (const build of [buildSocketsObject, buildPacketsObject, buildMapWriter, buildNftDigest]) await build({ cacheDir: cache });
+  const place = await bpfWorkspace(t);
+  await mkdir(place.pinDir);
+  // The host paths the kubelet would bind, here the test's own places (and the prebuilt objects).
+  const hostPaths: Record<string, string> = { '/sys/fs/cgroup': place.cgroup, '/sys/fs/bpf': place.pinDir };
   const spec = await pod();
   const volumes = new Map(spec.volumes.map((volume) => [volume.name, volume]));
   const rootfs = join(scratch, 'rootfs');
   await mkdir(rootfs);
-  const lines = [`mount --bind / ${rootfs}`, `mount -o remount,bind,ro ${rootfs}`, `mount -t proc proc ${rootfs}/proc`, `mount --rbind /dev ${rootfs}/dev`];
+  const lines = [`mount --bind / ${rootfs}`, `mount -o remount,bind,ro ${rootfs}`, `mount -t proc proc ${rootfs}/proc`, `mount -t sysfs -o ro sysfs ${rootfs}/sys`, `mount --rbind /dev ${rootfs}/dev`];
   const skipped: string[] = [];
-  for (const mount of spec.containers[0]!.volumeMounts) {
-    const volume = volumes.get(mount.name)!;
+  const mounts = [...spec.containers[0]!.volumeMounts, { name: 'prebuilt', mountPath: '/var/cache/ferry', readOnly: true }];
+  for (const mount of mounts) {
+    const volume = mount.name === 'prebuilt' ? { name: 'prebuilt', hostPath: { path: cache } } : volumes.get(mount.name)!;
     const target = `${rootfs}${mount.mountPath}`;
-    if (volume.hostPath && !existsSync(volume.hostPath.path)) {
+    const hostPath = volume.hostPath && (hostPaths[volume.hostPath.path] ?? volume.hostPath.path);
+    if (hostPath && !existsSync(hostPath)) {
       skipped.push(mount.mountPath);
       continue;
     }
-    if (!existsSync(mount.mountPath) && !existsSync(dirname(mount.mountPath))) throw new Error(`no mount point for ${mount.mountPath}`);
-    if (!existsSync(mount.mountPath)) {
+    if (!mount.mountPath.startsWith('/sys/') && !existsSync(mount.mountPath)) {
+      if (!existsSync(dirname(mount.mountPath))) throw new Error(`no mount point for ${mount.mountPath}`);
       // A mount point the root file system lacks: the runtime would create it; here a read-only tmpfs on its parent holds it.
       lines.push(`mount -t tmpfs mountpoints ${dirname(target)}`, `mkdir ${target}`, `mount -o remount,ro ${dirname(target)}`);
     }
     if (volume.configMap) lines.push(`mount --bind ${configMap} ${target}`);
     else if (volume.emptyDir) lines.push(`mount -t tmpfs ${mount.name} ${target}`);
-    else if (volume.hostPath) lines.push(`mount --bind ${volume.hostPath.path} ${target}`);
+    else if (hostPath) lines.push(`mount --bind ${hostPath} ${target}`);
     else throw new Error(`the test does not know volume ${mount.name}`);
     if (mount.readOnly) lines.push(`mount -o remount,bind,ro ${target}`);
   }
-  const ferry = (args: string) => `FERRY_HOME=${root} ${root}/deploy/image/entrypoint.sh ${args} --node node-a -f ${root}/examples/cluster.yaml --config /var/lib/kube-proxy/config.conf`;
+  const capabilities = spec.containers[0]!.securityContext.capabilities.add.map((name) => `+${name.toLowerCase()}`).join(',');
+  const entrypoint = `setpriv --inh-caps=-all --ambient-caps=-all --bounding-set=-all,${capabilities} -- env FERRY_HOME=${root} ${root}/deploy/image/entrypoint.sh`;
+  const ferry = (args: string) => `${entrypoint} ${args} --node node-a -f ${root}/examples/cluster.yaml --config /var/lib/kube-proxy/config.conf`;
   const inContainer = [
     'if touch /ferry-write-probe-$$ 2>/dev/null; then rm -f /ferry-write-probe-$$; echo "the root file system is writable" >&2; exit 1; fi',
-    // The DaemonSet serves the rule-text backends; an eBPF DaemonSet (bpffs, cgroup2, compilers in the image) is not shipped yet.
-    ...BACKEND_NAMES.filter((backend) => backend !== 'ebpf').flatMap((backend) => [ferry(`apply --backend ${backend}`), ferry(`diff --backend ${backend}`), `FERRY_HOME=${root} ${root}/deploy/image/entrypoint.sh cleanup --backend ${backend}`]),
+    ...BACKEND_NAMES.flatMap((backend) => [ferry(`apply --backend ${backend}`), ferry(`diff --backend ${backend}`), `${entrypoint} cleanup --backend ${backend}`]),
     'nft list ruleset | grep -c "table ip ferry" || true',
   ].join('\n');
   lines.push(`chroot ${rootfs} /bin/sh -ec '${inContainer.replaceAll("'", `'\\''`)}'`);
@@ -191,7 +208,9 @@ test('kernel: with the DaemonSet\'s mounts on a read-only root, ferry applies, d
   t.is(result.exitCode, 0, `${String(result.stderr)}\n${String(result.stdout)}`);
   t.regex(String(result.stdout), /ferry: applied nftables rules for node-a/);
   t.regex(String(result.stdout), /ferry: applied iptables rules for node-a/);
+  t.regex(String(result.stdout), /ferry: applied ebpf rules for node-a/);
   t.is(String(result.stdout).trim().split('\n').at(-1), '0', 'cleanup left no ferry table');
+  t.deepEqual(await readdir(place.pinDir), [], 'cleanup unpinned everything');
   t.log(skipped.length ? `not on this machine, not mounted: ${skipped.join(', ')}` : 'every volume mounted');
 });
 

@@ -4,6 +4,7 @@ import { dirname, join, relative } from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
 import { packageRoot } from '../controlplane/package-root.js';
+import { bpfWorkspace } from './helpers/bpf-workspace.js';
 
 // The image cannot be built here (no Docker engine). This replays the Dockerfile's stages on the file
 // system instead: each COPY copies, each RUN does what it stands for (`npm ci` from this checkout's
@@ -75,9 +76,9 @@ async function replay(stages: Stage[], scratch: string): Promise<Replay> {
           }
         } else if (args === 'npx tsc -p tsconfig.json') {
           await execa(join(root, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.json'], { cwd: here });
-        } else if (/^cc [-\w. ]+$/.test(args)) {
-          // A C build, run with this machine's compiler and libraries (install.sh installs the same packages).
-          await execa('cc', args.split(' ').slice(1), { cwd: here });
+        } else if (/^(cc|clang|mkdir) [-\w./$() ]+$/.test(args)) {
+          // A C or BPF build, run with this machine's compilers and libraries (install.sh installs the same packages).
+          await execa('sh', ['-c', args], { cwd: here });
         } else if (args.startsWith('apt-get update')) {
           aptPackages.push(...(/apt-get install -y --no-install-recommends ([^&]+)/.exec(args)?.[1]?.trim().split(/\s+/) ?? []));
         } else {
@@ -143,7 +144,7 @@ test('the image holds the compiled CLI, its templates and production dependencie
   const modules = await readdir(join(app, 'node_modules'));
   for (const dev of ['typescript', 'ava', 'eslint', 'tsx', 'fast-check', '@testcontainers']) t.false(modules.includes(dev), dev);
   for (const production of ['@kubernetes', 'commander', 'handlebars', 'execa', 'yaml']) t.true(modules.includes(production), production);
-  for (const tool of ['iptables', 'nftables', 'conntrack', 'iproute2', 'util-linux']) t.true(result.aptPackages.includes(tool), tool);
+  for (const tool of ['iptables', 'nftables', 'conntrack', 'iproute2', 'util-linux', 'bpftool', 'libbpf1']) t.true(result.aptPackages.includes(tool), tool);
 });
 
 test('kernel: the image\'s entry point and files render the same rules as this checkout', async (t) => {
@@ -179,3 +180,34 @@ test('kernel: the image\'s ferry diff reads the kernel with the nft-digest it wa
   t.notRegex(String(diff.stderr), /could not be built/);
   t.deepEqual(await readdir(cache), [], 'nothing was compiled');
 });
+
+test('kernel: the image\'s eBPF backend runs the programs and map writer it was built with, compiling nothing', async (t) => {
+  const { result, scratch } = await replayed;
+  for (const file of ['sockets.bpf.o', 'packets.bpf.o', 'map-writer']) await access(join(result.final, result.workdir, 'libexec', file), constants.R_OK);
+  const place = await bpfWorkspace(t);
+  const cache = await mkdtemp(join(scratch, 'cache-'));
+  const entrypoint = join(result.final, result.entrypoint[0]!);
+  const flags = ['--node', 'node-a', '-f', join(root, 'examples/cluster.yaml'), '--backend', 'ebpf', '--cgroup-root', place.cgroup, '--bpf-root', place.pinDir];
+  // clang is not on this PATH: a compile would fail, and the probe would name it.
+  const env = { FERRY_HOME: join(result.final, result.workdir), FERRY_IPTABLES_DIR: join(scratch, 'links'), FERRY_CACHE_DIR: cache, FERRY_TEST_PLACEMENT_PREFIX: 'ferryk-', PATH: await pathWithout('clang') };
+  const run = (args: string[]) => execa('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', entrypoint, ...args], { env, extendEnv: false, reject: false });
+  const apply = await run(['apply', ...flags]);
+  t.is(apply.exitCode, 0, String(apply.stderr));
+  t.regex(String(apply.stdout), /ferry: applied ebpf rules for node-a/);
+  const cleanup = await run(['cleanup', '--backend', 'ebpf', '--cgroup-root', place.cgroup, '--bpf-root', place.pinDir]);
+  t.is(cleanup.exitCode, 0, String(cleanup.stderr));
+  t.deepEqual(await readdir(cache), [], 'nothing was compiled');
+});
+
+/** The system PATH with a directory of links to every tool of /usr/bin and /usr/sbin but `tool`. */
+async function pathWithout(tool: string): Promise<string> {
+  const { scratch } = await replayed;
+  const directory = await mkdtemp(join(scratch, 'path-'));
+  for (const from of ['/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
+    for (const name of await readdir(from).catch(() => [])) {
+      if (name === tool || name.startsWith(`${tool}-`)) continue;
+      await symlink(join(from, name), join(directory, name)).catch(() => undefined);
+    }
+  }
+  return directory;
+}
