@@ -26,6 +26,8 @@ export interface ClusterSpec {
   nodes?: number;
   pods?: PodSpec[];
   externalClients?: number;
+  /** Each node's topology.kubernetes.io/zone label, by node name. */
+  zones?: Readonly<Record<string, string>>;
 }
 
 /** A host of the namespace cluster: its addresses and the namespace it lives in. */
@@ -57,6 +59,9 @@ export interface AgentLogEntry {
 /** An agent finished a sync, successfully ("synced", debug level) or not. */
 export const isSyncOutcome = (entry: AgentLogEntry) => entry.msg === 'synced' || entry.msg.startsWith('sync failed');
 
+/** The Node label that names its zone (topology hints). */
+export const ZONE_LABEL = 'topology.kubernetes.io/zone';
+
 /** The kube-proxy configuration every node's ferry runs with. */
 export const clusterConfig = [
   'apiVersion: kubeproxy.config.k8s.io/v1alpha1',
@@ -72,6 +77,7 @@ export class Cluster implements ClusterDriver {
   readonly externals: NamespaceHost[] = [];
   private readonly agents = new Map<string, Child>();
   private agentBackend: BackendName | undefined;
+  private zones: Readonly<Record<string, string>> = {};
   /** The manifests text last published, to know whether a publish changed anything. */
   private published: string | undefined;
   /** Where the manifests and the kube-proxy config for every node's ferry are written. */
@@ -92,6 +98,7 @@ export class Cluster implements ClusterDriver {
   }
 
   private async build(spec: ClusterSpec): Promise<void> {
+    this.zones = spec.zones ?? {};
     this.directory = await mkdtemp(join(tmpdir(), `${this.lab.prefix}manifests-`));
     await writeFile(this.configPath, clusterConfig);
     const fabric = await this.lab.namespace('fabric');
@@ -221,7 +228,7 @@ export class Cluster implements ClusterDriver {
   /** The Node objects of the cluster, as the API would hold them. */
   nodeObjects(): object[] {
     return [...this.nodes.values()].map((node) => ({
-      apiVersion: 'v1', kind: 'Node', metadata: { name: node.name },
+      apiVersion: 'v1', kind: 'Node', metadata: { name: node.name, ...(this.zones[node.name] ? { labels: { [ZONE_LABEL]: this.zones[node.name] } } : {}) },
       spec: { podCIDR: node.podCIDR.ipv4, podCIDRs: [node.podCIDR.ipv4, node.podCIDR.ipv6] },
       status: { addresses: [{ type: 'InternalIP', address: node.ipv4 }, { type: 'InternalIP', address: node.ipv6 }, { type: 'Hostname', address: node.name }] },
     }));

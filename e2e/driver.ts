@@ -45,8 +45,8 @@ export interface HeldConnection {
   release(): Promise<ProbeResult>;
 }
 
-/** An endpoint of a Service: a pod by name, optionally with its conditions. */
-export type EndpointPod = string | { name: string; ready?: boolean; serving?: boolean; terminating?: boolean };
+/** An endpoint of a Service: a pod by name, optionally with its conditions and the zones it is hinted for. */
+export type EndpointPod = string | { name: string; ready?: boolean; serving?: boolean; terminating?: boolean; zones?: string[] };
 
 /** What a scenario needs from a cluster, whatever it is built from. */
 export interface ClusterDriver {

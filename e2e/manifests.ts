@@ -16,6 +16,7 @@ export function endpointSliceObjects(pods: ReadonlyMap<string, PodHost>, service
       return {
         addresses: [pod[family]], nodeName: pod.node, targetRef: { kind: 'Pod', name: pod.name, namespace },
         conditions: { ready, serving: member.serving ?? ready, terminating: member.terminating ?? false },
+        ...(member.zones ? { hints: { forZones: member.zones.map((zone) => ({ name: zone })) } } : {}),
       };
     }),
     ports: ports.map((port) => ({ name: port.name ?? '', port: port.port, protocol: port.protocol ?? 'TCP' })),

@@ -18,6 +18,8 @@ export const clusterSpec = {
     { name: 'client-b', node: 'node-b' },
     { name: 'client-c', node: 'node-c' },
   ],
+  // Two zones, as topology hints see them: node-a alone in zone-a, node-b and node-c in zone-b.
+  zones: { 'node-a': 'zone-a', 'node-b': 'zone-b', 'node-c': 'zone-b' } as Readonly<Record<string, string>>,
 };
 
 interface Scenario {
@@ -60,6 +62,7 @@ const failures = (results: ProbeResult[]) => results.filter((result) => !result.
 // bound P(some endpoint is never chosen) ≤ k (1 - 1/k)^n, which each count keeps under 1e-7.
 const EVERY_OF_2 = 30; // 2 · 2^-30 ≈ 2e-9
 const EVERY_OF_3 = 45; // 3 · (2/3)^45 ≈ 4e-8
+const EVERY_OF_4 = 65; // 4 · (3/4)^65 ≈ 3e-8
 const EVERY_OF_5 = 100; // 5 · (4/5)^100 ≈ 1e-9
 
 /**
@@ -303,6 +306,23 @@ export const scenarios: Scenario[] = [
       }
       const nodePort = await c.probe(c.externals[0]!, { proto: 'tcp', host: node(c, 'node-b').ipv6, port: 30090, count: 5 });
       t.deepEqual(failures(nodePort), [], 'IPv6 node port from outside');
+    },
+  },
+  {
+    title: '10. Topology hints: clients on each node reach only their zone\'s endpoints while every endpoint is hinted, and every endpoint once one is not',
+    async run(c, t, backend) {
+      const webs = ['web-1', 'web-2', 'web-3', 'web-4', 'web-5'];
+      // As the EndpointSlice controller hints them for Topology Aware Routing: each for its own zone.
+      const hinted = webs.map((name) => ({ name, zones: [clusterSpec.zones[pod(c, name).node]!] }));
+      await c.apply([service('web-zones', ['10.96.1.100']), ...c.endpointSlices('web-zones', hinted, [HTTP, DNS])], backend);
+      const probe = (client: string, count: number) => c.probe(pod(c, client), { proto: 'tcp', host: '10.96.1.100', port: 80, count });
+      t.deepEqual(servers(await probe('client-a', 20)), ips(c, ['web-1']), 'zone-a: node-a\'s endpoint only');
+      for (const client of ['client-b', 'client-c']) {
+        t.deepEqual(servers(await probe(client, EVERY_OF_4)), ips(c, ['web-2', 'web-3', 'web-4', 'web-5']), `zone-b from ${client}: node-b's and node-c's endpoints`);
+      }
+      // One endpoint without a hint (a slice the controller is still updating): the hints stop applying.
+      await c.apply([service('web-zones', ['10.96.1.100']), ...c.endpointSlices('web-zones', ['web-1', ...hinted.slice(1)], [HTTP, DNS])], backend);
+      t.deepEqual(servers(await probe('client-a', EVERY_OF_5)), ips(c, webs), 'every endpoint serves zone-a now');
     },
   },
 ];

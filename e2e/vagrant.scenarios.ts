@@ -8,5 +8,5 @@ import { VagrantCluster } from './vagrant.js';
 import { BACKEND_NAMES } from '../dataplane/backend-names.js';
 
 for (const backend of BACKEND_NAMES.filter((name) => name !== 'ebpf')) {
-  registerScenarios(backend, () => VagrantCluster.connect(execaRunner, clusterSpec.pods));
+  registerScenarios(backend, () => VagrantCluster.connect(execaRunner, clusterSpec.pods, clusterSpec.zones));
 }

@@ -31,9 +31,10 @@ export class VagrantCluster implements ClusterDriver {
     for (let index = 0; index < 2; index++) this.externals.push({ name: `ext-${index + 1}`, ...externalPlan(index) });
   }
 
-  /** Deploys the scenario pods (pinned to their nodes) and learns the addresses k3s gave them. */
-  static async connect(runner: Runner, pods: PodSpec[]): Promise<VagrantCluster> {
+  /** Labels the nodes with their zones, deploys the scenario pods (pinned to their nodes) and learns the addresses k3s gave them. */
+  static async connect(runner: Runner, pods: PodSpec[], zones: Readonly<Record<string, string>> = {}): Promise<VagrantCluster> {
     const cluster = new VagrantCluster(runner);
+    for (const [node, zone] of Object.entries(zones)) await cluster.kubectl(['label', 'node', node, `topology.kubernetes.io/zone=${zone}`, '--overwrite']);
     await cluster.kubectl(['apply', '-f', '-'], stringify({ apiVersion: 'v1', kind: 'List', items: pods.map(podObject) }));
     await cluster.kubectl(['wait', '--for=condition=Ready', 'pod', '-l', `${E2E_LABEL}=pod`, '--timeout=300s']);
     const list = JSON.parse(await cluster.kubectl(['get', 'pods', '-l', `${E2E_LABEL}=pod`, '-o', 'json'])) as {

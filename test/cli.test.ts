@@ -1,4 +1,5 @@
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { stringify } from 'yaml';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -130,11 +131,32 @@ test('ferry endpoints lists each endpoint with its node, conditions and source, 
   const { stdout, stderr, exitCode } = await ferry(['endpoints', '-n', 'shop', '-f', 'examples/app.yaml', '--node', 'node-a']);
   t.is(exitCode, 0, stderr);
   const rows = stdout.trim().split('\n').map((line) => line.split(/\s{2,}/));
-  t.deepEqual(rows[0], ['SERVICE', 'PORT', 'ENDPOINT', 'NODE', 'READY', 'SERVING', 'TERMINATING', 'SOURCE', 'LOCAL', 'USED BY THIS NODE']);
-  t.deepEqual(rows.find((row) => row[2] === '10.244.2.12:9090'), ['shop/web', 'http 80/TCP', '10.244.2.12:9090', 'node-b', 'true', 'true', 'false', 'selector', 'no', 'cluster']);
-  t.deepEqual(rows.find((row) => row[2] === '10.244.2.11:8080')?.slice(4, 10), ['false', 'true', 'true', 'selector', 'no', '-'], 'terminating and not used: a ready endpoint exists');
-  t.deepEqual(rows.find((row) => row[2] === '10.244.1.21:8080')?.slice(8), ['yes', '-'], 'a not-ready local endpoint is not used');
+  t.deepEqual(rows[0], ['SERVICE', 'PORT', 'ENDPOINT', 'NODE', 'READY', 'SERVING', 'TERMINATING', 'SOURCE', 'HINTS', 'LOCAL', 'TOPOLOGY', 'USED BY THIS NODE']);
+  t.deepEqual(rows.find((row) => row[2] === '10.244.2.12:9090'), ['shop/web', 'http 80/TCP', '10.244.2.12:9090', 'node-b', 'true', 'true', 'false', 'selector', '-', 'no', '-', 'cluster']);
+  t.deepEqual(rows.find((row) => row[2] === '10.244.2.11:8080')?.slice(4, 12), ['false', 'true', 'true', 'selector', '-', 'no', '-', '-'], 'terminating and not used: a ready endpoint exists');
+  t.deepEqual(rows.find((row) => row[2] === '10.244.1.21:8080')?.slice(9), ['yes', '-', '-'], 'a not-ready local endpoint is not used');
   t.regex(stderr, /Service shop\/reports: spec\.selector: matches no Pod/);
+});
+
+test('ferry endpoints shows the topology hints and the endpoints a node leaves out because of them', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-zones-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'zones.yaml');
+  const node = (name: string, zone: string) => ({ apiVersion: 'v1', kind: 'Node', metadata: { name, labels: { 'topology.kubernetes.io/zone': zone } }, status: { addresses: [{ type: 'InternalIP', address: '192.168.0.1' }] } });
+  const endpoint = (ip: string, nodeName: string, zone: string) => ({ addresses: [ip], nodeName, conditions: { ready: true }, hints: { forZones: [{ name: zone }] } });
+  await writeFile(file, stringify({ apiVersion: 'v1', kind: 'List', items: [
+    node('node-a', 'zone-1'), node('node-b', 'zone-2'),
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' }, spec: { clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80 }] } },
+    { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'web-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'web' } }, addressType: 'IPv4',
+      endpoints: [endpoint('10.244.1.5', 'node-a', 'zone-1'), endpoint('10.244.2.5', 'node-b', 'zone-2')], ports: [{ name: 'http', port: 8080 }] },
+  ] }));
+  const { stdout, stderr, exitCode } = await ferry(['endpoints', 'web', '-f', file, '--node', 'node-b']);
+  t.is(exitCode, 0, stderr);
+  const rows = stdout.trim().split('\n').slice(1).map((line) => line.split(/\s{2,}/));
+  t.deepEqual(rows.map((row) => [row[2], row[8], row[10], row[11]]), [
+    ['10.244.1.5:8080', 'zone=zone-1', 'PreferSameZone', '-'],
+    ['10.244.2.5:8080', 'zone=zone-2', 'PreferSameZone', 'cluster'],
+  ]);
 });
 
 test('ferry endpoints -o yaml prints derived EndpointSlices that render the same rules when fed back', async (t) => {

@@ -143,11 +143,23 @@ test('FQDN EndpointSlices are ignored', (t) => {
   t.deepEqual(state.endpointSlices, []);
 });
 
-test('a Node gives its internal and external IPs and pod CIDRs', (t) => {
+test('a Node gives its internal and external IPs, pod CIDRs and zone', (t) => {
   const node = nodeObject('node-a');
   node.status.addresses.push({ type: 'ExternalIP', address: '203.0.113.1' });
-  const { state } = buildClusterState([node]);
-  t.deepEqual(state.nodes, [{ name: 'node-a', internalIPs: ['192.168.56.11', 'fd00:56::11'], externalIPs: ['203.0.113.1'], podCIDRs: ['10.244.1.0/24', 'fd00:244:0:1::/64'] }]);
+  const { state } = buildClusterState([node, nodeObject('node-b', 'zone-2')]);
+  t.deepEqual(state.nodes, [
+    { name: 'node-a', internalIPs: ['192.168.56.11', 'fd00:56::11'], externalIPs: ['203.0.113.1'], podCIDRs: ['10.244.1.0/24', 'fd00:244:0:1::/64'], zone: '' },
+    { name: 'node-b', internalIPs: ['192.168.56.12', 'fd00:56::12'], externalIPs: [], podCIDRs: ['10.244.2.0/24', 'fd00:244:0:2::/64'], zone: 'zone-2' },
+  ]);
+});
+
+test('an endpoint gives its topology hints; a hint that is not a name is an error naming its path', (t) => {
+  const { state } = buildClusterState([sliceObject('web', [{ ip: '10.244.1.11', zones: ['zone-1'], nodes: ['node-a'] }, { ip: '10.244.1.12' }])]);
+  t.deepEqual(state.endpointSlices[0]!.endpoints.map((endpoint) => endpoint.hints), [{ zones: ['zone-1'], nodes: ['node-a'] }, { zones: [], nodes: [] }]);
+  const bad = sliceObject('web', [{ ip: '10.244.1.11' }]);
+  (bad.endpoints[0] as Record<string, unknown>).hints = { forZones: [{ name: 7 }] };
+  const { errors } = buildClusterState([bad]);
+  t.is(errors[0]?.field, 'endpoints[0].hints.forZones[0].name');
 });
 
 test('Lists are expanded and kinds ferry does not use are ignored', (t) => {

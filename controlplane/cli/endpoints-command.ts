@@ -1,8 +1,9 @@
-// `ferry endpoints`: which endpoints each Service port has, where they came from, and (with --node)
-// which of them that node's rules use after the traffic policies.
+// `ferry endpoints`: which endpoints each Service port has, where they came from, their topology hints,
+// and (with --node) which of them that node's rules use after the traffic policies and the hints.
 import { readFile } from 'node:fs/promises';
 import { stringify } from 'yaml';
 import { computeNodeRules, serviceEndpoints } from '../compute/compute.js';
+import { topologyMode } from '../compute/topology.js';
 import { computeConfig, defaultConfig, parseKubeProxyConfiguration } from '../config/kube-proxy-config.js';
 import { buildClusterState } from '../model/cluster-state.js';
 import type { ClusterState, EndpointSlice, IPFamily } from '../model/types.js';
@@ -32,20 +33,25 @@ export async function endpointsReport(service: string | undefined, options: Endp
 async function table(state: ClusterState, services: ClusterState['services'], options: EndpointsOptions): Promise<string> {
   const config = options.config ? parseKubeProxyConfiguration(await readFile(options.config, 'utf8'), options.config).config : defaultConfig;
   const rules = options.node ? computeNodeRules(state, options.node, computeConfig(config, config.mode ?? DEFAULT_BACKEND)) : undefined;
-  const header = ['SERVICE', 'PORT', 'ENDPOINT', 'NODE', 'READY', 'SERVING', 'TERMINATING', 'SOURCE', ...(rules ? ['LOCAL', 'USED BY THIS NODE'] : [])];
+  const node = rules && state.nodes.find((candidate) => candidate.name === rules.node);
+  const header = ['SERVICE', 'PORT', 'ENDPOINT', 'NODE', 'READY', 'SERVING', 'TERMINATING', 'SOURCE', 'HINTS', ...(rules ? ['LOCAL', 'TOPOLOGY', 'USED BY THIS NODE'] : [])];
   const rows: string[][] = [];
   for (const service of services) {
     for (const port of service.ports) {
       for (const family of ['IPv4', 'IPv6'] as IPFamily[]) {
         const portRules = rules?.families.find((f) => f.family === family)?.servicePorts.find((p) => p.id === `${service.namespace}/${service.name}:${port.name || port.port}/${port.protocol.toLowerCase()}`);
-        for (const endpoint of serviceEndpoints(state, service, port, family)) {
+        const endpoints = serviceEndpoints(state, service, port, family);
+        // The hints this node follows for the port's cluster endpoints (Local policies ignore them).
+        const topology = (node && portRules?.cluster && topologyMode(endpoints, node)) || '-';
+        for (const endpoint of endpoints) {
           const inGroup = (group: 'cluster' | 'local') => portRules?.[group]?.endpoints.some((target) => target.ip === endpoint.ip && target.port === endpoint.port) ?? false;
           const used = [inGroup('cluster') ? 'cluster' : '', inGroup('local') ? 'local' : ''].filter(Boolean).join('+') || '-';
           const address = endpoint.ip.includes(':') ? `[${endpoint.ip}]:${endpoint.port}` : `${endpoint.ip}:${endpoint.port}`;
           rows.push([
             `${service.namespace}/${service.name}`, `${port.name || '-'} ${port.port}/${port.protocol}`, address, endpoint.nodeName || '-',
             String(endpoint.conditions.ready), String(endpoint.conditions.serving), String(endpoint.conditions.terminating), endpoint.source,
-            ...(rules ? [endpoint.nodeName === rules.node ? 'yes' : 'no', used] : []),
+            [...endpoint.hints.zones.map((zone) => `zone=${zone}`), ...endpoint.hints.nodes.map((name) => `node=${name}`)].join(',') || '-',
+            ...(rules ? [endpoint.nodeName === rules.node ? 'yes' : 'no', topology, used] : []),
           ]);
         }
       }

@@ -6,6 +6,7 @@ import type { Balancing, ClusterState, Endpoint, EndpointSlice, IPFamily, Node, 
 import type {
   EndpointGroup, EndpointTarget, FamilyRules, L4Protocol, NodePortAddresses, NodeRules, ServicePortRules,
 } from '../../rules/node-rules.js';
+import { availableForTopology, topologyMode } from './topology.js';
 import { integerWeights } from './weights.js';
 
 /** The parts of the proxy configuration that shape rules. */
@@ -152,7 +153,9 @@ function computeServicePort(state: ClusterState, service: Service, port: Service
   const externalIPs = unique([...service.externalIPs.filter(ofFamily), ...loadBalancerIPs]);
 
   const endpoints = serviceEndpoints(state, service, port, family);
-  const usable = usableEndpoints(endpoints);
+  // Topology hints narrow the endpoints of Cluster policies only; Local policies keep this node's.
+  const topology = topologyMode(endpoints, node);
+  const usable = usableEndpoints(endpoints.filter((endpoint) => availableForTopology(endpoint, topology, node)));
   const usableLocal = usableEndpoints(endpoints.filter((endpoint) => endpoint.nodeName === node.name));
   const hasExternal = port.nodePort > 0 || externalIPs.length > 0;
   const internalLocal = service.internalTrafficPolicy === 'Local';

@@ -11,6 +11,8 @@ import type {
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
 const SERVICE_TYPES = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'] as const;
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+/** The Node label whose value is its zone, for topology hints. */
+const ZONE_LABEL = 'topology.kubernetes.io/zone';
 const SOURCE_RANGES_ANNOTATION = 'service.beta.kubernetes.io/load-balancer-source-ranges';
 /** ferry's per-Service choice of endpoint balancing. */
 export const BALANCING_ANNOTATION = 'ferry.dev/balancing';
@@ -302,6 +304,8 @@ function readEndpoint(endpoint: Field, family: IPFamily): Endpoint {
   const conditions = endpoint.get('conditions');
   const ready = conditions.get('ready').boolean(true);
   const nodeNameField = endpoint.get('nodeName');
+  const hints = endpoint.get('hints');
+  const names = (list: Field) => list.list().map((entry) => entry.get('name').string());
   return {
     ip,
     nodeName: nodeNameField.absent ? '' : readName(nodeNameField, DNS_SUBDOMAIN, 253),
@@ -310,6 +314,7 @@ function readEndpoint(endpoint: Field, family: IPFamily): Endpoint {
       serving: conditions.get('serving').boolean(ready),
       terminating: conditions.get('terminating').boolean(false),
     },
+    hints: { zones: names(hints.get('forZones')), nodes: names(hints.get('forNodes')) },
   };
 }
 
@@ -327,11 +332,13 @@ function readNode(root: Field): Node {
     ? (spec.get('podCIDR').absent ? [] : [spec.get('podCIDR').cidr()])
     : spec.get('podCIDRs').list().map((cidr) => cidr.cidr());
   if (new Set(podCIDRs.map(familyOf)).size !== podCIDRs.length) spec.get('podCIDRs').fail('must hold at most one CIDR per family');
+  const zone = metadata.get('labels').get(ZONE_LABEL);
   return {
     name,
     internalIPs: addresses.filter((a) => a.type === 'InternalIP').map((a) => a.ip),
     externalIPs: addresses.filter((a) => a.type === 'ExternalIP').map((a) => a.ip),
     podCIDRs,
+    zone: zone.absent ? '' : zone.string(),
   };
 }
 

@@ -52,7 +52,9 @@ function familySlices(service: Service, pods: Pod[], family: IPFamily): Endpoint
     const group = groups.get(key) ?? { ports, endpoints: [] };
     // The controller's rules: a terminating Pod is not ready unless not-ready addresses are published.
     const ready = service.publishNotReadyAddresses || (pod.ready && !pod.terminating);
-    group.endpoints.push({ ip, nodeName: pod.nodeName, conditions: { ready, serving: pod.ready, terminating: pod.terminating } });
+    // No hints: the controller sets them only where topology is asked for and zones are known, and a
+    // manifests directory has no controller to ask.
+    group.endpoints.push({ ip, nodeName: pod.nodeName, conditions: { ready, serving: pod.ready, terminating: pod.terminating }, hints: { zones: [], nodes: [] } });
     groups.set(key, group);
   }
   return [...groups.values()].map((group, index) => ({

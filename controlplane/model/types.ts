@@ -63,6 +63,14 @@ export interface Endpoint {
   ip: string;
   nodeName: string;
   conditions: EndpointConditions;
+  /** Topology hints (the slice's `hints.forZones` and `hints.forNodes`): where the controller wants it used. */
+  hints: EndpointHints;
+}
+
+/** Zone and node names an endpoint is hinted for; empty when the slice gives none. */
+export interface EndpointHints {
+  zones: string[];
+  nodes: string[];
 }
 
 /** A port of an EndpointSlice: the resolved target port for the Service port of the same name. */
@@ -91,6 +99,8 @@ export interface Node {
   internalIPs: string[];
   externalIPs: string[];
   podCIDRs: string[];
+  /** Its `topology.kubernetes.io/zone` label, '' when it has none. */
+  zone: string;
 }
 
 /** The parts of a Pod that make it an endpoint (manifests mode only: the API source does not list Pods). */

@@ -6,8 +6,8 @@ import { plan } from './address-plan.js';
 
 type NodeName = keyof typeof plan.nodes;
 
-/** A Node of the address plan, dual-stack. */
-export function nodeObject(name: NodeName) {
+/** A Node of the address plan, dual-stack; `zone` becomes its topology.kubernetes.io/zone label. */
+export function nodeObject(name: NodeName, zone?: string) {
   const node = plan.nodes[name];
   const addresses: { type: string; address: string }[] = [
     { type: 'InternalIP', address: node.ipv4 }, { type: 'InternalIP', address: node.ipv6 }, { type: 'Hostname', address: name },
@@ -15,7 +15,7 @@ export function nodeObject(name: NodeName) {
   return {
     apiVersion: 'v1',
     kind: 'Node',
-    metadata: { name },
+    metadata: { name, ...(zone === undefined ? {} : { labels: { 'topology.kubernetes.io/zone': zone } }) },
     spec: { podCIDR: node.podCIDR.ipv4, podCIDRs: [node.podCIDR.ipv4, node.podCIDR.ipv6] },
     status: { addresses },
   };
@@ -48,6 +48,9 @@ export interface EndpointSpec {
   ready?: boolean;
   serving?: boolean;
   terminating?: boolean;
+  /** Topology hints: the zones and nodes it is for. */
+  zones?: string[];
+  nodes?: string[];
 }
 
 /** An EndpointSlice for a Service, its port named http and numbered 8080 unless told otherwise. */
@@ -66,6 +69,12 @@ export function sliceObject(service: string, endpoints: EndpointSpec[], options:
         ...(endpoint.terminating === undefined ? {} : { terminating: endpoint.terminating }),
       },
       ...(endpoint.node ? { nodeName: endpoint.node } : {}),
+      ...(endpoint.zones || endpoint.nodes ? {
+        hints: {
+          ...(endpoint.zones ? { forZones: endpoint.zones.map((name) => ({ name })) } : {}),
+          ...(endpoint.nodes ? { forNodes: endpoint.nodes.map((name) => ({ name })) } : {}),
+        },
+      } : {}),
     })),
     ports: options.ports ?? [{ name: 'http', port: 8080, protocol: 'TCP' }],
   };
