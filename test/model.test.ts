@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import ipaddr from 'ipaddr.js';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
 import { canonicalCIDR, canonicalIP } from '../controlplane/model/ip.js';
+import { printable } from '../controlplane/model/printable.js';
 import { parseManifest } from '../controlplane/sources/manifests.js';
 import { nodeObject, serviceObject, sliceObject } from './helpers/objects.js';
 
@@ -184,4 +185,27 @@ test('an object whose name and namespace are empty is still named in its error',
   t.is(errors.length, 1);
   t.is(errors[0]!.object, '<unnamed>');
   t.regex(errors[0]!.message, /^metadata\.namespace: must be a DNS name/);
+});
+
+test('names and values in errors and warnings are printable: control and bidi characters are escaped', (t) => {
+  const evil = 'web\u202Etxt.exe\nferry: forged line';
+  const { errors, warnings } = buildClusterState([
+    serviceObject({ name: evil }),
+    { ...serviceObject({ name: 'ok' }), spec: { ...serviceObject().spec, ['ports\u2066']: [] } },
+    serviceObject({ name: 'typed', ports: [{ name: 'http', port: 80, protocol: 'TCP\u0007' }] }),
+  ]);
+  const texts = [...errors, ...warnings].flatMap((problem) => [problem.object, problem.field, problem.message]);
+  t.true(texts.length >= 6, JSON.stringify(texts));
+  for (const text of texts) t.notRegex(text, /[\p{Cc}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u, text);
+  t.true(errors.some((error) => error.object === 'default/web\\u{202e}txt.exe\\u{000a}ferry: forged line'), JSON.stringify(errors));
+  t.true(warnings.some((warning) => warning.field === 'spec.ports\\u{2066}'), JSON.stringify(warnings));
+});
+
+test('printable leaves every other character as it is and escapes every unprintable one', (t) => {
+  fc.assert(fc.property(fc.string({ unit: 'binary' }), (text) => {
+    const shown = printable(text);
+    const unprintable = /[\p{Cc}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+    return !unprintable.test(shown) && shown.replace(/\\u\{[0-9a-f]{4}\}/g, '') === text.replace(new RegExp(unprintable.source, 'gu'), '');
+  }));
+  t.is(printable('zone-a/web:80'), 'zone-a/web:80');
 });

@@ -1,6 +1,7 @@
 // Turns raw Kubernetes objects into a validated ClusterState; an invalid object is left out and named.
 import { Field, FieldError, isRecord } from './fields.js';
 import { familyOf } from './ip.js';
+import { printableError } from './printable.js';
 import { selectorEndpointSlices } from './selector-endpoints.js';
 import { closestName, OBJECT_SCHEMAS, unknownFields } from './unknown-fields.js';
 import type {
@@ -94,7 +95,7 @@ function readObject(object: unknown): ReadObject {
   const schema = OBJECT_SCHEMAS[`${apiVersion}/${kind}`];
   // Something that is not an object, or has a kind that is not a string, is an error already.
   if (!isRecord(object) || (!schema && read.kind === 'error')) return { ...read, warnings: [] };
-  const warning = (field: string, message: string): ModelError => ({ kind: kind || 'object', object: objectName(root), field, message });
+  const warning = (field: string, message: string): ModelError => printableError({ kind: kind || 'object', object: objectName(root), field, message });
   const warnings = schema
     ? unknownFields(object, schema).map(({ path, suggestion }) => warning(path, `${path}: unknown field${suggestion ? ` (did you mean ${suggestion}?)` : ''}`))
     : [notRead(apiVersion, kind, warning)];
@@ -139,7 +140,7 @@ function readValue(root: Field, kind: string): ReadValue {
     }
   } catch (error) {
     if (!(error instanceof FieldError)) throw error;
-    return { kind: 'error', error: { kind, object: objectName(root), field: error.field, message: error.message } };
+    return { kind: 'error', error: printableError({ kind, object: objectName(root), field: error.field, message: error.message }) };
   }
 }
 

@@ -1,11 +1,12 @@
 // Typed reads of untrusted API objects: each read names its field path and echoes the bad value.
 import ipaddr from 'ipaddr.js';
 import { canonicalCIDR, canonicalIP } from './ip.js';
+import { printable } from './printable.js';
 
 /** A field failed validation; `field` is its path inside the object, e.g. spec.ports[1].port. */
 export class FieldError extends Error {
   constructor(readonly field: string, message: string) {
-    super(`${field}: ${message}`);
+    super(printable(`${field}: ${message}`));
   }
 }
 

@@ -1,6 +1,7 @@
 // Endpoints from Pods, as the EndpointSlice controller derives them, for manifests that hold a
 // Service's Pods but not its EndpointSlices (the API source never lists Pods, so this is manifests only).
 import { familyOf } from './ip.js';
+import { printableError } from './printable.js';
 import type { ClusterState, Endpoint, EndpointSlice, IPFamily, ModelError, Pod, Service } from './types.js';
 
 const FAMILIES: IPFamily[] = ['IPv4', 'IPv6'];
@@ -27,7 +28,7 @@ export function selectorEndpointSlices(state: ClusterState): { slices: EndpointS
     if (!service.selector || owned.has(`${service.namespace}/${service.name}`)) continue;
     const pods = state.pods.filter((pod) => pod.namespace === service.namespace && !pod.terminal && selects(service.selector!, pod.labels));
     if (pods.length === 0) {
-      warnings.push({ kind: 'Service', object: `${service.namespace}/${service.name}`, field: 'spec.selector', message: `spec.selector: matches no Pod in the input, got ${JSON.stringify(service.selector)}` });
+      warnings.push(printableError({ kind: 'Service', object: `${service.namespace}/${service.name}`, field: 'spec.selector', message: `spec.selector: matches no Pod in the input, got ${JSON.stringify(service.selector)}` }));
       continue;
     }
     for (const family of FAMILIES) slices.push(...familySlices(service, pods, family));
