@@ -163,7 +163,20 @@ test('the firewall covers load-balancer IPs only, with the source ranges of the 
     sliceObject('web', [{ ip: '10.244.1.9' }]),
   ));
   t.deepEqual(port.externalIPs, ['203.0.113.5', '198.51.100.7']);
-  t.deepEqual(port.firewall, { loadBalancerIPs: ['198.51.100.7'], sourceRanges: ['192.168.56.0/24'] });
+  // The ranges let the node (192.168.56.11) in: the load-balancer IP itself is an allowed source too, as kube-proxy has it.
+  t.deepEqual(port.firewall, { loadBalancerIPs: ['198.51.100.7'], sourceRanges: ['192.168.56.0/24', '198.51.100.7/32'] });
+});
+
+test('source ranges that leave the node out do not admit the load-balancer IP; ranges of which none is of the family admit nobody; no ranges, no firewall', (t) => {
+  const firewallOf = (ranges: string[] | undefined) => onlyPort(clusterState(
+    serviceObject({ type: 'LoadBalancer', ...(ranges ? { loadBalancerSourceRanges: ranges } : {}), ports: [{ name: 'http', port: 80, nodePort: 30080 }] },
+      { loadBalancer: { ingress: [{ ip: '198.51.100.7' }] } }),
+    sliceObject('web', [{ ip: '10.244.1.9' }]),
+  )).firewall;
+  t.deepEqual(firewallOf(['203.0.113.0/24']), { loadBalancerIPs: ['198.51.100.7'], sourceRanges: ['203.0.113.0/24'] });
+  t.deepEqual(firewallOf(['fd00::/64']), { loadBalancerIPs: ['198.51.100.7'], sourceRanges: [] }, 'fails closed, where kube-proxy opens it to everyone');
+  t.deepEqual(firewallOf(['not-a-range']), { loadBalancerIPs: ['198.51.100.7'], sourceRanges: [] }, 'unreadable ranges fail closed too');
+  t.is(firewallOf(undefined), undefined);
 });
 
 test('session affinity carries its timeout', (t) => {

@@ -5,15 +5,20 @@ import { buildClusterState } from '../controlplane/model/cluster-state.js';
 import { canonicalCIDR, canonicalIP } from '../controlplane/model/ip.js';
 import { printable } from '../controlplane/model/printable.js';
 import { parseManifest } from '../controlplane/sources/manifests.js';
+import type { Service } from '../controlplane/model/types.js';
 import { nodeObject, serviceObject, sliceObject } from './helpers/objects.js';
 
-test('every dotted quad, with or without leading zeros, reads as ipaddr.js reads it', (t) => {
+test('every dotted quad reads as Kubernetes reads it: leading zeros are decimal (ParseIPSloppy), octets above 255 are refused', (t) => {
   const octet = fc.oneof(fc.integer({ min: 0, max: 255 }).map(String), fc.integer({ min: 0, max: 99 }).map((n) => `0${n}`), fc.integer({ min: 256, max: 999 }).map(String));
   fc.assert(fc.property(fc.tuple(octet, octet, octet, octet), (octets) => {
     const text = octets.join('.');
-    const expected = ipaddr.IPv4.isValidFourPartDecimal(text) ? ipaddr.IPv4.parse(text).toString() : undefined;
+    const values = octets.map(Number);
+    // Without leading zeros ipaddr.js agrees; with them it would read octal, Kubernetes reads decimal.
+    const expected = values.every((value) => value <= 255) ? ipaddr.IPv4.parse(values.join('.')).toString() : undefined;
     t.is(canonicalIP(text), expected, text);
   }), { numRuns: 2000 });
+  t.is(canonicalIP('010.001.002.003'), '10.1.2.3');
+  t.is(canonicalCIDR('010.000.000.000/8'), '10.0.0.0/8');
 });
 
 test('IP addresses are canonicalised and non-Kubernetes forms are refused', (t) => {
@@ -36,7 +41,7 @@ test('a Service is read with the API defaults applied', (t) => {
   t.deepEqual(state.services, [{
     namespace: 'default', name: 'web', type: 'ClusterIP', clusterIPs: ['10.96.0.20'],
     ports: [{ name: '', protocol: 'TCP', port: 80, nodePort: 0, targetPort: 80 }],
-    externalIPs: [], loadBalancerIPs: [], loadBalancerSourceRanges: [],
+    externalIPs: [], loadBalancerIPs: [], loadBalancerSourceRanges: undefined,
     externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster', affinitySeconds: 0, healthCheckNodePort: 0, balancing: undefined,
     selector: undefined, publishNotReadyAddresses: false,
   }]);
@@ -58,23 +63,16 @@ test('a Service labelled service.kubernetes.io/service-proxy-name belongs to ano
   t.deepEqual(state.services.map((service) => service.name), ['mine']);
 });
 
+// Only what a Service cannot be without drops it: a cluster IP, a usable port, its name.
 const invalidServices: [string, Record<string, unknown>, string][] = [
   ['an invalid cluster IP', { clusterIPs: ['10.96.0.300'] }, 'spec.clusterIPs[0]'],
   ['two cluster IPs of one family', { clusterIPs: ['10.96.0.1', '10.96.0.2'] }, 'spec.clusterIPs'],
-  ['a port out of range', { ports: [{ name: 'a', port: 70000 }] }, 'spec.ports[0].port'],
-  ['a fractional port', { ports: [{ name: 'a', port: 80.5 }] }, 'spec.ports[0].port'],
-  ['a port given as a string', { ports: [{ name: 'a', port: '80' }] }, 'spec.ports[0].port'],
-  ['an unknown protocol', { ports: [{ name: 'a', port: 80, protocol: 'ICMP' }] }, 'spec.ports[0].protocol'],
-  ['an unknown type', { type: 'Magic' }, 'spec.type'],
-  ['an invalid external IP', { externalIPs: ['203.0.113.x'] }, 'spec.externalIPs[0]'],
-  ['an invalid source range', { type: 'LoadBalancer', ports: [{ name: 'a', port: 80, nodePort: 30001 }], loadBalancerSourceRanges: ['10.0.0.0/40'] }, 'spec.loadBalancerSourceRanges[0]'],
-  ['a NodePort Service without a node port', { type: 'NodePort' }, 'spec.ports[0].nodePort'],
-  ['an unnamed port among several', { ports: [{ port: 80 }, { name: 'b', port: 81 }] }, 'spec.ports[0].name'],
-  ['a duplicate port', { ports: [{ name: 'a', port: 80 }, { name: 'a', port: 81 }] }, 'spec.ports[1]'],
-  ['an affinity timeout out of range', { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 0 } } }, 'spec.sessionAffinityConfig.clientIP.timeoutSeconds'],
-  ['an unknown traffic policy', { type: 'NodePort', ports: [{ name: 'a', port: 80, nodePort: 30001 }], externalTrafficPolicy: 'Nearest' }, 'spec.externalTrafficPolicy'],
+  ['its only port out of range', { ports: [{ name: 'a', port: 70000 }] }, 'spec.ports[0].port'],
+  ['its only port fractional', { ports: [{ name: 'a', port: 80.5 }] }, 'spec.ports[0].port'],
+  ['its only port given as a string', { ports: [{ name: 'a', port: '80' }] }, 'spec.ports[0].port'],
+  ['its only port of an unknown protocol', { ports: [{ name: 'a', port: 80, protocol: 'ICMP' }] }, 'spec.ports[0].protocol'],
   ['a missing cluster IP', { clusterIPs: [], clusterIP: undefined }, 'spec.clusterIP'],
-  ['a port name that could inject', { ports: [{ name: 'a" drop', port: 80 }] }, 'spec.ports[0].name'],
+  ['its only port named so that it could inject', { ports: [{ name: 'a" drop', port: 80 }] }, 'spec.ports[0].name'],
 ];
 
 for (const [what, spec, field] of invalidServices) {
@@ -87,6 +85,38 @@ for (const [what, spec, field] of invalidServices) {
     t.true(errors[0]!.message.startsWith(`${field}: `));
   });
 }
+
+// Any other field that does not read is a warning naming object, field and value; the Service works without it.
+const toleratedFields: [string, Record<string, unknown>, string, (service: Service) => unknown, unknown][] = [
+  ['an unknown type', { type: 'Magic' }, 'spec.type', (s) => s.type, 'ClusterIP'],
+  ['one invalid external IP among others', { externalIPs: ['203.0.113.x', '203.0.113.7'] }, 'spec.externalIPs[0]', (s) => s.externalIPs, ['203.0.113.7']],
+  ['one invalid source range among others', { type: 'LoadBalancer', ports: [{ name: 'a', port: 80, nodePort: 30001 }], loadBalancerSourceRanges: ['10.0.0.0/40', '192.0.2.0/24'] }, 'spec.loadBalancerSourceRanges[0]', (s) => s.loadBalancerSourceRanges, ['192.0.2.0/24']],
+  ['only invalid source ranges (nobody from outside: fails closed)', { type: 'LoadBalancer', ports: [{ name: 'a', port: 80, nodePort: 30001 }], loadBalancerSourceRanges: ['bogus'] }, 'spec.loadBalancerSourceRanges[0]', (s) => s.loadBalancerSourceRanges, []],
+  ['a NodePort port without a node port', { type: 'NodePort' }, 'spec.ports[0].nodePort', (s) => s.ports[0]!.nodePort, 0],
+  ['an unnamed port among several', { ports: [{ port: 80 }, { name: 'b', port: 81 }] }, 'spec.ports[0].name', (s) => s.ports.map((port) => port.name), ['b']],
+  ['a duplicate port', { ports: [{ name: 'a', port: 80 }, { name: 'a', port: 81 }] }, 'spec.ports[1]', (s) => s.ports.map((port) => port.port), [80]],
+  ['a port name that could inject, beside a good port', { ports: [{ name: 'a" drop', port: 80 }, { name: 'b', port: 81 }] }, 'spec.ports[0].name', (s) => s.ports.map((port) => port.name), ['b']],
+  ['an affinity timeout out of range', { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 0 } } }, 'spec.sessionAffinityConfig.clientIP.timeoutSeconds', (s) => s.affinitySeconds, 10800],
+  ['an unknown traffic policy', { type: 'NodePort', ports: [{ name: 'a', port: 80, nodePort: 30001 }], externalTrafficPolicy: 'Nearest' }, 'spec.externalTrafficPolicy', (s) => s.externalTrafficPolicy, 'Cluster'],
+];
+
+for (const [what, spec, field, read, expected] of toleratedFields) {
+  test(`a Service with ${what} is read, with a warning naming ${field}`, (t) => {
+    const { state, errors, warnings } = buildClusterState([serviceObject({ name: 'odd', namespace: 'shop', ...spec })]);
+    t.deepEqual(errors, []);
+    t.is(state.services.length, 1);
+    t.deepEqual(read(state.services[0]!), expected);
+    const warning = warnings.find((candidate) => candidate.field === field);
+    t.like(warning, { kind: 'Service', object: 'shop/odd' }, JSON.stringify(warnings));
+    t.regex(warning!.message, new RegExp(`^${field.replace(/[.[\]]/g, '\\$&')}: .*, got .*\\(ignored: `));
+  });
+}
+
+test('addresses and ranges with surrounding whitespace are read, as the API server trims them', (t) => {
+  const { state, warnings } = buildClusterState([serviceObject({ type: 'LoadBalancer', externalIPs: [' 203.0.113.7 '], loadBalancerSourceRanges: ['192.0.2.0/24\n'], ports: [{ name: 'a', port: 80, nodePort: 30001 }] }, { loadBalancer: { ingress: [{ ip: '198.51.100.1 ' }] } })]);
+  t.deepEqual(warnings, []);
+  t.deepEqual([state.services[0]!.externalIPs, state.services[0]!.loadBalancerSourceRanges, state.services[0]!.loadBalancerIPs], [['203.0.113.7'], ['192.0.2.0/24'], ['198.51.100.1']]);
+});
 
 test('an error echoes the value that was received', (t) => {
   const { errors } = buildClusterState([serviceObject({ ports: [{ name: 'a', port: 70000 }] })]);

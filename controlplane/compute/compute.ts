@@ -1,7 +1,7 @@
 // compute: the pure function from cluster state to one node's rules, where Service semantics live.
 import { hash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
-import { familyOf } from '../model/ip.js';
+import { cidrContains, familyOf } from '../model/ip.js';
 import type { Balancing, ClusterState, Endpoint, EndpointSlice, IPFamily, Node, Service, ServicePort } from '../model/types.js';
 import type {
   EndpointGroup, EndpointTarget, FamilyRules, L4Protocol, NodePortAddresses, NodeRules, ServicePortRules,
@@ -184,8 +184,9 @@ function computeServicePort(state: ClusterState, service: Service, port: Service
     port: port.port,
     nodePort: port.nodePort,
     externalIPs,
-    firewall: loadBalancerIPs.length > 0 && service.loadBalancerSourceRanges.length > 0
-      ? { loadBalancerIPs, sourceRanges: service.loadBalancerSourceRanges.filter(ofFamily) }
+    // Fails closed: ranges given but none of this family (or none readable) let nobody from outside in.
+    firewall: loadBalancerIPs.length > 0 && service.loadBalancerSourceRanges !== undefined
+      ? { loadBalancerIPs, sourceRanges: allowedSources(service.loadBalancerSourceRanges.filter(ofFamily), loadBalancerIPs, node, family) }
       : undefined,
     cluster: needsCluster ? group(usable, 'cluster') : undefined,
     local: needsLocal ? group(usableLocal, 'local') : undefined,
@@ -199,6 +200,18 @@ function computeServicePort(state: ClusterState, service: Service, port: Service
       : undefined,
     affinitySeconds: service.affinitySeconds,
   };
+}
+
+/**
+ * The source ranges, and, when they let this node in, the load-balancer IPs themselves (kube-proxy's
+ * rule): a load-balancer IP that is also a local address of the node (a VIP-style load balancer adds a
+ * route) loops the node's own request to it back with that IP as its source.
+ */
+function allowedSources(ranges: string[], loadBalancerIPs: string[], node: Node, family: IPFamily): string[] {
+  const ofFamily = (address: string) => familyOf(address) === family;
+  const nodeIP = node.internalIPs.find(ofFamily) ?? node.externalIPs.find(ofFamily);
+  if (nodeIP === undefined || !ranges.some((cidr) => cidrContains(cidr, nodeIP))) return ranges;
+  return [...ranges, ...loadBalancerIPs.map((ip) => `${ip}/${family === 'IPv4' ? 32 : 128}`)];
 }
 
 /** An endpoint of one Service port: the address, its port for this Service port, and where it came from. */

@@ -91,15 +91,40 @@ export function buildClusterState(objects: unknown[]): ModelResult {
 function readObject(object: unknown): ReadObject {
   const root = new Field(object, '');
   const [apiVersion, kind] = [text(root.get('apiVersion')), text(root.get('kind'))];
-  const read = readValue(root, kind);
+  const warning = (field: string, message: string): ModelError => printableError({ kind: kind || 'object', object: objectName(root), field, message });
+  // What the object's reading tolerated (a field left at its default, a list entry skipped).
+  const tolerated: ModelError[] = [];
+  const read = readValue(root, kind, (error) => tolerated.push(warning(error.field, error.message)));
   const schema = OBJECT_SCHEMAS[`${apiVersion}/${kind}`];
   // Something that is not an object, or has a kind that is not a string, is an error already.
   if (!isRecord(object) || (!schema && read.kind === 'error')) return { ...read, warnings: [] };
-  const warning = (field: string, message: string): ModelError => printableError({ kind: kind || 'object', object: objectName(root), field, message });
   const warnings = schema
     ? unknownFields(object, schema).map(({ path, suggestion }) => warning(path, `${path}: unknown field${suggestion ? ` (did you mean ${suggestion}?)` : ''}`))
     : [notRead(apiVersion, kind, warning)];
-  return { ...read, warnings };
+  return { ...read, warnings: [...(read.kind === 'error' ? [] : tolerated), ...warnings] };
+}
+
+/** Hears a field a reader tolerated: the error it would have been, to report as a warning. */
+type Tolerate = (error: FieldError) => void;
+
+/**
+ * The value `read` gives, or `fallback` when the field is invalid (told to `tolerate`): for a field the
+ * Service works without, as kube-proxy keeps a Service the API server stored.
+ */
+function tolerant<T>(read: () => T, fallback: T, tolerate: Tolerate, instead: string): T {
+  try {
+    return read();
+  } catch (error) {
+    if (!(error instanceof FieldError)) throw error;
+    tolerate(new FieldError(error.field, `${error.detail} (ignored: ${instead})`));
+    return fallback;
+  }
+}
+
+/** The entries of a list that read; each one that does not is skipped and told to `tolerate`, the rest stand. */
+function tolerantEntries<T>(list: Field, read: (entry: Field) => T, tolerate: Tolerate): T[] {
+  if (!list.absent && !Array.isArray(list.value)) return tolerant(() => list.list().map(read), [], tolerate, 'the whole list');
+  return list.list().flatMap((entry) => tolerant(() => [read(entry)], [], tolerate, 'this entry skipped, the others used'));
 }
 
 const text = (field: Field) => (typeof field.value === 'string' ? field.value : '');
@@ -121,11 +146,11 @@ function notRead(apiVersion: string, kind: string, warning: (field: string, mess
   return warning('kind', `not read by ferry (ignored${hint})`);
 }
 
-function readValue(root: Field, kind: string): ReadValue {
+function readValue(root: Field, kind: string, tolerate: Tolerate): ReadValue {
   try {
     switch (apiKind(root)) {
       case 'v1/Service':
-        return { kind: 'Service', value: readService(root) };
+        return { kind: 'Service', value: readService(root, tolerate) };
       case 'discovery.k8s.io/v1/EndpointSlice':
         return { kind: 'EndpointSlice', value: readEndpointSlice(root) };
       case 'v1/Node':
@@ -185,45 +210,49 @@ function readMetadata(root: Field, namePattern: RegExp, maxLength: number) {
 /** The label that hands a Service to another proxy; kube-proxy's informers select it away. */
 export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
 
-/** A Service, or undefined for headless and ExternalName Services (they have no virtual IP) and other proxies' ones. */
-function readService(root: Field): Service | undefined {
+/**
+ * A Service, or undefined for headless and ExternalName Services (they have no virtual IP) and other
+ * proxies' ones. Only what a Service cannot be without (its name, a cluster IP, a usable port) makes it
+ * an error; any other field that does not read is tolerated: left at its default, or, in a list, the
+ * entry skipped (a warning each). Source ranges fail closed: ranges given of which none reads for a
+ * family let nobody from outside reach the load-balancer IPs of that family (see compute).
+ */
+function readService(root: Field, tolerate: Tolerate): Service | undefined {
   const { namespace, name, metadata } = readMetadata(root, DNS_LABEL, 63);
   const spec = root.get('spec');
-  const type = spec.get('type').oneOf(SERVICE_TYPES, 'ClusterIP');
+  const type = tolerant(() => spec.get('type').oneOf(SERVICE_TYPES, 'ClusterIP'), 'ClusterIP', tolerate, 'ClusterIP');
   if (type === 'ExternalName') return undefined;
   // Another service proxy's Service (kube-proxy leaves these alone too, whatever the value).
   if (metadata.get('labels').get(SERVICE_PROXY_NAME_LABEL).value !== undefined) return undefined;
   const clusterIPs = readClusterIPs(spec);
   if (clusterIPs === 'None') return undefined;
-  const ports = readServicePorts(spec.get('ports'), type);
+  const ports = readServicePorts(spec.get('ports'), type, tolerate);
   const externallyReachable = type === 'NodePort' || type === 'LoadBalancer';
-  const affinity = spec.get('sessionAffinity').oneOf(['None', 'ClientIP'] as const, 'None');
+  const policy = (field: Field) => tolerant(() => field.oneOf(['Cluster', 'Local'] as const, 'Cluster'), 'Cluster' as const, tolerate, 'Cluster');
+  const affinity = tolerant(() => spec.get('sessionAffinity').oneOf(['None', 'ClientIP'] as const, 'None'), 'None' as const, tolerate, 'no affinity');
   const sourceRanges = spec.get('loadBalancerSourceRanges');
   const annotation = metadata.get('annotations').get(SOURCE_RANGES_ANNOTATION);
+  const balancing = metadata.get('annotations').get(BALANCING_ANNOTATION);
   return {
     namespace,
     name,
     type,
     clusterIPs,
     ports,
-    externalIPs: spec.get('externalIPs').list().map((ip) => ip.ip()),
-    loadBalancerIPs: type === 'LoadBalancer' ? readIngressIPs(root.get('status').get('loadBalancer').get('ingress')) : [],
-    loadBalancerSourceRanges: sourceRanges.absent && !annotation.absent
-      ? readAnnotationRanges(annotation)
-      : sourceRanges.list().map((cidr) => cidr.cidr({ mask: true })),
-    externalTrafficPolicy: externallyReachable
-      ? spec.get('externalTrafficPolicy').oneOf(['Cluster', 'Local'] as const, 'Cluster')
-      : 'Cluster',
-    internalTrafficPolicy: spec.get('internalTrafficPolicy').oneOf(['Cluster', 'Local'] as const, 'Cluster'),
+    externalIPs: tolerantEntries(spec.get('externalIPs'), (ip) => ip.ip(), tolerate),
+    loadBalancerIPs: type === 'LoadBalancer' ? readIngressIPs(root.get('status').get('loadBalancer').get('ingress'), tolerate) : [],
+    loadBalancerSourceRanges: sourceRanges.absent || (Array.isArray(sourceRanges.value) && sourceRanges.value.length === 0)
+      ? (annotation.absent ? undefined : readAnnotationRanges(annotation, tolerate))
+      : tolerantEntries(sourceRanges, (cidr) => cidr.cidr({ mask: true }), tolerate),
+    externalTrafficPolicy: externallyReachable ? policy(spec.get('externalTrafficPolicy')) : 'Cluster',
+    internalTrafficPolicy: policy(spec.get('internalTrafficPolicy')),
     affinitySeconds: affinity === 'ClientIP'
-      ? spec.get('sessionAffinityConfig').get('clientIP').get('timeoutSeconds').integer(1, 86400, 10800)
+      ? tolerant(() => spec.get('sessionAffinityConfig').get('clientIP').get('timeoutSeconds').integer(1, 86400, 10800), 10800, tolerate, '10800 seconds')
       : 0,
-    healthCheckNodePort: spec.get('healthCheckNodePort').integer(0, 65535, 0),
+    healthCheckNodePort: tolerant(() => spec.get('healthCheckNodePort').integer(0, 65535, 0), 0, tolerate, 'no health-check node port'),
     selector: readSelector(spec.get('selector')),
-    publishNotReadyAddresses: spec.get('publishNotReadyAddresses').boolean(false),
-    balancing: metadata.get('annotations').get(BALANCING_ANNOTATION).absent
-      ? undefined
-      : metadata.get('annotations').get(BALANCING_ANNOTATION).oneOf(['least-busy', 'uniform'] as const),
+    publishNotReadyAddresses: tolerant(() => spec.get('publishNotReadyAddresses').boolean(false), false, tolerate, 'false'),
+    balancing: balancing.absent ? undefined : tolerant(() => balancing.oneOf(['least-busy', 'uniform'] as const), undefined, tolerate, 'the agent\'s --balancing'),
   };
 }
 
@@ -239,41 +268,52 @@ function readClusterIPs(spec: Field): string[] | 'None' {
   return ips;
 }
 
-function readServicePorts(ports: Field, type: ServiceType): ServicePort[] {
+/** The Service's ports; one that does not read (or repeats an earlier name and protocol) is skipped, but a Service needs one. */
+function readServicePorts(ports: Field, type: ServiceType, tolerate: Tolerate): ServicePort[] {
   const items = ports.list();
   if (items.length === 0) ports.fail('a Service needs at least one port');
   const seen = new Set<string>();
-  return items.map((port) => {
-    const nameField = port.get('name');
-    const name = nameField.absent ? '' : nameField.string();
-    if (name !== '' && (name.length > 63 || !DNS_LABEL.test(name))) nameField.fail('must be a DNS label');
-    if (name === '' && items.length > 1) nameField.fail('must be set when a Service has several ports');
-    const protocol = port.get('protocol').oneOf(PROTOCOLS, 'TCP');
-    const key = `${name}/${protocol}`;
-    if (seen.has(key)) port.fail('duplicates an earlier port name and protocol');
-    seen.add(key);
-    const nodePortField = port.get('nodePort');
-    const nodePort = type === 'ClusterIP' ? 0 : nodePortField.integer(1, 65535, 0);
-    if (type === 'NodePort' && nodePort === 0) nodePortField.fail('a NodePort Service needs a node port');
-    const number = port.get('port').integer(1, 65535);
-    const targetField = port.get('targetPort');
-    const targetPort = typeof targetField.value === 'string' && !/^\d+$/.test(targetField.value)
-      ? readName(targetField, DNS_LABEL, 15)
-      : targetField.absent ? number : typeof targetField.value === 'string' ? new Field(Number(targetField.value), targetField.path).integer(1, 65535) : targetField.integer(1, 65535);
-    return { name, protocol, port: number, nodePort, targetPort };
-  });
+  const read: ServicePort[] = [];
+  const skipped: FieldError[] = [];
+  for (const port of items) {
+    try {
+      const nameField = port.get('name');
+      const name = nameField.absent ? '' : nameField.string();
+      if (name !== '' && (name.length > 63 || !DNS_LABEL.test(name))) nameField.fail('must be a DNS label');
+      if (name === '' && items.length > 1) nameField.fail('must be set when a Service has several ports');
+      const protocol = port.get('protocol').oneOf(PROTOCOLS, 'TCP');
+      const key = `${name}/${protocol}`;
+      if (seen.has(key)) port.fail('duplicates an earlier port name and protocol');
+      seen.add(key);
+      const nodePortField = port.get('nodePort');
+      // A NodePort Service's port without a node port has none (kube-proxy programs node ports that are set).
+      const nodePort = type === 'ClusterIP' ? 0 : tolerant(() => nodePortField.integer(1, 65535, 0), 0, tolerate, 'no node port');
+      if (type === 'NodePort' && nodePort === 0) tolerate(new FieldError(nodePortField.path, 'a NodePort Service\'s port needs a node port, got none (ignored: this port has none)'));
+      const number = port.get('port').integer(1, 65535);
+      const targetField = port.get('targetPort');
+      const targetPort = typeof targetField.value === 'string' && !/^\d+$/.test(targetField.value)
+        ? readName(targetField, DNS_LABEL, 15)
+        : targetField.absent ? number : typeof targetField.value === 'string' ? new Field(Number(targetField.value), targetField.path).integer(1, 65535) : targetField.integer(1, 65535);
+      read.push({ name, protocol, port: number, nodePort, targetPort });
+    } catch (error) {
+      if (!(error instanceof FieldError)) throw error;
+      skipped.push(error);
+    }
+  }
+  // A port's error is a warning while another port is usable; without one, the first is the Service's error.
+  if (read.length === 0) throw skipped[0]!;
+  for (const error of skipped) tolerate(new FieldError(error.field, `${error.detail} (ignored: this port skipped, the others used)`));
+  return read;
 }
 
-function readIngressIPs(ingress: Field): string[] {
-  return ingress.list()
-    // ipMode Proxy means the load balancer proxies itself; the node must not capture the IP.
-    .filter((entry) => !entry.get('ip').absent && entry.get('ipMode').oneOf(['VIP', 'Proxy'] as const, 'VIP') === 'VIP')
-    .map((entry) => entry.get('ip').ip());
+function readIngressIPs(ingress: Field, tolerate: Tolerate): string[] {
+  // ipMode Proxy means the load balancer proxies itself; the node must not capture the IP.
+  return tolerantEntries(ingress, (entry) => (!entry.get('ip').absent && entry.get('ipMode').oneOf(['VIP', 'Proxy'] as const, 'VIP') === 'VIP' ? [entry.get('ip').ip()] : []), tolerate).flat();
 }
 
-function readAnnotationRanges(annotation: Field): string[] {
-  return annotation.string().split(',').map((text) => text.trim()).filter(Boolean)
-    .map((text) => new Field(text, annotation.path).cidr({ mask: true }));
+function readAnnotationRanges(annotation: Field, tolerate: Tolerate): string[] {
+  const texts = tolerant(() => annotation.string().split(','), [], tolerate, 'no source ranges read from it').map((text) => text.trim()).filter(Boolean);
+  return texts.flatMap((text) => tolerant(() => [new Field(text, annotation.path).cidr({ mask: true })], [], tolerate, 'this range skipped, the others used'));
 }
 
 /** An EndpointSlice, or undefined for FQDN slices (not proxied). */

@@ -5,8 +5,12 @@ import { printable } from './printable.js';
 
 /** A field failed validation; `field` is its path inside the object, e.g. spec.ports[1].port. */
 export class FieldError extends Error {
-  constructor(readonly field: string, message: string) {
-    super(printable(`${field}: ${message}`));
+  /** The message without the path in front. */
+  readonly detail: string;
+
+  constructor(readonly field: string, detail: string) {
+    super(printable(`${field}: ${detail}`));
+    this.detail = printable(detail);
   }
 }
 
@@ -84,15 +88,15 @@ export class Field {
     return this.value;
   }
 
-  /** A canonical IP address. */
+  /** A canonical IP address (surrounding whitespace ignored, as the API server's validation trims it). */
   ip(): string {
-    const ip = canonicalIP(this.string());
+    const ip = canonicalIP(this.string().trim());
     return ip ?? this.fail('must be an IP address');
   }
 
-  /** A canonical CIDR; `mask` clears host bits as the API server tolerates for some fields. */
+  /** A canonical CIDR (whitespace ignored); `mask` clears host bits as the API server tolerates for some fields. */
   cidr(options: { mask?: boolean } = {}): string {
-    const text = this.string();
+    const text = this.string().trim();
     const cidr = canonicalCIDR(options.mask ? maskHostBits(text) : text);
     return cidr ?? this.fail('must be a CIDR in network form');
   }
@@ -106,12 +110,15 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 // Go's net.ParseCIDR accepts '10.1.2.3/8'; the rule needs the network, so mask rather than reject.
 function maskHostBits(text: string): string {
   const slash = text.indexOf('/');
-  if (slash < 0 || canonicalIP(text.slice(0, slash)) === undefined) return text;
+  const ip = slash < 0 ? undefined : canonicalIP(text.slice(0, slash));
+  if (ip === undefined) return text;
+  // From the canonical address: ipaddr.js would read 010.0.0.0 as octal.
+  const cidr = `${ip}${text.slice(slash)}`;
   try {
-    const [address, bits] = ipaddr.parseCIDR(text);
+    const [address, bits] = ipaddr.parseCIDR(cidr);
     const network = address.kind() === 'ipv4'
-      ? ipaddr.IPv4.networkAddressFromCIDR(text)
-      : ipaddr.IPv6.networkAddressFromCIDR(text);
+      ? ipaddr.IPv4.networkAddressFromCIDR(cidr)
+      : ipaddr.IPv6.networkAddressFromCIDR(cidr);
     return `${network.toString()}/${bits}`;
   } catch {
     return text;

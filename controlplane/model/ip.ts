@@ -6,12 +6,21 @@ import type { IPFamily } from './types.js';
 const OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
 const CANONICAL_IPV4 = new RegExp(`^${OCTET}(?:\\.${OCTET}){3}$`);
 
+// Four decimal numbers: Kubernetes reads leading zeros as decimal (ParseIPSloppy, Go's parser before
+// 1.17), and objects stored before the API server refused them may still hold them: 010.001.002.003 is
+// 10.1.2.3 (where ipaddr.js, as C's inet_aton, would read octal).
+const DOTTED_DECIMAL = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/;
+
 /** The canonical text of an IP address (IPv6 compressed, IPv4-mapped IPv6 rejected), or undefined. */
 export function canonicalIP(text: string): string | undefined {
   if (typeof text === 'string' && CANONICAL_IPV4.test(text)) return text;
-  if (typeof text !== 'string' || !ipaddr.isValid(text)) return undefined;
+  if (typeof text !== 'string') return undefined;
+  const quad = DOTTED_DECIMAL.exec(text);
+  if (quad) {
+    const octets = quad.slice(1).map(Number);
+    return octets.every((octet) => octet <= 255) ? octets.join('.') : undefined;
+  }
   // isValid accepts forms like '10' or '0x0a.1' for IPv4; Kubernetes only accepts dotted quads.
-  if (ipaddr.IPv4.isValidFourPartDecimal(text)) return ipaddr.IPv4.parse(text).toString();
   if (!ipaddr.IPv6.isValid(text) || text.includes('%')) return undefined;
   const address = ipaddr.IPv6.parse(text);
   if (address.isIPv4MappedAddress()) return undefined;

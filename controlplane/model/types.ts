@@ -33,8 +33,11 @@ export interface Service {
   externalIPs: string[];
   /** status.loadBalancer.ingress IPs that the node proxies (ipMode Proxy is excluded). */
   loadBalancerIPs: string[];
-  /** CIDRs allowed to reach the load-balancer IPs; empty means everyone. */
-  loadBalancerSourceRanges: string[];
+  /**
+   * CIDRs allowed to reach the load-balancer IPs from outside; undefined when none are given (everyone).
+   * Ranges given of which none could be read leave it empty: nobody (ferry fails closed).
+   */
+  loadBalancerSourceRanges: string[] | undefined;
   externalTrafficPolicy: TrafficPolicy;
   internalTrafficPolicy: TrafficPolicy;
   /** ClientIP affinity timeout in seconds; 0 means no affinity. */

@@ -65,7 +65,7 @@ export function planSockets(rules: NodeRules, previous?: SocketPlan, addresses: 
       const target = port.internal === 'cluster' || port.internal === 'local' ? port[port.internal] : undefined;
       if (target) put(key(port.clusterIP), { group: groupId(port, port.internal as 'cluster' | 'local', target), verdict: 'serve', affinitySeconds });
       else put(key(port.clusterIP), { group: 0, verdict: port.internal === 'drop' ? 'drop' : 'reject', affinitySeconds: 0 });
-      const filtered = new Set(port.firewall?.sourceRanges.length ? port.firewall.loadBalancerIPs : []);
+      const filtered = new Set(port.firewall?.loadBalancerIPs ?? []);
       const outward = [...port.externalIPs.filter((address) => !filtered.has(address)).map((ip) => key(ip)), ...(port.nodePort > 0 ? nodePortIPs.map((ip) => key(ip, port.nodePort)) : [])];
       for (const frontendKey of outward) {
         if (port.cluster?.endpoints.length) put(frontendKey, { group: groupId(port, 'cluster', port.cluster), verdict: 'serve', affinitySeconds });
