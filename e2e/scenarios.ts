@@ -174,7 +174,7 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    title: '4. externalIPs and load-balancer IPs routed to a node; loadBalancerSourceRanges allow and deny',
+    title: '4. externalIPs and load-balancer IPs routed to a node; loadBalancerSourceRanges allow and deny, and fail closed',
     async run(c, t, backend) {
       const [allowed, denied] = c.externals as [Host, Host];
       await c.apply([
@@ -182,6 +182,11 @@ export const scenarios: Scenario[] = [
           type: 'LoadBalancer', externalIPs: ['203.0.113.10'], loadBalancerSourceRanges: [`${allowed.ipv4}/32`], ports: nodePorts(30040, 30041),
         }, { loadBalancer: { ingress: [{ ip: '198.51.100.10' }] } }),
         ...c.endpointSlices('web-lb', ['web-2'], [HTTP, DNS]),
+        // Source ranges of the other family only: ferry fails closed for IPv4 (kube-proxy would open it to all).
+        service('web-lb-v6-ranges', ['10.96.1.41'], {
+          type: 'LoadBalancer', loadBalancerSourceRanges: ['fd00:ffff::/64'], ports: nodePorts(30042, 30043),
+        }, { loadBalancer: { ingress: [{ ip: '198.51.100.11' }] } }),
+        ...c.endpointSlices('web-lb-v6-ranges', ['web-2'], [HTTP, DNS]),
       ], backend);
       for (const via of ['node-a', 'node-c']) {
         for (const cidr of ['203.0.113.0/24', '198.51.100.0/24']) await c.routeVia(allowed, cidr, node(c, via));
@@ -190,6 +195,8 @@ export const scenarios: Scenario[] = [
           t.deepEqual(servers(results), ips(c, ['web-2']), `${host} via ${via}`);
         }
       }
+      const closed = await c.probe(allowed, { proto: 'tcp', host: '198.51.100.11', port: 80, count: 1, timeoutMs: 1500 });
+      t.is(closed[0]!.error, 'ETIMEDOUT', 'ranges given but none of the family: dropped, not opened');
       const blocked = await c.probe(denied, { proto: 'tcp', host: '198.51.100.10', port: 80, count: 1, timeoutMs: 1500 });
       t.is(blocked[0]!.error, 'ETIMEDOUT', 'a source outside loadBalancerSourceRanges is dropped');
       const externalIP = await c.probe(denied, { proto: 'tcp', host: '203.0.113.10', port: 80, count: 2 });
