@@ -233,9 +233,10 @@ export async function listAsKernelWould(runner: Runner, script: string): Promise
  * ferry's script canonicalised as the kernel (nft 1.0.6) lists it, without loading it anywhere: each
  * rewrite turns ferry's syntax into an equivalent the kernel prints (`meta l4proto tcp th dport` is
  * `tcp dport`, a one-element set its element, marks in eight hex digits, a priority near a standard one
- * by its name, a timeout in days/hours/minutes/seconds, the default size of a dynamic set). Equal to a
- * kernel's listing means the kernel holds these rules; a rewrite the kernel prints otherwise (another
- * nft version) only makes a comparison fall back to a throwaway load (see compareRules).
+ * by its name, a timeout in days/hours/minutes/seconds, the default size of a dynamic set, a host
+ * prefix its bare address). Equal to a kernel's listing means the kernel holds these rules; a rewrite the
+ * kernel prints otherwise (another nft version) only makes a comparison fall back to a throwaway load
+ * (see compareRules).
  */
 export function canonicalAsKernelLists(script: string): string {
   return canonicalNftables(script, asKernelPrints);
@@ -259,7 +260,9 @@ function asKernelPrints(line: string): string {
     });
   }
   if (line.startsWith('timeout ')) return line.replace(/^timeout (\d+)s$/, (_, seconds: string) => `timeout ${duration(Number(seconds))}`);
-  let out = line.replace(/\bmeta l4proto (tcp|udp|sctp) th dport /g, '$1 dport ').replace(/ (saddr|daddr) \{ ([^,{}]+) \} /g, ' $1 $2 ');
+  let out = line.replace(/\bmeta l4proto (tcp|udp|sctp) th dport /g, '$1 dport ').replace(/ (saddr|daddr) \{ ([^,{}]+) \} /g, ' $1 $2 ')
+    // A host prefix is printed as the bare address.
+    .replace(/ (saddr|daddr) (\d+\.\d+\.\d+\.\d+)\/32 /g, ' $1 $2 ').replace(/ (saddr|daddr) ([0-9a-f:]+)\/128 /g, ' $1 $2 ');
   if (out.includes('meta mark')) {
     out = out.replace(/\b0x([0-9a-f]{1,8})\b/g, (_, hex: string) => `0x${hex.padStart(8, '0')}`)
       .replace(/ == (\d+) /g, (_, value: string) => ` == 0x${Number(value).toString(16).padStart(8, '0')} `);
