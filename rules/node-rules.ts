@@ -72,6 +72,12 @@ export interface ServicePortRules {
   /** Set when the port is reachable from outside (node port, externalIPs, load-balancer IPs). */
   external?: ExternalRules;
   affinitySeconds: number;
+  /**
+   * The addresses of every endpoint still serving (ready, or serving while terminating), on any node and
+   * whether this node uses it or not: a UDP flow to one of them is left alone (kube-proxy's rule), only
+   * flows to endpoints that stopped serving are cleared.
+   */
+  servingEndpoints: string[];
 }
 
 /** All rules of one IP family on the node. */

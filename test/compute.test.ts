@@ -237,6 +237,16 @@ test('a Local-policy Service with a health-check node port reports its local end
   t.deepEqual(computeNodeRules(state, 'node-c', config).healthChecks, [{ namespace: 'default', name: 'web', port: 32000, localEndpoints: 0 }]);
 });
 
+test('a node whose local endpoints all terminate reports none to the health check (they still serve their connections)', (t) => {
+  const state = clusterState(
+    serviceObject({ type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 32000, ports: [{ name: 'http', port: 80, nodePort: 30080 }] }),
+    sliceObject('web', [{ ip: '10.244.1.9', node: 'node-a', ready: false, serving: true, terminating: true }, { ip: '10.244.2.9', node: 'node-b' }]),
+  );
+  const rules = computeNodeRules(state, 'node-a', config);
+  t.deepEqual(rules.healthChecks, [{ namespace: 'default', name: 'web', port: 32000, localEndpoints: 0 }], 'kube-proxy: 503, load balancers drain the node');
+  t.deepEqual(rules.families[0]!.servicePorts[0]!.local?.endpoints.map((endpoint) => endpoint.ip), ['10.244.1.9'], 'the terminating endpoint still serves what reaches it');
+});
+
 const nodes = [nodeObject('node-a'), nodeObject('node-b'), nodeObject('node-c')];
 /** A state whose Node objects are the same from call to call, as an informer's are. */
 const sharedState = (...objects: unknown[]) => buildClusterState([...nodes, ...objects]).state;

@@ -54,12 +54,15 @@ function healthChecks(state: ClusterState, node: Node): NodeRules['healthChecks'
   return state.services
     .filter((service) => service.externalTrafficPolicy === 'Local' && service.healthCheckNodePort > 0)
     .map((service) => {
-      // A dual-stack pod has an address per family: count per family and take the larger count.
+      // A dual-stack pod has an address per family: count per family and take the larger count. Ready
+      // ones only, as kube-proxy counts: a node whose local endpoints all terminate answers 503, so that
+      // load balancers stop sending it new connections while they drain.
       const perFamily = FAMILIES.map((family) => {
         const local = new Set<string>();
         for (const port of service.ports) {
-          const endpoints = serviceEndpoints(state, service, port, family).filter((endpoint) => endpoint.nodeName === node.name);
-          for (const endpoint of usableEndpoints(endpoints)) local.add(endpoint.ip);
+          for (const endpoint of serviceEndpoints(state, service, port, family)) {
+            if (endpoint.nodeName === node.name && endpoint.conditions.ready) local.add(endpoint.ip);
+          }
         }
         return local.size;
       });
@@ -199,6 +202,7 @@ function computeServicePort(state: ClusterState, service: Service, port: Service
         }
       : undefined,
     affinitySeconds: service.affinitySeconds,
+    servingEndpoints: [...new Set(endpoints.filter((endpoint) => endpoint.conditions.serving).map((endpoint) => endpoint.ip))].sort(),
   };
 }
 

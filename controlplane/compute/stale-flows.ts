@@ -13,18 +13,21 @@ export function staleUDPFlows(previous: NodeRules | undefined, next: NodeRules):
       const old = before.get(port.id);
       // The same object: compute reused the port because nothing about it changed.
       if (!old || old === port) continue;
+      // The Service port's own entries: its address and port (other ports of the address keep theirs).
       const destinations = (dstNat?: string) => [
-        { family: family.family, origDst: port.clusterIP, dstNat },
-        ...port.externalIPs.map((ip) => ({ family: family.family, origDst: ip, dstNat })),
+        { family: family.family, origDst: port.clusterIP, origPortDst: port.port, dstNat },
+        ...port.externalIPs.map((ip) => ({ family: family.family, origDst: ip, origPortDst: port.port, dstNat })),
         ...(port.nodePort > 0 ? [{ family: family.family, origPortDst: port.nodePort, dstNat }] : []),
       ];
-      const now = endpointIPs(port);
-      if (endpointIPs(old).size === 0 && now.size > 0) {
+      if (endpointIPs(old).size === 0 && endpointIPs(port).size > 0) {
         // Packets sent while there was no endpoint left entries without NAT that would keep matching.
         flows.push(...destinations());
         continue;
       }
-      for (const ip of endpointIPs(old)) if (!now.has(ip)) flows.push(...destinations(ip));
+      // Only endpoints that stopped serving: one this node no longer picks for new flows (terminating,
+      // another zone's, another policy) still answers the flows it has.
+      const serving = new Set(port.servingEndpoints);
+      for (const ip of endpointIPs(old)) if (!serving.has(ip)) flows.push(...destinations(ip));
     }
   }
   return flows.map((flow) => Object.fromEntries(Object.entries(flow).filter(([, value]) => value !== undefined)) as unknown as StaleFlow);
