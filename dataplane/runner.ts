@@ -67,3 +67,16 @@ export async function runChecked(runner: Runner, what: string, command: string, 
 export function inThrowawayNamespace(command: string, args: string[]): [string, string[]] {
   return ['unshare', ['--net', '--', command, ...args]];
 }
+
+/**
+ * runChecked in a throwaway network namespace (inThrowawayNamespace). When the namespace itself could
+ * not be made, the error says so, not `what` (which names the command's own failure, such as the
+ * kernel rejecting rules): unshare needs CAP_SYS_ADMIN.
+ */
+export async function runInThrowawayNamespace(runner: Runner, what: string, command: string, args: string[], input?: string): Promise<string> {
+  const [unshare, unshareArgs] = inThrowawayNamespace(command, args);
+  const result = await runner.run(unshare, unshareArgs, input);
+  if (result.exitCode === 0) return result.stdout;
+  const namespaceFailed = /^unshare: /m.test(result.stderr);
+  throw new DataplaneError([unshare, ...unshareArgs].join(' '), result, namespaceFailed ? 'a throwaway network namespace could not be made (unshare needs CAP_SYS_ADMIN)' : what);
+}

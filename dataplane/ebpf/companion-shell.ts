@@ -1,6 +1,6 @@
 // Reading, comparing and loading the eBPF backend's companion table (companion.ts renders it).
 import { canonicalNftables } from '../nftables/shell.js';
-import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from '../runner.js';
+import { DataplaneError, runChecked, runInThrowawayNamespace, type Runner } from '../runner.js';
 
 const COMPANION_TABLE = ['inet', 'ferry-ebpf'];
 
@@ -14,8 +14,7 @@ export async function readCompanion(runner: Runner): Promise<string> {
 
 /** How the kernel lists the script once loaded, in a throwaway namespace: a script it refuses fails here, before any write. */
 export async function companionAsKernelWould(runner: Runner, script: string): Promise<string> {
-  const [command, args] = inThrowawayNamespace('sh', ['-c', 'nft -f - && nft -s list ruleset']);
-  return canonicalNftables(await runChecked(runner, 'the kernel rejected the eBPF companion table', command, args, script));
+  return canonicalNftables(await runInThrowawayNamespace(runner, 'the kernel rejected the eBPF companion table', 'sh', ['-c', 'nft -f - && nft -s list ruleset'], script));
 }
 
 /** Loads the companion table unless the kernel holds it already (`desired`: companionAsKernelWould's listing); whether it wrote. */

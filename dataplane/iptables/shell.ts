@@ -1,5 +1,5 @@
 // iptables shell: apply, read back and clean up ferry's FERRY-* chains and the jumps into them, per family.
-import { inThrowawayNamespace, runChecked, type Runner } from '../runner.js';
+import { runChecked, runInThrowawayNamespace, type Runner } from '../runner.js';
 
 export type Family = 'IPv4' | 'IPv6';
 
@@ -131,8 +131,7 @@ export async function saveIptables(runner: Runner, family: Family): Promise<stri
  * variant accepts rules there (MASQUERADE outside postrouting) that the kernel then refuses.
  */
 export async function checkIptables(runner: Runner, family: Family, desired: string): Promise<void> {
-  const [command, args] = inThrowawayNamespace(COMMANDS[family].restore, ['--noflush']);
-  await runChecked(runner, `the kernel rejected the ${family} iptables rules`, command, args, desired);
+  await runInThrowawayNamespace(runner, `the kernel rejected the ${family} iptables rules`, COMMANDS[family].restore, ['--noflush'], desired);
 }
 
 /**
@@ -163,6 +162,5 @@ export async function readIptables(runner: Runner, family: Family): Promise<stri
 /** How the kernel saves the rendered rules once loaded into an empty namespace: the desired side of a diff. */
 export async function listAsKernelWould(runner: Runner, family: Family, desired: string): Promise<string> {
   const { save, restore } = COMMANDS[family];
-  const [command, args] = inThrowawayNamespace('sh', ['-c', `${restore} --noflush && ${save}`]);
-  return canonicalIptables(await runChecked(runner, `the kernel rejected the ${family} iptables rules`, command, args, desired));
+  return canonicalIptables(await runInThrowawayNamespace(runner, `the kernel rejected the ${family} iptables rules`, 'sh', ['-c', `${restore} --noflush && ${save}`], desired));
 }

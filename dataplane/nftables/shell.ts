@@ -1,7 +1,7 @@
 // nftables shell: apply, read back, compare and clean up ferry's tables (`ip ferry`, `ip6 ferry`) with nft.
 import { createHash } from 'node:crypto';
 import type { Comparison, RenderedRules } from '../backend.js';
-import { DataplaneError, inThrowawayNamespace, runChecked, type Runner } from '../runner.js';
+import { DataplaneError, runChecked, runInThrowawayNamespace, type Runner } from '../runner.js';
 import { buildNftDigest, differingObjects, parseDigests, type ObjectDigests, type TableObject } from './digest.js';
 import { reassertScript, renderedTables, type NftInventory } from './incremental.js';
 
@@ -195,8 +195,7 @@ async function readDigests(runner: Runner, helper: string): Promise<ObjectDigest
 
 /** The digests the script's tables have once loaded, in a throwaway namespace. */
 async function digestsAsKernelWould(runner: Runner, helper: string, script: string): Promise<ObjectDigests> {
-  const [command, args] = inThrowawayNamespace('sh', ['-c', 'nft -f - && "$0" "$@"', helper, ...DIGESTED_TABLES]);
-  return withoutStamp(parseDigests(await runChecked(runner, 'the kernel rejected the nftables rules', command, args, script)));
+  return withoutStamp(parseDigests(await runInThrowawayNamespace(runner, 'the kernel rejected the nftables rules', 'sh', ['-c', 'nft -f - && "$0" "$@"', helper, ...DIGESTED_TABLES], script)));
 }
 
 function withoutStamp(digests: ObjectDigests): ObjectDigests {
@@ -219,14 +218,12 @@ async function listObjects(runner: Runner, objects: TableObject[]): Promise<stri
 async function listObjectsAsKernelWould(runner: Runner, script: string, objects: TableObject[]): Promise<string> {
   // An object the script does not have is missing there: nft says so on stderr, and it adds nothing.
   const program = 'nft -f - || exit 1; while [ $# -gt 0 ]; do nft list "$1" "$2" ferry "$3" 2>/dev/null; shift 3; done; exit 0';
-  const [command, args] = inThrowawayNamespace('sh', ['-c', program, 'sh', ...objects.flatMap(({ family, kind, name }) => [kind, family, name])]);
-  return canonicalNftables(await runChecked(runner, 'the kernel rejected the nftables rules', command, args, script));
+  return canonicalNftables(await runInThrowawayNamespace(runner, 'the kernel rejected the nftables rules', 'sh', ['-c', program, 'sh', ...objects.flatMap(({ family, kind, name }) => [kind, family, name])], script));
 }
 
 /** How the kernel lists the script once loaded: the desired side of a diff, in the kernel's own words. */
 export async function listAsKernelWould(runner: Runner, script: string): Promise<string> {
-  const [command, args] = inThrowawayNamespace('sh', ['-c', 'nft -f - && nft list ruleset']);
-  return canonicalNftables(await runChecked(runner, 'the kernel rejected the nftables rules', command, args, script));
+  return canonicalNftables(await runInThrowawayNamespace(runner, 'the kernel rejected the nftables rules', 'sh', ['-c', 'nft -f - && nft list ruleset'], script));
 }
 
 /**
