@@ -2,7 +2,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { compareRules, diffRules, reassertRules } from '../dataplane/dataplane.js';
-import { applyIptables } from '../dataplane/iptables/shell.js';
+import { applyIptables, planRestore } from '../dataplane/iptables/shell.js';
 import { incrementalScript, parseRenderedTables, renderedTables } from '../dataplane/nftables/incremental.js';
 import { applyNftables, reassertNftables } from '../dataplane/nftables/shell.js';
 import { render } from '../dataplane/render.js';
@@ -77,6 +77,20 @@ test('kernel: iptables updates rewrite only changed chains and leave the kernel 
     t.is(current, desired);
     previous = next;
   }), { numRuns: 25 });
+});
+
+test('kernel: an iptables full sync over rules the kernel already holds restores nothing (every chain reads back as rendered, weights included)', async (t) => {
+  const { runner } = await throwawayNamespace(t);
+  // Every golden scenario, with weights of every kind (equal, 1:3, thirds), so that probabilities are rendered.
+  for (const scenario of Object.keys(scenarios)) {
+    const { rendered: next } = await renderScenario(scenario, 'iptables');
+    for (const part of next.texts) await applyIptables(runner, part.family as 'IPv4' | 'IPv6', part.text);
+    for (const part of next.texts) {
+      const saved = await runChecked(runner, 'save', part.family === 'IPv4' ? 'iptables-save' : 'ip6tables-save', []);
+      t.is(planRestore(saved, part.text), '', `${scenario} ${part.family}`);
+    }
+    t.true(next.texts.some((part) => part.text.includes('--probability')), scenario);
+  }
 });
 
 test('the parts of a rendered nftables script parse to the same tables as its whole text', async (t) => {

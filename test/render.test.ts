@@ -12,13 +12,14 @@ const config = testConfig;
 
 const target = (weight: number): EndpointTarget => ({ hash: `H${weight}`, ip: '10.0.0.1', port: 80, weight, onNode: true });
 
-test('equal weights give kube-proxy\'s uniform probabilities 1/n, 1/(n-1), ..., and no test on the last', (t) => {
+test('equal weights give kube-proxy\'s uniform probabilities 1/n, 1/(n-1), ..., and no test on the last, as the kernel keeps them', (t) => {
+  // 1/3 is kept as round(2^31 / 3) / 2^31, which iptables-save prints as 0.33333333349.
   t.deepEqual(cumulativeProbabilities([target(1), target(1), target(1)]).map((choice) => choice.probability),
-    ['0.3333333333', '0.5000000000', undefined]);
+    ['0.33333333349', '0.50000000000', undefined]);
 });
 
 test('weights 1:3 give probabilities 0.25 then the rest', (t) => {
-  t.deepEqual(cumulativeProbabilities([target(1), target(3)]).map((choice) => choice.probability), ['0.2500000000', undefined]);
+  t.deepEqual(cumulativeProbabilities([target(1), target(3)]).map((choice) => choice.probability), ['0.25000000000', undefined]);
 });
 
 test('cumulative probabilities give every endpoint its share', (t) => {
@@ -95,7 +96,7 @@ test('nftables hairpin pairs are the endpoints on this node and those of no name
 test('iptables renders weights as cumulative statistic rules', (t) => {
   const text = renderWeighted('iptables');
   const lines = text.split('\n').filter((line) => line.startsWith('-A FERRY-SVC-'));
-  t.deepEqual(lines.map((line) => / --probability (\S+)/.exec(line)?.[1]), [undefined, '0.1250000000', '0.2857142857', undefined]);
+  t.deepEqual(lines.map((line) => / --probability (\S+)/.exec(line)?.[1]), [undefined, '0.12500000000', '0.28571428591', undefined]);
 });
 
 test('a single endpoint is a plain DNAT, without numgen or statistic', (t) => {

@@ -10,11 +10,18 @@ import { checkIptables, checkIptablesText } from './structure.js';
 
 const familyOf = (part: RenderedRules['texts'][number]) => part.family as shell.Family;
 
-/** Every family is loaded into a throwaway namespace first, so a bad IPv6 rule does not leave IPv4 half-updated. */
+/**
+ * Planned from what the kernel holds, family by family: when it holds the rules already (the periodic
+ * full sync, mostly), nothing is loaded or restored. Otherwise every family is loaded into a throwaway
+ * namespace first, so a bad IPv6 rule does not leave IPv4 half-updated, and then each restores its plan.
+ */
 async function apply(runner: Runner, rendered: RenderedRules): Promise<void> {
   checkIptables(rendered);
+  const plans: string[] = [];
+  for (const part of rendered.texts) plans.push(shell.planRestore(await shell.saveIptables(runner, familyOf(part)), part.text));
+  if (plans.every((plan) => plan === '')) return;
   for (const part of rendered.texts) await shell.checkIptables(runner, familyOf(part), part.text);
-  for (const part of rendered.texts) await shell.applyIptables(runner, familyOf(part), part.text);
+  for (const [index, part] of rendered.texts.entries()) await shell.restorePlan(runner, familyOf(part), plans[index]!);
 }
 
 async function applyChanges(runner: Runner, previous: RenderedRules, next: RenderedRules): Promise<SyncKind> {

@@ -97,24 +97,35 @@ function noEndpointsComment(port: ServicePortRules, verdict: FilterVerdict): str
 
 /**
  * iptables walks the rules in order, so endpoint i gets the probability w_i / (w_i + ... + w_n) of
- * what is left; the last one takes the rest unconditionally. Ten decimals, as kube-proxy prints them.
+ * what is left; the last one takes the rest unconditionally. Written as the kernel keeps it and
+ * iptables-save prints it (xt_statistic stores round(p · 2^31); eleven decimals of that back): a chain
+ * ferry renders then reads back identical, so a restore planned from iptables-save leaves unchanged
+ * chains alone (with kube-proxy's ten decimals every weighted chain looked changed and was rewritten
+ * at every full sync).
  */
 export function cumulativeProbabilities(endpoints: EndpointTarget[]): { endpoint: EndpointTarget; probability?: string }[] {
   let remaining = endpoints.reduce((sum, endpoint) => sum + endpoint.weight, 0);
   return endpoints.map((endpoint, index) => {
-    const probability = index === endpoints.length - 1 ? undefined : (endpoint.weight / remaining).toFixed(10);
+    const probability = index === endpoints.length - 1 ? undefined : asKernelKeeps(endpoint.weight / remaining);
     remaining -= endpoint.weight;
     return { endpoint, probability };
   });
 }
 
-function iptablesNodePortMatches(addresses: NodePortAddresses, host: (ip: string) => string, ipv6: boolean): string[] {
+const STATISTIC_SCALE = 0x80000000;
+const asKernelKeeps = (probability: number) => (Math.round(probability * STATISTIC_SCALE) / STATISTIC_SCALE).toFixed(11);
+
+/**
+ * Where node ports answer, as an address match and the match modules after it: iptables-save prints
+ * `-p` between the two, and a rule rendered in that order reads back identical.
+ */
+function iptablesNodePortMatches(addresses: NodePortAddresses, host: (ip: string) => string, ipv6: boolean): { address: string; modules: string }[] {
   switch (addresses.kind) {
     case 'addresses':
-      return addresses.addresses.map((ip) => `-d ${host(ip)}`);
+      return addresses.addresses.map((ip) => ({ address: `-d ${host(ip)}`, modules: '' }));
     case 'cidrs':
-      return addresses.cidrs.map((cidr) => `-d ${cidr} -m addrtype --dst-type LOCAL`);
+      return addresses.cidrs.map((cidr) => ({ address: `-d ${cidr}`, modules: '-m addrtype --dst-type LOCAL' }));
     case 'all':
-      return [`! -d ${ipv6 ? '::1/128' : '127.0.0.0/8'} -m addrtype --dst-type LOCAL`];
+      return [{ address: `! -d ${ipv6 ? '::1/128' : '127.0.0.0/8'}`, modules: '-m addrtype --dst-type LOCAL' }];
   }
 }

@@ -85,13 +85,14 @@ export function planRestore(current: string, desired: string): string {
     const stale = before.chains.filter((chain) => !after.rules.has(chain));
     if (after.chains.length === 0 && before.chains.length === 0 && before.hooks.length === 0) continue;
     const changed = after.chains.filter((chain) => before.rules.get(chain)?.join('\n') !== after.rules.get(chain)!.join('\n'));
-    out.push(`*${name}`, ...[...changed, ...stale].map((chain) => `:${chain} - [0:0]`));
-    out.push(...hookChanges(before.hooks, after.hooks));
+    const lines = [...[...changed, ...stale].map((chain) => `:${chain} - [0:0]`), ...hookChanges(before.hooks, after.hooks)];
     for (const [chain, rules] of after.rules) {
       // A chain that already holds exactly these rules is left alone (not even flushed).
-      if (before.rules.get(chain)?.join('\n') !== rules.join('\n')) out.push(...rules);
+      if (before.rules.get(chain)?.join('\n') !== rules.join('\n')) lines.push(...rules);
     }
-    out.push(...stale.map((chain) => `-X ${chain}`), 'COMMIT');
+    lines.push(...stale.map((chain) => `-X ${chain}`));
+    // A table with nothing to change is not named at all: an unchanged rule set restores nothing.
+    if (lines.length) out.push(`*${name}`, ...lines, 'COMMIT');
   }
   return out.length ? `${out.join('\n')}\n` : '';
 }
@@ -142,7 +143,11 @@ export async function checkIptables(runner: Runner, family: Family, desired: str
  * kernel refuses leaves the family as it was.
  */
 export async function applyIptables(runner: Runner, family: Family, desired: string, previous?: string): Promise<void> {
-  const plan = planRestore(previous ?? await saveIptables(runner, family), desired);
+  await restorePlan(runner, family, planRestore(previous ?? await saveIptables(runner, family), desired));
+}
+
+/** Restores a planRestore plan (`--test` first, see applyIptables); an empty plan restores nothing. */
+export async function restorePlan(runner: Runner, family: Family, plan: string): Promise<void> {
   if (!plan) return;
   const restore = COMMANDS[family].restore;
   await runChecked(runner, `iptables-restore refused the ${family} rules`, restore, [...RESTORE_FLAGS, '--test'], plan);
