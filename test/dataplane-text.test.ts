@@ -127,3 +127,10 @@ test('nft-digest lines read as objects by family, kind and name; escaped bytes i
   t.deepEqual(differingObjects(kernel, desired).map(objectKey), ['ip chain new', 'ip set cluster-ips', 'ip6 map service-ips']);
   t.throws(() => parseDigests('ip\tchain\n'), { message: /unexpected line: ip\tchain/ });
 });
+
+test('a restore plan of hundreds of thousands of rules is built (no spread into one call), and nothing for a table that holds them', (t) => {
+  const rules = Array.from({ length: 300_000 }, (_, i) => `-A FERRY-SERVICES -d 10.0.${(i >> 8) & 255}.${i & 255}/32 -j ACCEPT`);
+  const desired = ['*nat', ':FERRY-SERVICES - [0:0]', ...rules, 'COMMIT', ''].join('\n');
+  t.is(planRestore('', desired).split('\n').length, 300_004);
+  t.is(planRestore(desired, desired), '');
+});

@@ -85,14 +85,15 @@ export function planRestore(current: string, desired: string): string {
     const stale = before.chains.filter((chain) => !after.rules.has(chain));
     if (after.chains.length === 0 && before.chains.length === 0 && before.hooks.length === 0) continue;
     const changed = after.chains.filter((chain) => before.rules.get(chain)?.join('\n') !== after.rules.get(chain)!.join('\n'));
-    const lines = [...[...changed, ...stale].map((chain) => `:${chain} - [0:0]`), ...hookChanges(before.hooks, after.hooks)];
+    // Loops, not spreads into push(): a table of 10,000 Services has more lines than a call takes arguments.
+    const lines = [...changed, ...stale].map((chain) => `:${chain} - [0:0]`).concat(hookChanges(before.hooks, after.hooks));
     for (const [chain, rules] of after.rules) {
       // A chain that already holds exactly these rules is left alone (not even flushed).
-      if (before.rules.get(chain)?.join('\n') !== rules.join('\n')) lines.push(...rules);
+      if (before.rules.get(chain)?.join('\n') !== rules.join('\n')) for (const rule of rules) lines.push(rule);
     }
-    lines.push(...stale.map((chain) => `-X ${chain}`));
+    for (const chain of stale) lines.push(`-X ${chain}`);
     // A table with nothing to change is not named at all: an unchanged rule set restores nothing.
-    if (lines.length) out.push(`*${name}`, ...lines, 'COMMIT');
+    if (lines.length) out.push(`*${name}`, lines.join('\n'), 'COMMIT');
   }
   return out.length ? `${out.join('\n')}\n` : '';
 }
