@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { externalPlan, nodePlan, plan } from '../test/helpers/address-plan.js';
 import { packageRoot } from '../controlplane/package-root.js';
+import { ZONE_LABEL } from '../controlplane/model/cluster-state.js';
 import type { ClusterDriver, EndpointPod, HeldConnection, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
 import type { BackendName } from '../dataplane/backend-names.js';
 import type { BackendOptions } from '../dataplane/backend.js';
@@ -58,9 +59,6 @@ export interface AgentLogEntry {
 
 /** An agent finished a sync, successfully ("synced", debug level) or not. */
 export const isSyncOutcome = (entry: AgentLogEntry) => entry.msg === 'synced' || entry.msg.startsWith('sync failed');
-
-/** The Node label that names its zone (topology hints). */
-export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 
 /** The kube-proxy configuration every node's ferry runs with. */
 export const clusterConfig = [

@@ -1,5 +1,6 @@
 // The Vagrant cluster as a ClusterDriver: the same scenarios, run through `vagrant ssh` against real
 // k3s nodes with ferry (see Vagrantfile). Pods are real pods; nodes and external clients are VMs.
+import { ZONE_LABEL } from '../controlplane/model/cluster-state.js';
 import { stringify } from 'yaml';
 import { runChecked, type Runner } from '../dataplane/runner.js';
 import { externalPlan, nodePlan } from '../test/helpers/address-plan.js';
@@ -34,7 +35,7 @@ export class VagrantCluster implements ClusterDriver {
   /** Labels the nodes with their zones, deploys the scenario pods (pinned to their nodes) and learns the addresses k3s gave them. */
   static async connect(runner: Runner, pods: PodSpec[], zones: Readonly<Record<string, string>> = {}): Promise<VagrantCluster> {
     const cluster = new VagrantCluster(runner);
-    for (const [node, zone] of Object.entries(zones)) await cluster.kubectl(['label', 'node', node, `topology.kubernetes.io/zone=${zone}`, '--overwrite']);
+    for (const [node, zone] of Object.entries(zones)) await cluster.kubectl(['label', 'node', node, `${ZONE_LABEL}=${zone}`, '--overwrite']);
     await cluster.kubectl(['apply', '-f', '-'], stringify({ apiVersion: 'v1', kind: 'List', items: pods.map(podObject) }));
     await cluster.kubectl(['wait', '--for=condition=Ready', 'pod', '-l', `${E2E_LABEL}=pod`, '--timeout=300s']);
     const list = JSON.parse(await cluster.kubectl(['get', 'pods', '-l', `${E2E_LABEL}=pod`, '-o', 'json'])) as {

@@ -13,7 +13,7 @@ const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
 const SERVICE_TYPES = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'] as const;
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 /** The Node label whose value is its zone, for topology hints. */
-const ZONE_LABEL = 'topology.kubernetes.io/zone';
+export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 const SOURCE_RANGES_ANNOTATION = 'service.beta.kubernetes.io/load-balancer-source-ranges';
 /** ferry's per-Service choice of endpoint balancing. */
 export const BALANCING_ANNOTATION = 'ferry.dev/balancing';
@@ -123,8 +123,8 @@ function tolerant<T>(read: () => T, fallback: T, tolerate: Tolerate, instead: st
 
 /** The entries of a list that read; each one that does not is skipped and told to `tolerate`, the rest stand. */
 function tolerantEntries<T>(list: Field, read: (entry: Field) => T, tolerate: Tolerate): T[] {
-  if (!list.absent && !Array.isArray(list.value)) return tolerant(() => list.list().map(read), [], tolerate, 'the whole list');
-  return list.list().flatMap((entry) => tolerant(() => [read(entry)], [], tolerate, 'this entry skipped, the others used'));
+  const entries = tolerant(() => list.list(), [], tolerate, 'the whole list');
+  return entries.flatMap((entry) => tolerant(() => [read(entry)], [], tolerate, 'this entry skipped, the others used'));
 }
 
 const text = (field: Field) => (typeof field.value === 'string' ? field.value : '');
