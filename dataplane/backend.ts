@@ -5,7 +5,8 @@ import type { StaleFlow } from '../rules/stale-flow.js';
 import type { BackendName } from './backend-names.js';
 import type { EbpfRendering } from './ebpf/backend.js';
 import type { EbpfPlacement } from './ebpf/placement.js';
-import type { NftTableText } from './nftables/render.js';
+import type { NftRendering } from './nftables/render.js';
+import type { PortChanges } from '../rules/port-changes.js';
 import type { Runner } from './runner.js';
 
 /** The rendered rule set of one backend, per family where the backend needs one text per family. */
@@ -13,10 +14,16 @@ export interface RenderedRules {
   backend: BackendName;
   /** nftables: one script for both families. iptables: one restore input per family. */
   texts: { family: 'IPv4' | 'IPv6' | 'both'; text: string }[];
-  /** nftables: the text in parts, so that an update can skip what did not change (see nftables/incremental.ts). */
-  nftTables?: NftTableText[];
+  /** nftables: the tables in parts, one per Service port, so that an update writes only the ports that changed. */
+  nft?: NftRendering;
   /** ebpf: one text is the maps' listing, the other the companion nft script; this is what they come from. */
   ebpf?: EbpfRendering;
+}
+
+/** What a rendering after a change may start from. */
+export interface RenderUpdate {
+  previous: RenderedRules;
+  changed: PortChanges;
 }
 
 /** Where a backend puts what it owns, beyond the network namespace it runs in (only eBPF has a choice). */
@@ -49,8 +56,11 @@ export interface EndpointConnections {
 export type SyncKind = 'unchanged' | 'partial' | 'full';
 
 export interface Backend {
-  /** The rules as this backend writes them; pure: the same rules give the same result. */
-  render(rules: NodeRules, options?: BackendOptions): RenderedRules;
+  /**
+   * The rules as this backend writes them; pure: the same rules give the same result. `update` is the
+   * rendering of the rules before and which ports changed since: a backend may render only those again.
+   */
+  render(rules: NodeRules, options?: BackendOptions, update?: RenderUpdate): RenderedRules;
   /** Throws a StructureError when rendered rules are inconsistent (a bug in ferry, never the user's input). */
   check(rendered: RenderedRules): void;
   /** The same check for text as `render` prints it (golden files, hostile input). */

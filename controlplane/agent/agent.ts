@@ -5,11 +5,13 @@ import { setImmediate } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { balance, initialBalanceState, type BalanceConfig, type BalanceState } from '../balance/balance.js';
 import { liveConnections } from '../balance/live-connections.js';
-import { computeNodeRules, endpointKey } from '../compute/compute.js';
+import { endpointKey, updateNodeRules } from '../compute/compute.js';
 import type { NodeRules, ServicePortRules } from '../../rules/node-rules.js';
+import { findPort, splitPortKey, type PortChanges } from '../../rules/port-changes.js';
 import { staleUDPFlows } from '../compute/stale-flows.js';
 import { computeConfig, type FerryConfig } from '../config/kube-proxy-config.js';
-import { buildClusterState, describeModelError } from '../model/cluster-state.js';
+import { describeModelError } from '../model/cluster-state.js';
+import { ClusterStore } from '../model/cluster-store.js';
 import type { Balancing, ModelError } from '../model/types.js';
 import type { ObjectSource } from '../sources/source.js';
 import { listNatedConnections } from '../../dataplane/conntrack-sample.js';
@@ -57,6 +59,10 @@ export class Agent {
   private readonly healthChecks = new HealthCheckPorts();
   private readonly servers: Server[] = [];
   private readonly rejectionsLogged = new Map<string, number>();
+  /** The objects the source reported, read, and which Services they changed since the last sync. */
+  private readonly store: ClusterStore;
+  /** Whether the source reports its objects one change at a time (the API) rather than as whole views (manifests). */
+  private reportsChanges = false;
   private previous: { rules: NodeRules; rendered: RenderedRules } | undefined;
   private lastUpdated: Date | undefined;
   /** Clock time of the source's first complete view; undefined while waiting for it. */
@@ -71,6 +77,7 @@ export class Agent {
 
   constructor(private readonly options: AgentOptions) {
     this.clock = options.clock ?? systemClock;
+    this.store = new ClusterStore(options.node);
     this.scheduler = new SyncScheduler((full, since) => this.sync(full, since), {
       minSyncPeriodMs: options.config.minSyncPeriodMs,
       syncPeriodMs: options.config.syncPeriodMs,
@@ -90,11 +97,20 @@ export class Agent {
         contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics(),
       }))));
     }
-    await this.options.source.start(() => {
+    const { source } = this.options;
+    await source.start((change) => {
+      if (change) {
+        this.reportsChanges = true;
+        this.store.apply(change);
+      } else {
+        this.store.replaceAll(source.objects());
+      }
       this.metrics.lastQueued.setToCurrentTime();
       this.scheduler.request();
     });
     if (this.stopping) return;
+    // A source of whole views has its first one ready now; one of changes reported each object already.
+    if (!this.reportsChanges) this.store.replaceAll(source.objects());
     this.viewedAt = this.clock.now();
     this.scheduler.start();
     // Every sample interval the balancer measures, and the backend covers what appeared (new interfaces).
@@ -135,23 +151,25 @@ export class Agent {
     const { backend, runner, logger } = this.options;
     const started = this.clock.now();
     try {
-      const { state, errors, warnings } = buildClusterState(this.options.source.objects());
+      // A partial sync computes and renders the Services that changed; a full one everything, from scratch.
+      const { index, services, errors, warnings } = this.store.take();
       this.logModelMessages(errors, warnings);
       await this.checkpoint();
-      const rules = computeNodeRules(state, this.options.node, { ...computeConfig(this.options.config, backend), balancing: this.options.balancing },
-        this.balanceState.weights);
+      const previous = full ? undefined : this.previous;
+      const { rules, changed } = updateNodeRules(previous?.rules, index, this.options.node,
+        { ...computeConfig(this.options.config, backend), balancing: this.options.balancing }, this.balanceState.weights, services);
       await this.checkpoint();
-      const rendered = render(rules, backend, this.options.backendOptions);
+      const rendered = render(rules, backend, this.options.backendOptions, previous && changed !== 'all' ? { previous: previous.rendered, changed } : undefined);
       await this.checkpoint();
       const kind = full || !this.previous ? await this.syncFull(rendered) : await applyChanges(runner, this.previous.rendered, rendered);
       // Taking over from another backend (a restart with another mode): its rules go once ours are in.
       if (!this.previous) await removeOtherBackends(runner, backend, this.options.backendOptions);
       this.syncs[kind] += 1;
-      const stale = staleUDPFlows(this.previous?.rules, rules);
+      const stale = staleUDPFlows(this.previous?.rules, rules, changed);
       await clearStaleFlows(runner, stale, rendered);
       this.metrics.conntrackCleared.inc(stale.length);
       if (this.options.serve !== false) await this.healthChecks.update(rules.healthChecks);
-      this.record(rules, rendered, kind, started, changedSince);
+      this.record(rules, rendered, changed, kind, started, changedSince);
       this.previous = { rules, rendered };
       this.lastError = undefined;
       this.options.onSynced?.(kind, rules);
@@ -187,32 +205,17 @@ export class Agent {
     return (await applyIfChanged(this.options.runner, rendered)).changed ? 'full' : 'unchanged';
   }
 
-  private record(rules: NodeRules, rendered: RenderedRules, kind: SyncKind, started: number, changedSince: number | undefined): void {
+  private record(rules: NodeRules, rendered: RenderedRules, changed: PortChanges, kind: SyncKind, started: number, changedSince: number | undefined): void {
     const seconds = (this.clock.now() - started) / 1000;
     this.metrics.syncDuration.observe(seconds);
     (kind === 'partial' ? this.metrics.partialSyncDuration : this.metrics.fullSyncDuration).observe(seconds);
     if (changedSince !== undefined) this.metrics.networkProgrammingDuration.observe((this.clock.now() - changedSince) / 1000);
     this.metrics.lastSync.setToCurrentTime();
     this.lastUpdated = new Date();
-    const ports = (r: NodeRules) => new Map(r.families.flatMap((family) => family.servicePorts.map((port) => [`${family.family} ${port.id}`, port])));
-    const before = this.previous ? ports(this.previous.rules) : new Map<string, ServicePortRules>();
-    const after = ports(rules);
-    // compute hands back the same object for a port that did not change: only the others are compared.
-    const endpoints = (port: ServicePortRules | undefined) => new Set([...(port?.cluster?.endpoints ?? []), ...(port?.local?.endpoints ?? [])].map((endpoint) => endpoint.hash));
-    let serviceChanges = 0;
-    let endpointChanges = 0;
-    for (const id of new Set([...before.keys(), ...after.keys()])) {
-      const [old, port] = [before.get(id), after.get(id)];
-      if (old === port || JSON.stringify(old) === JSON.stringify(port)) continue;
-      serviceChanges += 1;
-      const [was, is] = [endpoints(old), endpoints(port)];
-      endpointChanges += [...was].filter((hash) => !is.has(hash)).length + [...is].filter((hash) => !was.has(hash)).length;
-    }
+    const { serviceChanges, endpointChanges } = countChanges(this.previous?.rules, rules, changed);
     this.metrics.serviceChanges.inc(serviceChanges);
     this.metrics.endpointChanges.inc(endpointChanges);
-    const weighted = [...after.values()].flatMap((port) => [port.cluster, port.local]).filter((group) => group && group.endpoints.some((endpoint) => endpoint.weight !== group.endpoints[0]!.weight));
-    this.metrics.weightedEndpoints.set(weighted.reduce((sum, group) => sum + group!.endpoints.length, 0));
-    for (const { family, rules } of ruleCounts(rendered)) this.metrics.rules.set({ backend: rendered.backend, family }, rules);
+    for (const { family, rules: count } of ruleCounts(rendered)) this.metrics.rules.set({ backend: rendered.backend, family }, count);
     this.options.logger.debug({ kind, ms: Math.round(seconds * 1000) }, 'synced');
   }
 
@@ -232,16 +235,33 @@ export class Agent {
         const key = endpointKey(protocol, ip, port);
         counts.set(key, (counts.get(key) ?? 0) + connections);
       }
-      const groups = rules.families.flatMap((family) => family.servicePorts.flatMap((port) => [port.cluster, port.local]
-        .filter((group) => group !== undefined)
-        .map((group) => group.endpoints.map((endpoint) => endpointKey(port.protocol, endpoint.ip, endpoint.port)))));
+      // Each group's endpoint keys, and the Services each key belongs to (a changed weight changes those).
+      const groups: string[][] = [];
+      const owners = new Map<string, Set<string>>();
+      let weighted = 0;
+      for (const family of rules.families) {
+        for (const port of family.servicePorts) {
+          for (const group of [port.cluster, port.local]) {
+            if (!group) continue;
+            const keys = group.endpoints.map((endpoint) => endpointKey(port.protocol, endpoint.ip, endpoint.port));
+            groups.push(keys);
+            for (const key of keys) owners.set(key, (owners.get(key) ?? new Set()).add(port.id.slice(0, port.id.indexOf(':'))));
+            if (group.endpoints.some((endpoint) => endpoint.weight !== group.endpoints[0]!.weight)) weighted += group.endpoints.length;
+          }
+        }
+      }
+      this.metrics.weightedEndpoints.set(weighted);
       const samples = new Map(groups.flat().map((key) => [key, counts.get(key) ?? 0]));
       const next = balance(samples, groups, this.balanceState, this.clock.now(), this.options.balanceConfig);
+      const before = this.balanceState.weights;
       this.balanceState = next;
       this.metrics.sampleDuration.observe((this.clock.now() - started) / 1000);
       if (next.changed) {
         this.metrics.weightUpdates.inc();
         this.options.logger.debug({ weights: Object.fromEntries(next.weights) }, 'endpoint weights changed');
+        for (const key of new Set([...before.keys(), ...next.weights.keys()])) {
+          if (before.get(key) !== next.weights.get(key)) this.store.touch(owners.get(key) ?? []);
+        }
         this.scheduler.request();
       }
     } catch (error) {
@@ -270,4 +290,27 @@ export class Agent {
     }
   }
 
+}
+
+/** Service ports whose rules changed in a sync, and endpoints that came or went in them, for the change metrics. */
+function countChanges(before: NodeRules | undefined, after: NodeRules, changed: PortChanges): { serviceChanges: number; endpointChanges: number } {
+  const keys = changed === 'all' || !before
+    ? new Set([before, after].flatMap((rules) => rules?.families.flatMap((family) => family.servicePorts.map((port) => `${family.family} ${port.id}`)) ?? []))
+    : changed;
+  const endpoints = (port: ServicePortRules | undefined) => new Set([...(port?.cluster?.endpoints ?? []), ...(port?.local?.endpoints ?? [])].map((endpoint) => endpoint.hash));
+  let serviceChanges = 0;
+  let endpointChanges = 0;
+  for (const key of keys) {
+    const { family, id } = splitPortKey(key);
+    const find = (rules: NodeRules | undefined) => {
+      const rulesOfFamily = rules?.families.find((candidate) => candidate.family === family);
+      return rulesOfFamily && findPort(rulesOfFamily, id);
+    };
+    const [old, port] = [find(before), find(after)];
+    if (JSON.stringify(old) === JSON.stringify(port)) continue;
+    serviceChanges += 1;
+    const [was, is] = [endpoints(old), endpoints(port)];
+    endpointChanges += [...was].filter((hash) => !is.has(hash)).length + [...is].filter((hash) => !was.has(hash)).length;
+  }
+  return { serviceChanges, endpointChanges };
 }

@@ -5,6 +5,7 @@ import { stringify } from 'yaml';
 import { computeNodeRules, serviceEndpoints } from '../compute/compute.js';
 import { topologyMode } from '../compute/topology.js';
 import { computeConfig, defaultConfig, parseKubeProxyConfiguration } from '../config/kube-proxy-config.js';
+import { ClusterIndex } from '../model/cluster-index.js';
 import { buildClusterState } from '../model/cluster-state.js';
 import type { ClusterState, EndpointSlice, IPFamily } from '../model/types.js';
 import { readManifests } from '../sources/manifests.js';
@@ -34,13 +35,14 @@ async function table(state: ClusterState, services: ClusterState['services'], op
   const config = options.config ? parseKubeProxyConfiguration(await readFile(options.config, 'utf8'), options.config).config : defaultConfig;
   const rules = options.node ? computeNodeRules(state, options.node, computeConfig(config, config.mode ?? DEFAULT_BACKEND)) : undefined;
   const node = rules && state.nodes.find((candidate) => candidate.name === rules.node);
+  const index = ClusterIndex.of(state);
   const header = ['SERVICE', 'PORT', 'ENDPOINT', 'NODE', 'READY', 'SERVING', 'TERMINATING', 'SOURCE', 'HINTS', ...(rules ? ['LOCAL', 'TOPOLOGY', 'USED BY THIS NODE'] : [])];
   const rows: string[][] = [];
   for (const service of services) {
     for (const port of service.ports) {
       for (const family of ['IPv4', 'IPv6'] as IPFamily[]) {
         const portRules = rules?.families.find((f) => f.family === family)?.servicePorts.find((p) => p.id === `${service.namespace}/${service.name}:${port.name || port.port}/${port.protocol.toLowerCase()}`);
-        const endpoints = serviceEndpoints(state, service, port, family);
+        const endpoints = serviceEndpoints(index, service, port, family);
         // The hints this node follows for the port's cluster endpoints (Local policies ignore them).
         const topology = (node && portRules?.cluster && topologyMode(endpoints, node)) || '-';
         for (const endpoint of endpoints) {

@@ -1,11 +1,12 @@
 // compute: the pure function from cluster state to one node's rules, where Service semantics live.
 import { hash } from 'node:crypto';
-import ipaddr from 'ipaddr.js';
-import { cidrContains, familyOf } from '../model/ip.js';
+import { addressSortKey as ipSortKey, cidrContains, familyOf } from '../model/ip.js';
+import { ClusterIndex, serviceKey } from '../model/cluster-index.js';
 import type { Balancing, ClusterState, Endpoint, EndpointSlice, IPFamily, Node, Service, ServicePort } from '../model/types.js';
 import type {
-  EndpointGroup, EndpointTarget, FamilyRules, L4Protocol, NodePortAddresses, NodeRules, ServicePortRules,
+  EndpointGroup, EndpointTarget, FamilyRules, HealthCheck, L4Protocol, NodePortAddresses, NodeRules, ServicePortRules,
 } from '../../rules/node-rules.js';
+import { lowerBound, portKey, servicePortRange, type PortChanges } from '../../rules/port-changes.js';
 import { availableForTopology, topologyMode } from './topology.js';
 import { integerWeights } from './weights.js';
 
@@ -39,57 +40,144 @@ const NO_WEIGHTS: EndpointWeights = new Map();
 export function computeNodeRules(
   state: ClusterState, nodeName: string, config: ComputeConfig, weights: EndpointWeights = NO_WEIGHTS,
 ): NodeRules {
-  const node = state.nodes.find((candidate) => candidate.name === nodeName);
-  if (!node) throw new ComputeError(`node ${JSON.stringify(nodeName)} is not among the Node objects of the input`);
+  return computeFromIndex(ClusterIndex.of(state), nodeName, config, weights);
+}
+
+/** The same from an index of the cluster (what the agent's ClusterStore holds). */
+export function computeFromIndex(index: ClusterIndex, nodeName: string, config: ComputeConfig, weights: EndpointWeights = NO_WEIGHTS): NodeRules {
+  const node = nodeOf(index, nodeName);
   return {
     node: nodeName,
     masqueradeMark: `0x${(2 ** config.masqueradeBit).toString(16)}`,
-    families: FAMILIES.map((family) => computeFamily(state, node, config, weights, family)),
-    healthChecks: healthChecks(state, node),
+    families: FAMILIES.map((family) => computeFamily(index, node, config, weights, family)),
+    healthChecks: [...index.services.values()].flatMap((service) => healthCheck(index, service, node)).sort(compareHealthChecks),
   };
 }
 
-/** kube-proxy's health-check node ports: one per Local-policy Service that has one allocated. */
-function healthChecks(state: ClusterState, node: Node): NodeRules['healthChecks'] {
-  return state.services
-    .filter((service) => service.externalTrafficPolicy === 'Local' && service.healthCheckNodePort > 0)
-    .map((service) => {
-      // A dual-stack pod has an address per family: count per family and take the larger count. Ready
-      // ones only, as kube-proxy counts: a node whose local endpoints all terminate answers 503, so that
-      // load balancers stop sending it new connections while they drain.
-      const perFamily = FAMILIES.map((family) => {
-        const local = new Set<string>();
-        for (const port of service.ports) {
-          for (const endpoint of serviceEndpoints(state, service, port, family)) {
-            if (endpoint.nodeName === node.name && endpoint.conditions.ready) local.add(endpoint.ip);
-          }
-        }
-        return local.size;
-      });
-      return { namespace: service.namespace, name: service.name, port: service.healthCheckNodePort, localEndpoints: Math.max(...perFamily) };
-    })
-    .sort((a, b) => a.port - b.port);
+/** The next rules and which ports they changed. */
+export interface RulesUpdate {
+  rules: NodeRules;
+  changed: PortChanges;
+}
+
+/**
+ * The rules after a change, from the rules before it: only the Services named in `services` are
+ * computed again (the rest of `previous` is taken as it is), so that a sync costs what changed. The
+ * result equals computeFromIndex(index, ...) as long as `services` names every Service whose objects
+ * or endpoint weights changed since `previous` was computed, and the node and config did not change
+ * ('all' when they may have).
+ */
+export function updateNodeRules(
+  previous: NodeRules | undefined, index: ClusterIndex, nodeName: string, config: ComputeConfig, weights: EndpointWeights,
+  services: ReadonlySet<string> | 'all',
+): RulesUpdate {
+  if (!previous || services === 'all') return { rules: computeFromIndex(index, nodeName, config, weights), changed: 'all' };
+  const node = nodeOf(index, nodeName);
+  const changed = new Set<string>();
+  const families = previous.families.map((family) => updateFamily(family, index, node, config, weights, services, changed));
+  const keys = new Set(services);
+  const healthChecks = [
+    ...previous.healthChecks.filter((check) => !keys.has(serviceKey(check.namespace, check.name))),
+    ...[...keys].flatMap((key) => {
+      const service = index.services.get(key);
+      return service ? healthCheck(index, service, node) : [];
+    }),
+  ].sort(compareHealthChecks);
+  return { rules: { ...previous, families, healthChecks }, changed };
+}
+
+function nodeOf(index: ClusterIndex, nodeName: string): Node {
+  const node = index.nodes.get(nodeName);
+  if (!node) throw new ComputeError(`node ${JSON.stringify(nodeName)} is not among the Node objects of the input`);
+  return node;
+}
+
+/**
+ * kube-proxy's health-check node port of a Local-policy Service that has one allocated. A dual-stack
+ * pod has an address per family: count per family and take the larger count. Ready ones only, as
+ * kube-proxy counts: a node whose local endpoints all terminate answers 503, so that load balancers
+ * stop sending it new connections while they drain.
+ */
+function healthCheck(index: ClusterIndex, service: Service, node: Node): NodeRules['healthChecks'] {
+  if (service.externalTrafficPolicy !== 'Local' || service.healthCheckNodePort <= 0) return [];
+  const perFamily = FAMILIES.map((family) => {
+    const local = new Set<string>();
+    for (const port of service.ports) {
+      for (const endpoint of serviceEndpoints(index, service, port, family)) {
+        if (endpoint.nodeName === node.name && endpoint.conditions.ready) local.add(endpoint.ip);
+      }
+    }
+    return local.size;
+  });
+  return [{ namespace: service.namespace, name: service.name, port: service.healthCheckNodePort, localEndpoints: Math.max(...perFamily) }];
+}
+
+function compareHealthChecks(a: HealthCheck, b: HealthCheck): number {
+  return a.port - b.port || compareText(serviceKey(a.namespace, a.name), serviceKey(b.namespace, b.name));
+}
+
+function familyContext(node: Node, config: ComputeConfig, weights: EndpointWeights, family: IPFamily): FamilyContext {
+  // The API and the config allow at most one pod or cluster CIDR per family.
+  const localCIDR = (config.detectLocalMode === 'ClusterCIDR' ? config.clusterCIDRs : node.podCIDRs).find((address) => familyOf(address) === family);
+  return { family, node, localCIDR, masqueradeAll: config.masqueradeAll, weights, balancing: config.balancing ?? 'least-busy' };
 }
 
 function computeFamily(
-  state: ClusterState, node: Node, config: ComputeConfig, weights: EndpointWeights, family: IPFamily,
+  index: ClusterIndex, node: Node, config: ComputeConfig, weights: EndpointWeights, family: IPFamily,
 ): FamilyRules {
-  const ofFamily = (address: string) => familyOf(address) === family;
-  // The API and the config allow at most one pod or cluster CIDR per family.
-  const localCIDR = (config.detectLocalMode === 'ClusterCIDR' ? config.clusterCIDRs : node.podCIDRs).find(ofFamily);
-  const context: FamilyContext = { family, node, localCIDR, masqueradeAll: config.masqueradeAll, weights, balancing: config.balancing ?? 'least-busy' };
-  const services = state.services.filter((service) => service.clusterIPs.some(ofFamily));
+  const context = familyContext(node, config, weights, family);
+  const services = [...index.servicesOf(family)];
   const servicePorts = services
-    .flatMap((service) => portsOf(state, service, context))
+    .flatMap((service) => service.ports.map((port) => computeServicePort(index, service, port, context)))
     .sort((a, b) => compareText(a.id, b.id));
+  return {
+    ...familyWide(index, config, context),
+    servicePorts,
+    clusterIPs: sortedIPs(unique(services.flatMap((service) => service.clusterIPs.filter((ip) => familyOf(ip) === family)))),
+  };
+}
+
+/** What a family's rules hold beside its ports and cluster IPs: read again at every sync, it is small. */
+function familyWide(index: ClusterIndex, config: ComputeConfig, context: FamilyContext) {
+  const { family, node, localCIDR } = context;
   return {
     family,
     localCIDR,
     nodePortAddresses: nodePortAddresses(config, node, family),
-    serviceCIDRs: unique(state.serviceCIDRs.flatMap((serviceCIDR) => serviceCIDR.cidrs).filter(ofFamily)),
-    clusterIPs: sortedIPs(unique(services.flatMap((service) => service.clusterIPs.filter(ofFamily)))),
-    servicePorts,
+    serviceCIDRs: unique([...index.serviceCIDRs.values()].flatMap((serviceCIDR) => serviceCIDR.cidrs).filter((cidr) => familyOf(cidr) === family)),
   };
+}
+
+/**
+ * One family after a change: the changed Services' ports spliced out of the sorted servicePorts and
+ * their new ones in at the same place (a Service's port ids share the prefix `namespace/name:`, so
+ * they sit together), each key of a port touched added to `changed`.
+ */
+function updateFamily(
+  previous: FamilyRules, index: ClusterIndex, node: Node, config: ComputeConfig, weights: EndpointWeights,
+  services: ReadonlySet<string>, changed: Set<string>,
+): FamilyRules {
+  const { family } = previous;
+  const context = familyContext(node, config, weights, family);
+  const servicePorts = previous.servicePorts.slice();
+  const clusterIPs = previous.clusterIPs.slice();
+  for (const key of services) {
+    const [start, end] = servicePortRange(servicePorts, key);
+    const removed = servicePorts.splice(start, end - start);
+    const service = index.services.get(key);
+    const clusterIP = service?.clusterIPs.find((ip) => familyOf(ip) === family);
+    const ports = service && clusterIP ? service.ports.map((port) => computeServicePort(index, service, port, context)).sort((a, b) => compareText(a.id, b.id)) : [];
+    servicePorts.splice(start, 0, ...ports);
+    for (const port of [...removed, ...ports]) changed.add(portKey(family, port.id));
+    // An address stays while any Service holds it (hand-written manifests may give two the same).
+    for (const ip of new Set([...removed.map((port) => port.clusterIP), ...(clusterIP ? [clusterIP] : [])])) {
+      const at = lowerBound(clusterIPs, ipSortKey(ip), (item, target) => compareText(ipSortKey(item), target));
+      const listed = clusterIPs[at] === ip;
+      if (listed && !index.holdsClusterIP(ip)) clusterIPs.splice(at, 1);
+      if (!listed && index.holdsClusterIP(ip)) clusterIPs.splice(at, 0, ip);
+    }
+  }
+  return { ...familyWide(index, config, context), servicePorts, clusterIPs };
 }
 
 interface FamilyContext {
@@ -116,37 +204,7 @@ function nodePortAddresses(config: ComputeConfig, node: Node, family: IPFamily):
   }
 }
 
-// What a Service's ports became, per family: its rules depend only on the Service, its slices and the
-// context, so a sync after one change recomputes that one Service. Model objects are reused across
-// syncs for API objects that did not change (see buildClusterState), which makes identity a valid key.
-interface PortsMemo {
-  slices: readonly EndpointSlice[];
-  context: FamilyContext;
-  ports: ServicePortRules[];
-}
-const portsMemo = new WeakMap<Service, Map<IPFamily, PortsMemo>>();
-
-function portsOf(state: ClusterState, service: Service, context: FamilyContext): ServicePortRules[] {
-  const slices = slicesOf(state).get(sliceKey(context.family, service.namespace, service.name)) ?? [];
-  const byFamily = portsMemo.get(service) ?? new Map<IPFamily, PortsMemo>();
-  const memo = byFamily.get(context.family);
-  if (memo && sameContext(memo.context, context) && sameItems(memo.slices, slices)) return memo.ports;
-  const ports = service.ports.map((port) => computeServicePort(state, service, port, context));
-  byFamily.set(context.family, { slices, context, ports });
-  portsMemo.set(service, byFamily);
-  return ports;
-}
-
-function sameContext(a: FamilyContext, b: FamilyContext): boolean {
-  return a.node === b.node && a.localCIDR === b.localCIDR && a.masqueradeAll === b.masqueradeAll
-    && a.weights === b.weights && a.balancing === b.balancing;
-}
-
-function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
-  return a.length === b.length && a.every((item, index) => item === b[index]);
-}
-
-function computeServicePort(state: ClusterState, service: Service, port: ServicePort, context: FamilyContext): ServicePortRules {
+function computeServicePort(index: ClusterIndex, service: Service, port: ServicePort, context: FamilyContext): ServicePortRules {
   const { family, node } = context;
   const ofFamily = (address: string) => familyOf(address) === family;
   const protocol = port.protocol.toLowerCase() as L4Protocol;
@@ -155,7 +213,7 @@ function computeServicePort(state: ClusterState, service: Service, port: Service
   const loadBalancerIPs = service.loadBalancerIPs.filter(ofFamily);
   const externalIPs = unique([...service.externalIPs.filter(ofFamily), ...loadBalancerIPs]);
 
-  const endpoints = serviceEndpoints(state, service, port, family);
+  const endpoints = serviceEndpoints(index, service, port, family);
   // Topology hints narrow the endpoints of Cluster policies only; Local policies keep this node's.
   const topology = topologyMode(endpoints, node);
   const usable = usableEndpoints(endpoints.filter((endpoint) => availableForTopology(endpoint, topology, node)));
@@ -225,9 +283,9 @@ export interface PortEndpoint extends Endpoint {
 }
 
 /** The endpoints of one Service port: slices of the Service and family, port matched by name and protocol. */
-export function serviceEndpoints(state: ClusterState, service: Service, port: ServicePort, family: IPFamily): PortEndpoint[] {
+export function serviceEndpoints(index: ClusterIndex, service: Service, port: ServicePort, family: IPFamily): PortEndpoint[] {
   const byAddress = new Map<string, PortEndpoint>();
-  for (const slice of slicesOf(state).get(sliceKey(family, service.namespace, service.name)) ?? []) {
+  for (const slice of index.slicesOf(family, serviceKey(service.namespace, service.name))) {
     const slicePort = slice.ports.find((candidate) => candidate.name === port.name && candidate.protocol === port.protocol);
     if (!slicePort) continue;
     for (const endpoint of slice.endpoints) {
@@ -237,26 +295,6 @@ export function serviceEndpoints(state: ClusterState, service: Service, port: Se
     }
   }
   return [...byAddress.values()];
-}
-
-const sliceIndexes = new WeakMap<ClusterState, Map<string, EndpointSlice[]>>();
-const sliceKey = (family: IPFamily, namespace: string, service: string) => `${family} ${namespace}/${service}`;
-
-/** The slices of each Service and family, in name order; built once per state, so lookups do not scan every slice. */
-function slicesOf(state: ClusterState): Map<string, EndpointSlice[]> {
-  let index = sliceIndexes.get(state);
-  if (!index) {
-    index = new Map();
-    for (const slice of state.endpointSlices) {
-      const key = sliceKey(slice.family, slice.namespace, slice.serviceName);
-      const slices = index.get(key);
-      if (slices) slices.push(slice);
-      else index.set(key, [slice]);
-    }
-    for (const slices of index.values()) if (slices.length > 1) slices.sort((a, b) => compareText(a.name, b.name));
-    sliceIndexes.set(state, index);
-  }
-  return index;
 }
 
 /** Ready endpoints; when none is ready, those still serving while terminating (kube-proxy's fallback). */
@@ -297,12 +335,4 @@ function compareText(a: string, b: string): number {
 /** Numeric address order, so that 10.0.0.9 sorts before 10.0.0.10; each address is parsed once. */
 function sortedIPs(ips: string[]): string[] {
   return ips.map((ip) => ({ ip, key: ipSortKey(ip) })).sort((a, b) => compareText(a.key, b.key)).map(({ ip }) => ip);
-}
-
-/** A string that sorts like the address: family first, then the bytes as fixed-width hex. */
-function ipSortKey(ip: string): string {
-  if (ip.includes(':')) return `6${ipaddr.parse(ip).toByteArray().map((byte) => byte.toString(16).padStart(2, '0')).join('')}`;
-  // A canonical dotted quad: its 32 bits as 8 hex digits, without parsing it into an object.
-  const [a, b, c, d] = ip.split('.').map(Number) as [number, number, number, number];
-  return `4${(a * 2 ** 24 + b * 2 ** 16 + c * 2 ** 8 + d).toString(16).padStart(8, '0')}`;
 }

@@ -2,17 +2,21 @@
 // sending to a removed endpoint until its entry is deleted (kube-proxy's conntrack reconciler does the same).
 import type { NodeRules, ServicePortRules } from '../../rules/node-rules.js';
 import type { StaleFlow } from '../../rules/stale-flow.js';
+import { findPort, splitPortKey, type PortChanges } from '../../rules/port-changes.js';
 
-/** The UDP flows to delete when going from `previous` to `next` rules. */
-export function staleUDPFlows(previous: NodeRules | undefined, next: NodeRules): StaleFlow[] {
+/** The UDP flows to delete when going from `previous` to `next` rules; only ports in `changed` can have any. */
+export function staleUDPFlows(previous: NodeRules | undefined, next: NodeRules, changed: PortChanges = 'all'): StaleFlow[] {
   if (!previous) return [];
   const flows: StaleFlow[] = [];
   for (const family of next.families) {
-    const before = new Map(previous.families.find((f) => f.family === family.family)?.servicePorts.map((port) => [port.id, port]) ?? []);
-    for (const port of family.servicePorts.filter((candidate) => candidate.protocol === 'udp')) {
-      const old = before.get(port.id);
-      // The same object: compute reused the port because nothing about it changed.
-      if (!old || old === port) continue;
+    const before = previous.families.find((f) => f.family === family.family);
+    if (!before) continue;
+    const ports = changed === 'all'
+      ? family.servicePorts
+      : [...changed].map(splitPortKey).filter((key) => key.family === family.family).flatMap(({ id }) => findPort(family, id) ?? []);
+    for (const port of ports.filter((candidate) => candidate.protocol === 'udp')) {
+      const old = findPort(before, port.id);
+      if (!old) continue;
       // The Service port's own entries: its address and port (other ports of the address keep theirs).
       const destinations = (dstNat?: string) => [
         { family: family.family, origDst: port.clusterIP, origPortDst: port.port, dstNat },

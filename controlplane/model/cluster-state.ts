@@ -35,9 +35,9 @@ export interface ModelResult {
 }
 
 /** One raw object read into the model: what it became, or why it was left out, and what to warn about. */
-type ReadObject = ReadValue & { warnings: ModelError[] };
+export type ReadObject = ReadValue & { warnings: ModelError[] };
 
-type ReadValue =
+export type ReadValue =
   | { kind: 'Service'; value: Service | undefined }
   | { kind: 'EndpointSlice'; value: EndpointSlice | undefined }
   | { kind: 'Node'; value: Node }
@@ -88,7 +88,8 @@ export function buildClusterState(objects: unknown[]): ModelResult {
   return { state, errors, warnings: [...warnings, ...derived.warnings] };
 }
 
-function readObject(object: unknown): ReadObject {
+/** One raw object read into the model, on its own: what buildClusterState does with each. */
+export function readObject(object: unknown): ReadObject {
   const root = new Field(object, '');
   const [apiVersion, kind] = [text(root.get('apiVersion')), text(root.get('kind'))];
   const warning = (field: string, message: string): ModelError => printableError({ kind: kind || 'object', object: objectName(root), field, message });

@@ -55,3 +55,17 @@ export function cidrContains(cidr: string, ip: string): boolean {
   if (familyOf(cidr) !== familyOf(ip)) return false;
   return ipaddr.parse(ip).match(ipaddr.parseCIDR(cidr));
 }
+
+/** A string that sorts like the address: family first, then the bytes as fixed-width hex. */
+export function addressSortKey(ip: string): string {
+  if (ip.includes(':')) return `6${ipaddr.parse(ip).toByteArray().map((byte) => byte.toString(16).padStart(2, '0')).join('')}`;
+  // A canonical dotted quad: its 32 bits as 8 hex digits, without parsing it into an object.
+  const [a, b, c, d] = ip.split('.').map(Number) as [number, number, number, number];
+  return `4${(a * 2 ** 24 + b * 2 ** 16 + c * 2 ** 8 + d).toString(16).padStart(8, '0')}`;
+}
+
+/** Numeric address order (10.0.0.9 before 10.0.0.10), IPv4 before IPv6: the order of FamilyRules.clusterIPs. */
+export function compareAddresses(a: string, b: string): number {
+  const [x, y] = [addressSortKey(a), addressSortKey(b)];
+  return x < y ? -1 : x > y ? 1 : 0;
+}

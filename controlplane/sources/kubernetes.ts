@@ -9,6 +9,7 @@ import { delimiter, dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { parse } from 'yaml';
 import { SERVICE_PROXY_NAME_LABEL } from '../model/cluster-state.js';
+import type { ObjectChange } from '../model/cluster-store.js';
 import type { ObjectSource } from './source.js';
 
 const MAX_BACKOFF_MS = 30_000;
@@ -115,9 +116,12 @@ export class KubernetesSource implements ObjectSource {
   }
 
   /** Resolves once every resource has been listed completely at least once. */
-  async start(onChange: () => void): Promise<void> {
+  async start(onChange: (change?: ObjectChange) => void): Promise<void> {
     for (const resource of this.resources) {
-      for (const verb of ['add', 'update', 'delete'] as const) resource.informer.on(verb, () => onChange());
+      // Objects of a list or watch carry no kind: each is told with the kind it was listed as.
+      const tagged = (object: KubernetesObject) => ({ ...object, apiVersion: resource.apiVersion, kind: resource.kind });
+      for (const verb of ['add', 'update'] as const) resource.informer.on(verb, (object) => onChange({ type: 'put', object: tagged(object) }));
+      resource.informer.on('delete', (object) => onChange({ type: 'delete', object: tagged(object) }));
       resource.informer.on('error', (error: unknown) => this.restart(resource, error));
       void resource.informer.start();
     }

@@ -4,6 +4,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import type { Logger } from 'pino';
 import { expandLists } from '../model/cluster-state.js';
 import { readManifests } from './manifests.js';
+import type { ObjectChange } from '../model/cluster-store.js';
 import type { ObjectSource } from './source.js';
 
 // Editors and `kubectl get > file` write in several steps; wait for the burst to end.
@@ -26,7 +27,7 @@ export class ManifestWatch implements ObjectSource {
     this.description = `the manifests in ${directory}`;
   }
 
-  async start(onChange: () => void): Promise<void> {
+  async start(onChange: (change?: ObjectChange) => void): Promise<void> {
     this.current = [...expandLists(await readManifests([this.directory]))];
     this.currentTexts = this.current.map((object) => JSON.stringify(object));
     const reread = () => {
@@ -50,13 +51,13 @@ export class ManifestWatch implements ObjectSource {
     await this.reading;
   }
 
-  private async reread(onChange: () => void): Promise<void> {
+  private async reread(onChange: (change?: ObjectChange) => void): Promise<void> {
     try {
       const objects = [...expandLists(await readManifests([this.directory]))];
       const texts = objects.map((object) => JSON.stringify(object));
       if (texts.length === this.currentTexts.length && texts.every((text, index) => text === this.currentTexts[index])) return;
-      // Unchanged objects stay the objects they were, as an informer's do, so that the model, compute
-      // and render reuse what they made of them and a sync costs what changed.
+      // Unchanged objects stay the objects they were, as an informer's do: the agent's store reads only
+      // the others again, and a sync computes only the Services they belong to.
       const previous = new Map(this.currentTexts.map((text, index) => [text, this.current[index]]));
       this.current = objects.map((object, index) => previous.get(texts[index]!) ?? object);
       this.currentTexts = texts;

@@ -4,10 +4,10 @@ import type { ApplyOutcome, Backend, RenderedRules, SyncKind } from '../backend.
 import { deleteStaleFlows } from '../conntrack.js';
 import { lineChanges } from '../line-changes.js';
 import { DataplaneError, type Runner } from '../runner.js';
-import { incrementalScript, renderedTables } from './incremental.js';
+import { incrementalScript } from './incremental.js';
 import { renderNftables } from './render.js';
 import * as shell from './shell.js';
-import { checkNftables, checkNftablesText } from './structure.js';
+import { checkNftables, checkNftablesText, nftOf } from './structure.js';
 
 const script = (rendered: RenderedRules) => rendered.texts[0]!.text;
 
@@ -19,7 +19,7 @@ async function apply(runner: Runner, rendered: RenderedRules): Promise<void> {
 /** 'full' when only a replacement can do it (a base chain or a set's declaration changed). */
 async function applyChanges(runner: Runner, previous: RenderedRules, next: RenderedRules): Promise<SyncKind> {
   checkNftables(next);
-  const update = incrementalScript(previous, next);
+  const update = incrementalScript(nftOf(previous), nftOf(next));
   if (update === undefined) {
     await apply(runner, next);
     return 'full';
@@ -56,7 +56,7 @@ async function reassert(runner: Runner, rendered: RenderedRules): Promise<void> 
 async function applyIfChanged(runner: Runner, rendered: RenderedRules, options: { force?: boolean }): Promise<ApplyOutcome> {
   checkNftables(rendered);
   const found = await shell.readStamps(runner);
-  const families = [...renderedTables(rendered).keys()];
+  const families = nftOf(rendered).tables.map((table) => table.family as string);
   // A table of a family no longer rendered goes in the same transaction.
   const stale = [...found.keys()].filter((family) => !families.includes(family)).map((family) => `add table ${family} ferry\ndelete table ${family} ferry\n`).join('');
   const replace = () => shell.applyNftables(runner, stale + script(rendered) + shell.stampScript(rendered));
@@ -78,13 +78,13 @@ async function applyIfChanged(runner: Runner, rendered: RenderedRules, options: 
 
 /** Every rendered table, and no other ferry table, holds the stamp of these rules. */
 function stampMatches(found: Map<string, shell.Stamp | undefined>, rendered: RenderedRules): boolean {
-  const families = [...renderedTables(rendered).keys()];
+  const families = nftOf(rendered).tables.map((table) => table.family as string);
   const { digest } = shell.rulesStamp(rendered);
   return found.size === families.length && families.every((family) => found.get(family)?.digest === digest);
 }
 
 export const nftablesBackend: Backend = {
-  render: renderNftables,
+  render: (rules, _options, update) => renderNftables(rules, update),
   check: checkNftables,
   checkText: checkNftablesText,
   apply,
@@ -106,8 +106,8 @@ export const nftablesBackend: Backend = {
   balancedSockets: async () => [],
   // Its rules match on addresses, not on interfaces: nothing appears that they do not cover.
   refresh: async () => [],
-  ruleCounts: (rendered) => [...renderedTables(rendered)].map(([family, table]) => ({
-    family: family === 'ip6' ? 'IPv6' : 'IPv4',
-    rules: [...table.chains.values()].reduce((sum, chain) => sum + chain.rules.length, 0),
+  ruleCounts: (rendered) => nftOf(rendered).tables.map((table) => ({
+    family: table.rules.family,
+    rules: table.totals.rules + shell.headLines(table.head),
   })),
 };

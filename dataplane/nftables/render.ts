@@ -1,40 +1,111 @@
 // nftables rendering: NodeRules to one nft -f script for both families, through the templates, kept in
 // parts (each table's head, set elements, each Service port's chains) for the incremental update.
+import { createHash } from 'node:crypto';
+import { Map as ImmutableMap } from 'immutable';
 import type { FamilyRules, FilterVerdict, NodePortAddresses, NodeRules, EndpointTarget, ServicePortRules } from '../../rules/node-rules.js';
-import type { RenderedRules } from '../backend.js';
+import { compareAddresses } from '../../controlplane/model/ip.js';
+import { compareIds, lowerBound, splitPortKey } from '../../rules/port-changes.js';
+import type { RenderedRules, RenderUpdate } from '../backend.js';
 import { nftIdentifier, ruleComment } from '../escape.js';
 import {
   endpointDestination, externalChain, externalTarget, groups, internalTarget, masqueradeRule, type ChainNames,
 } from '../render-shapes.js';
 import { templates } from '../templates.js';
 
-/** One nftables table of the script: everything but the Service port chains, and those per port. */
-export interface NftTableText {
-  family: string;
-  /** The table without Service port chains and without set and map elements. */
-  head: string;
-  /** The elements of each set and map, as the script prints them. */
-  elements: Map<string, string[]>;
-  /** Each Service port's chains; the same string as last time for a port whose rules did not change. */
-  servicePortChains: string[];
+/** One Service port's share of its family's table: its map and set elements, its chains, their digest. */
+export interface NftPortPart {
+  /** The port's cluster IP: an element of cluster-ips while any port has it. */
+  clusterIP: string;
+  /** The elements it adds to each of the table's maps and sets, by name. */
+  elements: ReadonlyMap<string, readonly string[]>;
+  /** Its dynamic sets for session affinity. */
+  affinitySets: { name: string; seconds: number }[];
+  /** The chains it declares, by name, and their text as the templates print them. */
+  chainNames: string[];
+  chains: string;
+  /** Rule lines in its chains, and lines in total (rules and elements), for the stamp and the rules metric. */
+  rules: number;
+  lines: number;
+  /** sha256 of everything above, as a number: a table's digest is the sum over its parts (see shell.ts). */
+  digest: bigint;
 }
 
-/** Renders node rules as nftables; pure: the same rules give the same text. */
-export function renderNftables(rules: NodeRules): RenderedRules {
-  const tables = rules.families.map((family) => nftTable(family, rules.masqueradeMark));
+/** One nftables table: the part every sync shares (head) and one part per Service port. */
+export interface NftTableRendering {
+  family: 'ip' | 'ip6';
+  rules: FamilyRules;
+  /** The masquerade mark the head's chains set. */
+  mark: string;
+  /** The table without the ports' chains, elements and affinity sets; of constant size. */
+  head: string;
+  /** The collections the head declares, with the elements that belong to the table, not to a port. */
+  collections: NftCollection[];
+  /** In the order of rules.servicePorts. */
+  ports: readonly NftPortPart[];
+  /** How many ports put each element into hairpin-endpoints (two ports of a Service share endpoints). */
+  hairpin: ImmutableMap<string, number>;
+  /** Over the ports: the sum of their digests (mod 2^256), their rule lines and all their lines. */
+  totals: { digest: bigint; rules: number; lines: number };
+}
+
+/** What an nftables rendering is made of; `update` is set when it was rendered from a previous one. */
+export interface NftRendering {
+  tables: NftTableRendering[];
+  update?: { previous: NftRendering; changed: ReadonlySet<string> };
+}
+
+/** The maps and sets whose elements come from the ports (hairpin-endpoints and cluster-ips are counted apart). */
+export const PORT_COLLECTIONS = ['service-ips', 'service-nodeports', 'no-endpoint-services', 'no-endpoint-nodeports', 'firewall-ips'] as const;
+
+/**
+ * Renders node rules as nftables; pure: the same rules give the same text. With `update` (the rendering
+ * of the rules before, and the ports that changed since) only the changed ports are rendered again.
+ */
+export function renderNftables(rules: NodeRules, update?: RenderUpdate): RenderedRules {
+  const previous = update?.previous.nft;
+  const incremental = previous && update.changed !== 'all' ? { previous, changed: update.changed } : undefined;
+  const tables = rules.families.map((family, index) => {
+    const before = incremental?.previous.tables[index];
+    return before && before.rules.family === family.family && before.rules.localCIDR === family.localCIDR
+      ? updateTable(before, family, rules.masqueradeMark, incremental!.changed)
+      : nftTable(family, rules.masqueradeMark);
+  });
+  const nft: NftRendering = { tables, ...(incremental ? { update: incremental } : {}) };
   // The whole script is only printed when something reads it (a full apply, `ferry render`): an
   // incremental sync works from the parts and never builds the largest string of all.
   let text: string | undefined;
   return {
     backend: 'nftables',
-    texts: [{ family: 'both', get text() { return (text ??= templates.nftables({ node: rules.node, tables })); } }],
-    nftTables: tables.map((table) => ({
-      family: table.family,
-      head: templates.nftTable({ ...table, collections: table.collections.map((collection) => ({ ...collection, elements: [] })), servicePortChains: [] }),
-      elements: new Map(table.collections.map((collection) => [collection.name, collection.elements])),
-      servicePortChains: table.servicePortChains,
-    })),
+    texts: [{ family: 'both', get text() { return (text ??= printScript(rules.node, tables)); } }],
+    nft,
   };
+}
+
+function printScript(node: string, tables: NftTableRendering[]): string {
+  return templates.nftables({ node, tables: tables.map((table) => tableView(table, true)) });
+}
+
+/** A whole table as the table template prints it; `replace`: preceded by the commands that drop the old one. */
+export function printTable(table: NftTableRendering, replace: boolean): string {
+  return templates.nftTable(tableView(table, replace));
+}
+
+function tableView(table: NftTableRendering, replace: boolean) {
+  return {
+    ...tableShape(table.rules, table.mark).head,
+    replace,
+    collections: table.collections.map((collection) => ({ ...collection, elements: tableElements(table, collection) })),
+    affinitySets: table.ports.flatMap((part) => part.affinitySets),
+    servicePortChains: table.ports.map((part) => part.chains),
+  };
+}
+
+/** Every element of a collection: the table's own, or the ports' in port order. */
+export function tableElements(table: NftTableRendering, collection: NftCollection): string[] {
+  // In address order, as the other sets print (each pair is one address twice).
+  if (collection.name === 'hairpin-endpoints') return [...table.hairpin.keys()].sort((a, b) => compareAddresses(a.slice(0, a.indexOf(' ')), b.slice(0, b.indexOf(' '))));
+  if (!(PORT_COLLECTIONS as readonly string[]).includes(collection.name)) return collection.elements;
+  return table.ports.flatMap((part) => part.elements.get(collection.name) ?? []);
 }
 
 const nftNames: ChainNames = {
@@ -44,42 +115,107 @@ const nftNames: ChainNames = {
   endpoint: (endpoint) => `sep-${endpoint.hash}`,
 };
 
-function nftTable(family: FamilyRules, mark: string) {
+/** The head of a family's table and its collections, from the family-wide rules. */
+function tableShape(family: FamilyRules, mark: string) {
   const ipv6 = family.family === 'IPv6';
-  const address = ipv6 ? 'ip6' : 'ip';
+  const address: 'ip' | 'ip6' = ipv6 ? 'ip6' : 'ip';
   const addressType = ipv6 ? 'ipv6_addr' : 'ipv4_addr';
   const addressPortKey = `${addressType} . inet_proto . inet_service`;
-  const ports = family.servicePorts.map((port) => nftServicePort(port, family));
   const nodePortIPs = family.nodePortAddresses.kind === 'addresses' ? family.nodePortAddresses.addresses : [];
   const collections: NftCollection[] = [
     { kind: 'set', name: 'cluster-ips', type: addressType, elements: family.clusterIPs, comment: '' },
     {
-      kind: 'set', name: 'hairpin-endpoints', type: `${addressType} . ${addressType}`,
-      elements: unique(ports.flatMap((port) => port.hairpinPairs)),
+      kind: 'set', name: 'hairpin-endpoints', type: `${addressType} . ${addressType}`, elements: [],
       comment: 'Hairpin: after DNAT, a connection whose source is the endpoint it was sent to must be masqueraded.',
     },
     ...(nodePortIPs.length > 0 ? [{ kind: 'set' as const, name: 'nodeport-ips', type: addressType, elements: nodePortIPs, comment: '' }] : []),
-    { kind: 'map', name: 'service-ips', type: `${addressPortKey} : verdict`, elements: ports.flatMap((port) => port.serviceIPs), comment: '' },
-    { kind: 'map', name: 'service-nodeports', type: 'inet_proto . inet_service : verdict', elements: ports.flatMap((port) => port.serviceNodePorts), comment: '' },
-    { kind: 'map', name: 'no-endpoint-services', type: `${addressPortKey} : verdict`, elements: ports.flatMap((port) => port.noEndpointServices), comment: '' },
-    { kind: 'map', name: 'no-endpoint-nodeports', type: 'inet_proto . inet_service : verdict', elements: ports.flatMap((port) => port.noEndpointNodePorts), comment: '' },
-    { kind: 'map', name: 'firewall-ips', type: `${addressPortKey} : verdict`, elements: ports.flatMap((port) => port.firewallIPs), comment: '' },
+    { kind: 'map', name: 'service-ips', type: `${addressPortKey} : verdict`, elements: [], comment: '' },
+    { kind: 'map', name: 'service-nodeports', type: 'inet_proto . inet_service : verdict', elements: [], comment: '' },
+    { kind: 'map', name: 'no-endpoint-services', type: `${addressPortKey} : verdict`, elements: [], comment: '' },
+    { kind: 'map', name: 'no-endpoint-nodeports', type: 'inet_proto . inet_service : verdict', elements: [], comment: '' },
+    { kind: 'map', name: 'firewall-ips', type: `${addressPortKey} : verdict`, elements: [], comment: '' },
   ];
   return {
-    family: address,
-    address,
-    addressType,
-    mark,
     collections,
-    nodePortMatch: nftNodePortMatch(family.nodePortAddresses, address),
-    serviceCIDRs: family.serviceCIDRs.join(', '),
-    affinitySets: ports.flatMap((port) => port.affinitySets),
-    servicePortChains: ports.map((port) => port.chains),
+    head: {
+      family: address,
+      address,
+      addressType,
+      mark,
+      nodePortMatch: nftNodePortMatch(family.nodePortAddresses, address),
+      serviceCIDRs: family.serviceCIDRs.join(', '),
+    },
   };
 }
 
+function nftTable(family: FamilyRules, mark: string): NftTableRendering {
+  const ports = family.servicePorts.map((port) => nftServicePort(port, family));
+  const hairpin = ImmutableMap<string, number>().withMutations((counts) => {
+    for (const part of ports) for (const pair of part.elements.get('hairpin-endpoints') ?? []) counts.set(pair, (counts.get(pair) ?? 0) + 1);
+  });
+  return { ...headOf(family, mark), rules: family, ports, hairpin, totals: ports.reduce((totals, part) => addPart(totals, part), NO_TOTALS) };
+}
+
+const NO_TOTALS = { digest: 0n, rules: 0, lines: 0 };
+const DIGEST_MOD = 2n ** 256n;
+
+function addPart(totals: NftTableRendering['totals'], part: NftPortPart, sign: 1 | -1 = 1): NftTableRendering['totals'] {
+  return {
+    digest: (((totals.digest + BigInt(sign) * part.digest) % DIGEST_MOD) + DIGEST_MOD) % DIGEST_MOD,
+    rules: totals.rules + sign * part.rules,
+    lines: totals.lines + sign * part.lines,
+  };
+}
+
+function headOf(family: FamilyRules, mark: string): Pick<NftTableRendering, 'family' | 'mark' | 'head' | 'collections'> {
+  const { collections, head } = tableShape(family, mark);
+  return {
+    family: head.family,
+    mark,
+    collections,
+    head: templates.nftTable({ ...head, replace: true, collections: collections.map((collection) => ({ ...collection, elements: [] })), affinitySets: [], servicePortChains: [] }),
+  };
+}
+
+/**
+ * A table after a change: the parts of the changed ports rendered again and spliced in where their
+ * ports are in the new servicePorts (both are sorted by id), the rest taken over as they were.
+ */
+function updateTable(before: NftTableRendering, family: FamilyRules, mark: string, changed: ReadonlySet<string>): NftTableRendering {
+  const ports = before.ports.slice();
+  const oldPorts = before.rules.servicePorts;
+  const byId = (item: ServicePortRules, id: string) => compareIds(item.id, id);
+  let hairpin = before.hairpin.asMutable();
+  let totals = before.totals;
+  const count = (part: NftPortPart | undefined, delta: 1 | -1) => {
+    if (!part) return;
+    totals = addPart(totals, part, delta);
+    for (const pair of part?.elements.get('hairpin-endpoints') ?? []) {
+      const next = (hairpin.get(pair) ?? 0) + delta;
+      hairpin = next === 0 ? hairpin.remove(pair) : hairpin.set(pair, next);
+    }
+  };
+  // Removals first, from the end, so that the positions found in the old order stay right.
+  const ids = [...changed].map(splitPortKey).filter((key) => key.family === family.family).map((key) => key.id).sort(compareIds);
+  const gone: number[] = [];
+  for (const id of ids) {
+    const at = lowerBound(oldPorts, id, byId);
+    if (oldPorts[at]?.id === id) gone.push(at);
+  }
+  for (const at of gone.reverse()) count(ports.splice(at, 1)[0], -1);
+  for (const id of ids) {
+    const at = lowerBound(family.servicePorts, id, byId);
+    const port = family.servicePorts[at];
+    if (port?.id !== id) continue;
+    const part = nftServicePort(port, family);
+    ports.splice(at, 0, part);
+    count(part, 1);
+  }
+  return { ...headOf(family, mark), rules: family, ports, hairpin: hairpin.asImmutable(), totals };
+}
+
 /** A named set or map of a table, as nft-collection.hbs prints it. */
-interface NftCollection {
+export interface NftCollection {
   kind: 'set' | 'map';
   name: string;
   type: string;
@@ -87,63 +223,47 @@ interface NftCollection {
   comment: string;
 }
 
-/** What one Service port adds to its family's table: map elements, sets, and its chains as text. */
-interface NftServicePort {
-  serviceIPs: string[];
-  serviceNodePorts: string[];
-  noEndpointServices: string[];
-  noEndpointNodePorts: string[];
-  firewallIPs: string[];
-  affinitySets: { name: string; seconds: number }[];
-  /**
-   * `ip . ip` for every endpoint on this node, the elements of hairpin-endpoints: no other endpoint can
-   * be a hairpin's source here, and the kernel dumps a set in time growing with the square of its
-   * elements (`ferry diff` reads it), so a set of every endpoint of a large cluster would cost seconds.
-   */
-  hairpinPairs: string[];
-  chains: string;
-}
-
-// Rendering a port depends only on the port's rules and the family's pod CIDR; compute hands back the
-// same ServicePortRules object for a Service that did not change, so a sync renders only what changed.
-const nftPortMemo = new WeakMap<ServicePortRules, { localCIDR: string | undefined; rendered: NftServicePort }>();
-
-function nftServicePort(port: ServicePortRules, family: FamilyRules): NftServicePort {
-  const memo = nftPortMemo.get(port);
-  if (memo && memo.localCIDR === family.localCIDR) return memo.rendered;
-  const rendered = renderNftServicePort(port, family);
-  nftPortMemo.set(port, { localCIDR: family.localCIDR, rendered });
-  return rendered;
-}
-
-function renderNftServicePort(port: ServicePortRules, family: FamilyRules): NftServicePort {
-  const address = family.family === 'IPv6' ? 'ip6' : 'ip';
+function nftServicePort(port: ServicePortRules, family: FamilyRules): NftPortPart {
   const names = nftNames;
   const verdict = (filter: FilterVerdict) => (filter === 'reject' ? 'goto reject-chain' : 'drop');
   const key = (ip: string) => `${ip} . ${port.protocol} . ${port.port}`;
-  const rendered: NftServicePort = {
-    serviceIPs: [], serviceNodePorts: [], noEndpointServices: [], noEndpointNodePorts: [], firewallIPs: [],
-    affinitySets: [], hairpinPairs: uniqueEndpoints(port).filter((endpoint) => endpoint.onNode).map((endpoint) => `${endpoint.ip} . ${endpoint.ip}`), chains: '',
-  };
+  const elements = new Map<string, string[]>([...PORT_COLLECTIONS, 'hairpin-endpoints'].map((name) => [name, []]));
+  const add = (collection: string, element: string) => elements.get(collection)!.push(element);
+  // `ip . ip` for every endpoint on this node: no other endpoint can be a hairpin's source here, and
+  // the kernel dumps a set in time growing with the square of its elements (`ferry diff` reads it).
+  for (const endpoint of uniqueEndpoints(port)) if (endpoint.onNode) add('hairpin-endpoints', `${endpoint.ip} . ${endpoint.ip}`);
   const internal = internalTarget(port, names);
-  if ('chain' in internal) rendered.serviceIPs.push(`${key(port.clusterIP)} : goto ${internal.chain}`);
-  else rendered.noEndpointServices.push(`${key(port.clusterIP)} : ${verdict(internal.verdict)}`);
+  if ('chain' in internal) add('service-ips', `${key(port.clusterIP)} : goto ${internal.chain}`);
+  else add('no-endpoint-services', `${key(port.clusterIP)} : ${verdict(internal.verdict)}`);
   const external = externalTarget(port, names);
   const externalVerdict = port.external?.verdict;
   for (const ip of port.externalIPs) {
-    if (external) rendered.serviceIPs.push(`${key(ip)} : goto ${external}`);
-    if (externalVerdict) rendered.noEndpointServices.push(`${key(ip)} : ${verdict(externalVerdict)}`);
+    if (external) add('service-ips', `${key(ip)} : goto ${external}`);
+    if (externalVerdict) add('no-endpoint-services', `${key(ip)} : ${verdict(externalVerdict)}`);
   }
   if (port.nodePort > 0) {
-    if (external) rendered.serviceNodePorts.push(`${port.protocol} . ${port.nodePort} : goto ${external}`);
-    if (externalVerdict) rendered.noEndpointNodePorts.push(`${port.protocol} . ${port.nodePort} : ${verdict(externalVerdict)}`);
+    if (external) add('service-nodeports', `${port.protocol} . ${port.nodePort} : goto ${external}`);
+    if (externalVerdict) add('no-endpoint-nodeports', `${port.protocol} . ${port.nodePort} : ${verdict(externalVerdict)}`);
   }
-  for (const ip of port.firewall?.loadBalancerIPs ?? []) rendered.firewallIPs.push(`${key(ip)} : goto ${names.firewall(port)}`);
-  if (port.affinitySeconds > 0) {
-    rendered.affinitySets = uniqueEndpoints(port).map((endpoint) => ({ name: nftAffinitySet(endpoint), seconds: port.affinitySeconds }));
-  }
-  rendered.chains = templates.nftServicePort({
-    address,
+  for (const ip of port.firewall?.loadBalancerIPs ?? []) add('firewall-ips', `${key(ip)} : goto ${names.firewall(port)}`);
+  const affinitySets = port.affinitySeconds > 0
+    ? uniqueEndpoints(port).map((endpoint) => ({ name: nftAffinitySet(endpoint), seconds: port.affinitySeconds }))
+    : [];
+  const shape = chainShapes(port, family, external);
+  const chains = templates.nftServicePort(shape);
+  const chainNames = [...shape.groupChains, ...shape.externalChains, ...shape.firewallChains, ...shape.endpointChains].map((chain) => chain.name);
+  const elementCount = [...elements.values()].reduce((sum, list) => sum + list.length, 0);
+  // Lines inside a chain block that are rules: every line but the `chain NAME {` and `}` of each chain.
+  const rules = chains.split('\n').filter((line) => line.startsWith('\t\t')).length;
+  const digest = BigInt(`0x${createHash('sha256').update(JSON.stringify([port.id, [...elements], affinitySets, chains])).digest('hex')}`);
+  return { clusterIP: port.clusterIP, elements, affinitySets, chainNames, chains, rules, lines: rules + elementCount, digest };
+}
+
+/** What the service-port template prints a port's chains from. */
+function chainShapes(port: ServicePortRules, family: FamilyRules, external: string | undefined) {
+  const names = nftNames;
+  return {
+    address: family.family === 'IPv6' ? 'ip6' : 'ip',
     groupChains: groups(port).map(({ kind, group }) => ({
       name: names.group(port, kind),
       masquerade: masqueradeRule(port, group, family.localCIDR, (ip) => ip),
@@ -164,8 +284,7 @@ function renderNftServicePort(port: ServicePortRules, family: FamilyRules): NftS
           comment: ruleComment(`${port.id} -> ${endpointDestination(endpoint)}`),
         }))
       : [],
-  });
-  return rendered;
+  };
 }
 
 /**
@@ -193,10 +312,6 @@ function nftDispatch(port: ServicePortRules, endpoints: EndpointTarget[], names:
     affinity: affinity ? endpoints.map((endpoint) => ({ set: nftAffinitySet(endpoint), chain: names.endpoint(endpoint) })) : [],
     choices,
   };
-}
-
-function unique<T>(items: T[]): T[] {
-  return [...new Set(items)];
 }
 
 function nftAffinitySet(endpoint: Pick<EndpointTarget, 'hash'>): string {

@@ -3,7 +3,9 @@ import { createHash } from 'node:crypto';
 import type { Comparison, RenderedRules } from '../backend.js';
 import { DataplaneError, runChecked, runInThrowawayNamespace, type Runner } from '../runner.js';
 import { buildNftDigest, differingObjects, parseDigests, type ObjectDigests, type TableObject } from './digest.js';
-import { reassertScript, renderedTables, type NftInventory } from './incremental.js';
+import { reassertScript, type NftInventory } from './incremental.js';
+import { parseRenderedTables } from './parse.js';
+import { nftOf } from './structure.js';
 
 const TABLES = ['ip ferry', 'ip6 ferry'] as const;
 
@@ -47,48 +49,40 @@ export async function reassertNftables(runner: Runner, rendered: RenderedRules):
   const inventory = await readInventory(runner);
   // The stamp is not part of the rendered tables: re-asserting must not remove it, only renew it.
   for (const table of inventory.values()) table.collections.delete(STAMP_SET);
-  await applyNftables(runner, reassertScript(inventory, rendered) + stampScript(rendered));
+  await applyNftables(runner, reassertScript(inventory, nftOf(rendered)) + stampScript(rendered));
 }
 
-/** What a stamp records: the digest of a rendered rule set and its number of rule lines (rules and set elements). */
+/** What a stamp records: the digest of a rendered rule set and its number of lines (rules and set elements). */
 export interface Stamp {
   digest: string;
   lines: number;
 }
 
-const stamps = new WeakMap<RenderedRules, Stamp>();
-
 /**
- * The stamp of a rendered rule set, from its parts, so that an incremental sync never prints the whole
- * script: one hash over the parts in order (0.3 s at 50,000 Services; a digest per Service port kept
- * from sync to sync cost more to build than hashing everything again).
+ * The stamp of a rendered rule set, from its parts: each table's head and the sum of its ports'
+ * digests, which render keeps up to date port by port, so that a sync after one change does not hash
+ * every port again (a port's digest covers its elements, and the table-wide sets follow from the ports).
  */
 export function rulesStamp(rendered: RenderedRules): Stamp {
-  let stamp = stamps.get(rendered);
-  if (stamp) return stamp;
-  const hash = createHash('sha256').update('ferry nftables rules 1\0');
-  if (!rendered.nftTables) {
-    hash.update(rendered.texts[0]!.text);
-  } else {
-    for (const part of rendered.nftTables) {
-      hash.update(`table ${part.family}\0${part.head}\0`);
-      for (const [name, elements] of part.elements) hash.update(`${name}\0${elements.join('\n')}\0`);
-      for (const text of part.servicePortChains) hash.update(text);
-    }
-  }
+  const hash = createHash('sha256').update('ferry nftables rules 2\0');
   let lines = 0;
-  for (const table of renderedTables(rendered).values()) {
-    for (const chain of table.chains.values()) lines += chain.rules.length;
-    for (const collection of table.collections.values()) lines += collection.elements.length;
+  for (const table of nftOf(rendered).tables) {
+    const nodePortIPs = table.collections.find((collection) => collection.name === 'nodeport-ips')?.elements ?? [];
+    hash.update(`table ${table.family}\0${table.head}\0${nodePortIPs.join(',')}\0${table.totals.digest.toString(16)}\0`);
+    lines += table.totals.lines + headLines(table.head) + table.rules.clusterIPs.length + table.hairpin.size + nodePortIPs.length;
   }
-  stamps.set(rendered, (stamp = { digest: hash.digest('hex'), lines }));
-  return stamp;
+  return { digest: hash.digest('hex'), lines };
+}
+
+/** Rule lines in a table's head: the lines of its chains, beside their base-chain declarations. */
+export function headLines(head: string): number {
+  return [...parseRenderedTables(head).values()].reduce((sum, table) => sum + [...table.chains.values()].reduce((rules, chain) => rules + chain.rules.length, 0), 0);
 }
 
 /** The commands that record the stamp of `rendered` in each of its tables; appended to every transaction ferry makes. */
 export function stampScript(rendered: RenderedRules): string {
   const { digest, lines } = rulesStamp(rendered);
-  return [...renderedTables(rendered).keys()].map((family) => [
+  return nftOf(rendered).tables.map(({ family }) => [
     `add set ${family} ferry ${STAMP_SET} { type inet_service; comment "what ferry applied: apply and the agent's start compare it, diff reads the rules"; }`,
     `flush set ${family} ferry ${STAMP_SET}`,
     `add element ${family} ferry ${STAMP_SET} { 1 comment "sha256:${digest} lines:${lines}" }`,
