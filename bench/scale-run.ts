@@ -3,9 +3,9 @@
 // Prints one JSON line.
 import { connect, createServer } from 'node:net';
 import { parseArgs } from 'node:util';
-import { computeNodeRules } from '../controlplane/compute/compute.js';
-import type { ComputeConfig } from '../controlplane/compute/compute.js';
-import { buildClusterState } from '../controlplane/model/cluster-state.js';
+import { computeFromIndex, updateNodeRules, type ComputeConfig } from '../controlplane/compute/compute.js';
+import { ClusterStore, type ObjectChange } from '../controlplane/model/cluster-store.js';
+import type { NodeRules } from '../rules/node-rules.js';
 import { applyChanges, applyRules, cleanupRules, diffRules, reassertRules } from '../dataplane/dataplane.js';
 import { render, type RenderedRules } from '../dataplane/render.js';
 import type { BackendName } from '../dataplane/backend-names.js';
@@ -53,16 +53,20 @@ async function kernelOnly(rendered: RenderedRules): Promise<number> {
 }
 
 /**
- * One change, as the agent's partial sync makes it: the objects as an informer holds them (only the
- * changed one is new), then model, compute, render, and applyChanges (structure check, the transaction of what changed).
+ * One change, as the agent's partial sync makes it: the changed objects reach the store (as
+ * informer events), then the tracked Services are computed, rendered and checked, and applyChanges
+ * writes the transaction of what changed. Timed from the event to the command's exit.
  */
-async function incremental(previous: RenderedRules, objects: object[]): Promise<{ ms: number; kernelMs: number; next: RenderedRules }> {
+async function incremental(previous: { rules: NodeRules; rendered: RenderedRules }, changes: ObjectChange[]): Promise<{ ms: number; kernelMs: number; next: { rules: NodeRules; rendered: RenderedRules } }> {
   toolMs = 0;
   const t0 = now();
-  const next = render(computeNodeRules(buildClusterState(objects).state, 'node-0', config), backend, options);
-  const kind = await applyChanges(runner, previous, next);
+  for (const change of changes) store.apply(change);
+  const { index, services } = store.take();
+  const { rules: nextRules, changed } = updateNodeRules(previous.rules, index, 'node-0', config, new Map(), services);
+  const next = render(nextRules, backend, options, changed === 'all' ? undefined : { previous: previous.rendered, changed });
+  const kind = await applyChanges(runner, previous.rendered, next);
   if (kind !== 'partial') throw new Error(`expected a partial sync, got ${kind}`);
-  return { ms: now() - t0, kernelMs: toolMs, next };
+  return { ms: now() - t0, kernelMs: toolMs, next: { rules: nextRules, rendered: next } };
 }
 
 /**
@@ -91,8 +95,10 @@ async function setupLatency(services: [number, number], count: number): Promise<
 const base = syntheticCluster({ services: N, endpoints: M });
 toolMs = 0;
 const full0 = now();
-const state = buildClusterState(base).state;
-const rules = computeNodeRules(state, 'node-0', config);
+// The agent's store, as its source's first view fills it.
+const store = new ClusterStore('node-0');
+store.replaceAll(base);
+const rules = computeFromIndex(store.take().index, 'node-0', config);
 const computed = now();
 const rendered = render(rules, backend, options);
 const renderedAt = now();
@@ -122,17 +128,14 @@ const [first, last] = await setupLatency([firstService, lastService], 1000);
 server.close();
 
 // Incremental syncs with N Services present: one endpoint added, one Service added, one removed.
-const sliceIndex = base.findIndex((object) => (object as { kind: string }).kind === 'EndpointSlice');
-const withEndpoint = base.map((object, index) => (index === sliceIndex ? syntheticService(0, M, 1)[1] : object));
-const endpointAdded = await incremental(rendered, withEndpoint);
-const withService = [...withEndpoint, ...syntheticService(N, M)];
-const serviceAdded = await incremental(endpointAdded.next, withService);
-const serviceRemoved = await incremental(serviceAdded.next, withEndpoint);
+const endpointAdded = await incremental({ rules, rendered }, [{ type: 'put', object: syntheticService(0, M, 1)[1]! }]);
+const serviceAdded = await incremental(endpointAdded.next, syntheticService(N, M).map((object) => ({ type: 'put', object })));
+const serviceRemoved = await incremental(serviceAdded.next, syntheticService(N, M).map((object) => ({ type: 'delete', object })));
 
 // The agent's periodic full resync with N Services present: everything re-asserted, nothing read back but names.
 toolMs = 0;
 const resync0 = now();
-await reassertRules(runner, serviceRemoved.next);
+await reassertRules(runner, serviceRemoved.next.rendered);
 const resync = { ms: now() - resync0, kernelMs: toolMs };
 
 // The kernel alone: ferry's overhead is full sync / this.

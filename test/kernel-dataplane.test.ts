@@ -91,7 +91,7 @@ for (const backend of BACKEND_NAMES.filter((name) => name !== 'ebpf')) {
     // iptables-restore --test both do), only the kernel's commit refuses it.
     const bad = rulesWith(1, backend);
     const poisoned: RenderedRules = backend === 'nftables'
-      ? { backend, texts: [{ family: 'both', text: bad.texts[0]!.text.replace('jump services', 'jump services\n\t\tmasquerade') }] }
+      ? { ...bad, texts: [{ family: 'both', text: bad.texts[0]!.text.replace('jump services', 'jump services\n\t\tmasquerade') }] }
       : { backend, texts: bad.texts.map((part) => (part.family === 'IPv6' ? { ...part, text: part.text.replace('-A FERRY-MARK-MASQ ', '-A FERRY-SERVICES -j MASQUERADE\n-A FERRY-MARK-MASQ ') } : part)) };
     t.not(poisoned.texts.map((part) => part.text).join(), bad.texts.map((part) => part.text).join(), 'the rule was inserted');
     const error = await t.throwsAsync(applyRules(runner, poisoned));
