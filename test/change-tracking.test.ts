@@ -5,35 +5,23 @@ import { buildClusterState } from '../controlplane/model/cluster-state.js';
 import { ClusterStore } from '../controlplane/model/cluster-store.js';
 import { staleUDPFlows } from '../controlplane/compute/stale-flows.js';
 import { BACKEND_NAMES } from '../dataplane/backend-names.js';
+import { listNodePlan } from '../dataplane/ebpf/listing.js';
+import { planNode, type NodePlan } from '../dataplane/ebpf/node-plan.js';
+import { planPortChanges } from '../dataplane/ebpf/port-plan.js';
 import { render, renderedText, type RenderedRules } from '../dataplane/render.js';
+import { changePool, distinctPool, poolNodes, poolView } from './helpers/change-pool.js';
 import { nodeObject, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 
-const nodes = [nodeObject('node-a'), nodeObject('node-b')];
-
-// A small universe of objects: consecutive views share, change, move and drop Services and slices.
-const pool = [0, 1, 2, 3].flatMap((index) => [
-  serviceObject({ name: `svc-${index}`, clusterIPs: [`10.96.0.${20 + index}`], ports: [{ name: 'http', port: 80 }, { name: 'dns', port: 53, protocol: 'UDP' }] }),
-  serviceObject({ name: `svc-${index}`, clusterIPs: [`10.96.0.${20 + index}`, `fd00:96::${20 + index}`], type: 'NodePort', externalTrafficPolicy: 'Local', sessionAffinity: 'ClientIP', ports: [{ name: 'http', port: 80, nodePort: 30080 + index }] }),
-  // A cluster IP another Service holds too (hand-written manifests may): the set keeps it while either does.
-  serviceObject({ name: `svc-${index}`, clusterIPs: ['10.96.0.99'] }),
-  sliceObject(`svc-${index}`, [{ ip: `10.244.1.${index + 10}`, node: 'node-a' }]),
-  sliceObject(`svc-${index}`, [{ ip: `10.244.1.${index + 10}`, node: 'node-a' }, { ip: `10.244.2.${index + 10}`, node: 'node-b', ready: index % 2 === 0 }]),
-  sliceObject(`svc-${index}`, [{ ip: `fd00:244:0:1::${index + 10}`, node: 'node-a' }]),
-  // The same slice name labelled for another Service: a slice moving between Services.
-  sliceObject(`svc-${(index + 1) % 4}`, [{ ip: `10.244.3.${index + 10}`, node: 'node-b' }], { name: `svc-${index}-abcde` }),
-]);
+const nodes = poolNodes;
 const weightings = [new Map<string, number>(), new Map([[endpointKey('tcp', '10.244.1.10', 8080), 3]])];
 
-const keyOf = (object: { kind: string; metadata: { name: string; namespace?: string } }) => `${object.kind}/${object.metadata.namespace}/${object.metadata.name}`;
-
 test('a sync from the store after changes gives the rules, text and stale flows of a sync from scratch, for every backend', (t) => {
-  fc.assert(fc.property(fc.array(fc.tuple(fc.subarray(pool), fc.constantFrom(0, 1)), { minLength: 2, maxLength: 6 }), (views) => {
+  fc.assert(fc.property(fc.array(fc.tuple(fc.subarray(changePool), fc.constantFrom(0, 1)), { minLength: 2, maxLength: 6 }), (views) => {
     const store = new ClusterStore('node-a');
     let previous: { rules: ReturnType<typeof computeNodeRules>; rendered: Map<string, RenderedRules> } | undefined;
     let weighting = 0;
     for (const [objects, nextWeighting] of views) {
-      // Two objects of one kind and name are one object changing: keep the last, as an informer would.
-      const view = [...nodes, ...new Map(objects.map((object) => [keyOf(object), object])).values()];
+      const view = poolView(objects);
       store.replaceAll(view);
       // The agent touches the Services whose endpoints' weights changed; here that is every Service with 10.244.1.10.
       if (nextWeighting !== weighting) store.touch(['default/svc-0']);
@@ -92,4 +80,24 @@ test('the store: a delete takes an object out, a change to this node changes eve
   t.is(bad.errors.length, 1);
   t.false(bad.index.services.has('default/bad'));
   t.is(store.take().errors.length, 0);
+});
+
+test('the eBPF plan after port changes lists as the plan of the new rules made from scratch', (t) => {
+  fc.assert(fc.property(fc.array(fc.subarray(distinctPool), { minLength: 2, maxLength: 6 }), (views) => {
+    const store = new ClusterStore('node-a');
+    const addresses = ['192.168.56.11', 'fd00:56::11'];
+    let previous: ReturnType<typeof computeNodeRules> | undefined;
+    let plan: NodePlan | undefined;
+    let nextId = 1000;
+    for (const objects of views) {
+      store.replaceAll(poolView(objects));
+      const { index, services } = store.take();
+      const { rules, changed } = updateNodeRules(previous, index, 'node-a', testConfig, new Map(), services);
+      if (!plan || !previous || changed === 'all') plan = planNode(rules, addresses);
+      else planPortChanges(plan, previous, rules, changed, addresses, () => nextId++);
+      const listing = (of: NodePlan) => listNodePlan(of, { node: 'node-a', attachments: 'none', addressesKnown: true });
+      t.is(listing(plan), listing(planNode(rules, addresses)));
+      previous = rules;
+    }
+  }), { numRuns: 100 });
 });

@@ -6,18 +6,19 @@
 import { rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { NodeRules } from '../../rules/node-rules.js';
-import type { ApplyOutcome, Backend, BackendOptions, Comparison, EndpointConnections, RenderedRules, SyncKind } from '../backend.js';
+import type { ApplyOutcome, Backend, BackendOptions, Comparison, EndpointConnections, RenderedRules, RenderUpdate, SyncKind } from '../backend.js';
 import { deleteStaleFlows } from '../conntrack.js';
 import { runChecked, type Runner } from '../runner.js';
 import { reportProblems } from '../structure-error.js';
 import { adoptPins, readAttached, readPacketAttachments, readSocketAttachments, type AttachedProgram, type AttachedState } from './attached.js';
 import { companionAsKernelWould, readCompanion, removeCompanion, syncCompanion } from './companion-shell.js';
-import { companionScript } from './companion.js';
+import { companionChanges, companionScript } from './companion.js';
 import { attachNewDevices, listLinks, packetDevices } from './devices.js';
 import { MAPS } from './layout.js';
 import { listNodePlan } from './listing.js';
 import { MapWriter } from './map-writer.js';
-import { openNodeMaps, planNode, planOverKernel, writeNodePlan, type NodePlan } from './node-plan.js';
+import { checkCapacity, openNodeMaps, planNode, planOverKernel, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
+import { planPortChanges } from './port-plan.js';
 import { guardTestPlacement, resolveCgroup, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
 import {
   attachPacketProgram, attachSocketPrograms, detachPacketProgram, detachSocketPrograms, forgetEarlierPacketPrograms, loadPacketProgram,
@@ -32,7 +33,10 @@ export interface EbpfRendering {
   placement: EbpfPlacement;
   /** The maps' contents for these rules: planned on first use, or set by the sync that wrote them (with the node's addresses). */
   plan: NodePlan;
-  companion: string;
+  /** The companion table's script, printed when first asked for (a partial sync writes only its changed elements). */
+  readonly companion: string;
+  /** The rendering of the rules before and the ports changed since, when rendered as an update. */
+  update?: RenderUpdate;
 }
 
 const emptyPlan = (): NodePlan => ({
@@ -40,19 +44,26 @@ const emptyPlan = (): NodePlan => ({
   packets: { frontends: new Map(), nodeAddresses: [], masqueradeSources: new Map(), localSources: [], sourceRanges: new Map() },
 });
 
-function render(rules: NodeRules, options: BackendOptions = {}): RenderedRules {
+function render(rules: NodeRules, options: BackendOptions = {}, update?: RenderUpdate): RenderedRules {
   const placement = options.ebpf ?? {};
   // Planned when first asked for (render's listing, check): a sync plans over the kernel's maps instead.
   let plan: NodePlan | undefined;
   const attachments = `cgroup ${placement.cgroupRoot ?? 'the cgroup2 mount'}, tc ingress on ${placement.devices?.length ? placement.devices.join(' ') : 'every interface but loopback'}`;
-  const companion = companionScript(rules);
+  let companion: string | undefined;
   let listing: string | undefined;
+  const texts = [
+    // The listing is for people (render, golden files): printed only when asked for, not at every sync.
+    { family: 'both' as const, get text() { return (listing ??= listNodePlan(planNode(rules, []), { node: rules.node, attachments, addressesKnown: false })); } },
+    { family: 'both' as const, get text() { return (companion ??= companionScript(rules)); } },
+  ];
   return {
     backend: 'ebpf',
-    // The listing is for people (render, golden files): printed only when asked for, not at every sync.
-    texts: [{ family: 'both', get text() { return (listing ??= listNodePlan(planNode(rules, []), { node: rules.node, attachments, addressesKnown: false })); } }, { family: 'both', text: companion }],
+    texts,
     ebpf: {
-      rules, placement, companion,
+      rules, placement, ...(update ? { update } : {}),
+      get companion() {
+        return (companion ??= companionScript(rules));
+      },
       get plan() {
         return (plan ??= planNode(rules, []));
       },
@@ -93,10 +104,16 @@ interface Session {
   placement: ResolvedPlacement;
   pinDir: string;
   addresses: string[];
+  /** What the maps hold: partial syncs update it in place. */
   plan: NodePlan;
-  companion: string;
+  /** The companion script loaded last; undefined once a partial sync changed its elements. */
+  companion: string | undefined;
   devices: Set<string>;
   packetProgram: PacketProgram;
+  /** The next group id: above every id used since the full sync, so that no new group lands on old slots. */
+  nextGroupId: number;
+  /** The helper partial syncs write through, started by the first of them and kept between syncs. */
+  writer?: { writer: MapWriter; maps: NodeMaps };
 }
 const sessions = new Map<string, Session>();
 const sessionKey = (placement: EbpfPlacement) => JSON.stringify([placement.cgroupRoot, placement.bpfRoot ?? DEFAULT_BPF_ROOT, placement.devices]);
@@ -167,40 +184,94 @@ async function sync(runner: Runner, rendered: RenderedRules, options: { force?: 
   }
   const attached = await attach(runner, placement, sockets, packet, held);
   const companionWritten = await syncCompanion(runner, companion, companionListing, Boolean(options.force));
-  sessions.set(sessionKey(requested), { placement, pinDir: placement.pinDir, addresses, plan, companion, devices: attached.devices, packetProgram: packet });
+  await endSession(requested);
+  sessions.set(sessionKey(requested), { placement, pinDir: placement.pinDir, addresses, plan, companion, devices: attached.devices, packetProgram: packet, nextGroupId: aboveIds(plan, 0) });
   rendering(rendered).plan = plan;
   const changed = entries.written + entries.deleted > 0 || attached.changed || companionWritten;
   return { changed, added: entries.written, removed: entries.deleted };
 }
 
-/** Writes the difference from the plan the last full sync of this process wrote; a full sync without one. */
+/** The lowest id above every group id of the plan and above `floor - 1`. */
+function aboveIds(plan: NodePlan, floor: number): number {
+  let next = Math.max(floor, 1);
+  for (const id of plan.sockets.groups.keys()) if (id >= next) next = id + 1;
+  for (const id of plan.sockets.ids.values()) if (id >= next) next = id + 1;
+  return next;
+}
+
+/** Forgets a session, and stops its helper. */
+async function endSession(placement: EbpfPlacement): Promise<void> {
+  const session = sessions.get(sessionKey(placement));
+  sessions.delete(sessionKey(placement));
+  await session?.writer?.writer.close();
+}
+
+/**
+ * Writes the difference from what the last sync of this process wrote; a full sync without one. A
+ * rendering made as an update of `previous` writes the entries of its changed ports only (port-plan.ts);
+ * any other plans the whole node again and writes what differs.
+ */
 async function applyChanges(runner: Runner, previous: RenderedRules, next: RenderedRules): Promise<SyncKind> {
-  const { rules, placement, companion } = rendering(next);
+  const { rules, placement, update } = rendering(next);
   const session = sessions.get(sessionKey(placement));
   if (!session) {
     await sync(runner, next);
     return 'full';
   }
-  const plan = planNode(rules, session.addresses, session.plan.sockets);
-  checkPlan(plan);
-  const companionChanged = companion !== session.companion;
-  // As in a full sync: a companion table the kernel refuses stops this one before any write.
-  if (companionChanged) await companionAsKernelWould(runner, companion);
-  const writer = await MapWriter.start();
-  let entries: { written: number; deleted: number };
   try {
-    entries = await writeNodePlan(writer, await openNodeMaps(writer, session.pinDir), session.plan, plan);
-  } finally {
-    await writer.close();
+    if (update?.previous === previous && update.changed !== 'all' && session.plan === rendering(previous).plan) {
+      return await applyPortChanges(runner, session, rendering(previous).rules, rules, update.changed, rendering(next));
+    }
+    return await applyPlanChanges(runner, session, rendering(next));
+  } catch (error) {
+    // What the maps hold is no longer known for sure: the next sync is a full one, reading them back.
+    await endSession(placement);
+    throw error;
   }
+}
+
+async function applyPortChanges(runner: Runner, session: Session, previous: NodeRules, rules: NodeRules, changed: ReadonlySet<string>, next: EbpfRendering): Promise<SyncKind> {
+  // The companion's elements first: a batch the kernel refuses stops the sync before any map write.
+  const companion = companionChanges(previous, rules, changed);
+  if (companion === undefined) await loadCompanion(runner, session, next.companion);
+  else if (companion) await runChecked(runner, 'updating the eBPF companion table', 'nft', ['-f', '-'], companion);
+  if (companion) session.companion = undefined;
+  const change = planPortChanges(session.plan, previous, rules, changed, session.addresses, () => session.nextGroupId++);
+  checkPlan(change.after);
+  session.writer ??= await keptWriter(session.pinDir);
+  checkCapacity(session.writer.maps, session.plan);
+  const entries = await writeNodePlan(session.writer.writer, session.writer.maps, change.before, change.after);
+  next.plan = session.plan;
+  await attachNewDevices(session.packetProgram, session.devices, runner, session.placement.devices);
+  return entries.written + entries.deleted > 0 || companion !== '' ? 'partial' : 'unchanged';
+}
+
+async function applyPlanChanges(runner: Runner, session: Session, next: EbpfRendering): Promise<SyncKind> {
+  const plan = planNode(next.rules, session.addresses, session.plan.sockets);
+  checkPlan(plan);
+  const companionChanged = next.companion !== session.companion;
+  // As in a full sync: a companion table the kernel refuses stops this one before any write.
+  if (companionChanged) await companionAsKernelWould(runner, next.companion);
+  session.writer ??= await keptWriter(session.pinDir);
+  const entries = await writeNodePlan(session.writer.writer, session.writer.maps, session.plan, plan);
   session.plan = plan;
-  rendering(next).plan = plan;
-  if (companionChanged) {
-    await runChecked(runner, 'loading the eBPF companion table', 'nft', ['-f', '-'], companion);
-    session.companion = companion;
-  }
+  session.nextGroupId = aboveIds(plan, session.nextGroupId);
+  next.plan = plan;
+  if (companionChanged) await loadCompanion(runner, session, next.companion);
   await attachNewDevices(session.packetProgram, session.devices, runner, session.placement.devices);
   return entries.written + entries.deleted > 0 || companionChanged ? 'partial' : 'unchanged';
+}
+
+async function loadCompanion(runner: Runner, session: Session, companion: string): Promise<void> {
+  await runChecked(runner, 'loading the eBPF companion table', 'nft', ['-f', '-'], companion);
+  session.companion = companion;
+}
+
+/** A map writer kept open between partial syncs (it lets the process exit while idle). */
+async function keptWriter(pinDir: string): Promise<{ writer: MapWriter; maps: NodeMaps }> {
+  const writer = await MapWriter.start();
+  writer.keepIdle();
+  return { writer, maps: await openNodeMaps(writer, pinDir) };
 }
 
 /** Both sides in the listing's words: the maps read back and attachments found, and the plan for this node now. */
@@ -246,7 +317,7 @@ async function cleanup(runner: Runner, options: BackendOptions = {}): Promise<vo
   } catch {
     // Not a directory one may remove under test, or busy: nothing of ferry's to remove there.
   }
-  sessions.delete(sessionKey(placement));
+  await endSession(placement);
 }
 
 /**

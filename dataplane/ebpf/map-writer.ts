@@ -33,6 +33,8 @@ export class MapWriter {
   private wake: (() => void) | undefined;
   private exited: string | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  private pending = 0;
+  private idle = false;
 
   private constructor(private readonly child: ResultPromise<typeof HELPER_OPTIONS>) {
     child.stdout.setEncoding('utf8');
@@ -96,8 +98,28 @@ export class MapWriter {
 
   /** Ends the helper (its standard input) and waits for it. */
   async close(): Promise<void> {
+    // Its exit must hold the event loop until it is seen, idle or not.
+    this.idle = false;
+    this.hold(true);
     this.child.stdin.end();
     await this.child;
+  }
+
+  /**
+   * Lets the process exit while the helper idles (an agent keeps one open between syncs): only a
+   * command in flight holds the event loop, so that neither an idle helper keeps a finished process
+   * alive nor a pending reply is cut short.
+   */
+  keepIdle(): void {
+    this.idle = true;
+    if (this.pending === 0) this.hold(false);
+  }
+
+  private hold(on: boolean): void {
+    for (const handle of [this.child, this.child.stdin, this.child.stdout, this.child.stderr] as Array<{ ref?(): void; unref?(): void }>) {
+      if (on) handle.ref?.();
+      else handle.unref?.();
+    }
   }
 
   private command<T>(head: string, records: string[], onOk: (reply: string[]) => Promise<T>): Promise<T> {
@@ -108,7 +130,12 @@ export class MapWriter {
       if (status !== 'ok') throw new MapWriterError(head, Number(rest[0]), rest.slice(1).join(' '));
       return onOk(rest);
     };
-    const result = this.queue.then(run, run);
+    this.pending += 1;
+    if (this.idle) this.hold(true);
+    const result = this.queue.then(run, run).finally(() => {
+      this.pending -= 1;
+      if (this.idle && this.pending === 0) this.hold(false);
+    });
     this.queue = result.catch(() => undefined);
     return result;
   }

@@ -45,21 +45,27 @@ export function planPackets(rules: NodeRules, sockets: SocketPlan, addresses: st
     if (ofFamily[0]) plan.masqueradeSources.set(family.family, ofFamily[0]);
     plan.nodeAddresses.push(...nodePortAddresses(ofFamily, family.nodePortAddresses));
     if (family.localCIDR) plan.localSources.push(family.localCIDR);
-    for (const port of family.servicePorts) {
-      const key = (ip: string, portNumber = port.port): FrontendKey => ({ ip, port: portNumber, protocol: port.protocol });
-      put(key(port.clusterIP), clusterIPFrontend(port, id));
-      if (!port.external) continue;
-      const external = externalFrontend(port, id);
-      const ranged = new Set(port.firewall?.loadBalancerIPs ?? []);
-      for (const ip of port.externalIPs) {
-        put(key(ip), { ...external, ranged: ranged.has(ip) });
-        if (!ranged.has(ip)) continue;
-        for (const cidr of port.firewall!.sourceRanges) plan.sourceRanges.set(`${frontendId(key(ip))}|${cidr}`, { frontend: key(ip), cidr });
-      }
-      if (port.nodePort > 0) put(key(family.family === 'IPv6' ? '::' : '0.0.0.0', port.nodePort), external);
-    }
+    for (const port of family.servicePorts) packetPortEntries(port, id, put, (key, range) => plan.sourceRanges.set(key, range));
   }
   return plan;
+}
+
+/** What one Service port puts into the packet maps: its frontends (to `put`) and its source ranges (to `range`). */
+export function packetPortEntries(
+  port: ServicePortRules, id: (port: ServicePortRules, which: 'cluster' | 'local') => number,
+  put: (key: FrontendKey, value: PacketFrontend) => void, range: (id: string, range: RangeKey) => void,
+): void {
+  const key = (ip: string, portNumber = port.port): FrontendKey => ({ ip, port: portNumber, protocol: port.protocol });
+  put(key(port.clusterIP), clusterIPFrontend(port, id));
+  if (!port.external) return;
+  const external = externalFrontend(port, id);
+  const ranged = new Set(port.firewall?.loadBalancerIPs ?? []);
+  for (const ip of port.externalIPs) {
+    put(key(ip), { ...external, ranged: ranged.has(ip) });
+    if (!ranged.has(ip)) continue;
+    for (const cidr of port.firewall!.sourceRanges) range(`${frontendId(key(ip))}|${cidr}`, { frontend: key(ip), cidr });
+  }
+  if (port.nodePort > 0) put(key(port.clusterIP.includes(':') ? '::' : '0.0.0.0', port.nodePort), external);
 }
 
 function clusterIPFrontend(port: ServicePortRules, id: (port: ServicePortRules, which: 'cluster' | 'local') => number): PacketFrontend {

@@ -1,6 +1,6 @@
 // NodeRules → what the socket programs' maps must hold, and the ordered writes from one such state to
 // the next. The plan is pure; applySocketPlan is the only part that writes.
-import type { EndpointGroup, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
+import type { EndpointGroup, FamilyRules, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
 import type { WeightedEndpoint } from './groups.js';
 import { groupSlots } from './groups.js';
 import type { Frontend, FrontendKey, Group, Slot, SlotKey } from './layout.js';
@@ -56,27 +56,37 @@ export function planSockets(rules: NodeRules, previous?: SocketPlan, addresses: 
     return id;
   };
   const put = (key: FrontendKey, value: Frontend) => plan.frontends.set(frontendId(key), [key, value]);
-
   for (const family of rules.families) {
-    const nodePortIPs = nodePortAddresses(addresses.filter((address) => address.includes(':') === (family.family === 'IPv6')), family.nodePortAddresses);
-    for (const port of family.servicePorts) {
-      const key = (ip: string, portNumber = port.port): FrontendKey => ({ ip, port: portNumber, protocol: port.protocol });
-      const affinitySeconds = port.affinitySeconds;
-      const target = port.internal === 'cluster' || port.internal === 'local' ? port[port.internal] : undefined;
-      if (target) put(key(port.clusterIP), { group: groupId(port, port.internal as 'cluster' | 'local', target), verdict: 'serve', affinitySeconds });
-      else put(key(port.clusterIP), { group: 0, verdict: port.internal === 'drop' ? 'drop' : 'reject', affinitySeconds: 0 });
-      const filtered = new Set(port.firewall?.loadBalancerIPs ?? []);
-      const outward = [...port.externalIPs.filter((address) => !filtered.has(address)).map((ip) => key(ip)), ...(port.nodePort > 0 ? nodePortIPs.map((ip) => key(ip, port.nodePort)) : [])];
-      for (const frontendKey of outward) {
-        if (port.cluster?.endpoints.length) put(frontendKey, { group: groupId(port, 'cluster', port.cluster), verdict: 'serve', affinitySeconds });
-        else put(frontendKey, { group: 0, verdict: 'reject', affinitySeconds: 0 });
-      }
-      // Every group gets its id here, those only the packet path uses too (packet-plan.ts).
-      if (port.cluster) groupId(port, 'cluster', port.cluster);
-      if (port.local) groupId(port, 'local', port.local);
-    }
+    const nodePortIPs = familyNodePortIPs(family, addresses);
+    for (const port of family.servicePorts) socketPortEntries(port, nodePortIPs, groupId, put);
   }
   return plan;
+}
+
+/** The node's addresses where a family's node ports answer on the socket path. */
+export function familyNodePortIPs(family: FamilyRules, addresses: readonly string[]): string[] {
+  return nodePortAddresses(addresses.filter((address) => address.includes(':') === (family.family === 'IPv6')), family.nodePortAddresses);
+}
+
+/** Names the id of a port's cluster or local group (and records its endpoints). */
+export type GroupId = (port: ServicePortRules, which: 'cluster' | 'local', group: EndpointGroup) => number;
+
+/** What one Service port puts into the socket maps: its frontends (to `put`) and its groups (to `groupId`). */
+export function socketPortEntries(port: ServicePortRules, nodePortIPs: readonly string[], groupId: GroupId, put: (key: FrontendKey, value: Frontend) => void): void {
+  const key = (ip: string, portNumber = port.port): FrontendKey => ({ ip, port: portNumber, protocol: port.protocol });
+  const affinitySeconds = port.affinitySeconds;
+  const target = port.internal === 'cluster' || port.internal === 'local' ? port[port.internal] : undefined;
+  if (target) put(key(port.clusterIP), { group: groupId(port, port.internal as 'cluster' | 'local', target), verdict: 'serve', affinitySeconds });
+  else put(key(port.clusterIP), { group: 0, verdict: port.internal === 'drop' ? 'drop' : 'reject', affinitySeconds: 0 });
+  const filtered = new Set(port.firewall?.loadBalancerIPs ?? []);
+  const outward = [...port.externalIPs.filter((address) => !filtered.has(address)).map((ip) => key(ip)), ...(port.nodePort > 0 ? nodePortIPs.map((ip) => key(ip, port.nodePort)) : [])];
+  for (const frontendKey of outward) {
+    if (port.cluster?.endpoints.length) put(frontendKey, { group: groupId(port, 'cluster', port.cluster), verdict: 'serve', affinitySeconds });
+    else put(frontendKey, { group: 0, verdict: 'reject', affinitySeconds: 0 });
+  }
+  // Every group gets its id here, those only the packet path uses too (packet-plan.ts).
+  if (port.cluster) groupId(port, 'cluster', port.cluster);
+  if (port.local) groupId(port, 'local', port.local);
 }
 
 const sameEndpoints = (a: WeightedEndpoint[] | undefined, b: WeightedEndpoint[]) =>

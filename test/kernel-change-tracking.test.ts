@@ -1,0 +1,45 @@
+import test from 'ava';
+import fc from 'fast-check';
+import { updateNodeRules } from '../controlplane/compute/compute.js';
+import { ClusterStore } from '../controlplane/model/cluster-store.js';
+import { applyChanges, applyIfChanged, cleanupRules, diffRules } from '../dataplane/dataplane.js';
+import { render, type BackendOptions, type RenderedRules } from '../dataplane/render.js';
+import { BACKEND_NAMES } from '../dataplane/backend-names.js';
+import { runChecked } from '../dataplane/runner.js';
+import type { NodeRules } from '../rules/node-rules.js';
+import { bpfWorkspace } from './helpers/bpf-workspace.js';
+import { distinctPool, poolView } from './helpers/change-pool.js';
+import { throwawayNamespace } from './helpers/netns-runner.js';
+import { testConfig } from './helpers/objects.js';
+
+// The agent's partial sync as it runs: the store takes a new view, compute and render handle only the
+// Services that changed, and the backend writes only their entries. After every step the kernel must
+// hold exactly what a sync from scratch would have written (diff reads the kernel back).
+for (const backend of BACKEND_NAMES) {
+  test(`kernel: ${backend} partial syncs of tracked changes leave the kernel as a full sync would`, async (t) => {
+    const { runner } = await throwawayNamespace(t);
+    let options: BackendOptions | undefined;
+    if (backend === 'ebpf') {
+      const { cgroup, pinDir } = await bpfWorkspace(t);
+      options = { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } };
+      await runChecked(runner, 'veths', 'ip', ['link', 'add', 'fe0', 'type', 'veth', 'peer', 'name', 'fe1']);
+      for (const device of ['fe0', 'fe1']) await runChecked(runner, 'up', 'ip', ['link', 'set', device, 'up']);
+      await runChecked(runner, 'address', 'ip', ['address', 'add', '192.168.56.11/24', 'dev', 'fe0']);
+      t.teardown(() => cleanupRules(runner, 'ebpf', options));
+    }
+    const store = new ClusterStore('node-a');
+    let previous: { rules: NodeRules; rendered: RenderedRules } | undefined;
+    const kinds: string[] = [];
+    for (const objects of fc.sample(fc.subarray(distinctPool), { numRuns: 12, seed: 7 })) {
+      store.replaceAll(poolView(objects));
+      const { index, services } = store.take();
+      const { rules, changed } = updateNodeRules(previous?.rules, index, 'node-a', testConfig, new Map(), services);
+      const rendered = render(rules, backend, options, previous && changed !== 'all' ? { previous: previous.rendered, changed } : undefined);
+      if (previous) kinds.push(await applyChanges(runner, previous.rendered, rendered));
+      else await applyIfChanged(runner, rendered);
+      t.is(await diffRules(runner, rendered), '', `after ${kinds.length} partial syncs`);
+      previous = { rules, rendered };
+    }
+    t.true(kinds.filter((kind) => kind === 'partial').length >= 5, kinds.join(' '));
+  });
+}
