@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { Map as ImmutableMap } from 'immutable';
 import type { FamilyRules, FilterVerdict, NodePortAddresses, NodeRules, EndpointTarget, ServicePortRules } from '../../rules/node-rules.js';
-import { compareAddresses } from '../../controlplane/model/ip.js';
+import { addressSortKey } from '../../controlplane/model/ip.js';
 import { compareIds, lowerBound, splitPortKey } from '../../rules/port-changes.js';
 import type { RenderedRules, RenderUpdate } from '../backend.js';
 import { nftIdentifier, ruleComment } from '../escape.js';
@@ -103,7 +103,10 @@ function tableView(table: NftTableRendering, replace: boolean) {
 /** Every element of a collection: the table's own, or the ports' in port order. */
 export function tableElements(table: NftTableRendering, collection: NftCollection): string[] {
   // In address order, as the other sets print (each pair is one address twice).
-  if (collection.name === 'hairpin-endpoints') return [...table.hairpin.keys()].sort((a, b) => compareAddresses(a.slice(0, a.indexOf(' ')), b.slice(0, b.indexOf(' '))));
+  if (collection.name === 'hairpin-endpoints') {
+    return [...table.hairpin.keys()].map((pair) => ({ pair, key: addressSortKey(pair.slice(0, pair.indexOf(' '))) }))
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map(({ pair }) => pair);
+  }
   if (!(PORT_COLLECTIONS as readonly string[]).includes(collection.name)) return collection.elements;
   return table.ports.flatMap((part) => part.elements.get(collection.name) ?? []);
 }
@@ -252,10 +255,17 @@ function nftServicePort(port: ServicePortRules, family: FamilyRules): NftPortPar
   const shape = chainShapes(port, family, external);
   const chains = templates.nftServicePort(shape);
   const chainNames = [...shape.groupChains, ...shape.externalChains, ...shape.firewallChains, ...shape.endpointChains].map((chain) => chain.name);
-  const elementCount = [...elements.values()].reduce((sum, list) => sum + list.length, 0);
-  // Lines inside a chain block that are rules: every line but the `chain NAME {` and `}` of each chain.
-  const rules = chains.split('\n').filter((line) => line.startsWith('\t\t')).length;
-  const digest = BigInt(`0x${createHash('sha256').update(JSON.stringify([port.id, [...elements], affinitySets, chains])).digest('hex')}`);
+  const hash = createHash('sha256').update(port.id);
+  let elementCount = 0;
+  for (const [name, list] of elements) {
+    elementCount += list.length;
+    hash.update(`\0${name}\0${list.join('\n')}`);
+  }
+  for (const set of affinitySets) hash.update(`\0${set.name} ${set.seconds}`);
+  const digest = BigInt(`0x${hash.update(`\0${chains}`).digest('hex')}`);
+  // Lines inside a chain block that are rules: those indented twice (a chain's `chain NAME {` and `}` once).
+  let rules = 0;
+  for (let at = chains.indexOf('\n\t\t'); at >= 0; at = chains.indexOf('\n\t\t', at + 3)) rules += 1;
   return { clusterIP: port.clusterIP, elements, affinitySets, chainNames, chains, rules, lines: rules + elementCount, digest };
 }
 
