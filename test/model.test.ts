@@ -2,7 +2,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import ipaddr from 'ipaddr.js';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
-import { canonicalCIDR, canonicalIP } from '../controlplane/model/ip.js';
+import { canonicalCIDR, canonicalIP, compareAddresses, ipv4Value } from '../controlplane/model/ip.js';
 import { printable } from '../controlplane/model/printable.js';
 import { parseManifest } from '../controlplane/sources/manifests.js';
 import type { Service } from '../controlplane/model/types.js';
@@ -238,4 +238,13 @@ test('printable leaves every other character as it is and escapes every unprinta
     return !unprintable.test(shown) && shown.replace(/\\u\{[0-9a-f]{4}\}/g, '') === text.replace(new RegExp(unprintable.source, 'gu'), '');
   }));
   t.is(printable('zone-a/web:80'), 'zone-a/web:80');
+});
+
+test('addresses sort numerically, IPv4 before IPv6, and a dotted quad is read as its 32-bit value', (t) => {
+  t.deepEqual(['10.0.0.10', 'fd00::2', '10.0.0.9', '9.255.255.255', 'fd00::10', '10.0.1.0'].sort(compareAddresses),
+    ['9.255.255.255', '10.0.0.9', '10.0.0.10', '10.0.1.0', 'fd00::2', 'fd00::10']);
+  t.is(ipv4Value('10.1.2.3'), 10 * 2 ** 24 + 1 * 2 ** 16 + 2 * 2 ** 8 + 3);
+  t.is(ipv4Value('255.255.255.255'), 2 ** 32 - 1);
+  t.is(ipv4Value('fd00::1'), undefined);
+  fc.assert(fc.property(fc.ipV4(), fc.ipV4(), (a, b) => Math.sign(compareAddresses(a, b)) === Math.sign((ipv4Value(a)! - ipv4Value(b)!)) && ipv4Value(a) === a.split('.').reduce((sum, octet) => sum * 256 + Number(octet), 0)));
 });

@@ -1,6 +1,6 @@
 // compute: the pure function from cluster state to one node's rules, where Service semantics live.
 import { hash } from 'node:crypto';
-import { addressSortKey as ipSortKey, cidrContains, familyOf } from '../model/ip.js';
+import { addressSortKey as ipSortKey, cidrContains, familyOf, ipv4Value } from '../model/ip.js';
 import { ClusterIndex, serviceKey } from '../model/cluster-index.js';
 import type { Balancing, ClusterState, Endpoint, EndpointSlice, IPFamily, Node, Service, ServicePort } from '../model/types.js';
 import type {
@@ -291,7 +291,7 @@ export function serviceEndpoints(index: ClusterIndex, service: Service, port: Se
     for (const endpoint of slice.endpoints) {
       const key = `${endpoint.ip}/${slicePort.port}`;
       // The same address in two slices happens while the controller moves it; the first slice wins.
-      if (!byAddress.has(key)) byAddress.set(key, { ...endpoint, port: slicePort.port, source: slice.source });
+      if (!byAddress.has(key)) byAddress.set(key, { ip: endpoint.ip, nodeName: endpoint.nodeName, conditions: endpoint.conditions, hints: endpoint.hints, port: slicePort.port, source: slice.source });
     }
   }
   return [...byAddress.values()];
@@ -305,13 +305,12 @@ function usableEndpoints<T extends Endpoint>(endpoints: T[]): T[] {
 }
 
 function endpointTargets(id: string, protocol: L4Protocol, endpoints: PortEndpoint[], weights: EndpointWeights, nodeName: string): EndpointTarget[] {
-  // Sorting compares each address many times: parse each once.
-  const sorted = endpoints.map((endpoint) => ({ endpoint, key: ipSortKey(endpoint.ip) }))
-    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.endpoint.port - b.endpoint.port))
-    .map(({ endpoint }) => endpoint);
-  const shares = integerWeights(sorted.map((endpoint) => weights.get(endpointKey(protocol, endpoint.ip, endpoint.port)) ?? 1));
-  return sorted.map((endpoint, index) => ({
-    hash: stableHash(`${id}/${endpointKey(protocol, endpoint.ip, endpoint.port)}`),
+  // Sorting compares each address many times: read each once (a group is of one family, so the keys are all numbers or all strings).
+  const sorted = endpoints.map((endpoint) => ({ endpoint, key: ipv4Value(endpoint.ip) ?? ipSortKey(endpoint.ip), name: endpointKey(protocol, endpoint.ip, endpoint.port) }))
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.endpoint.port - b.endpoint.port));
+  const shares = integerWeights(sorted.map(({ name }) => weights.get(name) ?? 1));
+  return sorted.map(({ endpoint, name }, index) => ({
+    hash: stableHash(`${id}/${name}`),
     ip: endpoint.ip,
     port: endpoint.port,
     weight: shares[index]!,

@@ -59,9 +59,26 @@ export function cidrContains(cidr: string, ip: string): boolean {
 /** A string that sorts like the address: family first, then the bytes as fixed-width hex. */
 export function addressSortKey(ip: string): string {
   if (ip.includes(':')) return `6${ipaddr.parse(ip).toByteArray().map((byte) => byte.toString(16).padStart(2, '0')).join('')}`;
-  // A canonical dotted quad: its 32 bits as 8 hex digits, without parsing it into an object.
-  const [a, b, c, d] = ip.split('.').map(Number) as [number, number, number, number];
-  return `4${(a * 2 ** 24 + b * 2 ** 16 + c * 2 ** 8 + d).toString(16).padStart(8, '0')}`;
+  // A canonical dotted quad: its 32 bits as 8 hex digits.
+  return `4${ipv4Value(ip)!.toString(16).padStart(8, '0')}`;
+}
+
+/** The 32-bit value of a dotted quad, read without allocating (sorting reads many); undefined for IPv6. */
+export function ipv4Value(ip: string): number | undefined {
+  let [value, octet, dots] = [0, 0, 0];
+  for (let index = 0; index < ip.length; index++) {
+    const code = ip.charCodeAt(index);
+    if (code === 46) {
+      value = value * 256 + octet;
+      octet = 0;
+      dots += 1;
+    } else if (code >= 48 && code <= 57) {
+      octet = octet * 10 + code - 48;
+    } else {
+      return undefined;
+    }
+  }
+  return dots === 3 ? value * 256 + octet : undefined;
 }
 
 /** Numeric address order (10.0.0.9 before 10.0.0.10), IPv4 before IPv6: the order of FamilyRules.clusterIPs. */
