@@ -278,27 +278,38 @@ async function keptWriter(pinDir: string): Promise<{ writer: MapWriter; maps: No
 async function compare(runner: Runner, rendered: RenderedRules): Promise<Comparison> {
   const { rules, placement: requested, companion } = rendering(rendered);
   const placement = await resolvePlacement(runner, requested);
-  const held = await readAttached(runner, placement.cgroup);
-  const [addresses, links] = await Promise.all([nodeAddresses(runner), listLinks(runner)]);
+  // The tools run side by side (the companion loaded into a throwaway namespace, the maps dumped),
+  // and the desired side is planned and listed while they run.
+  const companions = running(Promise.all([companionAsKernelWould(runner, companion), readCompanion(runner)]));
+  const [held, addresses, links] = await Promise.all([readAttached(runner, placement.cgroup), nodeAddresses(runner), listLinks(runner)]);
+  const maps = running(readMaps(runner, placement, held, rules.node));
   const desiredAttachments = { cgroup: placement.cgroup, hooks: [...SOCKET_HOOKS], devices: packetDevices(links, placement.devices) };
   const plan = planNode(rules, addresses);
   checkPlan(plan);
-  const desired = listNodePlan(plan, { node: rules.node, attachments: desiredAttachments, addressesKnown: true })
-    + await companionAsKernelWould(runner, companion);
-  let current = await readCompanion(runner);
-  if (await adoptPins(runner, placement.pinDir, held)) {
-    const writer = await MapWriter.start();
-    try {
-      // The packet maps are found from a device's program or, on no device, from their pins if this process sees them.
-      const packets = held.devices.size > 0 || await stat(join(placement.pinDir, 'packet-maps', 'packet_frontends')).then(() => true, () => false);
-      const { plan, brokenGroups } = await readNodePlan(writer, await openNodeMaps(writer, placement.pinDir, { packets }));
-      const attachments = { cgroup: placement.cgroup, hooks: SOCKET_HOOKS.filter((hook) => held.sockets.has(hook)), devices: [...held.devices.keys()] };
-      current = listNodePlan(plan, { node: rules.node, attachments, addressesKnown: true, brokenGroups }) + current;
-    } finally {
-      await writer.close();
-    }
+  const desiredMaps = listNodePlan(plan, { node: rules.node, attachments: desiredAttachments, addressesKnown: true });
+  const [[desiredCompanion, currentCompanion], currentMaps] = await Promise.all([companions, maps]);
+  return { current: currentMaps + currentCompanion, desired: desiredMaps + desiredCompanion };
+}
+
+/** A promise awaited later: its failure is reported where it is awaited, not as an unhandled rejection meanwhile. */
+function running<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
+}
+
+/** The maps and attachments ferry left, read back and listed; empty when it left no pins. */
+async function readMaps(runner: Runner, placement: ResolvedPlacement, held: AttachedState, node: string): Promise<string> {
+  if (!(await adoptPins(runner, placement.pinDir, held))) return '';
+  const writer = await MapWriter.start();
+  try {
+    // The packet maps are found from a device's program or, on no device, from their pins if this process sees them.
+    const packets = held.devices.size > 0 || await stat(join(placement.pinDir, 'packet-maps', 'packet_frontends')).then(() => true, () => false);
+    const { plan, brokenGroups } = await readNodePlan(writer, await openNodeMaps(writer, placement.pinDir, { packets }));
+    const attachments = { cgroup: placement.cgroup, hooks: SOCKET_HOOKS.filter((hook) => held.sockets.has(hook)), devices: [...held.devices.keys()] };
+    return listNodePlan(plan, { node, attachments, addressesKnown: true, brokenGroups });
+  } finally {
+    await writer.close();
   }
-  return { current, desired };
 }
 
 /**

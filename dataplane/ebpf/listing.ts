@@ -23,13 +23,17 @@ const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 export function listNodePlan(plan: NodePlan, options: { node: string; attachments: Attachments | string; addressesKnown: boolean; brokenGroups?: number[] }): string {
   const { groups } = plan.sockets;
   const broken = new Set(options.brokenGroups ?? []);
-  const used = new Set<number>();
+  // Each group's text once, though several frontends (socket and packet) lead to it; also marks it used.
+  const texts = new Map<number, string>();
   const endpoints = (id: number): string => {
-    used.add(id);
+    let text = texts.get(id);
+    if (text !== undefined) return text;
     const group = groups.get(id);
-    if (!group) return `group ${id} (missing)`;
-    if (broken.has(id)) return `group ${id} (a slot is missing)`;
-    return group.length ? group.map((endpoint: WeightedEndpoint) => `${hostPort(endpoint.ip, endpoint.port)} w${endpoint.weight}`).join(', ') : 'no endpoints';
+    if (!group) text = `group ${id} (missing)`;
+    else if (broken.has(id)) text = `group ${id} (a slot is missing)`;
+    else text = group.length ? group.map((endpoint: WeightedEndpoint) => `${hostPort(endpoint.ip, endpoint.port)} w${endpoint.weight}`).join(', ') : 'no endpoints';
+    texts.set(id, text);
+    return text;
   };
   const lines: string[] = [`# ferry eBPF maps for node ${options.node}, sorted (group ids left out)`];
 
@@ -46,7 +50,7 @@ export function listNodePlan(plan: NodePlan, options: { node: string; attachment
     const affinity = value.affinitySeconds ? ` affinity ${value.affinitySeconds}s` : '';
     return `  ${frontendText(key)} ${value.verdict}${affinity}${value.verdict === 'serve' ? ` -> ${endpoints(value.group)}` : ''}`;
   });
-  lines.push(...sockets.sort(byText));
+  for (const line of sockets.sort(byText)) lines.push(line);
   if (!options.addressesKnown) lines.push('  (and each node port at the node\'s addresses, read when applied)');
 
   lines.push('packet frontends (tc ingress: traffic from outside)');
@@ -60,7 +64,7 @@ export function listNodePlan(plan: NodePlan, options: { node: string; attachment
     if (value.localSourceGroup) text += `; local sources -> ${endpoints(value.localSourceGroup)}`;
     return text;
   });
-  lines.push(...packets.sort(byText));
+  for (const line of packets.sort(byText)) lines.push(line);
 
   const ranges = [...plan.packets.sourceRanges.values()].map((range) => `  ${frontendText(range.frontend)} from ${range.cidr}`);
   if (ranges.length) lines.push('source ranges', ...ranges.sort(byText));
@@ -69,7 +73,7 @@ export function listNodePlan(plan: NodePlan, options: { node: string; attachment
   const sources = options.addressesKnown ? [...plan.packets.masqueradeSources].sort(([a], [b]) => byText(a, b)).map(([family, ip]) => `${family} ${ip}`).join(', ') || 'none' : 'the node\'s first address of each family, read when applied';
   lines.push(`masquerade sources: ${sources}`);
   lines.push(`local sources: ${[...plan.packets.localSources].sort(byText).join(' ') || 'none'}`);
-  const unused = [...groups.keys()].filter((id) => !used.has(id)).length;
+  const unused = [...groups.keys()].filter((id) => !texts.has(id)).length;
   if (unused) lines.push(`groups no frontend uses: ${unused}`);
   return `${lines.join('\n')}\n`;
 }

@@ -31,6 +31,8 @@ export function planNode(rules: NodeRules, addresses: readonly string[], previou
  */
 export function planOverKernel(rules: NodeRules, addresses: readonly string[], kernel: NodePlan): NodePlan {
   const fresh = planNode(rules, addresses);
+  // Maps that hold nothing (a first apply) have no ids to adopt: the fresh plan is the plan.
+  if (kernel.sockets.groups.size === 0 && kernel.sockets.frontends.size === 0 && kernel.packets.frontends.size === 0) return fresh;
   const names = new Map([...fresh.sockets.ids].map(([name, id]) => [id, name]));
   const ids = new Map<string, number>();
   const used = new Set<number>();
