@@ -11,6 +11,7 @@ import { ZONE_LABEL } from '../controlplane/model/cluster-state.js';
 import type { ClusterDriver, EndpointPod, HeldConnection, Host, NodeHost, PodHost, ProbeOptions, ProbeResult } from './driver.js';
 import type { BackendName } from '../dataplane/backend-names.js';
 import type { BackendOptions } from '../dataplane/backend.js';
+import type { TraceAnswer } from '../controlplane/trace/trace.js';
 import { endpointSliceObjects } from './manifests.js';
 import type { BpfPlace } from './bpf-places.js';
 import { Lab, type Child, type LineStream, type Namespace } from './netns.js';
@@ -262,6 +263,16 @@ export class Cluster implements ClusterDriver {
   /** Runs the ferry CLI inside a node, as an operator would on that node. */
   async ferry(node: NamespaceNode, args: string[]) {
     return node.ns.exec([process.execPath, ferryBin(), ...withPlace(node, args)]);
+  }
+
+  /** `ferry trace -o json` run on the node over the manifests the agents follow, as an operator would. */
+  async trace(host: NodeHost, backend: BackendName, query: { from: string; to: string; port: number; protocol: 'TCP' | 'UDP' }): Promise<TraceAnswer> {
+    const node = this.nodes.get(host.name)!;
+    const to = query.to.includes(':') ? `[${query.to}]:${query.port}` : `${query.to}:${query.port}`;
+    const result = await this.ferry(node, ['trace', '--node', node.name, '-f', this.manifestsPath, '--backend', backend, '--config', this.configPath,
+      '--from', query.from, '--to', to, '--protocol', query.protocol, '-o', 'json']);
+    if (result.exitCode !== 0) throw new Error(`ferry trace on ${node.name} failed: ${result.stderr}`);
+    return JSON.parse(result.stdout) as TraceAnswer;
   }
 
   /** Writes the manifests and runs `ferry apply` on every node (the CLI, no agent); throws if any node fails. */

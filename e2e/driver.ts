@@ -2,6 +2,7 @@
 // the Vagrant cluster (vagrant.ts) implement it, so both run the same scenario code.
 
 import type { BackendName } from '../dataplane/backend-names.js';
+import type { TraceAnswer } from '../controlplane/trace/trace.js';
 
 /** Anything that can send or receive traffic: a node, a pod, an external client. */
 export interface Host {
@@ -64,4 +65,9 @@ export interface ClusterDriver {
    * Optional: a driver without it (Vagrant) holds connections for ProbeOptions.holdMs instead.
    */
   holdOpen?(from: Host, options: ProbeOptions): Promise<HeldConnection>;
+  /**
+   * `ferry trace -o json` on `node` for a new connection, with the objects last applied. Optional: a
+   * driver without it (Vagrant) skips the scenario that compares trace with real packets.
+   */
+  trace?(node: NodeHost, backend: BackendName, query: { from: string; to: string; port: number; protocol: 'TCP' | 'UDP' }): Promise<TraceAnswer>;
 }

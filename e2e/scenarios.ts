@@ -332,6 +332,43 @@ export const scenarios: Scenario[] = [
       t.deepEqual(servers(await probe('client-a', EVERY_OF_5)), ips(c, webs), 'every endpoint serves zone-a now');
     },
   },
+  {
+    title: '11. ferry trace: for every flow, the node\'s trace names what real connections meet (endpoints, masquerade, refusal, drop)',
+    async run(c, t, backend) {
+      if (!c.trace) return t.log('this driver has no ferry trace: skipped');
+      await c.apply([
+        service('tr-cluster', ['10.96.1.110']), ...c.endpointSlices('tr-cluster', ['web-1', 'web-2'], [HTTP, DNS]),
+        service('tr-np', ['10.96.1.111'], { type: 'NodePort', ports: nodePorts(30110, 30111) }), ...c.endpointSlices('tr-np', ['web-3'], [HTTP, DNS]),
+        service('tr-local', ['10.96.1.112'], { type: 'NodePort', externalTrafficPolicy: 'Local', ports: nodePorts(30112, 30113) }),
+        ...c.endpointSlices('tr-local', ['web-1', 'web-3'], [HTTP, DNS]),
+        service('tr-empty', ['10.96.1.113']),
+      ], backend);
+      const external = c.externals[0]!;
+      // Each flow: who sends, which node's rules it meets (a pod's own node; for an outside client the node it is sent to), where to.
+      const flows: Array<{ from: Host; via: string; to: string; port: number; proto: 'tcp' | 'udp' }> = [
+        { from: pod(c, 'client-a'), via: 'node-a', to: '10.96.1.110', port: 80, proto: 'tcp' },
+        { from: pod(c, 'client-c'), via: 'node-c', to: '10.96.1.110', port: 53, proto: 'udp' },
+        { from: external, via: 'node-a', to: node(c, 'node-a').ipv4, port: 30110, proto: 'tcp' },
+        { from: external, via: 'node-b', to: node(c, 'node-b').ipv4, port: 30112, proto: 'tcp' },
+        { from: external, via: 'node-c', to: node(c, 'node-c').ipv4, port: 30112, proto: 'tcp' },
+        { from: pod(c, 'client-b'), via: 'node-b', to: '10.96.1.113', port: 80, proto: 'tcp' },
+        { from: pod(c, 'client-b'), via: 'node-b', to: '10.96.1.110', port: 81, proto: 'tcp' },
+      ];
+      for (const flow of flows) {
+        const what = `${flow.from.name} -> ${flow.to}:${flow.port}/${flow.proto} via ${flow.via}`;
+        const answer = await c.trace(node(c, flow.via), backend, { from: flow.from.ipv4, to: flow.to, port: flow.port, protocol: flow.proto === 'tcp' ? 'TCP' : 'UDP' });
+        if (answer.verdict === 'forward') {
+          const expected = answer.endpoints.map((endpoint) => endpoint.ip).sort();
+          const results = await c.probe(flow.from, { proto: flow.proto, host: flow.to, port: flow.port, count: expected.length === 1 ? 5 : EVERY_OF_2 });
+          t.deepEqual(servers(results), expected, `${what}: the endpoints trace names answer, all of them`);
+          t.is(results.every((result) => result.peer === flow.from.ipv4), !answer.masquerade, `${what}: masquerade ${answer.masquerade} as trace says`);
+        } else {
+          const [result] = await c.probe(flow.from, { proto: flow.proto, host: flow.to, port: flow.port, count: 1, timeoutMs: 1500 });
+          t.is(result!.error, answer.verdict === 'reject' ? 'ECONNREFUSED' : 'ETIMEDOUT', `${what}: trace says ${answer.verdict}`);
+        }
+      }
+    },
+  },
 ];
 
 function sleep(ms: number): Promise<void> {

@@ -61,6 +61,8 @@ export interface ServicePortRules {
   nodePort: number;
   /** externalIPs and load-balancer ingress IPs of this family. */
   externalIPs: string[];
+  /** Which of externalIPs are load-balancer ingress IPs (what `ferry trace` names the entry). */
+  loadBalancerIPs: string[];
   /** Set when loadBalancerSourceRanges restrict who may reach the load-balancer IPs. */
   firewall?: { loadBalancerIPs: string[]; sourceRanges: string[] };
   /** Every usable endpoint (kube-proxy's cluster policy chain), when anything uses it. */

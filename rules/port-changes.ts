@@ -39,6 +39,9 @@ export function servicePortRange(ports: readonly ServicePortRules[], service: st
   return [start, end];
 }
 
+/** The Service a port id belongs to: its `namespace/name`. */
+export const serviceOf = (id: string) => id.slice(0, id.indexOf(':'));
+
 /** The family and id of a port key. */
 export function splitPortKey(key: string): { family: IPFamily; id: string } {
   const space = key.indexOf(' ');

@@ -236,3 +236,24 @@ test('kernel: switching backend with apply removes the other backend\'s ferry ru
   t.notRegex(await runChecked(runner, 'nft', 'nft', ['list', 'ruleset']), /ferry|FERRY/);
   t.notRegex(await runChecked(runner, 'save', 'iptables-save', []), /FERRY/);
 });
+
+test('ferry trace on the example cluster: JSON with verdict, service, entry, masquerade and endpoints; text says why', async (t) => {
+  const json = await ferry(['trace', '--node', 'node-a', ...example, '--from', '192.168.56.100', '--to', '192.168.56.11:30080', '-o', 'json']);
+  t.is(json.exitCode, 0, json.stderr);
+  t.deepEqual(JSON.parse(json.stdout), {
+    verdict: 'forward', service: 'shop/api:http', entry: 'nodePort', masquerade: false,
+    endpoints: [{ ip: '10.244.1.21', port: 8080, probability: 1 }],
+    steps: [
+      'source 192.168.56.100',
+      'matches shop/api:http/tcp by its node port',
+      'externalTrafficPolicy Local: this node\'s endpoints, the client\'s address kept',
+      '1 endpoint, chosen by weight',
+    ],
+  });
+  const denied = await ferry(['trace', '--node', 'node-a', ...example, '--from', '192.0.2.9', '--to', '198.51.100.10:443']);
+  t.is(denied.exitCode, 0, denied.stderr);
+  t.regex(denied.stdout, /by its load-balancer IP\n.*loadBalancerSourceRanges .* do not hold the source: dropped\nverdict: drop$/);
+  const bad = await ferry(['trace', '--node', 'node-a', ...example, '--from', '192.0.2.9', '--to', '198.51.100.10']);
+  t.is(bad.exitCode, 2);
+  t.regex(bad.stderr, /^ferry: option '--to <address:port>' argument '198\.51\.100\.10' is invalid\. --to "198\.51\.100\.10" is not ADDR:PORT/);
+});

@@ -2,12 +2,13 @@
 // coalesced incremental syncs, periodic full resyncs that repair, health and metrics.
 import type { Server } from 'node:http';
 import { setImmediate } from 'node:timers/promises';
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { balance, initialBalanceState, type BalanceConfig, type BalanceState } from '../balance/balance.js';
 import { liveConnections } from '../balance/live-connections.js';
 import { endpointKey, updateNodeRules } from '../compute/compute.js';
 import type { NodeRules, ServicePortRules } from '../../rules/node-rules.js';
-import { findPort, splitPortKey, type PortChanges } from '../../rules/port-changes.js';
+import { findPort, portKey, serviceOf, splitPortKey, type PortChanges } from '../../rules/port-changes.js';
 import { staleUDPFlows } from '../compute/stale-flows.js';
 import { computeConfig, type FerryConfig } from '../config/kube-proxy-config.js';
 import { describeModelError } from '../model/cluster-state.js';
@@ -245,7 +246,7 @@ export class Agent {
             if (!group) continue;
             const keys = group.endpoints.map((endpoint) => endpointKey(port.protocol, endpoint.ip, endpoint.port));
             groups.push(keys);
-            for (const key of keys) owners.set(key, (owners.get(key) ?? new Set()).add(port.id.slice(0, port.id.indexOf(':'))));
+            for (const key of keys) owners.set(key, (owners.get(key) ?? new Set()).add(serviceOf(port.id)));
             if (group.endpoints.some((endpoint) => endpoint.weight !== group.endpoints[0]!.weight)) weighted += group.endpoints.length;
           }
         }
@@ -295,7 +296,7 @@ export class Agent {
 /** Service ports whose rules changed in a sync, and endpoints that came or went in them, for the change metrics. */
 function countChanges(before: NodeRules | undefined, after: NodeRules, changed: PortChanges): { serviceChanges: number; endpointChanges: number } {
   const keys = changed === 'all' || !before
-    ? new Set([before, after].flatMap((rules) => rules?.families.flatMap((family) => family.servicePorts.map((port) => `${family.family} ${port.id}`)) ?? []))
+    ? new Set([before, after].flatMap((rules) => rules?.families.flatMap((family) => family.servicePorts.map((port) => portKey(family.family, port.id))) ?? []))
     : changed;
   const endpoints = (port: ServicePortRules | undefined) => new Set([...(port?.cluster?.endpoints ?? []), ...(port?.local?.endpoints ?? [])].map((endpoint) => endpoint.hash));
   let serviceChanges = 0;
@@ -307,7 +308,7 @@ function countChanges(before: NodeRules | undefined, after: NodeRules, changed: 
       return rulesOfFamily && findPort(rulesOfFamily, id);
     };
     const [old, port] = [find(before), find(after)];
-    if (JSON.stringify(old) === JSON.stringify(port)) continue;
+    if (isDeepStrictEqual(old, port)) continue;
     serviceChanges += 1;
     const [was, is] = [endpoints(old), endpoints(port)];
     endpointChanges += [...was].filter((hash) => !is.has(hash)).length + [...is].filter((hash) => !was.has(hash)).length;

@@ -11,6 +11,7 @@ import { describeModelError } from '../model/cluster-state.js';
 import { packageRoot } from '../package-root.js';
 import type { AgentCommandOptions } from './agent-command.js';
 import { endpointsReport, type EndpointsOptions } from './endpoints-command.js';
+import { parseDestination, parseSource, traceReport } from './trace-command.js';
 import { backendOptions, desiredRules, type DesiredRules, type PlacementOptions, type RuleOptions } from './pipeline.js';
 
 /** klog's -v: a non-negative integer. */
@@ -141,6 +142,18 @@ async function main(argv: string[]): Promise<number> {
       console.log(!outcome.changed
         ? `ferry: ${desired.backend} rules for ${desired.rules.node} already up to date (${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${ms} ms)`
         : `ferry: applied ${desired.backend} rules for ${desired.rules.node}: ${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${outcome.added} ${desired.backend === 'ebpf' ? 'map entries written' : 'rule lines added'}, ${outcome.removed} removed; ${ms} ms`);
+    });
+
+  ruleCommand(program, 'trace', 'show where a new connection from a source to a Service address goes on the node, and why',
+    'ferry trace --node node-a -f examples/cluster.yaml --from 192.168.56.100 --to 192.168.56.11:30080')
+    .requiredOption('--from <ip>', 'the connection\'s source address (one of the node\'s own: a process on the node)', parseSource)
+    .requiredOption('--to <address:port>', 'its destination, ADDR:PORT or [ADDR]:PORT for IPv6', parseDestination)
+    .addOption(new Option('--protocol <protocol>', 'its protocol').choices(['TCP', 'UDP', 'SCTP']).default('TCP'))
+    .addOption(new Option('-o, --output <format>', 'text, or json: verdict, service, entry, masquerade and endpoints').choices(['text', 'json']).default('text'))
+    .action(async (options: RuleOptions & { strict?: boolean; from: string; to: { destination: string; port: number }; protocol: string; output: 'text' | 'json' }) => {
+      const desired = await desiredRules(options);
+      report(desired, options.strict);
+      process.stdout.write(traceReport(desired, options.from, options.to, options.protocol, options.output));
     });
 
   command(program, 'endpoints')

@@ -34,6 +34,8 @@ export interface DesiredRules {
   backend: BackendName;
   options: BackendOptions;
   rules: NodeRules;
+  /** The node's addresses as its Node object gives them (InternalIP, then ExternalIP). */
+  nodeAddresses: string[];
   rendered: RenderedRules;
   warnings: string[];
   modelErrors: ModelError[];
@@ -48,5 +50,6 @@ export async function desiredRules(options: RuleOptions): Promise<DesiredRules> 
   const { state, errors, warnings: modelWarnings } = buildClusterState(await readManifests(options.file));
   const rules = computeNodeRules(state, options.node, computeConfig(config, backend));
   const placement = backendOptions(options);
-  return { backend, options: placement, rules, rendered: render(rules, backend, placement), warnings: [...warnings, ...modelWarnings.map((warning) => `${warning.kind} ${warning.object}: ${warning.message}`)], modelErrors: errors };
+  const node = state.nodes.find((candidate) => candidate.name === options.node)!;
+  return { backend, options: placement, rules, nodeAddresses: [...node.internalIPs, ...node.externalIPs], rendered: render(rules, backend, placement), warnings: [...warnings, ...modelWarnings.map((warning) => `${warning.kind} ${warning.object}: ${warning.message}`)], modelErrors: errors };
 }

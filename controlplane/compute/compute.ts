@@ -245,6 +245,7 @@ function computeServicePort(index: ClusterIndex, service: Service, port: Service
     port: port.port,
     nodePort: port.nodePort,
     externalIPs,
+    loadBalancerIPs,
     // Fails closed: ranges given but none of this family (or none readable) let nobody from outside in.
     firewall: loadBalancerIPs.length > 0 && service.loadBalancerSourceRanges !== undefined
       ? { loadBalancerIPs, sourceRanges: allowedSources(service.loadBalancerSourceRanges.filter(ofFamily), loadBalancerIPs, node, family) }

@@ -79,35 +79,8 @@ export class ClusterStore {
     const read = readObject(object);
     this.held.set(key, { raw: object, read });
     this.warnings.push(...read.warnings);
-    switch (read.kind) {
-      case 'Service':
-        if (read.value) {
-          this.index.putService(read.value);
-          this.changed.add(serviceKey(read.value.namespace, read.value.name));
-        }
-        break;
-      case 'EndpointSlice':
-        if (read.value) {
-          this.index.putSlice(read.value);
-          this.changed.add(serviceKey(read.value.namespace, read.value.serviceName));
-        }
-        break;
-      case 'Node':
-        this.index.nodes.set(read.value.name, read.value);
-        if (read.value.name === this.node) this.all = true;
-        break;
-      case 'ServiceCIDR':
-        // Family-wide, not per Service: compute reads them again at every sync.
-        this.index.serviceCIDRs.set(read.value.name, read.value);
-        break;
-      case 'Pod':
-        this.pods.set(serviceKey(read.value.namespace, read.value.name), read.value);
-        this.podsChanged = true;
-        break;
-      case 'error':
-        this.errors.push(read.error);
-        break;
-    }
+    if (read.kind === 'error') this.errors.push(read.error);
+    this.account(read, true);
   }
 
   /** Takes out what the object under `key` put in. */
@@ -115,32 +88,43 @@ export class ClusterStore {
     const held = key === undefined ? undefined : this.held.get(key);
     if (!held) return;
     this.held.delete(key!);
-    const { read } = held;
+    this.account(held.read, false);
+  }
+
+  /** Puts what a read object holds into the index (`present`) or takes it out, and notes what that changes. */
+  private account(read: ReadObject, present: boolean): void {
     switch (read.kind) {
-      case 'Service':
-        if (read.value) {
-          const service = serviceKey(read.value.namespace, read.value.name);
-          this.index.removeService(service);
-          this.changed.add(service);
-        }
-        break;
+      case 'Service': {
+        if (!read.value) return;
+        const service = serviceKey(read.value.namespace, read.value.name);
+        if (present) this.index.putService(read.value);
+        else this.index.removeService(service);
+        this.changed.add(service);
+        return;
+      }
       case 'EndpointSlice':
-        if (read.value) {
-          this.index.removeSlice(read.value);
-          this.changed.add(serviceKey(read.value.namespace, read.value.serviceName));
-        }
-        break;
+        if (!read.value) return;
+        if (present) this.index.putSlice(read.value);
+        else this.index.removeSlice(read.value);
+        this.changed.add(serviceKey(read.value.namespace, read.value.serviceName));
+        return;
       case 'Node':
-        this.index.nodes.delete(read.value.name);
+        if (present) this.index.nodes.set(read.value.name, read.value);
+        else this.index.nodes.delete(read.value.name);
         if (read.value.name === this.node) this.all = true;
-        break;
+        return;
       case 'ServiceCIDR':
-        this.index.serviceCIDRs.delete(read.value.name);
-        break;
-      case 'Pod':
-        this.pods.delete(serviceKey(read.value.namespace, read.value.name));
+        // Family-wide, not per Service: compute reads them again at every sync.
+        if (present) this.index.serviceCIDRs.set(read.value.name, read.value);
+        else this.index.serviceCIDRs.delete(read.value.name);
+        return;
+      case 'Pod': {
+        const pod = serviceKey(read.value.namespace, read.value.name);
+        if (present) this.pods.set(pod, read.value);
+        else this.pods.delete(pod);
         this.podsChanged = true;
-        break;
+        return;
+      }
     }
   }
 

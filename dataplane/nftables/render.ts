@@ -43,7 +43,9 @@ export interface NftTableRendering {
   /** In the order of rules.servicePorts. */
   ports: readonly NftPortPart[];
   /** How many ports put each element into hairpin-endpoints (two ports of a Service share endpoints). */
-  hairpin: ImmutableMap<string, number>;
+  readonly hairpin: ImmutableMap<string, number>;
+  /** How many elements hairpin-endpoints holds. */
+  hairpinSize: number;
   /** Over the ports: the sum of their digests (mod 2^256), their rule lines and all their lines. */
   totals: { digest: bigint; rules: number; lines: number };
 }
@@ -104,7 +106,7 @@ function tableView(table: NftTableRendering, replace: boolean) {
 export function tableElements(table: NftTableRendering, collection: NftCollection): string[] {
   // In address order, as the other sets print (each pair is one address twice).
   if (collection.name === 'hairpin-endpoints') {
-    return [...table.hairpin.keys()].map((pair) => ({ pair, key: addressSortKey(pair.slice(0, pair.indexOf(' '))) }))
+    return [...new Set(table.ports.flatMap((part) => part.elements.get('hairpin-endpoints') ?? []))].map((pair) => ({ pair, key: addressSortKey(pair.slice(0, pair.indexOf(' '))) }))
       .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map(({ pair }) => pair);
   }
   if (!(PORT_COLLECTIONS as readonly string[]).includes(collection.name)) return collection.elements;
@@ -153,10 +155,17 @@ function tableShape(family: FamilyRules, mark: string) {
 
 function nftTable(family: FamilyRules, mark: string): NftTableRendering {
   const ports = family.servicePorts.map((port) => nftServicePort(port, family));
-  const hairpin = ImmutableMap<string, number>().withMutations((counts) => {
-    for (const part of ports) for (const pair of part.elements.get('hairpin-endpoints') ?? []) counts.set(pair, (counts.get(pair) ?? 0) + 1);
-  });
-  return { ...headOf(family, mark), rules: family, ports, hairpin, totals: ports.reduce((totals, part) => addPart(totals, part), NO_TOTALS) };
+  // Counted when an update first needs the counts: a rendering that is only printed (the CLI) never does.
+  let hairpin: ImmutableMap<string, number> | undefined;
+  return {
+    ...headOf(family, mark), rules: family, ports, totals: ports.reduce((totals, part) => addPart(totals, part), NO_TOTALS),
+    hairpinSize: new Set(ports.flatMap((part) => part.elements.get('hairpin-endpoints') ?? [])).size,
+    get hairpin() {
+      return (hairpin ??= ImmutableMap<string, number>().withMutations((counts) => {
+        for (const part of ports) for (const pair of part.elements.get('hairpin-endpoints') ?? []) counts.set(pair, (counts.get(pair) ?? 0) + 1);
+      }));
+    },
+  };
 }
 
 const NO_TOTALS = { digest: 0n, rules: 0, lines: 0 };
@@ -214,7 +223,8 @@ function updateTable(before: NftTableRendering, family: FamilyRules, mark: strin
     ports.splice(at, 0, part);
     count(part, 1);
   }
-  return { ...headOf(family, mark), rules: family, ports, hairpin: hairpin.asImmutable(), totals };
+  const counts = hairpin.asImmutable();
+  return { ...headOf(family, mark), rules: family, ports, hairpin: counts, hairpinSize: counts.size, totals };
 }
 
 /** A named set or map of a table, as nft-collection.hbs prints it. */

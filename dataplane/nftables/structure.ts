@@ -49,7 +49,7 @@ function portProblems(family: string, head: TableModel, part: NftPortPart): stri
   const chains = new Set(part.chainNames);
   const sets = new Set(part.affinitySets.map((set) => set.name));
   const verdicts = [...part.elements.values()].flat().filter((element) => element.includes(' : '));
-  return unresolved(family, [...part.chains.split('\n'), ...verdicts], (name) => chains.has(name) || head.chains.has(name), (name) => sets.has(name) || head.collections.has(name));
+  return unresolved(family, [part.chains, ...verdicts], (name) => chains.has(name) || head.chains.has(name), (name) => sets.has(name) || head.collections.has(name));
 }
 
 function unresolved(family: string, lines: string[], isChain: (name: string) => boolean, isSet: (name: string) => boolean): string[] {
