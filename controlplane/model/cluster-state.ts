@@ -46,21 +46,16 @@ export type ReadValue =
   | { kind: 'ignored' }
   | { kind: 'error'; error: ModelError };
 
-// API objects are never changed in place (an informer replaces an object that changed), so what an
-// object read into can be reused: a sync after one change reads one object, not every object again.
-const readCache = new WeakMap<object, ReadObject>();
-
-/** Builds the cluster model from API objects (Lists are expanded; kinds ferry does not read are ignored with a warning). */
+/**
+ * Builds the cluster model from API objects at once (the commands, tests; the agent's ClusterStore reads
+ * them one by one). Lists are expanded; kinds ferry does not read are ignored with a warning.
+ */
 export function buildClusterState(objects: unknown[]): ModelResult {
   const state: ClusterState = { services: [], endpointSlices: [], nodes: [], serviceCIDRs: [], pods: [] };
   const errors: ModelError[] = [];
   const warnings: ModelError[] = [];
   for (const object of expandLists(objects)) {
-    let read = isRecord(object) ? readCache.get(object) : undefined;
-    if (!read) {
-      read = readObject(object);
-      if (isRecord(object)) readCache.set(object, read);
-    }
+    const read = readObject(object);
     warnings.push(...read.warnings);
     switch (read.kind) {
       case 'Service':
