@@ -6,6 +6,7 @@
 import { rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { NodeRules } from '../../rules/node-rules.js';
+import type { PortChanges } from '../../rules/port-changes.js';
 import type { ApplyOutcome, Backend, BackendOptions, Comparison, EndpointConnections, RenderedRules, RenderUpdate, SyncKind } from '../backend.js';
 import { deleteStaleFlows } from '../conntrack.js';
 import { runChecked, type Runner } from '../runner.js';
@@ -35,8 +36,9 @@ export interface EbpfRendering {
   plan: NodePlan;
   /** The companion table's script, printed when first asked for (a partial sync writes only its changed elements). */
   readonly companion: string;
-  /** The rendering of the rules before and the ports changed since, when rendered as an update. */
-  update?: RenderUpdate;
+  /** Which rendering this is, and, when rendered as an update, the one it was made from and the ports changed since. */
+  id: symbol;
+  update?: { from: symbol; changed: PortChanges };
 }
 
 const emptyPlan = (): NodePlan => ({
@@ -60,7 +62,7 @@ function render(rules: NodeRules, options: BackendOptions = {}, update?: RenderU
     backend: 'ebpf',
     texts,
     ebpf: {
-      rules, placement, ...(update ? { update } : {}),
+      rules, placement, id: Symbol('ebpf rendering'), ...(update?.previous.ebpf ? { update: { from: update.previous.ebpf.id, changed: update.changed } } : {}),
       get companion() {
         return (companion ??= companionScript(rules));
       },
@@ -219,7 +221,7 @@ async function applyChanges(runner: Runner, previous: RenderedRules, next: Rende
     return 'full';
   }
   try {
-    if (update?.previous === previous && update.changed !== 'all' && session.plan === rendering(previous).plan) {
+    if (update?.from === rendering(previous).id && update.changed !== 'all' && session.plan === rendering(previous).plan) {
       return await applyPortChanges(runner, session, rendering(previous).rules, rules, update.changed, rendering(next));
     }
     return await applyPlanChanges(runner, session, rendering(next));

@@ -20,14 +20,17 @@ export function portPart(table: NftTableRendering, id: string): NftPortPart | un
   return ports[at]?.id === id ? table.ports[at] : undefined;
 }
 
-/** The ids of the ports that may differ between the tables: the changed ones when `next` was made from `previous`, else all. */
-export function changedIds(previous: NftRendering, next: NftRendering, before: NftTableRendering, after: NftTableRendering): string[] | undefined {
-  if (next.update?.previous !== previous) return undefined;
-  return [...next.update.changed].map(splitPortKey).filter((key) => key.family === after.rules.family).map((key) => key.id);
+/**
+ * The ids of the ports of a family that may differ from the rendering `next` was made from (`previous`,
+ * when given, must be that one), or undefined when that is not known: then every port may differ.
+ */
+export function changedIds(next: NftRendering, family: 'IPv4' | 'IPv6', previous?: NftRendering): string[] | undefined {
+  if (!next.update || (previous && next.update.from !== previous.id)) return undefined;
+  return [...next.update.changed].map(splitPortKey).filter((key) => key.family === family).map((key) => key.id);
 }
 
 function portPairs(previous: NftRendering, next: NftRendering, before: NftTableRendering, after: NftTableRendering): PortPair[] {
-  const ids = changedIds(previous, next, before, after)
+  const ids = changedIds(next, after.rules.family, previous)
     ?? [...new Set([...before.rules.servicePorts, ...after.rules.servicePorts].map((port) => port.id))];
   return ids.map((id) => ({ before: portPart(before, id), after: portPart(after, id) }))
     .filter((pair) => pair.before?.digest !== pair.after?.digest);
@@ -81,10 +84,11 @@ export function incrementalScript(previous: NftRendering, next: NftRendering): s
     // The table's own sets: hairpin-endpoints counts the ports' pairs, cluster-ips follows the Services.
     const touched = pairs.flatMap(({ before: old, after: part }) => [old, part]);
     const pairsOf = (part: NftPortPart | undefined) => part?.elements.get('hairpin-endpoints') ?? [];
-    const hairpin = changedIds(previous, next, before, after) ? [...new Set(touched.flatMap(pairsOf))] : [...new Set([...before.hairpin.keys(), ...after.hairpin.keys()])];
+    const known = changedIds(next, after.rules.family, previous) !== undefined;
+    const hairpin = known ? [...new Set(touched.flatMap(pairsOf))] : [...new Set([...before.hairpin.keys(), ...after.hairpin.keys()])];
     elements('hairpin-endpoints', hairpin.filter((pair) => before.hairpin.has(pair) && !after.hairpin.has(pair)), hairpin.filter((pair) => !before.hairpin.has(pair) && after.hairpin.has(pair)));
     const [ipsBefore, ipsAfter] = [before.rules.clusterIPs, after.rules.clusterIPs];
-    const clusterIPs = changedIds(previous, next, before, after)
+    const clusterIPs = known
       ? [...new Set(touched.flatMap((part) => (part ? [part.clusterIP] : [])))]
       : [...new Set([...ipsBefore, ...ipsAfter])];
     elements('cluster-ips', clusterIPs.filter((ip) => holds(ipsBefore, ip) && !holds(ipsAfter, ip)), clusterIPs.filter((ip) => !holds(ipsBefore, ip) && holds(ipsAfter, ip)));

@@ -1,5 +1,6 @@
 // nftables rendering: NodeRules to one nft -f script for both families, through the templates, kept in
-// parts (each table's head, set elements, each Service port's chains) for the incremental update.
+// parts (each table's head, and each Service port's elements and chains) so that a sync after a change
+// renders, checks, stamps and writes only the ports that changed.
 import { createHash } from 'node:crypto';
 import { Map as ImmutableMap } from 'immutable';
 import type { FamilyRules, FilterVerdict, NodePortAddresses, NodeRules, EndpointTarget, ServicePortRules } from '../../rules/node-rules.js';
@@ -50,10 +51,15 @@ export interface NftTableRendering {
   totals: { digest: bigint; rules: number; lines: number };
 }
 
-/** What an nftables rendering is made of; `update` is set when it was rendered from a previous one. */
+/**
+ * What an nftables rendering is made of. `update` is set when it was rendered from a previous one: that
+ * one's id (not the rendering itself, so that renderings do not keep a chain of their predecessors
+ * alive) and the ports changed since.
+ */
 export interface NftRendering {
+  id: symbol;
   tables: NftTableRendering[];
-  update?: { previous: NftRendering; changed: ReadonlySet<string> };
+  update?: { from: symbol; changed: ReadonlySet<string> };
 }
 
 /** The maps and sets whose elements come from the ports (hairpin-endpoints and cluster-ips are counted apart). */
@@ -65,14 +71,14 @@ export const PORT_COLLECTIONS = ['service-ips', 'service-nodeports', 'no-endpoin
  */
 export function renderNftables(rules: NodeRules, update?: RenderUpdate): RenderedRules {
   const previous = update?.previous.nft;
-  const incremental = previous && update.changed !== 'all' ? { previous, changed: update.changed } : undefined;
-  const tables = rules.families.map((family, index) => {
-    const before = incremental?.previous.tables[index];
-    return before && before.rules.family === family.family && before.rules.localCIDR === family.localCIDR
-      ? updateTable(before, family, rules.masqueradeMark, incremental!.changed)
-      : nftTable(family, rules.masqueradeMark);
-  });
-  const nft: NftRendering = { tables, ...(incremental ? { update: incremental } : {}) };
+  // A port's part depends on the port and on its family's local CIDR: when that changed, everything is rendered anew.
+  const incremental = previous && update.changed !== 'all'
+    && rules.families.every((family, index) => previous.tables[index]?.rules.family === family.family && previous.tables[index].rules.localCIDR === family.localCIDR)
+    ? { previous, changed: update.changed } : undefined;
+  const tables = rules.families.map((family, index) => (incremental
+    ? updateTable(incremental.previous.tables[index]!, family, rules.masqueradeMark, incremental.changed)
+    : nftTable(family, rules.masqueradeMark)));
+  const nft: NftRendering = { id: Symbol('nftables rendering'), tables, ...(incremental ? { update: { from: incremental.previous.id, changed: incremental.changed } } : {}) };
   // The whole script is only printed when something reads it (a full apply, `ferry render`): an
   // incremental sync works from the parts and never builds the largest string of all.
   let text: string | undefined;
@@ -202,7 +208,7 @@ function updateTable(before: NftTableRendering, family: FamilyRules, mark: strin
   const count = (part: NftPortPart | undefined, delta: 1 | -1) => {
     if (!part) return;
     totals = addPart(totals, part, delta);
-    for (const pair of part?.elements.get('hairpin-endpoints') ?? []) {
+    for (const pair of part.elements.get('hairpin-endpoints') ?? []) {
       const next = (hairpin.get(pair) ?? 0) + delta;
       hairpin = next === 0 ? hairpin.remove(pair) : hairpin.set(pair, next);
     }

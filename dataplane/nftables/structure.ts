@@ -1,6 +1,6 @@
 // The structure check of rendered nftables rules: every jump and goto names a chain of its table, every
 // @reference a set or map of it. A rendering made from the previous one is checked in the ports that
-// changed (the rest was checked when it was made) and in its head.
+// changed (the rest was checked when the rendering it was made from was) and in its head.
 import type { RenderedRules } from '../backend.js';
 import { reportProblems } from '../structure-error.js';
 import { changedIds, portPart } from './incremental.js';
@@ -23,10 +23,9 @@ export function checkNftablesText(text: string): void {
 export function checkNftables(rendered: RenderedRules): void {
   const nft = nftOf(rendered);
   const problems: string[] = [];
-  const previous = nft.update?.previous;
   for (const table of nft.tables) {
     const head = parseRenderedTables(table.head).get(table.family)!;
-    const ids = previous && changedIds(previous, nft, previous.tables.find((candidate) => candidate.family === table.family)!, table);
+    const ids = changedIds(nft, table.rules.family);
     const parts = ids ? ids.flatMap((id) => portPart(table, id) ?? []) : table.ports;
     problems.push(...headProblems(table.family, head));
     for (const part of parts) problems.push(...portProblems(table.family, head, part));
