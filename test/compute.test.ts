@@ -6,6 +6,7 @@ import { integerWeights } from '../controlplane/compute/weights.js';
 import type { ClusterState } from '../controlplane/model/types.js';
 import { render, renderedText } from '../dataplane/render.js';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
+import { ClusterIndex } from '../controlplane/model/cluster-index.js';
 import { clusterState, nodeObject, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 import { BACKEND_NAMES } from '../dataplane/backend-names.js';
 
@@ -273,3 +274,20 @@ test('reuse across syncs never shows an old result: sharing objects gives what f
   }), { numRuns: 100 });
 });
 
+
+test('a frontend two Services claim is kept by one: a cluster IP over an external IP, else the first by name; the other is warned', (t) => {
+  const state = clusterState(
+    serviceObject({ name: 'b', clusterIPs: ['10.96.0.21'], type: 'NodePort', externalIPs: ['203.0.113.5'], ports: [{ name: 'http', port: 80, nodePort: 30080 }] }),
+    serviceObject({ name: 'a', clusterIPs: ['10.96.0.20'], type: 'NodePort', externalIPs: ['203.0.113.5', '10.96.0.22'], ports: [{ name: 'http', port: 80, nodePort: 30080 }] }),
+    serviceObject({ name: 'c', clusterIPs: ['10.96.0.22'] }),
+  );
+  const ports = new Map(computeNodeRules(state, 'node-a', config).families[0]!.servicePorts.map((port) => [port.id, port]));
+  t.like(ports.get('default/a:http/tcp'), { externalIPs: ['203.0.113.5'], nodePort: 30080 });
+  t.like(ports.get('default/b:http/tcp'), { externalIPs: [], nodePort: 0, external: undefined });
+  const index = ClusterIndex.of(state);
+  t.deepEqual(index.conflicts(index.services.keys()).map((warning) => `${warning.object} ${warning.message}`).sort(), [
+    'default/a spec.externalIPs: 10.96.0.22:80/TCP is Service default/c\'s too, which keeps it (ignored here)',
+    'default/b spec.externalIPs: 203.0.113.5:80/TCP is Service default/a\'s too, which keeps it (ignored here)',
+    'default/b spec.ports[0].nodePort: node port 30080/TCP is Service default/a\'s too, which keeps it (ignored here)',
+  ]);
+});

@@ -1,6 +1,7 @@
 // The one way through the data for the commands: config and manifests in, rendered rules out.
 import { readFile } from 'node:fs/promises';
-import { computeNodeRules } from '../compute/compute.js';
+import { computeFromIndex } from '../compute/compute.js';
+import { ClusterIndex } from '../model/cluster-index.js';
 import type { NodeRules } from '../../rules/node-rules.js';
 import { computeConfig, defaultConfig, parseKubeProxyConfiguration } from '../config/kube-proxy-config.js';
 import { buildClusterState } from '../model/cluster-state.js';
@@ -47,8 +48,10 @@ export async function desiredRules(options: RuleOptions): Promise<DesiredRules> 
     ? parseKubeProxyConfiguration(await readFile(options.config, 'utf8'), options.config)
     : { config: defaultConfig, warnings: [] };
   const backend = options.backend ?? config.mode ?? DEFAULT_BACKEND;
-  const { state, errors, warnings: modelWarnings } = buildClusterState(await readManifests(options.file));
-  const rules = computeNodeRules(state, options.node, computeConfig(config, backend));
+  const { state, errors, warnings: readWarnings } = buildClusterState(await readManifests(options.file));
+  const index = ClusterIndex.of(state);
+  const rules = computeFromIndex(index, options.node, computeConfig(config, backend));
+  const modelWarnings = [...readWarnings, ...index.conflicts(index.services.keys())];
   const placement = backendOptions(options);
   const node = state.nodes.find((candidate) => candidate.name === options.node)!;
   return { backend, options: placement, rules, nodeAddresses: [...node.internalIPs, ...node.externalIPs], rendered: render(rules, backend, placement), warnings: [...warnings, ...modelWarnings.map((warning) => `${warning.kind} ${warning.object}: ${warning.message}`)], modelErrors: errors };

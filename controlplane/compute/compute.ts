@@ -1,7 +1,7 @@
 // compute: the pure function from cluster state to one node's rules, where Service semantics live.
 import { hash } from 'node:crypto';
 import { addressSortKey as ipSortKey, cidrContains, familyOf, ipv4Value } from '../model/ip.js';
-import { ClusterIndex, serviceKey } from '../model/cluster-index.js';
+import { addressFrontend, ClusterIndex, frontendsOf, nodePortFrontend, serviceKey } from '../model/cluster-index.js';
 import type { Balancing, ClusterState, Endpoint, EndpointSlice, IPFamily, Node, Service, ServicePort } from '../model/types.js';
 import type {
   EndpointGroup, EndpointTarget, FamilyRules, HealthCheck, L4Protocol, NodePortAddresses, NodeRules, ServicePortRules,
@@ -74,8 +74,8 @@ export function updateNodeRules(
   if (!previous || services === 'all') return { rules: computeFromIndex(index, nodeName, config, weights), changed: 'all' };
   const node = nodeOf(index, nodeName);
   const changed = new Set<string>();
-  const families = previous.families.map((family) => updateFamily(family, index, node, config, weights, services, changed));
-  const keys = new Set(services);
+  const keys = withSharers(previous, index, services);
+  const families = previous.families.map((family) => updateFamily(family, index, node, config, weights, keys, changed));
   const healthChecks = [
     ...previous.healthChecks.filter((check) => !keys.has(serviceKey(check.namespace, check.name))),
     ...[...keys].flatMap((key) => {
@@ -84,6 +84,31 @@ export function updateNodeRules(
     }),
   ].sort(compareHealthChecks);
   return { rules: { ...previous, families, healthChecks }, changed };
+}
+
+/**
+ * The changed Services and every Service that shares a frontend with one of them, before or after the
+ * change: who keeps a shared frontend may have changed with it.
+ */
+function withSharers(previous: NodeRules, index: ClusterIndex, services: ReadonlySet<string>): ReadonlySet<string> {
+  const keys = new Set(services);
+  for (const key of services) {
+    const frontends = new Set(frontendsOfKey(index, key));
+    for (const family of previous.families) {
+      const [start, end] = servicePortRange(family.servicePorts, key);
+      for (const port of family.servicePorts.slice(start, end)) {
+        for (const ip of [port.clusterIP, ...port.externalIPs]) frontends.add(addressFrontend(ip, port.protocol, port.port));
+        if (port.nodePort > 0) frontends.add(nodePortFrontend(port.protocol, port.nodePort));
+      }
+    }
+    for (const frontend of frontends) for (const claimant of index.claimantsOf(frontend)) keys.add(claimant);
+  }
+  return keys;
+}
+
+function frontendsOfKey(index: ClusterIndex, key: string): string[] {
+  const service = index.services.get(key);
+  return service ? frontendsOf(service).map(({ frontend }) => frontend) : [];
 }
 
 function nodeOf(index: ClusterIndex, nodeName: string): Node {
@@ -210,15 +235,19 @@ function computeServicePort(index: ClusterIndex, service: Service, port: Service
   const protocol = port.protocol.toLowerCase() as L4Protocol;
   const id = `${service.namespace}/${service.name}:${port.name || port.port}/${protocol}`;
   const clusterIP = service.clusterIPs.find(ofFamily)!;
-  const loadBalancerIPs = service.loadBalancerIPs.filter(ofFamily);
-  const externalIPs = unique([...service.externalIPs.filter(ofFamily), ...loadBalancerIPs]);
+  // Frontends another Service keeps (ClusterIndex.ownerOf) are left to it; the model warns of them.
+  const owned = (frontend: string) => index.ownerOf(frontend) === serviceKey(service.namespace, service.name);
+  const ownedIP = (ip: string) => ip !== clusterIP && owned(addressFrontend(ip, port.protocol, port.port));
+  const loadBalancerIPs = service.loadBalancerIPs.filter(ofFamily).filter(ownedIP);
+  const externalIPs = unique([...service.externalIPs.filter(ofFamily).filter(ownedIP), ...loadBalancerIPs]);
+  const nodePort = port.nodePort > 0 && owned(nodePortFrontend(port.protocol, port.nodePort)) ? port.nodePort : 0;
 
   const endpoints = serviceEndpoints(index, service, port, family);
   // Topology hints narrow the endpoints of Cluster policies only; Local policies keep this node's.
   const topology = topologyMode(endpoints, node);
   const usable = usableEndpoints(endpoints.filter((endpoint) => availableForTopology(endpoint, topology, node)));
   const usableLocal = usableEndpoints(endpoints.filter((endpoint) => endpoint.nodeName === node.name));
-  const hasExternal = port.nodePort > 0 || externalIPs.length > 0;
+  const hasExternal = nodePort > 0 || externalIPs.length > 0;
   const internalLocal = service.internalTrafficPolicy === 'Local';
   const externalLocal = service.externalTrafficPolicy === 'Local';
   const hasEndpoints = usable.length > 0 || usableLocal.length > 0;
@@ -243,7 +272,7 @@ function computeServicePort(index: ClusterIndex, service: Service, port: Service
     protocol,
     clusterIP,
     port: port.port,
-    nodePort: port.nodePort,
+    nodePort,
     externalIPs,
     loadBalancerIPs,
     // Fails closed: ranges given but none of this family (or none readable) let nobody from outside in.

@@ -3,7 +3,7 @@
 // since the last take() (kube-proxy's ServiceChangeTracker and EndpointsChangeTracker in one). compute
 // stays pure: what take() returns is its input.
 import { expandLists, readObject, type ReadObject } from './cluster-state.js';
-import { ClusterIndex, serviceKey } from './cluster-index.js';
+import { ClusterIndex, frontendsOf, serviceKey } from './cluster-index.js';
 import { isRecord } from './fields.js';
 import { selectorEndpointSlices } from './selector-endpoints.js';
 import type { EndpointSlice, ModelError, Pod } from './types.js';
@@ -66,6 +66,12 @@ export class ClusterStore {
 
   take(): StoreChanges {
     if (this.pods.size > 0 || this.podsChanged) this.deriveSlices();
+    // Frontends the changed Services share with others: the one that does not keep it is told.
+    const sharers = this.all ? this.index.services.keys() : new Set([...this.changed].flatMap((key) => {
+      const service = this.index.services.get(key);
+      return service ? frontendsOf(service).flatMap(({ frontend }) => [...this.index.claimantsOf(frontend)]) : [];
+    }));
+    this.warnings.push(...this.index.conflicts(sharers));
     const changes: StoreChanges = { index: this.index, services: this.all ? 'all' : this.changed, errors: this.errors, warnings: this.warnings };
     this.changed = new Set();
     this.all = false;

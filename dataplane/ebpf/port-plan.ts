@@ -19,8 +19,8 @@ export interface PlanChange {
  * The entries the ports in `changed` put into the maps under `previous` and under `next`, and `plan`
  * (the plan of `previous`) turned into the plan of `next` in place. A group keeps its id while its port
  * keeps it; a new one takes `allocate()`, an id never used before, so no old slot can be under it.
- * (A frontend two ports share, which the API does not allow, goes with either port's change; the next
- * full sync writes it again.)
+ * (compute gives every frontend one port: ClusterIndex.ownerOf; only two Services on one cluster IP
+ * and port, which the API never allows, would share one.)
  */
 export function planPortChanges(
   plan: NodePlan, previous: NodeRules, next: NodeRules, changed: ReadonlySet<string>, addresses: readonly string[], allocate: () => number,

@@ -9,6 +9,10 @@ export const changePool = [0, 1, 2, 3].flatMap((index) => [
   serviceObject({ name: `svc-${index}`, clusterIPs: [`10.96.0.${20 + index}`, `fd00:96::${20 + index}`], type: 'NodePort', externalTrafficPolicy: 'Local', sessionAffinity: 'ClientIP', ports: [{ name: 'http', port: 80, nodePort: 30080 + index }] }),
   // A cluster IP another Service holds too (hand-written manifests may): the set keeps it while either does.
   serviceObject({ name: `svc-${index}`, clusterIPs: ['10.96.0.99'] }),
+  // An external IP and node port several Services claim (the API allows the first): the first by name keeps them.
+  serviceObject({ name: `svc-${index}`, clusterIPs: [`10.96.0.${20 + index}`], type: 'NodePort', externalIPs: ['203.0.113.50'], ports: [{ name: 'http', port: 80, nodePort: 30100 }] }),
+  // An external IP that is another Service's cluster IP: the cluster IP keeps it.
+  serviceObject({ name: `svc-${index}`, clusterIPs: [`10.96.0.${40 + index}`], externalIPs: ['10.96.0.20'] }),
   sliceObject(`svc-${index}`, [{ ip: `10.244.1.${index + 10}`, node: 'node-a' }]),
   sliceObject(`svc-${index}`, [{ ip: `10.244.1.${index + 10}`, node: 'node-a' }, { ip: `10.244.2.${index + 10}`, node: 'node-b', ready: index % 2 === 0 }]),
   sliceObject(`svc-${index}`, [{ ip: `fd00:244:0:1::${index + 10}`, node: 'node-a' }]),
@@ -23,8 +27,7 @@ export function poolView(objects: typeof changePool): unknown[] {
 }
 
 /**
- * The pool without the Services that share a cluster IP: two Services on one address and port are
- * something the API never allows, the kernel refuses in nftables, and eBPF's partial sync leaves to the
- * next full sync (one frontend, two owners).
+ * The pool without the Services that share a cluster IP: two Services on one cluster IP and port are
+ * something the API never allows, and ferry does not resolve (the kernel refuses them in nftables).
  */
 export const distinctPool = changePool.filter((object) => object.kind !== 'Service' || !JSON.stringify(object).includes('10.96.0.99'));
