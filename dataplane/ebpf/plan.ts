@@ -69,7 +69,7 @@ export function familyNodePortIPs(family: FamilyRules, addresses: readonly strin
 }
 
 /** Names the id of a port's cluster or local group (and records its endpoints). */
-export type GroupId = (port: ServicePortRules, which: 'cluster' | 'local', group: EndpointGroup) => number;
+type GroupId = (port: ServicePortRules, which: 'cluster' | 'local', group: EndpointGroup) => number;
 
 /** What one Service port puts into the socket maps: its frontends (to `put`) and its groups (to `groupId`). */
 export function socketPortEntries(port: ServicePortRules, nodePortIPs: readonly string[], groupId: GroupId, put: (key: FrontendKey, value: Frontend) => void): void {

@@ -109,7 +109,7 @@ function tableView(table: NftTableRendering, replace: boolean) {
 }
 
 /** Every element of a collection: the table's own, or the ports' in port order. */
-export function tableElements(table: NftTableRendering, collection: NftCollection): string[] {
+function tableElements(table: NftTableRendering, collection: NftCollection): string[] {
   // In address order, as the other sets print (each pair is one address twice).
   if (collection.name === 'hairpin-endpoints') {
     return [...new Set(table.ports.flatMap((part) => part.elements.get('hairpin-endpoints') ?? []))].map((pair) => ({ pair, key: addressSortKey(pair.slice(0, pair.indexOf(' '))) }))
@@ -234,7 +234,7 @@ function updateTable(before: NftTableRendering, family: FamilyRules, mark: strin
 }
 
 /** A named set or map of a table, as nft-collection.hbs prints it. */
-export interface NftCollection {
+interface NftCollection {
   kind: 'set' | 'map';
   name: string;
   type: string;
