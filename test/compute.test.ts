@@ -291,3 +291,12 @@ test('a frontend two Services claim is kept by one: a cluster IP over an externa
     'default/b spec.ports[0].nodePort: node port 30080/TCP is Service default/a\'s too, which keeps it (ignored here)',
   ]);
 });
+
+test('two Services on one cluster IP and port (never from the API): the first by name has the port, the other none and a warning', (t) => {
+  const state = clusterState(serviceObject({ name: 'b', clusterIPs: ['10.96.0.99'] }), serviceObject({ name: 'a', clusterIPs: ['10.96.0.99'] }), sliceObject('b', [{ ip: '10.244.1.9' }]));
+  const family = computeNodeRules(state, 'node-a', config).families[0]!;
+  t.deepEqual(family.servicePorts.map((port) => port.id), ['default/a:http/tcp']);
+  t.deepEqual(family.clusterIPs, ['10.96.0.99']);
+  const index = ClusterIndex.of(state);
+  t.deepEqual(index.conflicts(index.services.keys()).map((warning) => `${warning.object} ${warning.message}`), ['default/b spec.clusterIPs: 10.96.0.99:80/TCP is Service default/a\'s too, which keeps it (ignored here)']);
+});

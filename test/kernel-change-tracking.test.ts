@@ -8,7 +8,7 @@ import { BACKEND_NAMES } from '../dataplane/backend-names.js';
 import { runChecked } from '../dataplane/runner.js';
 import type { NodeRules } from '../rules/node-rules.js';
 import { bpfWorkspace } from './helpers/bpf-workspace.js';
-import { distinctPool, poolView } from './helpers/change-pool.js';
+import { changePool, poolView } from './helpers/change-pool.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
 import { testConfig } from './helpers/objects.js';
 
@@ -30,7 +30,7 @@ for (const backend of BACKEND_NAMES) {
     const store = new ClusterStore('node-a');
     let previous: { rules: NodeRules; rendered: RenderedRules } | undefined;
     const kinds: string[] = [];
-    for (const objects of fc.sample(fc.subarray(distinctPool), { numRuns: 12, seed: 7 })) {
+    for (const objects of fc.sample(fc.subarray(changePool), { numRuns: 12, seed: 7 })) {
       store.replaceAll(poolView(objects));
       const { index, services } = store.take();
       const { rules, changed } = updateNodeRules(previous?.rules, index, 'node-a', testConfig, new Map(), services);

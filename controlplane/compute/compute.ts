@@ -153,7 +153,7 @@ function computeFamily(
   const context = familyContext(node, config, weights, family);
   const services = [...index.servicesOf(family)];
   const servicePorts = services
-    .flatMap((service) => service.ports.map((port) => computeServicePort(index, service, port, context)))
+    .flatMap((service) => service.ports.flatMap((port) => computeServicePort(index, service, port, context) ?? []))
     .sort((a, b) => compareText(a.id, b.id));
   return {
     ...familyWide(index, config, context),
@@ -191,7 +191,7 @@ function updateFamily(
     const removed = servicePorts.splice(start, end - start);
     const service = index.services.get(key);
     const clusterIP = service?.clusterIPs.find((ip) => familyOf(ip) === family);
-    const ports = service && clusterIP ? service.ports.map((port) => computeServicePort(index, service, port, context)).sort((a, b) => compareText(a.id, b.id)) : [];
+    const ports = service && clusterIP ? service.ports.flatMap((port) => computeServicePort(index, service, port, context) ?? []).sort((a, b) => compareText(a.id, b.id)) : [];
     servicePorts.splice(start, 0, ...ports);
     for (const port of [...removed, ...ports]) changed.add(portKey(family, port.id));
     // An address stays while any Service holds it (hand-written manifests may give two the same).
@@ -229,7 +229,8 @@ function nodePortAddresses(config: ComputeConfig, node: Node, family: IPFamily):
   }
 }
 
-function computeServicePort(index: ClusterIndex, service: Service, port: ServicePort, context: FamilyContext): ServicePortRules {
+/** A port's rules; undefined when another Service has its cluster IP and port (which the API never allows). */
+function computeServicePort(index: ClusterIndex, service: Service, port: ServicePort, context: FamilyContext): ServicePortRules | undefined {
   const { family, node } = context;
   const ofFamily = (address: string) => familyOf(address) === family;
   const protocol = port.protocol.toLowerCase() as L4Protocol;
@@ -237,6 +238,7 @@ function computeServicePort(index: ClusterIndex, service: Service, port: Service
   const clusterIP = service.clusterIPs.find(ofFamily)!;
   // Frontends another Service keeps (ClusterIndex.ownerOf) are left to it; the model warns of them.
   const owned = (frontend: string) => index.ownerOf(frontend) === serviceKey(service.namespace, service.name);
+  if (!owned(addressFrontend(clusterIP, port.protocol, port.port))) return undefined;
   const ownedIP = (ip: string) => ip !== clusterIP && owned(addressFrontend(ip, port.protocol, port.port));
   const loadBalancerIPs = service.loadBalancerIPs.filter(ofFamily).filter(ownedIP);
   const externalIPs = unique([...service.externalIPs.filter(ofFamily).filter(ownedIP), ...loadBalancerIPs]);

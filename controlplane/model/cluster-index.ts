@@ -45,8 +45,8 @@ export class ClusterIndex {
    * The Service that keeps a frontend several Services claim: one that has it as its cluster IP, else
    * the first by namespace/name. The API gives each cluster IP and node port one Service, but not each
    * external or load-balancer IP and port, and one rule set cannot send a frontend two ways (nftables
-   * refuses the whole transaction). (Two Services on one cluster IP and port, which the API never
-   * allows, are not resolved: the kernel refuses them.)
+   * refuses the whole transaction). Of two Services on one cluster IP and port, which the API never
+   * allows, the second by namespace/name gets no rules for that port.
    */
   ownerOf(frontend: string): string | undefined {
     let owner: string | undefined;
