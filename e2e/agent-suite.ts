@@ -152,6 +152,8 @@ export function registerAgentTests(backend: BackendName): void {
     // eBPF counts map entries (a frontend, a slot), far fewer than the rule backends' rules.
     t.true([...metrics.entries()].some(([name, value]) => name.startsWith('ferry_rules{') && value > (backend === 'ebpf' ? 3 : 10)));
     t.is(metrics.get(`ferry_sync_proxy_rules_restore_failures_total{backend="${backend}"}`) ?? 0, 0);
+    const mode = await get(host, 'http://127.0.0.1:10249/proxyMode');
+    t.deepEqual([mode.status, mode.body], [200, backend], 'kube-proxy\'s /proxyMode names the backend');
   });
 
   // Only eBPF's rules are on interfaces: an interface that appears must get the packet program, though

@@ -61,6 +61,11 @@ test('kernel: the agent programs valid objects and names an invalid one in the l
     await until(() => synced.length === i + 2);
   }
   t.deepEqual(synced, ['full', 'partial', 'partial', 'partial']);
+  // One info line per sync: its kind and size, what changed, how long it took.
+  const syncLines = lines.filter((line) => line.msg === 'synced') as unknown as Array<{ level: number; kind: string; services: number; servicePorts: number; portsChanged: number; rules: number; ms: number }>;
+  t.deepEqual(syncLines.map((line) => line.kind), ['full', 'partial', 'partial', 'partial']);
+  t.like(syncLines.at(-1), { level: 30, services: 4, servicePorts: 4, portsChanged: 1 });
+  t.true(syncLines.every((line) => line.rules > 10 && Number.isInteger(line.ms)));
   const warnings = lines.filter((line) => line.object === 'default/bad');
   t.is(warnings.length, 1, 'logged once in four syncs');
   t.regex(warnings[0]!.msg, /skipped Service default\/bad: spec\.ports\[0\]\.port/);

@@ -96,7 +96,7 @@ export class Agent {
       this.servers.push(await listen(config.healthzBindAddress, healthHandler(() => this.health())));
       this.servers.push(await listen(config.metricsBindAddress, healthHandler(() => this.health(), async () => ({
         contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics(),
-      }))));
+      }), this.options.backend)));
     }
     const { source } = this.options;
     await source.start((change) => {
@@ -170,7 +170,7 @@ export class Agent {
       await clearStaleFlows(runner, stale, rendered);
       this.metrics.conntrackCleared.inc(stale.length);
       if (this.options.serve !== false) await this.healthChecks.update(rules.healthChecks);
-      this.record(rules, rendered, changed, kind, started, changedSince);
+      this.record(rules, rendered, changed, kind, started, changedSince, index.services.size);
       this.previous = { rules, rendered };
       this.lastError = undefined;
       this.options.onSynced?.(kind, rules);
@@ -206,7 +206,7 @@ export class Agent {
     return (await applyIfChanged(this.options.runner, rendered)).changed ? 'full' : 'unchanged';
   }
 
-  private record(rules: NodeRules, rendered: RenderedRules, changed: PortChanges, kind: SyncKind, started: number, changedSince: number | undefined): void {
+  private record(rules: NodeRules, rendered: RenderedRules, changed: PortChanges, kind: SyncKind, started: number, changedSince: number | undefined, services: number): void {
     const seconds = (this.clock.now() - started) / 1000;
     this.metrics.syncDuration.observe(seconds);
     (kind === 'partial' ? this.metrics.partialSyncDuration : this.metrics.fullSyncDuration).observe(seconds);
@@ -216,8 +216,14 @@ export class Agent {
     const { serviceChanges, endpointChanges } = countChanges(this.previous?.rules, rules, changed);
     this.metrics.serviceChanges.inc(serviceChanges);
     this.metrics.endpointChanges.inc(endpointChanges);
-    for (const { family, rules: count } of ruleCounts(rendered)) this.metrics.rules.set({ backend: rendered.backend, family }, count);
-    this.options.logger.debug({ kind, ms: Math.round(seconds * 1000) }, 'synced');
+    let rulesHeld = 0;
+    for (const { family, rules: count } of ruleCounts(rendered)) {
+      this.metrics.rules.set({ backend: rendered.backend, family }, count);
+      rulesHeld += count;
+    }
+    // One line per sync at the default level, as an operator reads the log: what kind, how much, how long.
+    const servicePorts = rules.families.reduce((sum, family) => sum + family.servicePorts.length, 0);
+    this.options.logger.info({ kind, services, servicePorts, portsChanged: serviceChanges, endpointsChanged: endpointChanges, rules: rulesHeld, ms: Math.round(seconds * 1000) }, 'synced');
   }
 
   /**

@@ -33,8 +33,8 @@ export function close(server: Server): Promise<void> {
   });
 }
 
-/** The /healthz, /livez and /metrics handler. */
-export function healthHandler(status: () => HealthStatus, metrics?: () => Promise<{ contentType: string; body: string }>): Parameters<typeof createServer>[1] {
+/** The /healthz, /livez and /metrics handler, and /proxyMode (kube-proxy's: the backend, as plain text) when given. */
+export function healthHandler(status: () => HealthStatus, metrics?: () => Promise<{ contentType: string; body: string }>, proxyMode?: string): Parameters<typeof createServer>[1] {
   return (request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     if (path === '/healthz' || path === '/livez') {
@@ -42,6 +42,9 @@ export function healthHandler(status: () => HealthStatus, metrics?: () => Promis
       const ok = path === '/healthz' ? healthy : live;
       response.writeHead(ok ? 200 : 503, { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff' });
       response.end(JSON.stringify({ lastUpdated: lastUpdated?.toISOString() ?? '', currentTime: new Date().toISOString(), state }));
+    } else if (path === '/proxyMode' && proxyMode) {
+      response.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
+      response.end(proxyMode);
     } else if (path === '/metrics' && metrics) {
       void metrics().then(({ contentType, body }) => {
         response.writeHead(200, { 'Content-Type': contentType });

@@ -37,7 +37,7 @@ export interface AgentCommandOptions extends PlacementOptions {
  */
 const STOP_DEADLINE_MS = 700;
 
-/** klog verbosity to a pino level: kube-proxy logs each sync at -v=4 and more detail above. */
+/** klog verbosity to a pino level: debug from -v=4, trace from 6 (each sync is an info line). */
 function levelOf(verbosity: number): Level {
   return verbosity >= 6 ? 'trace' : verbosity >= 4 ? 'debug' : 'info';
 }

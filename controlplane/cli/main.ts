@@ -198,7 +198,7 @@ async function main(argv: string[]): Promise<number> {
     .option('--config <file>', 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) to honour')
     .addOption(new Option('--backend <backend>', `rule backend (default: the config's mode, else ${DEFAULT_BACKEND})`).choices([...BACKEND_NAMES, '']))
     .addOption(new Option('--proxy-mode <mode>', 'the same as --backend (kube-proxy\'s flag)').choices([...BACKEND_NAMES, '']))
-    .addOption(new Option('--v <level>', 'log verbosity as kube-proxy\'s: 4 logs every sync, 6 more').argParser(verbosity))
+    .addOption(new Option('--v <level>', 'log verbosity as kube-proxy\'s: 4 logs debug lines, 6 more (every sync is logged at 0)').argParser(verbosity))
     .addOption(new Option('--log-format <format>', 'json for machines, text for people').choices(['json', 'text']).default('json'))
     .option('--cleanup-on-exit', 'remove ferry\'s rules when stopped by SIGTERM or SIGINT')
     .addOption(new Option('--balancing <mode>', 'endpoint choice for Services without a ferry.dev/balancing annotation: least-busy measures live connections (conntrack) and favours the less busy; uniform is kube-proxy\'s').choices(['least-busy', 'uniform']).default('least-busy'))
