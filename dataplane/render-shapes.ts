@@ -11,7 +11,7 @@ export interface ChainNames {
   endpoint(endpoint: EndpointTarget): string;
 }
 
-export function endpointDestination(endpoint: EndpointTarget): string {
+export function endpointDestination(endpoint: Pick<EndpointTarget, 'ip' | 'port'>): string {
   return endpoint.ip.includes(':') ? `[${endpoint.ip}]:${endpoint.port}` : `${endpoint.ip}:${endpoint.port}`;
 }
 

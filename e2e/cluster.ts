@@ -12,6 +12,7 @@ import type { ClusterDriver, EndpointPod, HeldConnection, Host, NodeHost, PodHos
 import type { BackendName } from '../dataplane/backend-names.js';
 import type { BackendOptions } from '../dataplane/backend.js';
 import type { TraceAnswer } from '../controlplane/trace/trace.js';
+import { endpointDestination } from '../dataplane/render-shapes.js';
 import { endpointSliceObjects } from './manifests.js';
 import type { BpfPlace } from './bpf-places.js';
 import { Lab, type Child, type LineStream, type Namespace } from './netns.js';
@@ -268,7 +269,7 @@ export class Cluster implements ClusterDriver {
   /** `ferry trace -o json` run on the node over the manifests the agents follow, as an operator would. */
   async trace(host: NodeHost, backend: BackendName, query: { from: string; to: string; port: number; protocol: 'TCP' | 'UDP' }): Promise<TraceAnswer> {
     const node = this.nodes.get(host.name)!;
-    const to = query.to.includes(':') ? `[${query.to}]:${query.port}` : `${query.to}:${query.port}`;
+    const to = endpointDestination({ ip: query.to, port: query.port });
     const result = await this.ferry(node, ['trace', '--node', node.name, '-f', this.manifestsPath, '--backend', backend, '--config', this.configPath,
       '--from', query.from, '--to', to, '--protocol', query.protocol, '-o', 'json']);
     if (result.exitCode !== 0) throw new Error(`ferry trace on ${node.name} failed: ${result.stderr}`);

@@ -5,7 +5,8 @@ import { compareRules, diffRules, reassertRules } from '../dataplane/dataplane.j
 import { applyIptables, planRestore } from '../dataplane/iptables/shell.js';
 import { incrementalScript, portPart } from '../dataplane/nftables/incremental.js';
 import { parseRenderedTables } from '../dataplane/nftables/parse.js';
-import { checkNftablesText, nftOf } from '../dataplane/nftables/structure.js';
+import { nftOf } from '../dataplane/nftables/render.js';
+import { checkNftablesText } from '../dataplane/nftables/structure.js';
 import { applyNftables, reassertNftables } from '../dataplane/nftables/shell.js';
 import { render } from '../dataplane/render.js';
 import type { BackendName } from '../dataplane/backend-names.js';

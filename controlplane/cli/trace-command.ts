@@ -4,6 +4,7 @@ import { InvalidArgumentError } from 'commander';
 import { canonicalIP } from '../model/ip.js';
 import { traceConnection, type TraceAnswer } from '../trace/trace.js';
 import type { L4Protocol } from '../../rules/node-rules.js';
+import { endpointDestination } from '../../dataplane/render-shapes.js';
 import type { DesiredRules } from './pipeline.js';
 
 /** `--from`: an IP address, canonical. */
@@ -33,9 +34,6 @@ export function traceReport(desired: DesiredRules, from: string, to: { destinati
 
 function textOf(answer: TraceAnswer, node: string): string {
   const lines = [`on node ${node}:`, ...answer.steps.map((step) => `  ${step}`), `verdict: ${answer.verdict}${answer.masquerade ? ' (masqueraded)' : ''}`];
-  for (const endpoint of answer.endpoints) {
-    const address = endpoint.ip.includes(':') ? `[${endpoint.ip}]:${endpoint.port}` : `${endpoint.ip}:${endpoint.port}`;
-    lines.push(`  -> ${address}  ${(endpoint.probability * 100).toFixed(1)} %`);
-  }
+  for (const endpoint of answer.endpoints) lines.push(`  -> ${endpointDestination(endpoint)}  ${(endpoint.probability * 100).toFixed(1)} %`);
   return `${lines.join('\n')}\n`;
 }

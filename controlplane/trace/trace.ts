@@ -59,7 +59,7 @@ export function traceConnection(rules: NodeRules, nodeAddresses: readonly string
   const found = (verdict: TraceAnswer['verdict'], rest: Partial<TraceAnswer> = {}) => answer(verdict, { service, entry, ...rest });
 
   if (entry === 'loadBalancerIP' && port.firewall?.loadBalancerIPs.includes(query.destination)) {
-    const allowed = port.firewall.sourceRanges.find((cidr) => familyOf(cidr.split('/')[0]!) === family.family && cidrContains(cidr, query.source));
+    const allowed = port.firewall.sourceRanges.find((cidr) => cidrContains(cidr, query.source));
     if (!allowed) {
       steps.push(`loadBalancerSourceRanges (${port.firewall.sourceRanges.join(', ') || 'none of this family'}) do not hold the source: dropped`);
       return found('drop');

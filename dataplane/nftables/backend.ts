@@ -5,9 +5,9 @@ import { deleteStaleFlows } from '../conntrack.js';
 import { lineChanges } from '../line-changes.js';
 import { DataplaneError, type Runner } from '../runner.js';
 import { incrementalScript } from './incremental.js';
-import { renderNftables } from './render.js';
+import { nftOf, renderNftables } from './render.js';
 import * as shell from './shell.js';
-import { checkNftables, checkNftablesText, nftOf } from './structure.js';
+import { checkNftables, checkNftablesText } from './structure.js';
 
 const script = (rendered: RenderedRules) => rendered.texts[0]!.text;
 
@@ -108,6 +108,6 @@ export const nftablesBackend: Backend = {
   refresh: async () => [],
   ruleCounts: (rendered) => nftOf(rendered).tables.map((table) => ({
     family: table.rules.family,
-    rules: table.totals.rules + shell.headLines(table.head),
+    rules: table.totals.rules + table.headRules,
   })),
 };

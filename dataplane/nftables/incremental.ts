@@ -4,7 +4,6 @@
 // changed; any other pair of renderings is compared port by port, by digest.
 import { compareAddresses } from '../../controlplane/model/ip.js';
 import { compareIds, lowerBound, splitPortKey } from '../../rules/port-changes.js';
-import { parseRenderedTables } from './parse.js';
 import { PORT_COLLECTIONS, printTable, type NftPortPart, type NftRendering, type NftTableRendering } from './render.js';
 
 /** A port in two renderings: the part it had and the part it has (undefined where it is not). */
@@ -29,9 +28,8 @@ export function changedIds(next: NftRendering, family: 'IPv4' | 'IPv6', previous
   return [...next.update.changed].map(splitPortKey).filter((key) => key.family === family).map((key) => key.id);
 }
 
-function portPairs(previous: NftRendering, next: NftRendering, before: NftTableRendering, after: NftTableRendering): PortPair[] {
-  const ids = changedIds(next, after.rules.family, previous)
-    ?? [...new Set([...before.rules.servicePorts, ...after.rules.servicePorts].map((port) => port.id))];
+/** The ports of these ids whose parts differ between the tables (by digest). */
+function portPairs(ids: string[], before: NftTableRendering, after: NftTableRendering): PortPair[] {
   return ids.map((id) => ({ before: portPart(before, id), after: portPart(after, id) }))
     .filter((pair) => pair.before?.digest !== pair.after?.digest);
 }
@@ -59,7 +57,9 @@ export function incrementalScript(previous: NftRendering, next: NftRendering): s
       if (gone.length > 0) deleteElements.push(`delete element ${table} ${name} { ${gone.map(elementKey).join(', ')} }`);
       if (added.length > 0) addElements.push(`add element ${table} ${name} { ${added.join(', ')} }`);
     };
-    const pairs = portPairs(previous, next, before, after);
+    // Only the changed ports when `next` was made from `previous`; else every port of either, compared by digest.
+    const changed = changedIds(next, after.rules.family, previous);
+    const pairs = portPairs(changed ?? [...new Set([...before.rules.servicePorts, ...after.rules.servicePorts].map((port) => port.id))], before, after);
     const chains: string[] = [];
     for (const { before: old, after: part } of pairs) {
       for (const name of old?.chainNames ?? []) flush.push(`flush chain ${table} ${name}`);
@@ -84,11 +84,10 @@ export function incrementalScript(previous: NftRendering, next: NftRendering): s
     // The table's own sets: hairpin-endpoints counts the ports' pairs, cluster-ips follows the Services.
     const touched = pairs.flatMap(({ before: old, after: part }) => [old, part]);
     const pairsOf = (part: NftPortPart | undefined) => part?.elements.get('hairpin-endpoints') ?? [];
-    const known = changedIds(next, after.rules.family, previous) !== undefined;
-    const hairpin = known ? [...new Set(touched.flatMap(pairsOf))] : [...new Set([...before.hairpin.keys(), ...after.hairpin.keys()])];
+    const hairpin = changed ? [...new Set(touched.flatMap(pairsOf))] : [...new Set([...before.hairpin.keys(), ...after.hairpin.keys()])];
     elements('hairpin-endpoints', hairpin.filter((pair) => before.hairpin.has(pair) && !after.hairpin.has(pair)), hairpin.filter((pair) => !before.hairpin.has(pair) && after.hairpin.has(pair)));
     const [ipsBefore, ipsAfter] = [before.rules.clusterIPs, after.rules.clusterIPs];
-    const clusterIPs = known
+    const clusterIPs = changed
       ? [...new Set(touched.flatMap((part) => (part ? [part.clusterIP] : [])))]
       : [...new Set([...ipsBefore, ...ipsAfter])];
     elements('cluster-ips', clusterIPs.filter((ip) => holds(ipsBefore, ip) && !holds(ipsAfter, ip)), clusterIPs.filter((ip) => !holds(ipsBefore, ip) && holds(ipsAfter, ip)));
@@ -128,7 +127,7 @@ export function reassertScript(inventory: NftInventory, next: NftRendering): str
   for (const rendering of next.tables) {
     const table = `${rendering.family} ferry`;
     const have = inventory.get(rendering.family) ?? { chains: new Set<string>(), collections: new Map<string, 'set' | 'map'>() };
-    const head = parseRenderedTables(rendering.head).get(rendering.family)!;
+    const head = rendering.headTable;
     const chains = new Set([...head.chains.keys(), ...rendering.ports.flatMap((part) => part.chainNames)]);
     const dynamic = new Set(rendering.ports.flatMap((part) => part.affinitySets.map((set) => set.name)));
     const collections = new Set([...rendering.collections.map((collection) => collection.name), ...dynamic]);

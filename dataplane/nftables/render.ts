@@ -12,6 +12,7 @@ import {
   endpointDestination, externalChain, externalTarget, groups, internalTarget, masqueradeRule, type ChainNames,
 } from '../render-shapes.js';
 import { templates } from '../templates.js';
+import { parseRenderedTables, type TableModel } from './parse.js';
 
 /** One Service port's share of its family's table: its map and set elements, its chains, their digest. */
 export interface NftPortPart {
@@ -39,6 +40,10 @@ export interface NftTableRendering {
   mark: string;
   /** The table without the ports' chains, elements and affinity sets; of constant size. */
   head: string;
+  /** The head read back into its chains and collections, once (the check, the reassert and the counts use it). */
+  headTable: TableModel;
+  /** Rule lines in the head's chains. */
+  headRules: number;
   /** The collections the head declares, with the elements that belong to the table, not to a port. */
   collections: NftCollection[];
   /** In the order of rules.servicePorts. */
@@ -64,6 +69,12 @@ export interface NftRendering {
 
 /** The maps and sets whose elements come from the ports (hairpin-endpoints and cluster-ips are counted apart). */
 export const PORT_COLLECTIONS = ['service-ips', 'service-nodeports', 'no-endpoint-services', 'no-endpoint-nodeports', 'firewall-ips'] as const;
+
+/** The nftables parts of a rendering. */
+export function nftOf(rendered: RenderedRules): NftRendering {
+  if (!rendered.nft) throw new Error('ferry nftables: rules rendered by another backend');
+  return rendered.nft;
+}
 
 /**
  * Renders node rules as nftables; pure: the same rules give the same text. With `update` (the rendering
@@ -185,14 +196,12 @@ function addPart(totals: NftTableRendering['totals'], part: NftPortPart, sign: 1
   };
 }
 
-function headOf(family: FamilyRules, mark: string): Pick<NftTableRendering, 'family' | 'mark' | 'head' | 'collections'> {
-  const { collections, head } = tableShape(family, mark);
-  return {
-    family: head.family,
-    mark,
-    collections,
-    head: templates.nftTable({ ...head, replace: true, collections: collections.map((collection) => ({ ...collection, elements: [] })), affinitySets: [], servicePortChains: [] }),
-  };
+function headOf(family: FamilyRules, mark: string): Pick<NftTableRendering, 'family' | 'mark' | 'head' | 'headTable' | 'headRules' | 'collections'> {
+  const { collections, head: view } = tableShape(family, mark);
+  const head = templates.nftTable({ ...view, replace: true, collections: collections.map((collection) => ({ ...collection, elements: [] })), affinitySets: [], servicePortChains: [] });
+  const headTable = parseRenderedTables(head).get(view.family)!;
+  const headRules = [...headTable.chains.values()].reduce((sum, chain) => sum + chain.rules.length, 0);
+  return { family: view.family, mark, collections, head, headTable, headRules };
 }
 
 /**

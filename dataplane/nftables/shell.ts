@@ -4,8 +4,7 @@ import type { Comparison, RenderedRules } from '../backend.js';
 import { DataplaneError, runChecked, runInThrowawayNamespace, type Runner } from '../runner.js';
 import { buildNftDigest, differingObjects, parseDigests, type ObjectDigests, type TableObject } from './digest.js';
 import { reassertScript, type NftInventory } from './incremental.js';
-import { parseRenderedTables } from './parse.js';
-import { nftOf } from './structure.js';
+import { nftOf } from './render.js';
 
 const TABLES = ['ip ferry', 'ip6 ferry'] as const;
 
@@ -69,14 +68,9 @@ export function rulesStamp(rendered: RenderedRules): Stamp {
   for (const table of nftOf(rendered).tables) {
     const nodePortIPs = table.collections.find((collection) => collection.name === 'nodeport-ips')?.elements ?? [];
     hash.update(`table ${table.family}\0${table.head}\0${nodePortIPs.join(',')}\0${table.totals.digest.toString(16)}\0`);
-    lines += table.totals.lines + headLines(table.head) + table.rules.clusterIPs.length + table.hairpinSize + nodePortIPs.length;
+    lines += table.totals.lines + table.headRules + table.rules.clusterIPs.length + table.hairpinSize + nodePortIPs.length;
   }
   return { digest: hash.digest('hex'), lines };
-}
-
-/** Rule lines in a table's head: the lines of its chains, beside their base-chain declarations. */
-export function headLines(head: string): number {
-  return [...parseRenderedTables(head).values()].reduce((sum, table) => sum + [...table.chains.values()].reduce((rules, chain) => rules + chain.rules.length, 0), 0);
 }
 
 /** The commands that record the stamp of `rendered` in each of its tables; appended to every transaction ferry makes. */

@@ -5,7 +5,7 @@ import type { RenderedRules } from '../backend.js';
 import { reportProblems } from '../structure-error.js';
 import { changedIds, portPart } from './incremental.js';
 import { parseRenderedTables, type TableModel } from './parse.js';
-import type { NftPortPart, NftRendering } from './render.js';
+import { nftOf, type NftPortPart } from './render.js';
 
 /** Throws a StructureError naming every problem of an nft script. */
 export function checkNftablesText(text: string): void {
@@ -24,18 +24,13 @@ export function checkNftables(rendered: RenderedRules): void {
   const nft = nftOf(rendered);
   const problems: string[] = [];
   for (const table of nft.tables) {
-    const head = parseRenderedTables(table.head).get(table.family)!;
+    const head = table.headTable;
     const ids = changedIds(nft, table.rules.family);
     const parts = ids ? ids.flatMap((id) => portPart(table, id) ?? []) : table.ports;
     problems.push(...headProblems(table.family, head));
     for (const part of parts) problems.push(...portProblems(table.family, head, part));
   }
   reportProblems('nftables', problems);
-}
-
-export function nftOf(rendered: RenderedRules): NftRendering {
-  if (!rendered.nft) throw new Error('ferry nftables: rules rendered by another backend');
-  return rendered.nft;
 }
 
 function headProblems(family: string, head: TableModel): string[] {
