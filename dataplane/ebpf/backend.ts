@@ -114,6 +114,8 @@ interface Session {
   packetProgram: PacketProgram;
   /** The next group id: above every id used since the full sync, so that no new group lands on old slots. */
   nextGroupId: number;
+  /** The rendering whose plan the maps hold: a partial sync by ports starts only from it. */
+  written: symbol;
   /** The helper partial syncs write through, started by the first of them and kept between syncs. */
   writer?: { writer: MapWriter; maps: NodeMaps };
 }
@@ -187,7 +189,7 @@ async function sync(runner: Runner, rendered: RenderedRules, options: { force?: 
   const attached = await attach(runner, placement, sockets, packet, held);
   const companionWritten = await syncCompanion(runner, companion, companionListing, Boolean(options.force));
   await endSession(requested);
-  sessions.set(sessionKey(requested), { placement, pinDir: placement.pinDir, addresses, plan, companion, devices: attached.devices, packetProgram: packet, nextGroupId: aboveIds(plan, 0) });
+  sessions.set(sessionKey(requested), { placement, pinDir: placement.pinDir, addresses, plan, companion, devices: attached.devices, packetProgram: packet, nextGroupId: aboveIds(plan, 0), written: rendering(rendered).id });
   rendering(rendered).plan = plan;
   const changed = entries.written + entries.deleted > 0 || attached.changed || companionWritten;
   return { changed, added: entries.written, removed: entries.deleted };
@@ -221,7 +223,7 @@ async function applyChanges(runner: Runner, previous: RenderedRules, next: Rende
     return 'full';
   }
   try {
-    if (update?.from === rendering(previous).id && update.changed !== 'all' && session.plan === rendering(previous).plan) {
+    if (update && update.changed !== 'all' && update.from === rendering(previous).id && update.from === session.written) {
       return await applyPortChanges(runner, session, rendering(previous).rules, rules, update.changed, rendering(next));
     }
     return await applyPlanChanges(runner, session, rendering(next));
@@ -244,6 +246,7 @@ async function applyPortChanges(runner: Runner, session: Session, previous: Node
   checkCapacity(session.writer.maps, session.plan);
   const entries = await writeNodePlan(session.writer.writer, session.writer.maps, change.before, change.after);
   next.plan = session.plan;
+  session.written = next.id;
   await attachNewDevices(session.packetProgram, session.devices, runner, session.placement.devices);
   return entries.written + entries.deleted > 0 || companion !== '' ? 'partial' : 'unchanged';
 }
@@ -257,6 +260,7 @@ async function applyPlanChanges(runner: Runner, session: Session, next: EbpfRend
   session.writer ??= await keptWriter(session.pinDir);
   const entries = await writeNodePlan(session.writer.writer, session.writer.maps, session.plan, plan);
   session.plan = plan;
+  session.written = next.id;
   session.nextGroupId = aboveIds(plan, session.nextGroupId);
   next.plan = plan;
   if (companionChanged) await loadCompanion(runner, session, next.companion);
