@@ -8,8 +8,8 @@ export type PortChanges = 'all' | ReadonlySet<string>;
 
 export const portKey = (family: IPFamily, id: string) => `${family} ${id}`;
 
-/** Port ids sort by UTF-16 code units, as `<` compares strings: servicePorts is in this order. */
-export function compareIds(a: string, b: string): number {
+/** Strings in UTF-16 code-unit order, as `<` compares them: servicePorts is sorted by id in this order. */
+export function compareText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
@@ -26,14 +26,14 @@ export function lowerBound<T, K>(items: readonly T[], target: K, compare: (item:
 
 /** The port of this id in a family's rules (servicePorts is sorted by id), found by binary search. */
 export function findPort(family: FamilyRules, id: string): ServicePortRules | undefined {
-  const port = family.servicePorts[lowerBound(family.servicePorts, id, (item, target) => compareIds(item.id, target))];
+  const port = family.servicePorts[lowerBound(family.servicePorts, id, (item, target) => compareText(item.id, target))];
   return port?.id === id ? port : undefined;
 }
 
 /** Where the ports of a Service (ids beginning `namespace/name:`) are in a sorted servicePorts: [start, end). */
 export function servicePortRange(ports: readonly ServicePortRules[], service: string): [number, number] {
   const prefix = `${service}:`;
-  const start = lowerBound(ports, prefix, (item, target) => compareIds(item.id, target));
+  const start = lowerBound(ports, prefix, (item, target) => compareText(item.id, target));
   let end = start;
   while (end < ports.length && ports[end]!.id.startsWith(prefix)) end += 1;
   return [start, end];

@@ -6,7 +6,7 @@ import type { Balancing, ClusterState, Endpoint, EndpointSlice, IPFamily, Node, 
 import type {
   EndpointGroup, EndpointTarget, FamilyRules, HealthCheck, L4Protocol, NodePortAddresses, NodeRules, ServicePortRules,
 } from '../../rules/node-rules.js';
-import { lowerBound, portKey, servicePortRange, type PortChanges } from '../../rules/port-changes.js';
+import { compareText, lowerBound, portKey, servicePortRange, type PortChanges } from '../../rules/port-changes.js';
 import { availableForTopology, topologyMode } from './topology.js';
 import { integerWeights } from './weights.js';
 
@@ -359,9 +359,6 @@ function unique<T>(items: T[]): T[] {
   return [...new Set(items)];
 }
 
-function compareText(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 /** Numeric address order, so that 10.0.0.9 sorts before 10.0.0.10; each address is parsed once. */
 function sortedIPs(ips: string[]): string[] {

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { Map as ImmutableMap } from 'immutable';
 import type { FamilyRules, FilterVerdict, NodePortAddresses, NodeRules, EndpointTarget, ServicePortRules } from '../../rules/node-rules.js';
 import { addressSortKey } from '../../controlplane/model/ip.js';
-import { compareIds, lowerBound, splitPortKey } from '../../rules/port-changes.js';
+import { compareText, lowerBound, splitPortKey } from '../../rules/port-changes.js';
 import type { RenderedRules, RenderUpdate } from '../backend.js';
 import { nftIdentifier, ruleComment } from '../escape.js';
 import {
@@ -124,7 +124,7 @@ function tableElements(table: NftTableRendering, collection: NftCollection): str
   // In address order, as the other sets print (each pair is one address twice).
   if (collection.name === 'hairpin-endpoints') {
     return [...new Set(table.ports.flatMap((part) => part.elements.get('hairpin-endpoints') ?? []))].map((pair) => ({ pair, key: addressSortKey(pair.slice(0, pair.indexOf(' '))) }))
-      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map(({ pair }) => pair);
+      .sort((a, b) => compareText(a.key, b.key)).map(({ pair }) => pair);
   }
   if (!(PORT_COLLECTIONS as readonly string[]).includes(collection.name)) return collection.elements;
   return table.ports.flatMap((part) => part.elements.get(collection.name) ?? []);
@@ -211,7 +211,7 @@ function headOf(family: FamilyRules, mark: string): Pick<NftTableRendering, 'fam
 function updateTable(before: NftTableRendering, family: FamilyRules, mark: string, changed: ReadonlySet<string>): NftTableRendering {
   const ports = before.ports.slice();
   const oldPorts = before.rules.servicePorts;
-  const byId = (item: ServicePortRules, id: string) => compareIds(item.id, id);
+  const byId = (item: ServicePortRules, id: string) => compareText(item.id, id);
   let hairpin = before.hairpin.asMutable();
   let totals = before.totals;
   const count = (part: NftPortPart | undefined, delta: 1 | -1) => {
@@ -223,7 +223,7 @@ function updateTable(before: NftTableRendering, family: FamilyRules, mark: strin
     }
   };
   // Removals first, from the end, so that the positions found in the old order stay right.
-  const ids = [...changed].map(splitPortKey).filter((key) => key.family === family.family).map((key) => key.id).sort(compareIds);
+  const ids = [...changed].map(splitPortKey).filter((key) => key.family === family.family).map((key) => key.id).sort(compareText);
   const gone: number[] = [];
   for (const id of ids) {
     const at = lowerBound(oldPorts, id, byId);
