@@ -74,13 +74,14 @@ export async function cleanupAllRules(runner: Runner, options?: BackendOptions):
  * backend whose tools are not installed has nothing. `options` says where eBPF's programs are.
  */
 export async function removeOtherBackends(runner: Runner, backend: BackendName, options?: BackendOptions): Promise<void> {
-  for (const other of BACKEND_NAMES.filter((candidate) => candidate !== backend)) {
+  // Each backend's objects are its own (tables, chains, programs): the cleanups can run side by side.
+  await Promise.all(BACKEND_NAMES.filter((candidate) => candidate !== backend).map(async (other) => {
     try {
       await cleanupRules(runner, other, options);
     } catch (error) {
       if (!(error instanceof DataplaneError && error.result.exitCode === 127)) throw error;
     }
-  }
+  }));
 }
 
 /** Moves stale UDP flows off the endpoints that went away, as the backend that rendered the rules holds them. */

@@ -10,7 +10,8 @@ export const templates = loadTemplates();
 function loadTemplates() {
   const handlebars = Handlebars.create();
   const directory = join(packageRoot(), 'templates');
-  const compile = (name: string) => handlebars.compile(readFileSync(join(directory, `${name}.hbs`), 'utf8'), { noEscape: true, strict: true });
+  // data: false: no template reads @index or @last, and tracking them cost a fifth of the rendering.
+  const compile = (name: string) => handlebars.compile(readFileSync(join(directory, `${name}.hbs`), 'utf8'), { noEscape: true, strict: true, data: false });
   // Only the Handlebars files here are partials (templates/ebpf/ holds BPF C sources).
   for (const file of readdirSync(directory).filter((entry) => entry.endsWith('.hbs'))) {
     const name = file.replace(/\.hbs$/, '');

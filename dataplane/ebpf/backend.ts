@@ -324,10 +324,13 @@ async function readMaps(runner: Runner, placement: ResolvedPlacement, held: Atta
  */
 async function cleanup(runner: Runner, options: BackendOptions = {}): Promise<void> {
   const placement = options.ebpf ?? {};
-  const cgroup = await resolveCgroup(runner, placement.cgroupRoot).catch(() => undefined);
-  if (cgroup && (await readSocketAttachments(runner, cgroup).catch(() => new Map())).size) await detachSocketPrograms(cgroup, runner);
-  for (const device of (await readPacketAttachments(runner).catch(() => new Map())).keys()) await detachPacketProgram(device, runner);
-  await removeCompanion(runner);
+  const detach = async () => {
+    const cgroup = await resolveCgroup(runner, placement.cgroupRoot).catch(() => undefined);
+    if (cgroup && (await readSocketAttachments(runner, cgroup).catch(() => new Map())).size) await detachSocketPrograms(cgroup, runner);
+    for (const device of (await readPacketAttachments(runner).catch(() => new Map())).keys()) await detachPacketProgram(device, runner);
+  };
+  // The companion table's removal waits for nft's cache of every table: it runs beside the detaching.
+  await Promise.all([detach(), removeCompanion(runner)]);
   try {
     guardTestPlacement(placement.bpfRoot, '--bpf-root');
     await rm(placement.bpfRoot ?? DEFAULT_BPF_ROOT, { recursive: true, force: true });

@@ -67,7 +67,7 @@ export const iptablesBackend: Backend = {
   compare,
   diff: (runner, rendered) => compare(runner, rendered),
   cleanup: async (runner) => {
-    for (const family of ['IPv4', 'IPv6'] as const) await shell.cleanupIptables(runner, family);
+    await Promise.all((['IPv4', 'IPv6'] as const).map((family) => shell.cleanupIptables(runner, family)));
   },
   clearStaleFlows: (runner, flows) => deleteStaleFlows(runner, flows),
   // Every connection it balances is a conntrack NAT entry, which the balancer reads itself.
