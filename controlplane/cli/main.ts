@@ -11,6 +11,7 @@ import { describeModelError } from '../model/cluster-state.js';
 import { packageRoot } from '../package-root.js';
 import type { AgentCommandOptions } from './agent-command.js';
 import { endpointsReport, type EndpointsOptions } from './endpoints-command.js';
+import { servicesReport, SERVICES_OUTPUTS, type ServicesOptions } from './services-command.js';
 import { parseDestination, parseSource, traceReport } from './trace-command.js';
 import { backendOptions, desiredRules, type DesiredRules, type PlacementOptions, type RuleOptions } from './pipeline.js';
 
@@ -173,6 +174,23 @@ async function main(argv: string[]): Promise<number> {
       const { text, messages } = await endpointsReport(service, options);
       for (const message of messages) console.error(`ferry: warning: ${message}`);
       if (options.strict && messages.length > 0) throw new StrictError(`--strict: ${messages.length} warning${messages.length === 1 ? '' : 's'}; nothing printed`);
+      process.stdout.write(text);
+    });
+
+  withPlacement(command(program, 'services'))
+    .summary('list the Service frontends the kernel holds now, with their endpoints and shares')
+    .description('list the Service frontends the kernel holds now: one line per address, port and protocol with its kind, '
+      + 'Service, verdict and endpoints (each with its share of new connections, the load-aware weights included), read '
+      + 'back from the live rules or maps of every backend (or of --backend), not from the cluster. Every namespace unless '
+      + '-n; eBPF maps hold no Service names.')
+    .addHelpText('after', examples('ferry services', 'ferry services --backend nftables -n shop -o wide', 'ferry services -o json'))
+    .addOption(new Option('--backend <backend>', 'only this backend\'s kernel state').choices(BACKEND_NAMES))
+    .option('-n, --namespace <namespace>', 'only frontends of this namespace\'s Services')
+    .option('-A, --all-namespaces', 'every namespace (the default)')
+    .addOption(new Option('-o, --output <format>', 'table; wide: also affinity and source ranges; json or yaml: every field').choices(SERVICES_OUTPUTS).default('table'))
+    .action(async (options: ServicesOptions) => {
+      const { text, message } = await servicesReport(execaRunner, options);
+      if (message) console.error(`ferry: ${message}`);
       process.stdout.write(text);
     });
 

@@ -6,15 +6,17 @@
 import { rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { NodeRules } from '../../rules/node-rules.js';
+import type { ServiceFrontend } from '../../rules/frontends.js';
 import type { PortChanges } from '../../rules/port-changes.js';
 import type { ApplyOutcome, Backend, BackendOptions, Comparison, EndpointConnections, RenderedRules, RenderUpdate, SyncKind } from '../backend.js';
 import { deleteStaleFlows } from '../conntrack.js';
 import { runChecked, type Runner } from '../runner.js';
 import { reportProblems } from '../structure-error.js';
 import { adoptPins, readAttached, readPacketAttachments, readSocketAttachments, type AttachedProgram, type AttachedState } from './attached.js';
-import { companionAsKernelWould, readCompanion, removeCompanion, syncCompanion } from './companion-shell.js';
+import { companionAsKernelWould, readCompanion, readCompanionClusterIPs, removeCompanion, syncCompanion } from './companion-shell.js';
 import { companionChanges, companionScript } from './companion.js';
 import { attachNewDevices, listLinks, packetDevices } from './devices.js';
+import { ebpfFrontends } from './frontends.js';
 import { MAPS } from './layout.js';
 import { listNodePlan } from './listing.js';
 import { MapWriter } from './map-writer.js';
@@ -318,6 +320,21 @@ async function readMaps(runner: Runner, placement: ResolvedPlacement, held: Atta
   }
 }
 
+/** The frontends the maps hold now (none without ferry's pins); cluster IPs from the companion table. */
+async function frontends(runner: Runner, options: BackendOptions = {}): Promise<ServiceFrontend[]> {
+  const placement = await resolvePlacement(runner, options.ebpf ?? {});
+  const held = await readAttached(runner, placement.cgroup);
+  if (!(await adoptPins(runner, placement.pinDir, held))) return [];
+  const writer = await MapWriter.start();
+  try {
+    const packets = held.devices.size > 0 || await stat(join(placement.pinDir, 'packet-maps', 'packet_frontends')).then(() => true, () => false);
+    const [{ plan }, clusterIPs] = await Promise.all([readNodePlan(writer, await openNodeMaps(writer, placement.pinDir, { packets })), readCompanionClusterIPs(runner)]);
+    return ebpfFrontends(plan, clusterIPs);
+  } finally {
+    await writer.close();
+  }
+}
+
 /**
  * Detaches ferry's programs from the cgroup and from every interface of the namespace, removes the
  * companion table and the pins. A machine without cgroup2, bpftool or nft has nothing of it.
@@ -394,6 +411,7 @@ export const ebpfBackend: Backend = {
     return attached.map((device) => `the packet program attached to ${device}, an interface that appeared`);
   },
   // Map entries per family: frontends of both paths and the slots of their groups.
+  frontends,
   ruleCounts: (rendered) => {
     const { plan } = rendering(rendered);
     const frontends = [...plan.sockets.frontends.values(), ...plan.packets.frontends.values()].map(([key]) => key.ip);

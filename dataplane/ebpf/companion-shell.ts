@@ -12,6 +12,17 @@ export async function readCompanion(runner: Runner): Promise<string> {
   throw new DataplaneError(`nft list table ${COMPANION_TABLE.join(' ')}`, result, 'reading the eBPF companion table failed');
 }
 
+/** The cluster IPs of both families as the companion table's sets hold them (none without the table). */
+export async function readCompanionClusterIPs(runner: Runner): Promise<Set<string>> {
+  const result = await runner.run('nft', ['-j', 'list', 'table', ...COMPANION_TABLE]);
+  if (result.exitCode !== 0) {
+    if (/No such file or directory/.test(result.stderr)) return new Set();
+    throw new DataplaneError(`nft -j list table ${COMPANION_TABLE.join(' ')}`, result, 'reading the eBPF companion table failed');
+  }
+  const listing = JSON.parse(result.stdout) as { nftables: { set?: { name: string; elem?: unknown[] } }[] };
+  return new Set(listing.nftables.flatMap(({ set }) => (set?.name.startsWith('cluster-ips-') ? (set.elem ?? []).map(String) : [])));
+}
+
 /** How the kernel lists the script once loaded, in a throwaway namespace: a script it refuses fails here, before any write. */
 export async function companionAsKernelWould(runner: Runner, script: string): Promise<string> {
   return canonicalNftables(await runInThrowawayNamespace(runner, 'the kernel rejected the eBPF companion table', 'sh', ['-c', 'nft -f - && nft -s list ruleset'], script));

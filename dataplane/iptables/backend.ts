@@ -4,6 +4,7 @@ import type { ApplyOutcome, Backend, Comparison, RenderedRules, SyncKind } from 
 import { deleteStaleFlows } from '../conntrack.js';
 import { lineChanges } from '../line-changes.js';
 import type { Runner } from '../runner.js';
+import { readIptablesFrontends } from './frontends.js';
 import { renderIptables } from './render.js';
 import * as shell from './shell.js';
 import { checkIptables, checkIptablesText } from './structure.js';
@@ -74,6 +75,7 @@ export const iptablesBackend: Backend = {
   balancedSockets: async () => [],
   // Its rules match on addresses, not on interfaces: nothing appears that they do not cover.
   refresh: async () => [],
+  frontends: (runner) => readIptablesFrontends(runner),
   ruleCounts: (rendered) => rendered.texts.map((part) => ({
     family: familyOf(part),
     rules: part.text.split('\n').filter((line) => line.startsWith('-A ')).length,

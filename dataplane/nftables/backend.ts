@@ -4,6 +4,7 @@ import type { ApplyOutcome, Backend, RenderedRules, SyncKind } from '../backend.
 import { deleteStaleFlows } from '../conntrack.js';
 import { lineChanges } from '../line-changes.js';
 import { DataplaneError, type Runner } from '../runner.js';
+import { readNftFrontends } from './frontends.js';
 import { incrementalScript } from './incremental.js';
 import { nftOf, renderNftables } from './render.js';
 import * as shell from './shell.js';
@@ -106,6 +107,7 @@ export const nftablesBackend: Backend = {
   balancedSockets: async () => [],
   // Its rules match on addresses, not on interfaces: nothing appears that they do not cover.
   refresh: async () => [],
+  frontends: (runner) => readNftFrontends(runner),
   ruleCounts: (rendered) => nftOf(rendered).tables.map((table) => ({
     family: table.rules.family,
     rules: table.totals.rules + table.headRules,

@@ -38,6 +38,7 @@ export async function renderScenario(scenario: string, backend: BackendName) {
   const objects = await readManifests(files.map((file) => new URL(file, import.meta.url).pathname));
   const { state, errors } = buildClusterState(objects);
   if (errors.length > 0) throw new Error(`fixture errors: ${JSON.stringify(errors)}`);
-  const rendered = render(computeNodeRules(state, 'node-a', config, weights), backend);
-  return { rendered, text: renderedText(rendered) };
+  const rules = computeNodeRules(state, 'node-a', config, weights);
+  const rendered = render(rules, backend);
+  return { rules, rendered, text: renderedText(rendered) };
 }
