@@ -1,6 +1,6 @@
 // One backend: everything ferry does with one node's rules in one kind of kernel state. The agent, the
 // CLI and the tests reach a backend only through this interface (dataplane.ts looks it up in backends.ts).
-import type { ServiceFrontend } from '../rules/frontends.js';
+import type { FrontendState } from '../rules/frontends.js';
 import type { L4Protocol, NodeRules } from '../rules/node-rules.js';
 import type { StaleFlow } from '../rules/stale-flow.js';
 import type { BackendName } from './backend-names.js';
@@ -96,7 +96,7 @@ export interface Backend {
    */
   refresh(runner: Runner, rendered: RenderedRules): Promise<string[]>;
   /** The Service frontends the kernel holds now, read back (`ferry services`); none when this backend holds nothing. */
-  frontends(runner: Runner, options?: BackendOptions): Promise<ServiceFrontend[]>;
+  frontends(runner: Runner, options?: BackendOptions): Promise<FrontendState>;
   /** Rules per family, for the rules metric. */
   ruleCounts(rendered: RenderedRules): { family: 'IPv4' | 'IPv6'; rules: number }[];
 }

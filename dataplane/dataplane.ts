@@ -4,7 +4,7 @@ import { createTwoFilesPatch } from 'diff';
 import type { ApplyOutcome, BackendOptions, Comparison, EndpointConnections, RenderedRules, SyncKind } from './backend.js';
 import { BACKEND_NAMES, type BackendName } from './backend-names.js';
 import { backendOf, BACKENDS } from './backends.js';
-import type { ServiceFrontend } from '../rules/frontends.js';
+import type { FrontendState } from '../rules/frontends.js';
 import type { StaleFlow } from '../rules/stale-flow.js';
 import { DataplaneError, type Runner } from './runner.js';
 
@@ -67,12 +67,12 @@ export function cleanupRules(runner: Runner, backend: BackendName, options?: Bac
  * The Service frontends each backend holds in the kernel now (`ferry services`), by backend; a backend
  * whose tools are not installed holds none.
  */
-export async function readFrontends(runner: Runner, backends: readonly BackendName[], options?: BackendOptions): Promise<Map<BackendName, ServiceFrontend[]>> {
-  const read = await Promise.all(backends.map(async (backend): Promise<[BackendName, ServiceFrontend[]]> => {
+export async function readFrontends(runner: Runner, backends: readonly BackendName[], options?: BackendOptions): Promise<Map<BackendName, FrontendState>> {
+  const read = await Promise.all(backends.map(async (backend): Promise<[BackendName, FrontendState]> => {
     try {
       return [backend, await BACKENDS[backend].frontends(runner, options)];
     } catch (error) {
-      if (error instanceof DataplaneError && error.result.exitCode === 127) return [backend, []];
+      if (error instanceof DataplaneError && error.result.exitCode === 127) return [backend, { families: [], frontends: [] }];
       throw error;
     }
   }));

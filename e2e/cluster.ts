@@ -266,12 +266,12 @@ export class Cluster implements ClusterDriver {
     return node.ns.exec([process.execPath, ferryBin(), ...withPlace(node, args)]);
   }
 
-  /** `ferry trace -o json` run on the node over the manifests the agents follow, as an operator would. */
-  async trace(host: NodeHost, backend: BackendName, query: { from: string; to: string; port: number; protocol: 'TCP' | 'UDP' }): Promise<TraceAnswer> {
+  /** `ferry trace -o json` (`--live`: from the node's kernel) run on the node over the manifests the agents follow, as an operator would. */
+  async trace(host: NodeHost, backend: BackendName, query: { from: string; to: string; port: number; protocol: 'TCP' | 'UDP'; live?: boolean }): Promise<TraceAnswer & { matchesDesired?: boolean }> {
     const node = this.nodes.get(host.name)!;
     const to = endpointDestination({ ip: query.to, port: query.port });
     const result = await this.ferry(node, ['trace', '--node', node.name, '-f', this.manifestsPath, '--backend', backend, '--config', this.configPath,
-      '--from', query.from, '--to', to, '--protocol', query.protocol, '-o', 'json']);
+      '--from', query.from, '--to', to, '--protocol', query.protocol, '-o', 'json', ...(query.live ? ['--live'] : [])]);
     if (result.exitCode !== 0) throw new Error(`ferry trace on ${node.name} failed: ${result.stderr}`);
     return JSON.parse(result.stdout) as TraceAnswer;
   }

@@ -69,5 +69,5 @@ export interface ClusterDriver {
    * `ferry trace -o json` on `node` for a new connection, with the objects last applied. Optional: a
    * driver without it (Vagrant) skips the scenario that compares trace with real packets.
    */
-  trace?(node: NodeHost, backend: BackendName, query: { from: string; to: string; port: number; protocol: 'TCP' | 'UDP' }): Promise<TraceAnswer>;
+  trace?(node: NodeHost, backend: BackendName, query: { from: string; to: string; port: number; protocol: 'TCP' | 'UDP'; live?: boolean }): Promise<TraceAnswer & { matchesDesired?: boolean }>;
 }

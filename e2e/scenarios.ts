@@ -333,7 +333,7 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    title: '11. ferry trace: for every flow, the node\'s trace names what real connections meet (endpoints, masquerade, refusal, drop)',
+    title: '11. ferry trace: for every flow, the node\'s trace (desired and --live) names what real connections meet (endpoints, masquerade, refusal, drop)',
     async run(c, t, backend) {
       if (!c.trace) return t.log('this driver has no ferry trace: skipped');
       await c.apply([
@@ -356,7 +356,13 @@ export const scenarios: Scenario[] = [
       ];
       for (const flow of flows) {
         const what = `${flow.from.name} -> ${flow.to}:${flow.port}/${flow.proto} via ${flow.via}`;
-        const answer = await c.trace(node(c, flow.via), backend, { from: flow.from.ipv4, to: flow.to, port: flow.port, protocol: flow.proto === 'tcp' ? 'TCP' : 'UDP' });
+        const query = { from: flow.from.ipv4, to: flow.to, port: flow.port, protocol: flow.proto === 'tcp' ? 'TCP' as const : 'UDP' as const };
+        const answer = await c.trace(node(c, flow.via), backend, query);
+        // --live reads the node's rules or maps back: the same way, the same endpoints and shares.
+        const live = await c.trace(node(c, flow.via), backend, { ...query, live: true });
+        const way = (trace: typeof answer) => ({ verdict: trace.verdict, masquerade: trace.masquerade, endpoints: trace.endpoints.map((endpoint) => ({ ...endpoint, probability: endpoint.probability.toFixed(6) })) });
+        t.deepEqual(way(live), way(answer), `${what}: trace --live answers as the desired rules do`);
+        t.true(live.matchesDesired, `${what}: trace --live says the kernel agrees`);
         if (answer.verdict === 'forward') {
           const expected = answer.endpoints.map((endpoint) => endpoint.ip).sort();
           const results = await c.probe(flow.from, { proto: flow.proto, host: flow.to, port: flow.port, count: expected.length === 1 ? 5 : EVERY_OF_2 });

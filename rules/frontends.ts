@@ -1,9 +1,12 @@
 // Service frontends: what each Service address answers on a node, one row per address, port and
-// protocol, with the endpoints a new connection can reach and each one's probability. desiredFrontends
-// reads them from NodeRules; each backend reads them back from the kernel (Backend.frontends), so that
-// `ferry services` shows what is programmed and a test can hold the two side by side.
+// protocol, with the endpoints a new connection can reach and each one's probability, and the family-wide
+// facts a connection meets besides (cluster IPs, service CIDRs, node-port addresses, the local CIDR).
+// desiredFrontends reads them from NodeRules; each backend reads them back from the kernel
+// (Backend.frontends), so that `ferry services` shows what is programmed, `ferry trace --live` follows
+// it (frontendRules turns it back into NodeRules for the tracer), and a test holds the two side by side.
+import type { IPFamily } from '../controlplane/model/types.js';
 import { addressSortKey, canonicalCIDR } from '../controlplane/model/ip.js';
-import type { EndpointGroup, FamilyRules, L4Protocol, NodeRules, ServicePortRules } from './node-rules.js';
+import type { EndpointGroup, FamilyRules, L4Protocol, NodePortAddresses, NodeRules, ServicePortRules } from './node-rules.js';
 import { compareText } from './port-changes.js';
 
 /**
@@ -35,31 +38,105 @@ export interface ServiceFrontend {
   /** loadBalancerSourceRanges (as CIDRs) that may reach a load-balancer IP; empty: everyone. */
   sourceRanges: string[];
   endpoints: FrontendEndpoint[];
+  /**
+   * Who is masqueraded on the way: ClusterIP, 'off-cluster' for sources outside the local CIDR, 'all'
+   * (masqueradeAll) or 'none'; External and NodePort, 'all' under externalTrafficPolicy Cluster and
+   * 'none' under Local (where only the node's own connections are).
+   */
+  masquerade: 'all' | 'off-cluster' | 'none';
+  /**
+   * External and NodePort under externalTrafficPolicy Local: what pods in the local CIDR and the node's
+   * own processes reach instead (every endpoint); null under Cluster and for cluster IPs.
+   */
+  inside: FrontendEndpoint[] | null;
+}
+
+/** What a family's connections meet besides the frontends. */
+export interface FrontendFamily {
+  family: IPFamily;
+  localCIDR?: string;
+  clusterIPs: string[];
+  serviceCIDRs: string[];
+  nodePortAddresses: NodePortAddresses;
+}
+
+export interface FrontendState {
+  families: FrontendFamily[];
+  frontends: ServiceFrontend[];
 }
 
 export const anyAddress = (ipv6: boolean) => (ipv6 ? '::' : '0.0.0.0');
 
-/** The frontends the rules program, sorted as sortFrontends sorts. */
-export function desiredFrontends(rules: NodeRules): ServiceFrontend[] {
-  return sortFrontends(rules.families.flatMap((family) => family.servicePorts.flatMap((port) => portFrontends(family, port))));
+/** The frontends the rules program, sorted as sortFrontends sorts, and their families' facts. */
+export function desiredFrontends(rules: NodeRules): FrontendState {
+  return {
+    families: rules.families.map((family) => ({
+      family: family.family, ...(family.localCIDR ? { localCIDR: family.localCIDR } : {}),
+      clusterIPs: family.clusterIPs, serviceCIDRs: family.serviceCIDRs, nodePortAddresses: family.nodePortAddresses,
+    })),
+    frontends: sortFrontends(rules.families.flatMap((family) => family.servicePorts.flatMap((port) => portFrontends(family, port)))),
+  };
 }
 
 function portFrontends(family: FamilyRules, port: ServicePortRules): ServiceFrontend[] {
-  const row = (address: string, kind: FrontendKind, target: EndpointGroup | 'reject' | 'drop' | undefined, sourceRanges: string[] = []): ServiceFrontend => ({
+  const row = (address: string, kind: FrontendKind, target: EndpointGroup | 'reject' | 'drop' | undefined, masquerade: ServiceFrontend['masquerade'], inside: EndpointGroup | undefined, sourceRanges: string[] = []): ServiceFrontend => ({
     address, port: kind === 'NodePort' ? port.nodePort : port.port, protocol: port.protocol, kind, service: port.id,
     verdict: typeof target === 'string' ? target : 'forward',
     affinitySeconds: typeof target === 'object' ? port.affinitySeconds : 0,
     sourceRanges: sourceRanges.map(cidrOf).sort(compareText),
     endpoints: typeof target === 'object' ? groupEndpoints(target) : [],
+    masquerade, inside: inside ? groupEndpoints(inside) : null,
   });
   const internal = port.internal === 'cluster' ? port.cluster : port.internal === 'local' ? port.local : port.internal;
-  const rows = [row(port.clusterIP, 'ClusterIP', internal)];
+  const rows = [row(port.clusterIP, 'ClusterIP', internal, typeof internal === 'object' ? internal.clusterIPMasquerade : 'none', undefined)];
   const external = port.external;
   if (!external) return rows;
-  const outside = external.verdict ?? (external.policy === 'Local' ? port.local : port.cluster);
-  for (const ip of port.externalIPs) rows.push(row(ip, 'External', outside, port.firewall?.loadBalancerIPs.includes(ip) ? port.firewall.sourceRanges : []));
-  if (port.nodePort > 0) rows.push(row(anyAddress(family.family === 'IPv6'), 'NodePort', outside));
+  const local = external.policy === 'Local';
+  const outside = external.verdict ?? (local ? port.local : port.cluster);
+  // A verdict refuses everyone (the tracer's reading of NodeRules): nothing inside to show.
+  const inside = local && !external.verdict ? port.cluster : undefined;
+  const masquerade = local || external.verdict ? 'none' : 'all';
+  for (const ip of port.externalIPs) rows.push(row(ip, 'External', outside, masquerade, inside, port.firewall?.loadBalancerIPs.includes(ip) ? port.firewall.sourceRanges : []));
+  if (port.nodePort > 0) rows.push(row(anyAddress(family.family === 'IPv6'), 'NodePort', outside, masquerade, inside));
   return rows;
+}
+
+/**
+ * The frontends as NodeRules again, for the tracer: one Service port per frontend (a frontend is all a
+ * connection meets), named as the kernel names it. Weights are the shares, which the tracer only divides.
+ */
+export function frontendRules(node: string, state: FrontendState): NodeRules {
+  return {
+    node, masqueradeMark: '', healthChecks: [],
+    families: state.families.map((family): FamilyRules => ({
+      family: family.family, ...(family.localCIDR ? { localCIDR: family.localCIDR } : {}),
+      nodePortAddresses: family.nodePortAddresses, serviceCIDRs: family.serviceCIDRs, clusterIPs: family.clusterIPs,
+      servicePorts: state.frontends.filter((frontend) => frontend.address.includes(':') === (family.family === 'IPv6')).map(frontendPort),
+    })),
+  };
+}
+
+function frontendPort(frontend: ServiceFrontend): ServicePortRules {
+  const group = (endpoints: FrontendEndpoint[], clusterIPMasquerade: EndpointGroup['clusterIPMasquerade'] = 'none'): EndpointGroup => ({
+    endpoints: endpoints.map((endpoint) => ({ hash: '', ip: endpoint.ip, port: endpoint.port, weight: endpoint.probability, onNode: false })), clusterIPMasquerade,
+  });
+  const forward = frontend.verdict === 'forward';
+  const base = {
+    id: frontend.service ?? '', hash: '', protocol: frontend.protocol, clusterIP: '', port: frontend.port, nodePort: 0, externalIPs: [], loadBalancerIPs: [],
+    internal: 'drop' as const, affinitySeconds: frontend.affinitySeconds, servingEndpoints: [],
+  };
+  if (frontend.kind === 'ClusterIP') {
+    return { ...base, clusterIP: frontend.address, internal: forward ? 'cluster' : frontend.verdict as 'reject' | 'drop', ...(forward ? { cluster: group(frontend.endpoints, frontend.masquerade) } : {}) };
+  }
+  const local = frontend.inside !== null;
+  const external = {
+    policy: local ? 'Local' as const : 'Cluster' as const, hasLocalEndpoints: forward && local,
+    ...(forward ? {} : { verdict: frontend.verdict as 'reject' | 'drop' }),
+  };
+  const groups = local ? { cluster: group(frontend.inside!), ...(forward ? { local: group(frontend.endpoints) } : {}) } : forward ? { cluster: group(frontend.endpoints) } : {};
+  const address = frontend.kind === 'NodePort' ? { nodePort: frontend.port, port: 0 } : { externalIPs: [frontend.address] };
+  const firewall = frontend.sourceRanges.length > 0 ? { firewall: { loadBalancerIPs: [frontend.address], sourceRanges: frontend.sourceRanges }, loadBalancerIPs: [frontend.address] } : {};
+  return { ...base, ...address, ...firewall, ...groups, external };
 }
 
 /** Each endpoint's share: its weight over the group's total. */

@@ -160,7 +160,7 @@ test('ferry endpoints shows the topology hints and the endpoints a node leaves o
 });
 
 test('ferry endpoints -o yaml prints derived EndpointSlices that render the same rules when fed back', async (t) => {
-  const derived = await ferry(['endpoints', '-n', 'shop', '-f', 'examples/app.yaml', '-o', 'yaml']);
+  const derived = await ferry(['endpoints', '-n', 'shop', '-f', 'examples/app.yaml', '-o', 'endpointslices']);
   t.is(derived.exitCode, 0);
   const slices = await tempFile('slices.yaml', derived.stdout);
   const fromPods = await ferry(['render', '--node', 'node-a', '-f', 'examples/app.yaml']);

@@ -1,6 +1,7 @@
 // The node agent: follows a source of cluster objects and keeps the kernel's rules in step, with
 // coalesced incremental syncs, periodic full resyncs that repair, health and metrics.
 import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { setImmediate } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
@@ -12,16 +13,16 @@ import { findPort, portKey, serviceOf, splitPortKey, type PortChanges } from '..
 import { staleUDPFlows } from '../compute/stale-flows.js';
 import { computeConfig, type FerryConfig } from '../config/kube-proxy-config.js';
 import { describeModelError } from '../model/cluster-state.js';
-import { ClusterStore } from '../model/cluster-store.js';
-import type { Balancing, ModelError } from '../model/types.js';
+import { ClusterStore, type TriggerTime } from '../model/cluster-store.js';
+import type { Balancing, IPFamily, ModelError } from '../model/types.js';
 import type { ObjectSource } from '../sources/source.js';
 import { listNatedConnections } from '../../dataplane/conntrack-sample.js';
 import { applyChanges, applyIfChanged, balancedSockets, cleanupRules, clearStaleFlows, refreshRules, reassertRules, removeOtherBackends, ruleCounts } from '../../dataplane/dataplane.js';
 import { render, type BackendOptions, type RenderedRules } from '../../dataplane/render.js';
 import type { BackendName } from '../../dataplane/backend-names.js';
-import type { Runner } from '../../dataplane/runner.js';
+import { DataplaneError, type Runner } from '../../dataplane/runner.js';
 import { close, healthHandler, HealthCheckPorts, listen, type HealthStatus } from './health.js';
-import { AgentMetrics } from './metrics.js';
+import { createAgentMetrics, FAMILIES, type AgentMetrics, type MetricsNaming } from './metrics.js';
 import { SyncScheduler, systemClock, type Clock } from './sync-scheduler.js';
 
 export interface AgentOptions {
@@ -43,6 +44,10 @@ export interface AgentOptions {
   /** How often conntrack is sampled for the balancer. */
   sampleIntervalMs?: number;
   balanceConfig?: BalanceConfig;
+  /** The metrics' names: ferry's (ferry_*, the default) or kube-proxy's (kubeproxy_*). */
+  metricsNaming?: MetricsNaming;
+  /** Wall-clock time in ms since the epoch: the metrics' timestamps and trigger-time latencies (tests fake it). */
+  wallClock?: () => number;
 }
 
 export type SyncKind = 'full' | 'partial' | 'unchanged';
@@ -54,9 +59,12 @@ class Stopping extends Error {}
 const REJECTION_LOG_INTERVAL_MS = 10 * 60_000;
 
 export class Agent {
-  readonly metrics = new AgentMetrics();
+  readonly metrics: AgentMetrics;
   private readonly scheduler: SyncScheduler;
   private readonly clock: Clock;
+  private readonly wallClock: () => number;
+  /** Trigger times of changes a failed sync did not program: the next sync that succeeds does. */
+  private unprogrammed: TriggerTime[] = [];
   private readonly healthChecks = new HealthCheckPorts();
   private readonly servers: Server[] = [];
   private readonly rejectionsLogged = new Map<string, number>();
@@ -78,8 +86,10 @@ export class Agent {
 
   constructor(private readonly options: AgentOptions) {
     this.clock = options.clock ?? systemClock;
-    this.store = new ClusterStore(options.node);
-    this.scheduler = new SyncScheduler((full, since) => this.sync(full, since), {
+    this.wallClock = options.wallClock ?? Date.now;
+    this.metrics = createAgentMetrics({ naming: options.metricsNaming, backend: options.backend });
+    this.store = new ClusterStore(options.node, this.wallClock);
+    this.scheduler = new SyncScheduler((full) => this.sync(full), {
       minSyncPeriodMs: options.config.minSyncPeriodMs,
       syncPeriodMs: options.config.syncPeriodMs,
       clock: this.clock,
@@ -93,7 +103,8 @@ export class Agent {
   async start(): Promise<void> {
     const { config, logger } = this.options;
     if (this.options.serve !== false) {
-      this.servers.push(await listen(config.healthzBindAddress, healthHandler(() => this.health())));
+      this.servers.push(await listen(config.healthzBindAddress, healthHandler(() => this.health(), undefined, undefined,
+        (probe, code) => this.metrics[probe].inc({ code: String(code) }))));
       this.servers.push(await listen(config.metricsBindAddress, healthHandler(() => this.health(), async () => ({
         contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics(),
       }), this.options.backend)));
@@ -104,9 +115,11 @@ export class Agent {
         this.reportsChanges = true;
         this.store.apply(change);
       } else {
-        this.store.replaceAll(source.objects());
+        // A whole view after the first: when ferry read it stands in for its slices' trigger times.
+        this.store.replaceAll(source.objects(), this.viewedAt === undefined ? undefined : this.wallClock());
       }
-      this.metrics.lastQueued.setToCurrentTime();
+      this.metrics.lastQueued.set({ ip_family: FAMILIES }, this.wallClock() / 1000);
+      this.showPending();
       this.scheduler.request();
     });
     if (this.stopping) return;
@@ -148,12 +161,20 @@ export class Agent {
     return { healthy: live, live, state: live ? 'synced' : `a change has waited longer than twice syncPeriod${this.lastError ? `: ${this.lastError}` : ''}`, lastUpdated };
   }
 
-  private async sync(full: boolean, changedSince: number | undefined): Promise<void> {
+  /** Where the HTTP servers listen (the health server first), once started with `serve`: for tests that bind port 0. */
+  serverAddresses(): AddressInfo[] {
+    return this.servers.map((server) => server.address() as AddressInfo);
+  }
+
+  private async sync(full: boolean): Promise<void> {
     const { backend, runner, logger } = this.options;
     const started = this.clock.now();
+    let programmed: TriggerTime[] = [];
     try {
       // A partial sync computes and renders the Services that changed; a full one everything, from scratch.
-      const { index, services, errors, warnings } = this.store.take();
+      const { index, services, errors, warnings, triggers } = this.store.take();
+      this.showPending();
+      programmed = [...this.unprogrammed.splice(0), ...triggers];
       this.logModelMessages(errors, warnings);
       await this.checkpoint();
       const previous = full ? undefined : this.previous;
@@ -170,17 +191,29 @@ export class Agent {
       await clearStaleFlows(runner, stale, rendered);
       this.metrics.conntrackCleared.inc(stale.length);
       if (this.options.serve !== false) await this.healthChecks.update(rules.healthChecks);
-      this.record(rules, rendered, changed, kind, started, changedSince, index.services.size);
+      this.record(rules, rendered, changed, kind, started, programmed, index.services.size);
       this.previous = { rules, rendered };
       this.lastError = undefined;
       this.options.onSynced?.(kind, rules);
     } catch (error) {
+      // kube-proxy loses the trigger times of a sync whose restore fails; kept, they are measured when
+      // the kernel finally holds the change, so a refusing kernel shows as latency, not as silence.
+      this.unprogrammed.unshift(...programmed);
       if (error instanceof Stopping) return;
       this.lastError = (error as Error).message;
-      this.metrics.restoreFailures.inc({ backend });
+      // Only what the kernel (or its tools) refused is a sync failure; an invalid object was left out
+      // and counted in objectsRejected, and an input that cannot be computed (no Node of this name) is
+      // the log's and /healthz's to tell.
+      if (error instanceof DataplaneError) this.metrics.syncFailures.inc({ backend, ip_family: failedFamilies(error) });
       logger.error({ err: (error as Error).message, full }, 'sync failed; the previous rules stay, retrying with a full sync');
       throw error;
     }
+  }
+
+  private showPending(): void {
+    const { services, endpointSlices } = this.store.pending();
+    this.metrics.serviceChangesPending.set(services);
+    this.metrics.endpointChangesPending.set(endpointSlices);
   }
 
   /**
@@ -206,12 +239,24 @@ export class Agent {
     return (await applyIfChanged(this.options.runner, rendered)).changed ? 'full' : 'unchanged';
   }
 
-  private record(rules: NodeRules, rendered: RenderedRules, changed: PortChanges, kind: SyncKind, started: number, changedSince: number | undefined, services: number): void {
+  private record(rules: NodeRules, rendered: RenderedRules, changed: PortChanges, kind: SyncKind, started: number, programmed: TriggerTime[], services: number): void {
     const seconds = (this.clock.now() - started) / 1000;
-    this.metrics.syncDuration.observe(seconds);
-    (kind === 'partial' ? this.metrics.partialSyncDuration : this.metrics.fullSyncDuration).observe(seconds);
-    if (changedSince !== undefined) this.metrics.networkProgrammingDuration.observe((this.clock.now() - changedSince) / 1000);
-    this.metrics.lastSync.setToCurrentTime();
+    // One sync programs every family: one observation per family under kube-proxy's names (one proxier each there).
+    const families = { ip_family: rules.families.map((family) => family.family) };
+    this.metrics.syncDuration.observe(families, seconds);
+    (kind === 'partial' ? this.metrics.partialSyncDuration : this.metrics.fullSyncDuration).observe(families, seconds);
+    // Network programming latency as kube-proxy measures it: from each EndpointSlice change's
+    // last-change-trigger-time (the EndpointSlice controller's stamp of the Pod or Service change behind
+    // it) to now, one observation per change. A slice without a stamp gives none, and neither does a
+    // Service change: kube-proxy measures only what the controller stamped, and ferry hearing of a change
+    // says nothing of how long the API and the controller took. (Manifests have no controller: there
+    // the time ferry read the file stands in, see ClusterStore.)
+    const now = this.wallClock();
+    for (const { family, time } of programmed) this.metrics.networkProgrammingDuration.observe({ ip_family: family }, (now - time) / 1000);
+    this.metrics.lastSync.set(families, now / 1000);
+    for (const [family, counts] of noLocalEndpoints(rules)) {
+      for (const [policy, count] of Object.entries(counts)) this.metrics.noLocalEndpoints.set({ traffic_policy: policy, ip_family: family }, count);
+    }
     this.lastUpdated = new Date();
     const { serviceChanges, endpointChanges } = countChanges(this.previous?.rules, rules, changed);
     this.metrics.serviceChanges.inc(serviceChanges);
@@ -297,6 +342,25 @@ export class Agent {
     }
   }
 
+}
+
+/** The families whose rules a refusing command was writing: iptables' restore is per family, an nft script holds both. */
+function failedFamilies(error: DataplaneError): readonly IPFamily[] {
+  if (/\bip6tables-/.test(error.command)) return ['IPv6'];
+  if (/\biptables-/.test(error.command)) return ['IPv4'];
+  return FAMILIES;
+}
+
+/**
+ * Service ports per family whose Local traffic policy finds no endpoint on this node though the Service
+ * has endpoints (kube-proxy's serviceNoLocalEndpointsTotalInternal and ...External): their traffic is
+ * dropped here. A port without any endpoint is rejected, not counted, as in kube-proxy.
+ */
+function noLocalEndpoints(rules: NodeRules): Map<IPFamily, { internal: number; external: number }> {
+  return new Map(rules.families.map((family) => [family.family, {
+    internal: family.servicePorts.filter((port) => port.internal === 'drop').length,
+    external: family.servicePorts.filter((port) => port.external?.policy === 'Local' && port.external.verdict === 'drop').length,
+  }]));
 }
 
 /** Service ports whose rules changed in a sync, and endpoints that came or went in them, for the change metrics. */

@@ -33,13 +33,21 @@ export function close(server: Server): Promise<void> {
   });
 }
 
-/** The /healthz, /livez and /metrics handler, and /proxyMode (kube-proxy's: the backend, as plain text) when given. */
-export function healthHandler(status: () => HealthStatus, metrics?: () => Promise<{ contentType: string; body: string }>, proxyMode?: string): Parameters<typeof createServer>[1] {
+/** A probe answered, with its HTTP status: what kube-proxy's proxy_healthz_total and proxy_livez_total count. */
+export type ProbeCounter = (probe: 'healthz' | 'livez', code: number) => void;
+
+/**
+ * The /healthz, /livez and /metrics handler, and /proxyMode (kube-proxy's: the backend, as plain text)
+ * when given; `counted` hears every /healthz and /livez answer (the health server's, as kube-proxy
+ * counts those of its healthz server and not the metrics server's).
+ */
+export function healthHandler(status: () => HealthStatus, metrics?: () => Promise<{ contentType: string; body: string }>, proxyMode?: string, counted?: ProbeCounter): Parameters<typeof createServer>[1] {
   return (request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     if (path === '/healthz' || path === '/livez') {
       const { healthy, live, state, lastUpdated } = status();
       const ok = path === '/healthz' ? healthy : live;
+      counted?.(path === '/healthz' ? 'healthz' : 'livez', ok ? 200 : 503);
       response.writeHead(ok ? 200 : 503, { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff' });
       response.end(JSON.stringify({ lastUpdated: lastUpdated?.toISOString() ?? '', currentTime: new Date().toISOString(), state }));
     } else if (path === '/proxyMode' && proxyMode) {

@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { pino, type Level, type Logger } from 'pino';
 import pretty from 'pino-pretty';
 import { Agent } from '../agent/agent.js';
+import type { MetricsNaming } from '../agent/metrics.js';
 import { defaultConfig, parseKubeProxyConfiguration, type FerryConfig } from '../config/kube-proxy-config.js';
 import type { Balancing } from '../model/types.js';
 import { KubernetesSource, loadKubeConfig } from '../sources/kubernetes.js';
@@ -29,6 +30,8 @@ export interface AgentCommandOptions extends PlacementOptions {
   logFormat: 'json' | 'text';
   cleanupOnExit?: boolean;
   balancing: Balancing;
+  /** --metrics-naming: ferry's metric names (ferry_*, the default) or kube-proxy's (kubeproxy_*), for its dashboards and alerts. */
+  metricsNaming?: MetricsNaming;
 }
 
 /**
@@ -73,7 +76,8 @@ export async function runAgent(options: AgentCommandOptions): Promise<number> {
   const source = options.manifests
     ? new ManifestWatch(options.manifests, log)
     : new KubernetesSource(loadKubeConfig(settings.kubeconfig, options.master), settings.node, log);
-  const agent = new Agent({ node: settings.node, config, backend: settings.backend, backendOptions: backendOptions(options), source, runner: execaRunner, logger: log, balancing: options.balancing });
+  const agent = new Agent({ node: settings.node, config, backend: settings.backend, backendOptions: backendOptions(options), source, runner: execaRunner, logger: log, balancing: options.balancing,
+    metricsNaming: options.metricsNaming });
   const started = agent.start().then(() => undefined, (error: unknown) => error as Error);
   const first = await Promise.race([signalled, started]);
   if (first instanceof Error) throw first;

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { applyIfChanged, cleanupAllRules, cleanupRules, diffRules, removeOtherBackends, stampedAs } from '../../dataplane/dataplane.js';
+import { applyIfChanged, cleanupAllRules, cleanupRules, diffRules, readFrontends, removeOtherBackends, stampedAs } from '../../dataplane/dataplane.js';
 import { cleanupKubeProxy } from '../../dataplane/kube-proxy-cleanup.js';
 import { renderedText } from '../../dataplane/render.js';
 import { BACKEND_NAMES, DEFAULT_BACKEND, type BackendName } from '../../dataplane/backend-names.js';
@@ -10,7 +10,7 @@ import { execaRunner } from '../../dataplane/runner.js';
 import { describeModelError } from '../model/cluster-state.js';
 import { packageRoot } from '../package-root.js';
 import type { AgentCommandOptions } from './agent-command.js';
-import { endpointsReport, type EndpointsOptions } from './endpoints-command.js';
+import { ENDPOINTS_OUTPUTS, endpointsReport, type EndpointsOptions } from './endpoints-command.js';
 import { servicesReport, SERVICES_OUTPUTS, type ServicesOptions } from './services-command.js';
 import { parseDestination, parseSource, traceReport } from './trace-command.js';
 import { backendOptions, desiredRules, type DesiredRules, type PlacementOptions, type RuleOptions } from './pipeline.js';
@@ -41,10 +41,8 @@ function ruleCommand(program: Command, name: string, summary: string, example: s
     .addHelpText('after', examples(example))
     .requiredOption('--node <name>', 'the Node whose rules to compute (its addresses and pod CIDRs come from its Node object)')
     .addOption(backendOption())
-    .option('--config <file>', 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) to honour')
-    .addOption(fileOption())
-    .addOption(strictOption());
-  return withPlacement(made);
+    .option('--config <file>', 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) to honour');
+  return withPlacement(withInput(made).addOption(strictOption()));
 }
 
 /** The eBPF backend's placement flags: where its programs and pins go (cleanup finds the programs on every interface). */
@@ -63,8 +61,24 @@ function backendOption(flags = '--backend <backend>', description = `rule backen
   return new Option(flags, description).choices(BACKEND_NAMES);
 }
 
-function fileOption(): Option {
-  return new Option('-f, --file <path>', 'a YAML/JSON manifest or a directory of them, - for standard input; repeatable').argParser(collect).makeOptionMandatory();
+/**
+ * Where the objects come from, one of the two: manifests (-f), or one list of the API (--kubeconfig, its
+ * --context, --master as the agent has it).
+ */
+function withInput(made: Command): Command {
+  return made
+    .addOption(new Option('-f, --file <path>', 'a YAML/JSON manifest or a directory of them, - for standard input; repeatable')
+      .argParser(collect).conflicts(['kubeconfig', 'context', 'master']))
+    .option('--kubeconfig <file>', 'read the cluster from this kubeconfig\'s API server instead of -f: one list of Services, EndpointSlices, Nodes and ServiceCIDRs, selected as the agent\'s informers select them')
+    .option('--context <name>', 'the kubeconfig context to use (default: its current-context)')
+    .option('--master <url>', 'the API server\'s address, replacing the kubeconfig\'s (as kube-proxy\'s --master; alone: that server, without credentials)')
+    .hook('preAction', (command) => {
+      const { file, kubeconfig, context, master } = command.opts<{ file?: string[]; kubeconfig?: string; context?: string; master?: string }>();
+      if (file || kubeconfig || master) return;
+      command.error(context
+        ? 'option \'--context <name>\' picks a context of a kubeconfig: give --kubeconfig <file> too'
+        : 'required option \'-f, --file <path>\' not specified, nor --kubeconfig <file> to read a cluster\'s API server');
+    });
 }
 
 function strictOption(): Option {
@@ -151,25 +165,29 @@ async function main(argv: string[]): Promise<number> {
     .requiredOption('--to <address:port>', 'its destination, ADDR:PORT or [ADDR]:PORT for IPv6', parseDestination)
     .addOption(new Option('--protocol <protocol>', 'its protocol').choices(['TCP', 'UDP', 'SCTP']).default('TCP'))
     .addOption(new Option('-o, --output <format>', 'text, or json: verdict, service, entry, masquerade and endpoints').choices(['text', 'json']).default('text'))
-    .action(async (options: RuleOptions & { strict?: boolean; from: string; to: { destination: string; port: number }; protocol: string; output: 'text' | 'json' }) => {
+    .option('--live', 'answer from what the kernel holds now (the backend\'s rules or maps read back), and say whether the desired rules agree')
+    .action(async (options: RuleOptions & { strict?: boolean; from: string; to: { destination: string; port: number }; protocol: string; output: 'text' | 'json'; live?: boolean }) => {
       const desired = await desiredRules(options);
       report(desired, options.strict);
-      process.stdout.write(traceReport(desired, options.from, options.to, options.protocol, options.output));
+      const live = options.live ? (await readFrontends(execaRunner, [desired.backend], desired.options)).get(desired.backend) : undefined;
+      process.stdout.write(traceReport(desired, options.from, options.to, options.protocol, options.output, live));
     });
 
-  command(program, 'endpoints')
-    .argument('[service]', 'a Service name (in -n NAMESPACE, default "default"); all Services when left out')
+  const endpoints = command(program, 'endpoints')
+    .argument('[service]', 'a Service name (in the namespace); all Services of the namespace when left out')
     .summary('list the endpoints of each Service port and where they come from')
     .description('list the endpoints of each Service port: node, ready/serving/terminating, and whether they come from an '
       + 'EndpointSlice or from the Service\'s selector and the Pods in the input; with --node also whether each is '
       + 'local and which group of that node\'s rules uses it (after the traffic policies).')
-    .addHelpText('after', examples('ferry endpoints web -n shop -f examples/app.yaml --node node-a'))
-    .option('-n, --namespace <namespace>', 'the Services\' namespace')
-    .addOption(fileOption())
+    .addHelpText('after', examples('ferry endpoints web -n shop -f examples/app.yaml --node node-a', 'ferry endpoints -A --kubeconfig ~/.kube/config -o wide'))
+    .option('-n, --namespace <namespace>', 'the Services\' namespace (default: the kubeconfig context\'s, else "default")')
+    .option('-A, --all-namespaces', 'the Services of every namespace');
+  withInput(endpoints)
     .addOption(strictOption())
     .option('--node <name>', 'also show what this node\'s rules use')
     .option('--config <file>', 'a KubeProxyConfiguration, for --node')
-    .addOption(new Option('-o, --output <format>', 'table, or yaml for the EndpointSlices derived from Pods').choices(['table', 'yaml']).default('table'))
+    .addOption(new Option('-o, --output <format>', 'table; wide: also family, cluster IP, EndpointSlice and zone; json or yaml: the same records, every field; '
+      + 'endpointslices: the EndpointSlices derived from Pods, as YAML to feed back').choices(ENDPOINTS_OUTPUTS).default('table'))
     .action(async (service: string | undefined, options: EndpointsOptions & { strict?: boolean }) => {
       const { text, messages } = await endpointsReport(service, options);
       for (const message of messages) console.error(`ferry: warning: ${message}`);
@@ -215,6 +233,7 @@ async function main(argv: string[]): Promise<number> {
     .option('--manifests <dir>', 'follow a directory of YAML manifests instead of the API')
     .option('--config <file>', 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) to honour')
     .addOption(new Option('--backend <backend>', `rule backend (default: the config's mode, else ${DEFAULT_BACKEND})`).choices([...BACKEND_NAMES, '']))
+    .addOption(new Option('--metrics-naming <naming>', 'metric names: ferry (ferry_*) or kube-proxy (kubeproxy_*, for dashboards made for kube-proxy)').choices(['ferry', 'kube-proxy']).default('ferry'))
     .addOption(new Option('--proxy-mode <mode>', 'the same as --backend (kube-proxy\'s flag)').choices([...BACKEND_NAMES, '']))
     .addOption(new Option('--v <level>', 'log verbosity as kube-proxy\'s: 4 logs debug lines, 6 more (every sync is logged at 0)').argParser(verbosity))
     .addOption(new Option('--log-format <format>', 'json for machines, text for people').choices(['json', 'text']).default('json'))

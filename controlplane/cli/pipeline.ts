@@ -1,4 +1,5 @@
-// The one way through the data for the commands: config and manifests in, rendered rules out.
+// The one way through the data for the commands: config and the cluster's objects (manifests, or one
+// list of the API) in, rendered rules out.
 import { readFile } from 'node:fs/promises';
 import { computeFromIndex } from '../compute/compute.js';
 import { ClusterIndex } from '../model/cluster-index.js';
@@ -10,12 +11,35 @@ import { readManifests } from '../sources/manifests.js';
 import { render, type BackendOptions, type RenderedRules } from '../../dataplane/render.js';
 import { DEFAULT_BACKEND, type BackendName } from '../../dataplane/backend-names.js';
 
-/** Options shared by render, diff and apply. */
-export interface RuleOptions extends PlacementOptions {
+/** Where the cluster's objects come from: manifests (`-f`), or the API (`--kubeconfig`, `--context`, `--master`). */
+export interface InputOptions {
+  file?: string[];
+  kubeconfig?: string;
+  context?: string;
+  master?: string;
+}
+
+/** The cluster's objects as read, and what to call where they came from. */
+export interface Input {
+  objects: unknown[];
+  /** The kubeconfig context's namespace (kubectl's default for -n); undefined for manifests. */
+  namespace?: string;
+  /** "the input", or "the API server URL". */
+  description: string;
+}
+
+/** Reads the manifests, or lists the API once (its client is loaded only then: it costs every command ~0.3 s). */
+export async function readInput(options: InputOptions): Promise<Input> {
+  if (options.file) return { objects: await readManifests(options.file), description: 'the input' };
+  const { readCluster } = await import('../sources/kubernetes.js');
+  return readCluster(options);
+}
+
+/** Options shared by render, diff, apply and trace. */
+export interface RuleOptions extends PlacementOptions, InputOptions {
   node: string;
   backend?: BackendName;
   config?: string;
-  file: string[];
 }
 
 /** Where the eBPF backend's programs go (`--cgroup-root`, `--bpf-root`, `--devices`); the other backends ignore them. */
@@ -42,13 +66,13 @@ export interface DesiredRules {
   modelErrors: ModelError[];
 }
 
-/** Reads the config and manifests, computes the node's rules and renders them for the chosen backend. */
+/** Reads the config and the cluster's objects, computes the node's rules and renders them for the chosen backend. */
 export async function desiredRules(options: RuleOptions): Promise<DesiredRules> {
   const { config, warnings } = options.config
     ? parseKubeProxyConfiguration(await readFile(options.config, 'utf8'), options.config)
     : { config: defaultConfig, warnings: [] };
   const backend = options.backend ?? config.mode ?? DEFAULT_BACKEND;
-  const { state, errors, warnings: readWarnings } = buildClusterState(await readManifests(options.file));
+  const { state, errors, warnings: readWarnings } = buildClusterState((await readInput(options)).objects);
   const index = ClusterIndex.of(state);
   const rules = computeFromIndex(index, options.node, computeConfig(config, backend));
   const modelWarnings = [...readWarnings, ...index.conflicts(index.services.keys())];

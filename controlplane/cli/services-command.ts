@@ -26,11 +26,11 @@ export type FrontendRecord = ServiceFrontend & { backend: BackendName };
 export async function servicesReport(runner: Runner, options: ServicesOptions): Promise<{ text: string; message?: string }> {
   if (options.namespace !== undefined && options.allNamespaces) throw new Error('-n and -A exclude each other');
   const held = await readFrontends(runner, options.backend ? [options.backend] : BACKEND_NAMES, backendOptions(options));
-  const records: FrontendRecord[] = [...held].flatMap(([backend, frontends]) => frontends.map((frontend) => ({ backend, ...frontend })));
+  const records: FrontendRecord[] = [...held].flatMap(([backend, state]) => state.frontends.map((frontend) => ({ backend, ...frontend })));
   // -n keeps the frontends whose kernel objects name a Service of the namespace (eBPF maps name none).
   const shown = options.namespace === undefined ? records : records.filter((record) => record.service?.startsWith(`${options.namespace}/`));
   const message = records.length === 0 ? `no Service frontends in the kernel (${options.backend ?? 'any backend'})`
-    : shown.length === 0 ? `no frontend names a Service of namespace ${options.namespace}${held.get('ebpf')?.length ? ' (eBPF maps name none: use -A)' : ''}` : undefined;
+    : shown.length === 0 ? `no frontend names a Service of namespace ${options.namespace}${held.get('ebpf')?.frontends.length ? ' (eBPF maps name none: use -A)' : ''}` : undefined;
   return { text: printRecords(shown, options.output), message };
 }
 

@@ -3,6 +3,7 @@
 import { InvalidArgumentError } from 'commander';
 import { canonicalIP } from '../model/ip.js';
 import { traceConnection, type TraceAnswer } from '../trace/trace.js';
+import { frontendRules, type FrontendState } from '../../rules/frontends.js';
 import type { L4Protocol } from '../../rules/node-rules.js';
 import { endpointDestination } from '../../dataplane/render-shapes.js';
 import type { DesiredRules } from './pipeline.js';
@@ -25,15 +26,24 @@ export function parseDestination(value: string): { destination: string; port: nu
   return { destination: ip, port };
 }
 
-/** The answer for the desired rules, as text or as one JSON object. */
-export function traceReport(desired: DesiredRules, from: string, to: { destination: string; port: number }, protocol: string, output: 'text' | 'json'): string {
-  const answer = traceConnection(desired.rules, desired.nodeAddresses, { source: from, ...to, protocol: protocol.toLowerCase() as L4Protocol });
-  if (output === 'json') return `${JSON.stringify(answer, null, 2)}\n`;
-  return textOf(answer, desired.rules.node);
+/**
+ * The answer for the desired rules, or with `live` (the frontends read back from the kernel) for what the
+ * kernel holds now, with whether the desired rules agree; as text or as one JSON object.
+ */
+export function traceReport(desired: DesiredRules, from: string, to: { destination: string; port: number }, protocol: string, output: 'text' | 'json', live?: FrontendState): string {
+  const query = { source: from, ...to, protocol: protocol.toLowerCase() as L4Protocol };
+  const wanted = traceConnection(desired.rules, desired.nodeAddresses, query);
+  const answer = live ? traceConnection(frontendRules(desired.rules.node, live), desired.nodeAddresses, query) : wanted;
+  // The kernel's objects may not name the Service or tell a load-balancer IP from an external one: compare what they hold.
+  const held = (trace: TraceAnswer) => JSON.stringify([trace.verdict, trace.masquerade, trace.endpoints.map((endpoint) => [endpoint.ip, endpoint.port, endpoint.probability.toFixed(6)])]);
+  const agrees = held(answer) === held(wanted);
+  if (output === 'json') return `${JSON.stringify(live ? { ...answer, source: 'kernel', matchesDesired: agrees } : answer, null, 2)}\n`;
+  const text = textOf(answer, desired.rules.node, live ? ` (the ${desired.backend} ${desired.backend === 'ebpf' ? 'maps' : 'rules'} in the kernel now)` : '');
+  return live && !agrees ? `${text}the desired rules answer otherwise (${wanted.verdict}${wanted.endpoints.length ? ` to ${wanted.endpoints.map(endpointDestination).join(', ')}` : ''}): ferry diff shows the difference\n` : text;
 }
 
-function textOf(answer: TraceAnswer, node: string): string {
-  const lines = [`on node ${node}:`, ...answer.steps.map((step) => `  ${step}`), `verdict: ${answer.verdict}${answer.masquerade ? ' (masqueraded)' : ''}`];
+function textOf(answer: TraceAnswer, node: string, from: string): string {
+  const lines = [`on node ${node}${from}:`, ...answer.steps.map((step) => `  ${step}`), `verdict: ${answer.verdict}${answer.masquerade ? ' (masqueraded)' : ''}`];
   for (const endpoint of answer.endpoints) lines.push(`  -> ${endpointDestination(endpoint)}  ${(endpoint.probability * 100).toFixed(1)} %`);
   return `${lines.join('\n')}\n`;
 }

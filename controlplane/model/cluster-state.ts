@@ -17,6 +17,10 @@ export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 const SOURCE_RANGES_ANNOTATION = 'service.beta.kubernetes.io/load-balancer-source-ranges';
 /** ferry's per-Service choice of endpoint balancing. */
 export const BALANCING_ANNOTATION = 'ferry.dev/balancing';
+/** When the change behind an EndpointSlice's last update happened, as the EndpointSlice controller stamps it (RFC 3339). */
+export const LAST_CHANGE_TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
+// RFC 3339 as Go's time.RFC3339Nano reads it (kube-proxy's parse): seconds, optional fraction, Z or an offset.
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 // RFC 1123 label: what the API server allows for namespaces, Service names and port names.
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 // RFC 1123 subdomain: EndpointSlice and Node names.
@@ -39,7 +43,8 @@ export type ReadObject = ReadValue & { warnings: ModelError[] };
 
 export type ReadValue =
   | { kind: 'Service'; value: Service | undefined }
-  | { kind: 'EndpointSlice'; value: EndpointSlice | undefined }
+  /** `triggerTime`: the slice's last-change-trigger-time (ms since the epoch) when it has one that parses. */
+  | { kind: 'EndpointSlice'; value: EndpointSlice | undefined; triggerTime?: number }
   | { kind: 'Node'; value: Node }
   | { kind: 'Pod'; value: Pod }
   | { kind: 'ServiceCIDR'; value: ServiceCIDR }
@@ -148,7 +153,7 @@ function readValue(root: Field, kind: string, tolerate: Tolerate): ReadValue {
       case 'v1/Service':
         return { kind: 'Service', value: readService(root, tolerate) };
       case 'discovery.k8s.io/v1/EndpointSlice':
-        return { kind: 'EndpointSlice', value: readEndpointSlice(root) };
+        return { kind: 'EndpointSlice', value: readEndpointSlice(root), triggerTime: readTriggerTime(root) };
       case 'v1/Node':
         return { kind: 'Node', value: readNode(root) };
       case 'v1/Pod':
@@ -310,6 +315,18 @@ function readIngressIPs(ingress: Field, tolerate: Tolerate): string[] {
 function readAnnotationRanges(annotation: Field, tolerate: Tolerate): string[] {
   const texts = tolerant(() => annotation.string().split(','), [], tolerate, 'no source ranges read from it').map((text) => text.trim()).filter(Boolean);
   return texts.flatMap((text) => tolerant(() => [new Field(text, annotation.path).cidr({ mask: true })], [], tolerate, 'this range skipped, the others used'));
+}
+
+/**
+ * The slice's last-change-trigger-time in ms since the epoch; undefined when it has none or one that is
+ * not RFC 3339 (kube-proxy then measures nothing either). Not part of the slice: only the agent's
+ * network-programming latency reads it, and a slice that differs only in it has the same rules.
+ */
+function readTriggerTime(root: Field): number | undefined {
+  const value = root.get('metadata').get('annotations').get(LAST_CHANGE_TRIGGER_TIME_ANNOTATION).value;
+  if (typeof value !== 'string' || !RFC3339.test(value)) return undefined;
+  const time = Date.parse(value);
+  return Number.isNaN(time) ? undefined : time;
 }
 
 /** An EndpointSlice, or undefined for FQDN slices (not proxied). */

@@ -1,6 +1,7 @@
 // The Kubernetes API as a live source: list/watch informers from @kubernetes/client-node on Services,
 // EndpointSlices, this node's Node and ServiceCIDRs. Re-lists on 410 Gone (client-node does), restarts
-// after errors with backoff, and keeps the last complete view while the API is away.
+// after errors with backoff, and keeps the last complete view while the API is away. The commands'
+// one-shot read (listCluster) lists the same resources with the same selectors, once.
 import {
   CoreV1Api, DiscoveryV1Api, KubeConfig, ListWatch, NetworkingV1Api, Watch, type KubernetesListObject, type KubernetesObject,
 } from '@kubernetes/client-node';
@@ -15,6 +16,43 @@ import type { ObjectSource } from './source.js';
 const MAX_BACKOFF_MS = 30_000;
 // As kube-proxy's informers: Services of another proxy and headless ones are not even listed.
 const PROXIED = `!${SERVICE_PROXY_NAME_LABEL},!service.kubernetes.io/headless`;
+
+/** A resource ferry reads from the API, selected as kube-proxy's informers select it. */
+interface ApiResource {
+  apiVersion: string;
+  kind: string;
+  path: string;
+  list: () => Promise<KubernetesListObject<KubernetesObject>>;
+  fieldSelector?: string;
+  labelSelector?: string;
+}
+
+/**
+ * Services, EndpointSlices, Nodes (only `node` when given: an agent needs its own) and ServiceCIDRs,
+ * as the agent's informers and the commands' one-shot reads list them.
+ */
+function apiResources(config: KubeConfig, node?: string): ApiResource[] {
+  const core = config.makeApiClient(CoreV1Api);
+  const discovery = config.makeApiClient(DiscoveryV1Api);
+  const networking = config.makeApiClient(NetworkingV1Api);
+  const nodeSelector = node === undefined ? undefined : `metadata.name=${node}`;
+  return [
+    { apiVersion: 'v1', kind: 'Service', path: '/api/v1/services', labelSelector: PROXIED, list: () => core.listServiceForAllNamespaces({ labelSelector: PROXIED }) },
+    { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector: PROXIED,
+      list: () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: PROXIED }) },
+    { apiVersion: 'v1', kind: 'Node', path: '/api/v1/nodes', fieldSelector: nodeSelector, list: () => core.listNode(nodeSelector ? { fieldSelector: nodeSelector } : {}) },
+    { apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', path: '/apis/networking.k8s.io/v1/servicecidrs', list: () => networking.listServiceCIDR() },
+  ];
+}
+
+/** The API does not serve this resource (ServiceCIDR before Kubernetes 1.33): it counts as empty. */
+function absentWhenNotFound(kind: string, status: number | undefined): boolean {
+  return status === 404 && kind === 'ServiceCIDR';
+}
+
+function statusOf(error: unknown): number | undefined {
+  return (error as { code?: number; statusCode?: number }).code ?? (error as { statusCode?: number }).statusCode;
+}
 
 interface Resource {
   apiVersion: string;
@@ -34,9 +72,9 @@ export class KubeConfigError extends Error {}
  * Loads the API's address and credentials as kube-proxy does: an explicit kubeconfig (the flag, or the
  * config's clientConnection.kubeconfig), else $KUBECONFIG or ~/.kube/config, else the in-cluster
  * service account; `master` replaces the server (kube-proxy's --master), and alone means that server
- * without credentials.
+ * without credentials. `context` picks one of the kubeconfig's contexts instead of its current one.
  */
-export function loadKubeConfig(path?: string, master?: string): KubeConfig {
+export function loadKubeConfig(path?: string, master?: string, context?: string): KubeConfig {
   const config = new KubeConfig();
   const home = process.env.HOME ? join(process.env.HOME, '.kube', 'config') : undefined;
   const origin = path ?? (process.env.KUBECONFIG || (home && existsSync(home) ? home : undefined));
@@ -48,6 +86,12 @@ export function loadKubeConfig(path?: string, master?: string): KubeConfig {
     else if (master && !origin) config.loadFromClusterAndUser({ name: 'master', server: master, skipTLSVerify: false }, { name: 'anonymous' });
     else config.loadFromDefault();
     if (origin && !origin.includes(delimiter)) readTokenFiles(config, origin);
+    if (context !== undefined) {
+      if (!config.getContextObject(context)) {
+        throw new Error(`no context ${JSON.stringify(context)} (it has ${config.contexts.map((entry) => JSON.stringify(entry.name)).join(', ') || 'none'})`);
+      }
+      config.setCurrentContext(context);
+    }
     const cluster = config.getCurrentCluster();
     if (!cluster) throw new Error(`its current context ${JSON.stringify(config.getCurrentContext())} names no cluster`);
     if (master && cluster.server !== master) {
@@ -92,11 +136,8 @@ export class KubernetesSource implements ObjectSource {
 
   constructor(config: KubeConfig, node: string, private readonly logger: Logger, private readonly backoffMs = 1000) {
     this.description = `the API server ${config.getCurrentCluster()?.server ?? ''}`.trim();
-    const core = config.makeApiClient(CoreV1Api);
-    const discovery = config.makeApiClient(DiscoveryV1Api);
-    const networking = config.makeApiClient(NetworkingV1Api);
     const watch = new Watch(config);
-    const resource = (apiVersion: string, kind: string, path: string, list: () => Promise<KubernetesListObject<KubernetesObject>>, fieldSelector?: string, labelSelector?: string): Resource => {
+    this.resources = apiResources(config, node).map(({ apiVersion, kind, path, list, fieldSelector, labelSelector }) => {
       const entry: Resource = { apiVersion, kind, listed: false, absent: false, failures: 0, informer: undefined as unknown as ListWatch<KubernetesObject> };
       entry.informer = new ListWatch(path, watch, async () => {
         const result = await list();
@@ -105,14 +146,7 @@ export class KubernetesSource implements ObjectSource {
         return result;
       }, false, labelSelector, fieldSelector);
       return entry;
-    };
-    this.resources = [
-      resource('v1', 'Service', '/api/v1/services', () => core.listServiceForAllNamespaces({ labelSelector: PROXIED }), undefined, PROXIED),
-      resource('discovery.k8s.io/v1', 'EndpointSlice', '/apis/discovery.k8s.io/v1/endpointslices',
-        () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: PROXIED }), undefined, PROXIED),
-      resource('v1', 'Node', '/api/v1/nodes', () => core.listNode({ fieldSelector: `metadata.name=${node}` }), `metadata.name=${node}`),
-      resource('networking.k8s.io/v1', 'ServiceCIDR', '/apis/networking.k8s.io/v1/servicecidrs', () => networking.listServiceCIDR()),
-    ];
+    });
   }
 
   /** Resolves once every resource has been listed completely at least once. */
@@ -145,8 +179,7 @@ export class KubernetesSource implements ObjectSource {
   /** A failed list or watch stops client-node's informer: start it again later; its cache stays meanwhile. */
   private restart(resource: Resource, error: unknown): void {
     if (this.stopped) return;
-    const status = (error as { code?: number; statusCode?: number }).code ?? (error as { statusCode?: number }).statusCode;
-    if (status === 404 && resource.kind === 'ServiceCIDR' && !resource.listed) {
+    if (absentWhenNotFound(resource.kind, statusOf(error)) && !resource.listed) {
       resource.absent = true;
       this.logger.info('the API serves no ServiceCIDRs; service-CIDR checks are off');
       return;
@@ -160,4 +193,64 @@ export class KubernetesSource implements ObjectSource {
     }, delay);
     this.timers.add(timer);
   }
+}
+
+/** The API could not be read; the message names the server and the resource. */
+export class ApiReadError extends Error {}
+
+/** What a command read from a cluster's API. */
+export interface ClusterRead {
+  /** Services, EndpointSlices, Nodes and ServiceCIDRs, each tagged with its kind as the agent's are. */
+  objects: unknown[];
+  /** The context's namespace, kubectl's default for -n; undefined when the context names none. */
+  namespace: string | undefined;
+  /** "the API server URL", for messages. */
+  description: string;
+}
+
+/**
+ * One list of each resource the agent's informers follow, with the same selectors (every Node, though:
+ * a command may ask about any of them). ServiceCIDRs the API does not serve are none, as for the agent.
+ */
+export async function listCluster(config: KubeConfig): Promise<unknown[]> {
+  const server = config.getCurrentCluster()?.server ?? '(no server)';
+  const resources = apiResources(config);
+  // Side by side; a failure is reported for the first resource in this order, whichever failed first.
+  const results = await Promise.allSettled(resources.map((resource) => resource.list()));
+  const objects: unknown[] = [];
+  for (const [i, result] of results.entries()) {
+    const resource = resources[i]!;
+    if (result.status === 'rejected') {
+      if (absentWhenNotFound(resource.kind, statusOf(result.reason))) continue;
+      throw new ApiReadError(`the API server ${server}: listing ${resource.kind}s (${resource.path}) failed: ${reasonOf(result.reason)}`);
+    }
+    for (const object of result.value.items) objects.push({ ...object, apiVersion: resource.apiVersion, kind: resource.kind });
+  }
+  return objects;
+}
+
+/** Loads the kubeconfig as the agent does (`context` picks one of its contexts) and lists the cluster once. */
+export async function readCluster(options: { kubeconfig?: string; context?: string; master?: string }): Promise<ClusterRead> {
+  const config = loadKubeConfig(options.kubeconfig, options.master, options.context);
+  const objects = await listCluster(config);
+  const namespace = config.getContextObject(config.getCurrentContext())?.namespace || undefined;
+  return { objects, namespace, description: `the API server ${config.getCurrentCluster()?.server ?? ''}`.trim() };
+}
+
+/** An API or network error on one line: `HTTP 403: services is forbidden: ...`, or the network's reason. */
+function reasonOf(error: unknown): string {
+  const status = statusOf(error);
+  if (typeof status === 'number') {
+    const body = (error as { body?: unknown }).body;
+    let message: unknown;
+    try {
+      message = (typeof body === 'string' ? (JSON.parse(body) as { message?: unknown }) : (body as { message?: unknown } | undefined))?.message;
+    } catch {
+      message = undefined;
+    }
+    return `HTTP ${status}${typeof message === 'string' && message ? `: ${message}` : ''}`;
+  }
+  const text = String((error as Error)?.message ?? error);
+  // node-fetch's "request to URL failed, reason: connect ECONNREFUSED 127.0.0.1:1": the reason is the news.
+  return (/, reason: (.*)$/s.exec(text)?.[1] ?? text).replace(/\s*\n\s*/g, ' ');
 }

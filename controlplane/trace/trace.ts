@@ -54,8 +54,9 @@ export function traceConnection(rules: NodeRules, nodeAddresses: readonly string
     return answer('notIntercepted');
   }
   const { port, entry } = match;
-  const service = port.id.slice(0, port.id.lastIndexOf('/'));
-  steps.push(`matches ${service}/${port.protocol} by its ${ENTRY_WORDS[entry]}`);
+  // A port read back from the kernel may have no name (eBPF maps, a bare verdict).
+  const service = port.id ? port.id.slice(0, port.id.lastIndexOf('/')) : null;
+  steps.push(`matches ${service ? `${service}/${port.protocol}` : `a Service port the kernel does not name (${query.port}/${port.protocol})`} by its ${ENTRY_WORDS[entry]}`);
   const found = (verdict: TraceAnswer['verdict'], rest: Partial<TraceAnswer> = {}) => answer(verdict, { service, entry, ...rest });
 
   if (entry === 'loadBalancerIP' && port.firewall?.loadBalancerIPs.includes(query.destination)) {

@@ -6,14 +6,14 @@
 import { rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { NodeRules } from '../../rules/node-rules.js';
-import type { ServiceFrontend } from '../../rules/frontends.js';
+import type { FrontendState } from '../../rules/frontends.js';
 import type { PortChanges } from '../../rules/port-changes.js';
 import type { ApplyOutcome, Backend, BackendOptions, Comparison, EndpointConnections, RenderedRules, RenderUpdate, SyncKind } from '../backend.js';
 import { deleteStaleFlows } from '../conntrack.js';
 import { runChecked, type Runner } from '../runner.js';
 import { reportProblems } from '../structure-error.js';
 import { adoptPins, readAttached, readPacketAttachments, readSocketAttachments, type AttachedProgram, type AttachedState } from './attached.js';
-import { companionAsKernelWould, readCompanion, readCompanionClusterIPs, removeCompanion, syncCompanion } from './companion-shell.js';
+import { companionAsKernelWould, readCompanion, readCompanionFacts, removeCompanion, syncCompanion } from './companion-shell.js';
 import { companionChanges, companionScript } from './companion.js';
 import { attachNewDevices, listLinks, packetDevices } from './devices.js';
 import { ebpfFrontends } from './frontends.js';
@@ -321,15 +321,15 @@ async function readMaps(runner: Runner, placement: ResolvedPlacement, held: Atta
 }
 
 /** The frontends the maps hold now (none without ferry's pins); cluster IPs from the companion table. */
-async function frontends(runner: Runner, options: BackendOptions = {}): Promise<ServiceFrontend[]> {
+async function frontends(runner: Runner, options: BackendOptions = {}): Promise<FrontendState> {
   const placement = await resolvePlacement(runner, options.ebpf ?? {});
   const held = await readAttached(runner, placement.cgroup);
-  if (!(await adoptPins(runner, placement.pinDir, held))) return [];
+  if (!(await adoptPins(runner, placement.pinDir, held))) return { families: [], frontends: [] };
   const writer = await MapWriter.start();
   try {
     const packets = held.devices.size > 0 || await stat(join(placement.pinDir, 'packet-maps', 'packet_frontends')).then(() => true, () => false);
-    const [{ plan }, clusterIPs] = await Promise.all([readNodePlan(writer, await openNodeMaps(writer, placement.pinDir, { packets })), readCompanionClusterIPs(runner)]);
-    return ebpfFrontends(plan, clusterIPs);
+    const [{ plan }, companion] = await Promise.all([readNodePlan(writer, await openNodeMaps(writer, placement.pinDir, { packets })), readCompanionFacts(runner)]);
+    return ebpfFrontends(plan, companion);
   } finally {
     await writer.close();
   }

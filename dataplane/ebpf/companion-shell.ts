@@ -1,5 +1,7 @@
 // Reading, comparing and loading the eBPF backend's companion table (companion.ts renders it).
+import { cidrOf } from '../../rules/frontends.js';
 import { canonicalNftables } from '../nftables/shell.js';
+import type { CompanionFacts } from './frontends.js';
 import { DataplaneError, runChecked, runInThrowawayNamespace, type Runner } from '../runner.js';
 
 const COMPANION_TABLE = ['inet', 'ferry-ebpf'];
@@ -12,15 +14,20 @@ export async function readCompanion(runner: Runner): Promise<string> {
   throw new DataplaneError(`nft list table ${COMPANION_TABLE.join(' ')}`, result, 'reading the eBPF companion table failed');
 }
 
-/** The cluster IPs of both families as the companion table's sets hold them (none without the table). */
-export async function readCompanionClusterIPs(runner: Runner): Promise<Set<string>> {
+/** The cluster IPs and service CIDRs of both families as the companion table's sets hold them (none without the table). */
+export async function readCompanionFacts(runner: Runner): Promise<CompanionFacts> {
   const result = await runner.run('nft', ['-j', 'list', 'table', ...COMPANION_TABLE]);
   if (result.exitCode !== 0) {
-    if (/No such file or directory/.test(result.stderr)) return new Set();
+    if (/No such file or directory/.test(result.stderr)) return { clusterIPs: new Set(), serviceCIDRs: [] };
     throw new DataplaneError(`nft -j list table ${COMPANION_TABLE.join(' ')}`, result, 'reading the eBPF companion table failed');
   }
   const listing = JSON.parse(result.stdout) as { nftables: { set?: { name: string; elem?: unknown[] } }[] };
-  return new Set(listing.nftables.flatMap(({ set }) => (set?.name.startsWith('cluster-ips-') ? (set.elem ?? []).map(String) : [])));
+  const elements = (prefix: string) => listing.nftables.flatMap(({ set }) => (set?.name.startsWith(prefix) ? set.elem ?? [] : []));
+  const cidr = (element: unknown) => {
+    const prefix = (element as { prefix?: { addr: string; len: number } }).prefix;
+    return prefix ? `${prefix.addr}/${prefix.len}` : cidrOf(String(element));
+  };
+  return { clusterIPs: new Set(elements('cluster-ips-').map(String)), serviceCIDRs: elements('service-cidrs-').map(cidr) };
 }
 
 /** How the kernel lists the script once loaded, in a throwaway namespace: a script it refuses fails here, before any write. */

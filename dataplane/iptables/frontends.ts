@@ -2,8 +2,8 @@
 // FERRY-NODEPORTS say which address, port and protocol leads to which chain (their comments name the
 // Service port and the kind), the group chains' statistic matches give each endpoint's chance, and
 // FERRY-NO-ENDPOINTS and the firewall chains give the verdicts and source ranges.
-import { anyAddress, cidrOf, sequentialProbabilities, sortFrontends, type FrontendKind, type ServiceFrontend } from '../../rules/frontends.js';
-import type { L4Protocol } from '../../rules/node-rules.js';
+import { anyAddress, cidrOf, sequentialProbabilities, sortFrontends, type FrontendEndpoint, type FrontendKind, type FrontendState, type ServiceFrontend } from '../../rules/frontends.js';
+import type { L4Protocol, NodePortAddresses } from '../../rules/node-rules.js';
 import { compareText } from '../../rules/port-changes.js';
 import type { Runner } from '../runner.js';
 import { saveIptables, type Family } from './shell.js';
@@ -16,13 +16,15 @@ interface SavedRule {
 }
 
 /** The frontends of both families; none where ferry has no chains. */
-export async function readIptablesFrontends(runner: Runner): Promise<ServiceFrontend[]> {
+export async function readIptablesFrontends(runner: Runner): Promise<FrontendState> {
   const families = await Promise.all((['IPv4', 'IPv6'] as const).map(async (family) => iptablesFrontends(await saveIptables(runner, family), family)));
-  return sortFrontends(families.flat());
+  // A family where ferry has no chains has no facts either.
+  const held = families.filter((state) => state.frontends.length > 0 || state.families[0]!.clusterIPs.length > 0);
+  return { families: held.flatMap((state) => state.families), frontends: sortFrontends(held.flatMap((state) => state.frontends)) };
 }
 
 /** The frontends in one family's iptables-save output. */
-export function iptablesFrontends(saved: string, family: Family): ServiceFrontend[] {
+export function iptablesFrontends(saved: string, family: Family): FrontendState {
   const rules = parseSave(saved);
   const chains = new Map<string, SavedRule[]>();
   for (const rule of rules) chains.set(rule.chain, [...(chains.get(rule.chain) ?? []), rule]);
@@ -40,10 +42,19 @@ export function iptablesFrontends(saved: string, family: Family): ServiceFronten
     const match = destination ? /^\[?([^\]]+?)\]?:(\d+)$/.exec(destination) : null;
     return match ? { ip: match[1]!, port: Number(match[2]) } : undefined;
   };
+  // The local CIDR as the rules test it: masquerade unless from it, or a Local policy's pod shortcut.
+  const localCIDRs = new Set<string>();
   const group = (chain: string) => {
     let affinitySeconds = 0;
+    let masquerade: ServiceFrontend['masquerade'] = 'none';
     const choices: { endpoint: { ip: string; port: number }; chance: number }[] = [];
     for (const rule of rulesOf(chain)) {
+      if (opt(rule, '-j') === 'FERRY-MARK-MASQ') {
+        const source = opt(rule, '-s');
+        if (source?.startsWith('!')) localCIDRs.add(cidrOf(source.slice(1)));
+        masquerade = source ? 'off-cluster' : 'all';
+        continue;
+      }
       if (opt(rule, '--rcheck') !== undefined) {
         affinitySeconds ||= Number(opt(rule, '--seconds') ?? 0);
         continue;
@@ -52,15 +63,26 @@ export function iptablesFrontends(saved: string, family: Family): ServiceFronten
       if (endpoint) choices.push({ endpoint, chance: Number(opt(rule, '--probability') ?? 1) });
     }
     const probabilities = sequentialProbabilities(choices.map((choice) => choice.chance));
-    return { affinitySeconds, endpoints: choices.map((choice, index) => ({ ...choice.endpoint, probability: probabilities[index]! })) };
+    const endpoints: FrontendEndpoint[] = choices.map((choice, index) => ({ ...choice.endpoint, probability: probabilities[index]! }));
+    return { affinitySeconds, masquerade, endpoints };
   };
-  /** An external chain's way for traffic from outside: its rule without a source condition. */
-  const outsideGroup = (chain: string) => rulesOf(chain)
-    .filter((rule) => opt(rule, '-s') === undefined && opt(rule, '--src-type') === undefined)
-    .map((rule) => opt(rule, '-j')).find((target) => target && target !== 'FERRY-MARK-MASQ');
-  const forward = (target: string, external: boolean) => {
-    const chain = external && target.startsWith('FERRY-EXT-') ? outsideGroup(target) : target;
-    return { verdict: 'forward' as const, sourceRanges: [], ...(chain ? group(chain) : { affinitySeconds: 0, endpoints: [] }) };
+  /**
+   * Where a frontend's chain leads. An external chain with source conditions is a Local policy's:
+   * outside traffic takes its rule without one, the pods' and the node's the conditional jump; without
+   * conditions (Cluster) everyone is masqueraded and sent to every endpoint.
+   */
+  const forward = (target: string) => {
+    if (!target.startsWith('FERRY-EXT-')) return { verdict: 'forward' as const, sourceRanges: [], inside: null, ...group(target) };
+    const conditional = (rule: SavedRule) => opt(rule, '-s') !== undefined || opt(rule, '--src-type') !== undefined;
+    const leadsOn = (rule: SavedRule) => opt(rule, '-j') !== 'FERRY-MARK-MASQ';
+    const rules = rulesOf(target);
+    const outside = rules.find((rule) => !conditional(rule) && leadsOn(rule));
+    const { affinitySeconds, endpoints } = outside ? group(opt(outside, '-j')!) : { affinitySeconds: 0, endpoints: [] };
+    const inside = rules.filter(conditional);
+    if (inside.length === 0) return { verdict: 'forward' as const, sourceRanges: [], affinitySeconds, endpoints, masquerade: 'all' as const, inside: null };
+    for (const rule of inside) if (opt(rule, '-s') && !opt(rule, '-s')!.startsWith('!')) localCIDRs.add(cidrOf(opt(rule, '-s')!));
+    const insideChain = inside.find(leadsOn);
+    return { verdict: 'forward' as const, sourceRanges: [], affinitySeconds, endpoints, masquerade: 'none' as const, inside: insideChain ? group(opt(insideChain, '-j')!).endpoints : [] };
   };
   const portOf = (rule: SavedRule) => ({ port: Number(opt(rule, '--dport')), protocol: opt(rule, '-p') as L4Protocol });
   const serviceOf = (rule: SavedRule, suffix: RegExp) => (opt(rule, '--comment') ?? '').replace(suffix, '') || null;
@@ -71,10 +93,10 @@ export function iptablesFrontends(saved: string, family: Family): ServiceFronten
     const target = opt(rule, '-j')!;
     if (target === 'FERRY-NODEPORTS') continue;
     const kind: FrontendKind = (opt(rule, '--comment') ?? '').endsWith(' cluster IP') ? 'ClusterIP' : 'External';
-    put({ address: host(rule), ...portOf(rule), kind, service: serviceOf(rule, / (cluster|external) IP$/), ...forward(target, kind !== 'ClusterIP') });
+    put({ address: host(rule), ...portOf(rule), kind, service: serviceOf(rule, / (cluster|external) IP$/), ...forward(target) });
   }
   for (const rule of rulesOf('FERRY-NODEPORTS')) {
-    put({ address: anyAddress(family === 'IPv6'), ...portOf(rule), kind: 'NodePort', service: serviceOf(rule, / node port$/), ...forward(opt(rule, '-j')!, true) });
+    put({ address: anyAddress(family === 'IPv6'), ...portOf(rule), kind: 'NodePort', service: serviceOf(rule, / node port$/), ...forward(opt(rule, '-j')!) });
   }
   for (const rule of rulesOf('FERRY-NO-ENDPOINTS')) {
     const nodePort = nodePortMatches.has(nodePortMatch(rule));
@@ -82,7 +104,7 @@ export function iptablesFrontends(saved: string, family: Family): ServiceFronten
     const kind: FrontendKind = nodePort ? 'NodePort' : clusterIPs.has(address) ? 'ClusterIP' : 'External';
     put({
       address, ...portOf(rule), kind, service: serviceOf(rule, / has no (local )?endpoints$/),
-      verdict: opt(rule, '-j') === 'REJECT' ? 'reject' : 'drop', affinitySeconds: 0, sourceRanges: [], endpoints: [],
+      verdict: opt(rule, '-j') === 'REJECT' ? 'reject' : 'drop', affinitySeconds: 0, sourceRanges: [], endpoints: [], masquerade: 'none', inside: null,
     });
   }
   for (const rule of rulesOf('FERRY-FIREWALL')) {
@@ -90,7 +112,22 @@ export function iptablesFrontends(saved: string, family: Family): ServiceFronten
     const allowed = rulesOf(opt(rule, '-j')!).filter((range) => opt(range, '-j') === 'RETURN' && opt(range, '-s')).map((range) => cidrOf(opt(range, '-s')!));
     if (frontend) frontend.sourceRanges = allowed.sort(compareText);
   }
-  return [...frontends.values()];
+  const localCIDR = [...localCIDRs][0];
+  return {
+    families: [{
+      family, ...(localCIDR ? { localCIDR } : {}), clusterIPs: [...clusterIPs],
+      serviceCIDRs: rulesOf('FERRY-CLUSTER-IPS').filter((rule) => opt(rule, '-j') === 'DROP').map((rule) => cidrOf(opt(rule, '-d')!)),
+      nodePortAddresses: nodePortAddresses(rulesOf('FERRY-SERVICES').filter((rule) => opt(rule, '-j') === 'FERRY-NODEPORTS'), (rule) => opt(rule, '-d') ?? ''),
+    }],
+    frontends: [...frontends.values()],
+  };
+}
+
+/** How FERRY-SERVICES picks node-port traffic: node addresses, local addresses in CIDRs, or every local address but loopback. */
+function nodePortAddresses(rules: SavedRule[], destination: (rule: SavedRule) => string): NodePortAddresses {
+  if (rules.some((rule) => destination(rule).startsWith('!'))) return { kind: 'all' };
+  if (rules.some((rule) => rule.options.has('--dst-type'))) return { kind: 'cidrs', cidrs: rules.map((rule) => cidrOf(destination(rule))) };
+  return { kind: 'addresses', addresses: rules.map((rule) => destination(rule).replace(/\/(32|128)$/, '')) };
 }
 
 /** The `-A` lines of ferry's chains in iptables-save output, with their table. */

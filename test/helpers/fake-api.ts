@@ -57,6 +57,12 @@ export class FakeApi {
     await new Promise<void>((resolve) => this.server.listen(port, host, resolve));
   }
 
+  /** The server's address, http://HOST:PORT. */
+  get url(): string {
+    const { address, port } = this.server.address() as AddressInfo;
+    return `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
+  }
+
   /** A kubeconfig pointing at this server, as `--kubeconfig` would load one. */
   kubeConfig(): KubeConfig {
     const config = new KubeConfig();
