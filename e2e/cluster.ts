@@ -447,7 +447,7 @@ export class Cluster implements ClusterDriver {
 }
 
 // The commands that take the eBPF placement flags.
-const PLACED = new Set(['render', 'diff', 'apply', 'agent', 'cleanup']);
+const PLACED = new Set(['render', 'diff', 'apply', 'agent', 'cleanup', 'trace', 'services']);
 
 /** A ferry command line with the node's eBPF cgroup and pin directory. */
 function withPlace(node: NamespaceNode, args: string[]): string[] {
