@@ -351,6 +351,8 @@ export const scenarios: Scenario[] = [
         { from: external, via: 'node-a', to: node(c, 'node-a').ipv4, port: 30110, proto: 'tcp' },
         { from: external, via: 'node-b', to: node(c, 'node-b').ipv4, port: 30112, proto: 'tcp' },
         { from: external, via: 'node-c', to: node(c, 'node-c').ipv4, port: 30112, proto: 'tcp' },
+        // node-b has no tr-local endpoint: outside clients are dropped there (above), its own pods reach every endpoint.
+        { from: pod(c, 'client-b'), via: 'node-b', to: node(c, 'node-b').ipv4, port: 30112, proto: 'tcp' },
         { from: pod(c, 'client-b'), via: 'node-b', to: '10.96.1.113', port: 80, proto: 'tcp' },
         { from: pod(c, 'client-b'), via: 'node-b', to: '10.96.1.110', port: 81, proto: 'tcp' },
       ];

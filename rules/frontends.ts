@@ -46,7 +46,8 @@ export interface ServiceFrontend {
   masquerade: 'all' | 'off-cluster' | 'none';
   /**
    * External and NodePort under externalTrafficPolicy Local: what pods in the local CIDR and the node's
-   * own processes reach instead (every endpoint); null under Cluster and for cluster IPs.
+   * own processes reach instead (every endpoint), also where outside traffic is dropped for want of a
+   * local endpoint; null under Cluster, for cluster IPs and where the Service has no endpoint at all.
    */
   inside: FrontendEndpoint[] | null;
 }
@@ -93,8 +94,8 @@ function portFrontends(family: FamilyRules, port: ServicePortRules): ServiceFron
   if (!external) return rows;
   const local = external.policy === 'Local';
   const outside = external.verdict ?? (local ? port.local : port.cluster);
-  // A verdict refuses everyone (the tracer's reading of NodeRules): nothing inside to show.
-  const inside = local && !external.verdict ? port.cluster : undefined;
+  // Under Local the pods and the node reach every endpoint, also when outside traffic is dropped.
+  const inside = local && external.verdict !== 'reject' ? port.cluster : undefined;
   const masquerade = local || external.verdict ? 'none' : 'all';
   for (const ip of port.externalIPs) rows.push(row(ip, 'External', outside, masquerade, inside, port.firewall?.loadBalancerIPs.includes(ip) ? port.firewall.sourceRanges : []));
   if (port.nodePort > 0) rows.push(row(anyAddress(family.family === 'IPv6'), 'NodePort', outside, masquerade, inside));

@@ -54,6 +54,14 @@ test('a node port: Cluster policy masquerades to every endpoint; Local keeps the
   t.like(trace(cluster, { ...outside, destination: plan.nodes['node-b'].ipv4 }), { verdict: 'notIntercepted' });
 });
 
+test('externalTrafficPolicy Local without an endpoint here: outside clients are dropped, pods and the node still reach every endpoint', (t) => {
+  const objects = [serviceObject({ type: 'NodePort', externalTrafficPolicy: 'Local', ports: [{ name: 'http', port: 80, nodePort: 30080 }] }), sliceObject('web', [{ ip: '10.244.2.9', node: 'node-b' }])];
+  const to = { destination: plan.nodes['node-a'].ipv4, port: 30080 };
+  t.like(trace(objects, { ...to, source: plan.externalClient.ipv4 }), { verdict: 'drop', entry: 'nodePort', endpoints: [] });
+  t.like(trace(objects, to), { verdict: 'forward', masquerade: false, endpoints: [{ ip: '10.244.2.9', port: 8080, probability: 1 }] });
+  t.like(trace(objects, { ...to, source: plan.nodes['node-a'].ipv4 }), { verdict: 'forward', masquerade: true, endpoints: [{ ip: '10.244.2.9', port: 8080, probability: 1 }] });
+});
+
 test('external and load-balancer IPs: named by entry, the source ranges decide who gets in', (t) => {
   const objects = [
     serviceObject({ type: 'LoadBalancer', externalIPs: ['203.0.113.5'], loadBalancerSourceRanges: ['192.168.56.0/24'], ports: [{ name: 'http', port: 80, nodePort: 30080 }] }, { loadBalancer: { ingress: [{ ip: '198.51.100.7' }] } }),

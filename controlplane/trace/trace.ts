@@ -79,7 +79,11 @@ export function traceConnection(rules: NodeRules, nodeAddresses: readonly string
   }
 
   const external = port.external!;
-  if (external.verdict) {
+  // Under a Local policy the pods' and the node's own connections take every endpoint before the
+  // no-local-endpoint drop can see them (it looks at the address after DNAT), as in kube-proxy.
+  const inside = external.policy === 'Local' && port.cluster !== undefined
+    && (fromNode || (family.localCIDR !== undefined && cidrContains(family.localCIDR, query.source)));
+  if (external.verdict && !(external.verdict === 'drop' && inside)) {
     steps.push(external.verdict === 'reject' ? 'the Service has no usable endpoint: rejected' : 'externalTrafficPolicy Local and no endpoint on this node: dropped');
     return found(external.verdict);
   }

@@ -41,8 +41,8 @@ export function ebpfFrontends(plan: NodePlan, companion: CompanionFacts): Fronte
     const address = key.ip;
     const serving = value.verdict === 'serve';
     const id = frontendId(key);
-    // A Local policy's local sources (pods in the local CIDR, the node's processes) reach every endpoint; a verdict refuses everyone.
-    const local = serving && value.localSourceGroup !== 0;
+    // A Local policy's local sources (pods in the local CIDR, the node's processes) reach every endpoint, also where outside traffic is dropped.
+    const local = value.localSourceGroup !== 0;
     frontends.set(`${address}|${key.port}|${key.protocol}|${kind}`, {
       address, port: key.port, protocol: key.protocol, kind, service: null,
       verdict: value.verdict === 'serve' ? 'forward' : value.verdict, affinitySeconds: serving ? value.affinitySeconds : 0,

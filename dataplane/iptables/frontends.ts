@@ -102,9 +102,11 @@ export function iptablesFrontends(saved: string, family: Family): FrontendState 
     const nodePort = nodePortMatches.has(nodePortMatch(rule));
     const address = nodePort ? anyAddress(family === 'IPv6') : host(rule);
     const kind: FrontendKind = nodePort ? 'NodePort' : clusterIPs.has(address) ? 'ClusterIP' : 'External';
+    // The filter table's verdict sees the address after DNAT: a Local policy's chain still serves the inside sources.
+    const chained = frontends.get(`${address}|${portOf(rule).port}|${portOf(rule).protocol}|${kind}`);
     put({
       address, ...portOf(rule), kind, service: serviceOf(rule, / has no (local )?endpoints$/),
-      verdict: opt(rule, '-j') === 'REJECT' ? 'reject' : 'drop', affinitySeconds: 0, sourceRanges: [], endpoints: [], masquerade: 'none', inside: null,
+      verdict: opt(rule, '-j') === 'REJECT' ? 'reject' : 'drop', affinitySeconds: 0, sourceRanges: [], endpoints: [], masquerade: 'none', inside: chained?.inside ?? null,
     });
   }
   for (const rule of rulesOf('FERRY-FIREWALL')) {

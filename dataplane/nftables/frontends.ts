@@ -56,10 +56,12 @@ export function nftTableFrontends(listing: Listing, family: 'ip' | 'ip6'): Front
     const [protocol, port] = portKey(key);
     put({ address: any, port, protocol, kind: 'NodePort', ...reader.target(verdict.goto?.target ?? '') });
   }
-  // A verdict's element names no chain: the Service is known where the address also leads to one.
-  const verdictOver = (frontend: Pick<ServiceFrontend, 'address' | 'port' | 'protocol' | 'kind'>, verdict: Verdict) => put({
-    ...frontend, ...bare(verdict, frontends.get(keyOf(frontend))?.service ?? null),
-  });
+  // A verdict's element names no chain: the Service is known where the address also leads to one, whose
+  // chain still serves the inside sources of a Local policy (the verdict sees the address after DNAT).
+  const verdictOver = (frontend: Pick<ServiceFrontend, 'address' | 'port' | 'protocol' | 'kind'>, verdict: Verdict) => {
+    const chained = frontends.get(keyOf(frontend));
+    put({ ...frontend, ...bare(verdict, chained?.service ?? null), inside: chained?.inside ?? null });
+  };
   for (const [key, verdict] of elements('no-endpoint-services')) {
     const [address, protocol, port] = addressKey(key);
     verdictOver({ address, port, protocol, kind: kindAt(address) }, verdict);
