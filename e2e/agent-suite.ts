@@ -2,8 +2,12 @@
 // conntrack cleanup, health-check node ports, /healthz and /metrics. One cluster per backend.
 import { rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import test from 'ava';
+import type { BalancerPort, BalancerView } from '../controlplane/agent/balancer-view.js';
+import type { FrontendRecord } from '../controlplane/cli/services-command.js';
 import { endpointKey } from '../controlplane/compute/compute.js';
+import { integerWeights } from '../controlplane/compute/weights.js';
 import { packageRoot } from '../controlplane/package-root.js';
 import { binomialLowerQuantile, hoeffdingUpperTail } from '../test/helpers/statistics.js';
 import { Cluster, isSyncOutcome, type AgentLogEntry, type NamespaceHost } from './cluster.js';
@@ -232,6 +236,94 @@ export function registerAgentTests(backend: BackendName): void {
     const metrics = parseMetrics((await get(nodeA, 'http://127.0.0.1:10249/metrics')).body);
     t.true(metrics.get('ferry_balancer_weight_updates_total')! >= 1);
     t.true(metrics.get('ferry_balancer_sample_duration_seconds_count')! >= 1);
+  });
+
+  test.serial(`kernel: agent ${backend}: ferry top --once -o json shows the weights and shares the kernel holds, the loaded endpoint busiest with the smallest share`, async (t) => {
+    // Waits on events only (an agent's start, a weight change in its log and the sync after it, a
+    // consistent reading); this bounds a hang on a busy machine.
+    t.timeout(240_000);
+    // Port 9091: web-1 and web-2 serve a connection in 2 ms, web-3 in 1 s, so that the connections the
+    // load sends it stay open, queued (load: bounded by its rate and seconds, each connection by its
+    // timeout, and all end when the load's stdin does).
+    for (const [name, serialMs] of [['web-1', 2], ['web-2', 2], ['web-3', 1000]] as const) await cluster.startServer(pod(name), [9091], { serialMs });
+    const CLUSTER_IP = '10.96.3.60';
+    const id = 'default/topped:http/tcp';
+    await cluster.apply([service('topped', CLUSTER_IP, { ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 9091 }] }),
+      ...cluster.endpointSlices('topped', ['web-1', 'web-2', 'web-3'], [{ name: 'http', port: 9091 }])], backend);
+    const nodeA = node('node-a');
+    await cluster.stopAgent(nodeA);
+    const restart = await cluster.logOffset(nodeA);
+    cluster.startAgent(nodeA, backend, 'least-busy');
+    t.teardown(async () => {
+      await cluster.stopAgent(nodeA);
+      cluster.startAgent(nodeA, backend);
+      await cluster.settle(backend);
+    });
+    await cluster.waitForLog(nodeA, isSyncOutcome, { after: restart });
+
+    const load = pod('client-a').ns.stream([process.execPath, join(packageRoot(), 'dist/e2e/load.js'), '--host', CLUSTER_IP, '--port', '80',
+      '--rate', '10', '--seconds', '120', '--timeout-ms', '60000', '--until-stdin-ends']);
+    t.teardown(() => load.end());
+    const slow = endpointKey('tcp', pod('web-3').ipv4, 9091);
+    // The event: node-a's balancer lowers web-3's weight, and a sync puts that into the kernel.
+    const changed = await cluster.waitForLog(nodeA, (entry) => entry.msg === 'endpoint weights changed'
+      && ((entry.weights as Record<string, number>)[slow] ?? 1) < 1, { after: restart, timeoutMs: 120_000 });
+    await cluster.waitForLog(nodeA, (entry) => entry.msg === 'synced', { after: changed.offset });
+
+    const top = async (args: string[] = ['-o', 'json']) => {
+      const result = await cluster.ferry(nodeA, ['top', '--once', ...args]);
+      if (result.exitCode !== 0) throw new Error(`ferry top failed: ${result.stderr}`);
+      return result.stdout;
+    };
+    const portOf = (view: BalancerView) => view.servicePorts.find((port) => port.id === id && port.family === 'IPv4');
+    // Settled: the rules the agent last synced hold the weights its balancer published (no sync pending).
+    const settled = (port: BalancerPort | undefined) => port !== undefined && port.endpoints.every((endpoint) => endpoint.cluster !== null)
+      && isDeepStrictEqual(integerWeights(port.endpoints.map((endpoint) => endpoint.balancerWeight)), port.endpoints.map((endpoint) => endpoint.cluster!.weight));
+    const kernel = async () => {
+      const result = await cluster.ferry(nodeA, ['services', '--backend', backend, '-o', 'json']);
+      if (result.exitCode !== 0) throw new Error(`ferry services failed: ${result.stderr}`);
+      return (JSON.parse(result.stdout) as FrontendRecord[]).find((record) => record.kind === 'ClusterIP' && record.address === CLUSTER_IP && record.port === 80 && record.protocol === 'tcp');
+    };
+    // A consistent reading: `top` before and after the kernel is read shows the same sync, with no weight
+    // change pending, so the kernel held those rules in between. The balancer republishes at most every
+    // 5 s, so a reading that straddles a change is tried again.
+    const deadline = Date.now() + 90_000;
+    let reading: { view: BalancerView; port: BalancerPort; held: FrontendRecord | undefined } | undefined;
+    const tries: string[] = [];
+    while (!reading && Date.now() < deadline) {
+      const before = JSON.parse(await top()) as BalancerView;
+      if (!settled(portOf(before))) {
+        tries.push(`pending: ${JSON.stringify(portOf(before))}`);
+        continue;
+      }
+      const held = await kernel();
+      const after = JSON.parse(await top()) as BalancerView;
+      if (after.syncedAt === before.syncedAt && isDeepStrictEqual(portOf(after)?.endpoints.map((e) => e.cluster), portOf(before)!.endpoints.map((e) => e.cluster))) {
+        reading = { view: before, port: portOf(before)!, held };
+      } else tries.push(`synced between: ${before.syncedAt} -> ${after.syncedAt}`);
+    }
+    // The table shows the same, web-3 first in its Service port (read while the load still runs).
+    const table = reading ? await top([]) : '';
+    await load.end();
+    if (!reading) return t.fail(`no consistent reading of top and the kernel within 90 s: ${tries.join('\n')}`);
+    const { view, port, held } = reading;
+    t.log(`after ${tries.length} retries: ${port.endpoints.map((e) => `${e.ip} load ${e.load} weight ${e.cluster!.weight} share ${e.cluster!.share.toFixed(3)}`).join('; ')}`);
+    t.like(view, { node: 'node-a', backend, balancing: 'least-busy' });
+    t.truthy(view.sampledAt && view.syncedAt);
+    t.deepEqual(port.frontends, [{ kind: 'ClusterIP', address: CLUSTER_IP, port: 80 }]);
+    // Every endpoint's share in top is the one the kernel draws with at the cluster IP.
+    t.truthy(held, 'the kernel holds the cluster IP frontend');
+    const kernelShares = new Map(held!.endpoints.map((endpoint) => [`${endpoint.ip}:${endpoint.port}`, endpoint.probability]));
+    t.deepEqual([...kernelShares.keys()].sort(), port.endpoints.map((endpoint) => `${endpoint.ip}:${endpoint.port}`).sort());
+    for (const endpoint of port.endpoints) {
+      const inKernel = kernelShares.get(`${endpoint.ip}:${endpoint.port}`)!;
+      t.true(Math.abs(inKernel - endpoint.cluster!.share) < 1e-6, `${endpoint.ip}: top's share ${endpoint.cluster!.share} (weight ${endpoint.cluster!.weight}), the kernel's ${inKernel}`);
+    }
+    // The loaded endpoint: the highest load and the smallest share.
+    const [loaded, ...others] = [...port.endpoints].sort((a, b) => (b.load ?? 0) - (a.load ?? 0));
+    t.is(loaded!.ip, pod('web-3').ipv4, `the busiest endpoint is web-3: ${JSON.stringify(port.endpoints)}`);
+    t.true(others.every((other) => loaded!.load! > other.load! && loaded!.cluster!.share < other.cluster!.share), JSON.stringify(port.endpoints));
+    t.true(table.split('\n').find((line) => line.startsWith(id))?.includes(`${pod('web-3').ipv4}:9091`), table);
   });
 }
 

@@ -93,7 +93,7 @@ test('errors exit 2 with a message: unknown node, missing file, broken YAML, unk
 test('--help explains every command with an example', async (t) => {
   const help = await ferry(['--help']);
   t.is(help.exitCode, 0);
-  for (const command of ['render', 'diff', 'apply', 'cleanup', 'endpoints', 'agent']) {
+  for (const command of ['render', 'diff', 'apply', 'cleanup', 'endpoints', 'trace', 'services', 'top', 'agent']) {
     t.regex(help.stdout, new RegExp(`^  ${command}`, 'm'));
     const own = await ferry([command, '--help']);
     t.is(own.exitCode, 0);

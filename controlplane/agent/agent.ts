@@ -21,6 +21,7 @@ import { applyChanges, applyIfChanged, balancedSockets, cleanupRules, clearStale
 import { render, type BackendOptions, type RenderedRules } from '../../dataplane/render.js';
 import type { BackendName } from '../../dataplane/backend-names.js';
 import { DataplaneError, type Runner } from '../../dataplane/runner.js';
+import { balancerView, type BalancerSample, type BalancerView } from './balancer-view.js';
 import { close, healthHandler, HealthCheckPorts, listen, type HealthStatus } from './health.js';
 import { createAgentMetrics, FAMILIES, type AgentMetrics, type MetricsNaming } from './metrics.js';
 import { SyncScheduler, systemClock, type Clock } from './sync-scheduler.js';
@@ -81,6 +82,8 @@ export class Agent {
   private balanceState: BalanceState = initialBalanceState;
   private sampler: NodeJS.Timeout | undefined;
   private sampling: Promise<void> = Promise.resolve();
+  /** The live connections the balancer last counted, for /balancer. */
+  private lastSample: BalancerSample | undefined;
   /** Counts of syncs by kind, for tests and the log. */
   readonly syncs = { full: 0, partial: 0, unchanged: 0 };
 
@@ -107,7 +110,7 @@ export class Agent {
         (probe, code) => this.metrics[probe].inc({ code: String(code) }))));
       this.servers.push(await listen(config.metricsBindAddress, healthHandler(() => this.health(), async () => ({
         contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics(),
-      }), this.options.backend)));
+      }), this.options.backend, undefined, () => this.balancer())));
     }
     const { source } = this.options;
     await source.start((change) => {
@@ -159,6 +162,14 @@ export class Agent {
     const live = since === undefined || this.clock.now() - since < 2 * this.options.config.syncPeriodMs;
     if (!lastUpdated) return { healthy: false, live, state: this.lastError ? `the first sync failed: ${this.lastError}` : 'waiting for the first sync', lastUpdated };
     return { healthy: live, live, state: live ? 'synced' : `a change has waited longer than twice syncPeriod${this.lastError ? `: ${this.lastError}` : ''}`, lastUpdated };
+  }
+
+  /** What /balancer answers: per Service port and endpoint, live connections, load, the synced weight and its share. */
+  balancer(): BalancerView {
+    return balancerView({
+      node: this.options.node, backend: this.options.backend, balancing: this.options.balancing ?? 'least-busy',
+      rules: this.previous?.rules, syncedAt: this.lastUpdated, state: this.balanceState, sample: this.lastSample,
+    });
   }
 
   /** Where the HTTP servers listen (the health server first), once started with `serve`: for tests that bind port 0. */
@@ -304,6 +315,7 @@ export class Agent {
       }
       this.metrics.weightedEndpoints.set(weighted);
       const samples = new Map(groups.flat().map((key) => [key, counts.get(key) ?? 0]));
+      this.lastSample = { at: this.wallClock(), connections: samples };
       const next = balance(samples, groups, this.balanceState, this.clock.now(), this.options.balanceConfig);
       const before = this.balanceState.weights;
       this.balanceState = next;

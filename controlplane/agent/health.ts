@@ -39,9 +39,11 @@ export type ProbeCounter = (probe: 'healthz' | 'livez', code: number) => void;
 /**
  * The /healthz, /livez and /metrics handler, and /proxyMode (kube-proxy's: the backend, as plain text)
  * when given; `counted` hears every /healthz and /livez answer (the health server's, as kube-proxy
- * counts those of its healthz server and not the metrics server's).
+ * counts those of its healthz server and not the metrics server's); /balancer, when given, answers
+ * with its document as JSON (what `ferry top` reads).
  */
-export function healthHandler(status: () => HealthStatus, metrics?: () => Promise<{ contentType: string; body: string }>, proxyMode?: string, counted?: ProbeCounter): Parameters<typeof createServer>[1] {
+export function healthHandler(status: () => HealthStatus, metrics?: () => Promise<{ contentType: string; body: string }>, proxyMode?: string, counted?: ProbeCounter,
+  balancer?: () => object): Parameters<typeof createServer>[1] {
   return (request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     if (path === '/healthz' || path === '/livez') {
@@ -53,6 +55,9 @@ export function healthHandler(status: () => HealthStatus, metrics?: () => Promis
     } else if (path === '/proxyMode' && proxyMode) {
       response.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
       response.end(proxyMode);
+    } else if (path === '/balancer' && balancer) {
+      response.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
+      response.end(JSON.stringify(balancer()));
     } else if (path === '/metrics' && metrics) {
       void metrics().then(({ contentType, body }) => {
         response.writeHead(200, { 'Content-Type': contentType });

@@ -212,6 +212,29 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(text);
     });
 
+  command(program, 'top')
+    .summary('a live view of the node\'s load-aware balancer: per endpoint, connections, load, weight and share, busiest first')
+    .description('a live view of the load-aware balancer on this node, read from the agent (its /balancer, on the metrics address): '
+      + 'per Service port and endpoint the live connections at the last sample, the smoothed load, the integer weight in the rules '
+      + 'last synced and its share of new connections (cluster group; local group where there is one), sorted by load, busiest first, '
+      + 'the busiest highlighted (on a terminal, unless NO_COLOR). Refreshes every --interval until Ctrl-C; --once prints one frame. '
+      + 'Every namespace unless -n.')
+    .addHelpText('after', examples('ferry top', 'ferry top --once -o json --metrics-address 127.0.0.1:10249', 'ferry top -n shop --interval 5'))
+    .option('--metrics-address <host:port>', 'the agent\'s metricsBindAddress', '127.0.0.1:10249')
+    .option('--once', 'print one frame and exit')
+    .addOption(new Option('-o, --output <format>', 'table, or json: the agent\'s /balancer document').choices(['table', 'json']).default('table'))
+    .option('-n, --namespace <namespace>', 'only Service ports of this namespace')
+    .option('-A, --all-namespaces', 'every namespace (the default)')
+    .addOption(new Option('--interval <seconds>', 'seconds between frames').default(2).argParser((value: string) => {
+      const seconds = Number(value);
+      if (!(seconds > 0)) throw new InvalidArgumentError('must be a positive number of seconds');
+      return seconds;
+    }))
+    .action(async (options: import('./top-command.js').TopOptions) => {
+      const { processIO, runTop } = await import('./top-command.js');
+      await runTop(options, processIO());
+    });
+
   withPlacement(command(program, 'agent'))
     .summary('run as the node\'s Service proxy: follow the cluster and keep the kernel\'s rules in step')
     .description([
