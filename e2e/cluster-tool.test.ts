@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -12,13 +12,15 @@ const run = (args: string[], env: Record<string, string>) =>
   execa(process.execPath, [join(packageRoot(), 'dist/e2e/cluster-cli.js'), ...args], { env, reject: false, timeout: 60_000 });
 
 test('kernel: npm run cluster -- up, status and down work as documented and leave nothing behind', async (t) => {
-  const env = { FERRY_CLUSTER_STATE: join(await mkdtemp(join(tmpdir(), 'ferry-cluster-')), 'state.json') };
+  const state = await mkdtemp(join(tmpdir(), 'ferry-cluster-'));
+  const env = { FERRY_CLUSTER_STATE: join(state, 'state.json') };
   const up = await run(['up', '--backend', 'iptables'], env);
   const prefix = /Namespaces start with (\S+)\./.exec(String(up.stdout))?.[1];
   t.teardown(async () => {
     await run(['down'], env);
     const left = (await execa('ip', ['netns', 'list'])).stdout.split('\n').map((line) => line.split(' ')[0]!).filter((name) => prefix && name.startsWith(prefix));
     await deleteNamespaces(left);
+    await rm(state, { recursive: true, force: true });
   });
   t.is(up.exitCode, 0, String(up.stderr));
   t.truthy(prefix);

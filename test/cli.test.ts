@@ -12,8 +12,14 @@ import { BACKEND_NAMES } from '../dataplane/backend-names.js';
 
 const example = ['-f', 'examples/cluster.yaml'];
 
+// Each file in a directory of its own, all removed when the file's tests are done.
+const made: string[] = [];
+test.after.always(() => Promise.all(made.map((directory) => rm(directory, { recursive: true, force: true }))));
+
 async function tempFile(name: string, text: string): Promise<string> {
-  const path = join(await mkdtemp(join(tmpdir(), 'ferry-')), name);
+  const directory = await mkdtemp(join(tmpdir(), 'ferry-cli-'));
+  made.push(directory);
+  const path = join(directory, name);
   await writeFile(path, text);
   return path;
 }
