@@ -89,10 +89,15 @@ export class MapWriter {
     if (map.path === '') return Promise.resolve([]);
     return this.command(`dump ${map.layout.name}`, [], async (reply) => {
       const lines = await this.take(Number(reply[0]));
-      return lines.map((line) => {
-        const [key, value] = line.split(' ');
-        return [map.layout.key.decode(Buffer.from(key!, 'hex')), map.layout.value.decode(Buffer.from(value!, 'hex'))];
-      });
+      // Every key and every value decoded from hex at once (two Buffer.from per line cost a third of a dump).
+      const { key, value } = map.layout;
+      const keys = Buffer.from(lines.map((line) => line.slice(0, key.size * 2)).join(''), 'hex');
+      const values = Buffer.from(lines.map((line) => line.slice(key.size * 2 + 1)).join(''), 'hex');
+      if (keys.length !== lines.length * key.size || values.length !== lines.length * value.size) throw new MapWriterError(`dump ${map.layout.name}`, 0, 'the helper printed entries of another size');
+      return lines.map((_, index) => [
+        key.decode(keys.subarray(index * key.size, (index + 1) * key.size)),
+        value.decode(values.subarray(index * value.size, (index + 1) * value.size)),
+      ]);
     });
   }
 
