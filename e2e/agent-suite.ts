@@ -3,7 +3,7 @@
 import { rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { BalancerPort, BalancerView } from '../controlplane/agent/balancer-view.js';
 import type { FrontendRecord } from '../controlplane/cli/services-command.js';
 import { endpointKey } from '../controlplane/compute/compute.js';
@@ -56,6 +56,20 @@ export function registerAgentTests(backend: BackendName): void {
   });
   const pod = (name: string) => cluster.pods.get(name)!;
   const node = (name: string) => cluster.nodes.get(name)!;
+  /** node-a's agent balances by load for one test, and goes back to uniform (as `settle` expects) after it; from its first sync on. */
+  const leastBusyNodeA = async (t: ExecutionContext) => {
+    const nodeA = node('node-a');
+    await cluster.stopAgent(nodeA);
+    const restart = await cluster.logOffset(nodeA);
+    cluster.startAgent(nodeA, backend, 'least-busy');
+    t.teardown(async () => {
+      await cluster.stopAgent(nodeA);
+      cluster.startAgent(nodeA, backend);
+      await cluster.settle(backend);
+    });
+    await cluster.waitForLog(nodeA, isSyncOutcome, { after: restart });
+    return { nodeA, restart };
+  };
   const servers = (results: ProbeResult[]) => [...new Set(results.map((result) => result.server ?? `failed: ${result.error}`))].sort();
 
   test.serial(`kernel: agent ${backend}: a restarted agent adopts its rules: no connection fails and its first sync writes nothing`, async (t) => {
@@ -186,17 +200,7 @@ export function registerAgentTests(backend: BackendName): void {
     for (const [name, serialMs] of [['web-1', 2], ['web-2', 2], ['web-3', 100]] as const) await cluster.startServer(pod(name), [9090], { serialMs });
     await cluster.apply([service('busy', '10.96.3.40', { ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 9090 }] }),
       ...cluster.endpointSlices('busy', ['web-1', 'web-2', 'web-3'], [{ name: 'http', port: 9090 }])], backend);
-    // node-a's agent balances by load for this test, and goes back to uniform (as `settle` expects) after it.
-    const nodeA = node('node-a');
-    await cluster.stopAgent(nodeA);
-    const restart = await cluster.logOffset(nodeA);
-    cluster.startAgent(nodeA, backend, 'least-busy');
-    t.teardown(async () => {
-      await cluster.stopAgent(nodeA);
-      cluster.startAgent(nodeA, backend);
-      await cluster.settle(backend);
-    });
-    await cluster.waitForLog(nodeA, isSyncOutcome, { after: restart });
+    const { nodeA, restart } = await leastBusyNodeA(t);
 
     const RATE = 150;
     const load = pod('client-a').ns.stream([process.execPath, join(packageRoot(), 'dist/e2e/load.js'), '--host', '10.96.3.40', '--port', '80',
@@ -250,16 +254,7 @@ export function registerAgentTests(backend: BackendName): void {
     const id = 'default/topped:http/tcp';
     await cluster.apply([service('topped', CLUSTER_IP, { ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 9091 }] }),
       ...cluster.endpointSlices('topped', ['web-1', 'web-2', 'web-3'], [{ name: 'http', port: 9091 }])], backend);
-    const nodeA = node('node-a');
-    await cluster.stopAgent(nodeA);
-    const restart = await cluster.logOffset(nodeA);
-    cluster.startAgent(nodeA, backend, 'least-busy');
-    t.teardown(async () => {
-      await cluster.stopAgent(nodeA);
-      cluster.startAgent(nodeA, backend);
-      await cluster.settle(backend);
-    });
-    await cluster.waitForLog(nodeA, isSyncOutcome, { after: restart });
+    const { nodeA, restart } = await leastBusyNodeA(t);
 
     const load = pod('client-a').ns.stream([process.execPath, join(packageRoot(), 'dist/e2e/load.js'), '--host', CLUSTER_IP, '--port', '80',
       '--rate', '10', '--seconds', '120', '--timeout-ms', '60000', '--until-stdin-ends']);

@@ -3,29 +3,12 @@ import test from 'ava';
 import { pino } from 'pino';
 import { Agent } from '../controlplane/agent/agent.js';
 import { defaultConfig } from '../controlplane/config/kube-proxy-config.js';
-import type { ObjectSource } from '../controlplane/sources/source.js';
 import { readNftables } from '../dataplane/nftables/shell.js';
 import { runChecked, type Runner } from '../dataplane/runner.js';
 import { ManualClock } from './helpers/manual-clock.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
 import { nodeObject, serviceObject, sliceObject } from './helpers/objects.js';
-
-/** A source whose objects the test sets; `change()` tells the agent. */
-class TestSource implements ObjectSource {
-  private onChange: () => void = () => {};
-  constructor(public current: unknown[]) {}
-  async start(onChange: () => void) {
-    this.onChange = onChange;
-  }
-  objects() {
-    return this.current;
-  }
-  async stop() {}
-  change(objects: unknown[]) {
-    this.current = objects;
-    this.onChange();
-  }
-}
+import { ViewSource } from './helpers/view-source.js';
 
 function capturingLogger() {
   const lines: { level: number; msg: string; object?: string }[] = [];
@@ -45,7 +28,7 @@ async function until(condition: () => boolean | Promise<boolean>): Promise<void>
 test('kernel: the agent programs valid objects and names an invalid one in the log once, not at every sync', async (t) => {
   const { runner } = await throwawayNamespace(t);
   const bad = serviceObject({ name: 'bad', clusterIPs: ['10.96.0.99'], ports: [{ name: 'http', port: 0 }] });
-  const source = new TestSource([nodeObject('node-a'), serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }]), bad]);
+  const source = new ViewSource([nodeObject('node-a'), serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }]), bad]);
   const { logger, lines } = capturingLogger();
   const synced: string[] = [];
   const agent = new Agent({
@@ -80,10 +63,10 @@ test('health: not ready before the first view and the first sync, 503 when a que
     run: async (_command, args) => (kernelWorks ? { stdout: args.includes('-j') ? '{"nftables":[]}' : '', stderr: '', exitCode: 0 } : { stdout: '', stderr: 'nft: refused', exitCode: 1 }),
   };
   let listed: () => void = () => {};
-  const source = new TestSource([nodeObject('node-a')]);
+  const source = new ViewSource([nodeObject('node-a')]);
   source.start = (onChange) => new Promise<void>((resolve) => {
     listed = () => {
-      TestSource.prototype.start.call(source, onChange);
+      ViewSource.prototype.start.call(source, onChange);
       resolve();
     };
   });
@@ -108,7 +91,7 @@ test('health: not ready before the first view and the first sync, 503 when a que
 });
 
 test('stop() while the source still waits for its first view ends start() without syncing', async (t) => {
-  const source = new TestSource([nodeObject('node-a')]);
+  const source = new ViewSource([nodeObject('node-a')]);
   let release: () => void = () => {};
   source.start = () => new Promise<void>((resolve) => {
     release = resolve;
@@ -125,7 +108,7 @@ test('stop() while the source still waits for its first view ends start() withou
 
 test('kernel: the periodic full resync repairs rules someone else deleted, and stop with cleanup removes ferry\'s rules', async (t) => {
   const { runner } = await throwawayNamespace(t);
-  const source = new TestSource([nodeObject('node-a'), serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }])]);
+  const source = new ViewSource([nodeObject('node-a'), serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }])]);
   const synced: string[] = [];
   const agent = new Agent({
     node: 'node-a', config: { ...defaultConfig, syncPeriodMs: 300, minSyncPeriodMs: 10 }, backend: 'nftables', source, runner,
@@ -148,7 +131,7 @@ test('kernel: an agent taking over from the other backend removes that backend\'
     const synced: string[] = [];
     const start = async (backend: typeof before) => {
       const agent = new Agent({
-        node: 'node-a', config: defaultConfig, backend, source: new TestSource(objects), runner, logger: pino({ level: 'silent' }), serve: false,
+        node: 'node-a', config: defaultConfig, backend, source: new ViewSource(objects), runner, logger: pino({ level: 'silent' }), serve: false,
         onSynced: (kind) => synced.push(kind),
       });
       await agent.start();

@@ -11,6 +11,7 @@ import type { BackendName } from '../dataplane/backend-names.js';
 import type { Runner } from '../dataplane/runner.js';
 import { ManualClock } from './helpers/manual-clock.js';
 import { nodeObject, serviceObject, sliceObject } from './helpers/objects.js';
+import { ViewSource } from './helpers/view-source.js';
 
 const START = Date.UTC(2025, 0, 1);
 const at = (ms: number) => new Date(START + ms).toISOString();
@@ -38,23 +39,6 @@ class ChangeSource implements ObjectSource {
   }
   delete(object: unknown) {
     this.onChange({ type: 'delete', object });
-  }
-}
-
-/** A source of whole views, as a manifests directory is. */
-class ViewSource implements ObjectSource {
-  private onChange: () => void = () => {};
-  constructor(public current: unknown[]) {}
-  async start(onChange: () => void) {
-    this.onChange = onChange;
-  }
-  objects() {
-    return this.current;
-  }
-  async stop() {}
-  change(objects: unknown[]) {
-    this.current = objects;
-    this.onChange();
   }
 }
 

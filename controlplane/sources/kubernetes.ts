@@ -1,7 +1,7 @@
 // The Kubernetes API as a live source: list/watch informers from @kubernetes/client-node on Services,
 // EndpointSlices, this node's Node and ServiceCIDRs. Re-lists on 410 Gone (client-node does), restarts
 // after errors with backoff, and keeps the last complete view while the API is away. The commands'
-// one-shot read (listCluster) lists the same resources with the same selectors, once.
+// one-shot read (readCluster) lists the same resources with the same selectors, once.
 import {
   CoreV1Api, DiscoveryV1Api, KubeConfig, ListWatch, NetworkingV1Api, Watch, type KubernetesListObject, type KubernetesObject,
 } from '@kubernetes/client-node';
