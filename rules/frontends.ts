@@ -165,12 +165,13 @@ export function cidrOf(text: string): string {
   return canonicalCIDR(text.includes('/') ? text : `${text}/${text.includes(':') ? 128 : 32}`) ?? text;
 }
 
-/** By address (IPv4 first), port, protocol and kind; endpoints by address and port. */
+/** By address (IPv4 first), port, protocol and kind; endpoints (and inside endpoints) by address and port. */
 export function sortFrontends(frontends: ServiceFrontend[]): ServiceFrontend[] {
   const key = (frontend: ServiceFrontend) => `${addressSortKey(frontend.address)}|${String(frontend.port).padStart(5, '0')}|${frontend.protocol}|${frontend.kind}`;
   const endpointKey = (endpoint: FrontendEndpoint) => `${addressSortKey(endpoint.ip)}|${String(endpoint.port).padStart(5, '0')}`;
+  const sorted = (endpoints: FrontendEndpoint[]) => [...endpoints].sort((a, b) => compareText(endpointKey(a), endpointKey(b)));
   return frontends
-    .map((frontend) => ({ frontend: { ...frontend, endpoints: [...frontend.endpoints].sort((a, b) => compareText(endpointKey(a), endpointKey(b))) }, key: key(frontend) }))
+    .map((frontend) => ({ frontend: { ...frontend, endpoints: sorted(frontend.endpoints), inside: frontend.inside && sorted(frontend.inside) }, key: key(frontend) }))
     .sort((a, b) => compareText(a.key, b.key))
     .map(({ frontend }) => frontend);
 }
