@@ -280,6 +280,11 @@ process's) and throwaway network namespace.
 
 ${table}
 ${commandsSection}${ebpfCommandsSection}
+## iptables at 5,000 Services
+
+The periodic full resync with 5,000 iptables Services loaded is measured apart (the load alone takes a
+quarter of an hour): [iptables-resync.md](iptables-resync.md), \`npm run bench:iptables-resync\`.
+
 ## Why there is no set or map per Service
 
 Loading K chains that each choose one of two endpoints, in a throwaway namespace (\`nft -f\`), this run:
