@@ -27,7 +27,7 @@ import {
   attachPacketProgram, attachSocketPrograms, detachPacketProgram, detachSocketPrograms, forgetEarlierPacketPrograms, loadPacketProgram,
   loadSocketPrograms, SOCKET_HOOKS, type PacketProgram, type SocketPrograms,
 } from './programs.js';
-import { readNodePlan } from './read-back.js';
+import { readNodePlan, type ReadBack } from './read-back.js';
 import { abortStaleSockets } from './stale-sockets.js';
 
 /** What an eBPF rendering carries beyond its texts: the rules (the maps are planned against the kernel's) and the placement. */
@@ -307,14 +307,20 @@ function running<T>(promise: Promise<T>): Promise<T> {
 
 /** The maps and attachments ferry left, read back and listed; empty when it left no pins. */
 async function readMaps(runner: Runner, placement: ResolvedPlacement, held: AttachedState, node: string): Promise<string> {
-  if (!(await adoptPins(runner, placement.pinDir, held))) return '';
+  const read = await readHeldPlan(runner, placement, held);
+  if (!read) return '';
+  const attachments = { cgroup: placement.cgroup, hooks: SOCKET_HOOKS.filter((hook) => held.sockets.has(hook)), devices: [...held.devices.keys()] };
+  return listNodePlan(read.plan, { node, attachments, addressesKnown: true, brokenGroups: read.brokenGroups });
+}
+
+/** The maps ferry left, read back into a plan; undefined when it left no pins. */
+async function readHeldPlan(runner: Runner, placement: ResolvedPlacement, held: AttachedState): Promise<ReadBack | undefined> {
+  if (!(await adoptPins(runner, placement.pinDir, held))) return undefined;
   const writer = await MapWriter.start();
   try {
     // The packet maps are found from a device's program or, on no device, from their pins if this process sees them.
     const packets = held.devices.size > 0 || await stat(join(placement.pinDir, 'packet-maps', 'packet_frontends')).then(() => true, () => false);
-    const { plan, brokenGroups } = await readNodePlan(writer, await openNodeMaps(writer, placement.pinDir, { packets }));
-    const attachments = { cgroup: placement.cgroup, hooks: SOCKET_HOOKS.filter((hook) => held.sockets.has(hook)), devices: [...held.devices.keys()] };
-    return listNodePlan(plan, { node, attachments, addressesKnown: true, brokenGroups });
+    return await readNodePlan(writer, await openNodeMaps(writer, placement.pinDir, { packets }));
   } finally {
     await writer.close();
   }
@@ -324,15 +330,8 @@ async function readMaps(runner: Runner, placement: ResolvedPlacement, held: Atta
 async function frontends(runner: Runner, options: BackendOptions = {}): Promise<FrontendState> {
   const placement = await resolvePlacement(runner, options.ebpf ?? {});
   const held = await readAttached(runner, placement.cgroup);
-  if (!(await adoptPins(runner, placement.pinDir, held))) return { families: [], frontends: [] };
-  const writer = await MapWriter.start();
-  try {
-    const packets = held.devices.size > 0 || await stat(join(placement.pinDir, 'packet-maps', 'packet_frontends')).then(() => true, () => false);
-    const [{ plan }, companion] = await Promise.all([readNodePlan(writer, await openNodeMaps(writer, placement.pinDir, { packets })), readCompanionFacts(runner)]);
-    return ebpfFrontends(plan, companion);
-  } finally {
-    await writer.close();
-  }
+  const [read, companion] = await Promise.all([readHeldPlan(runner, placement, held), readCompanionFacts(runner)]);
+  return read ? ebpfFrontends(read.plan, companion) : { families: [], frontends: [] };
 }
 
 /**

@@ -6,12 +6,10 @@ import { anyAddress, cidrOf, sequentialProbabilities, sortFrontends, type Fronte
 import type { L4Protocol, NodePortAddresses } from '../../rules/node-rules.js';
 import { compareText } from '../../rules/port-changes.js';
 import type { Runner } from '../runner.js';
-import { saveIptables, type Family } from './shell.js';
+import { parseFerryTables, saveIptables, type Family } from './shell.js';
 
 /** One `-A CHAIN ...` line of iptables-save, its options by name (`!` kept as a prefix of the value). */
 interface SavedRule {
-  table: string;
-  chain: string;
   options: Map<string, string>;
 }
 
@@ -25,12 +23,12 @@ export async function readIptablesFrontends(runner: Runner): Promise<FrontendSta
 
 /** The frontends in one family's iptables-save output. */
 export function iptablesFrontends(saved: string, family: Family): FrontendState {
-  const rules = parseSave(saved);
+  // ferry's chains of every table (their names are unique across tables).
   const chains = new Map<string, SavedRule[]>();
-  for (const rule of rules) chains.set(rule.chain, [...(chains.get(rule.chain) ?? []), rule]);
+  for (const table of parseFerryTables(saved).values()) for (const [chain, lines] of table.rules) chains.set(chain, lines.map(savedRule));
   const rulesOf = (chain: string) => chains.get(chain) ?? [];
   const opt = (rule: SavedRule, name: string) => rule.options.get(name);
-  const host = (rule: SavedRule) => (opt(rule, '-d') ?? '').replace(/\/(32|128)$/, '');
+  const host = (rule: SavedRule) => hostOf(opt(rule, '-d') ?? '');
   const clusterIPs = new Set(rulesOf('FERRY-CLUSTER-IPS').filter((rule) => opt(rule, '-j') === 'REJECT').map(host));
   // How FERRY-SERVICES picks node-port traffic (node addresses, or local addresses in CIDRs): the same
   // match on a FERRY-NO-ENDPOINTS rule makes it a node port's verdict.
@@ -129,32 +127,28 @@ export function iptablesFrontends(saved: string, family: Family): FrontendState 
 function nodePortAddresses(rules: SavedRule[], destination: (rule: SavedRule) => string): NodePortAddresses {
   if (rules.some((rule) => destination(rule).startsWith('!'))) return { kind: 'all' };
   if (rules.some((rule) => rule.options.has('--dst-type'))) return { kind: 'cidrs', cidrs: rules.map((rule) => cidrOf(destination(rule))) };
-  return { kind: 'addresses', addresses: rules.map((rule) => destination(rule).replace(/\/(32|128)$/, '')) };
+  return { kind: 'addresses', addresses: rules.map((rule) => hostOf(destination(rule))) };
 }
 
-/** The `-A` lines of ferry's chains in iptables-save output, with their table. */
-function parseSave(saved: string): SavedRule[] {
-  const rules: SavedRule[] = [];
-  let table = '';
-  for (const line of saved.split('\n')) {
-    if (line.startsWith('*')) table = line.slice(1);
-    if (!line.startsWith('-A ')) continue;
-    const words = splitWords(line);
-    const options = new Map<string, string>();
-    for (let index = 2; index < words.length; index++) {
-      const negated = words[index] === '!';
-      if (negated) index += 1;
-      const name = words[index]!;
-      if (!name.startsWith('-')) continue;
-      // A flag's value is the next word unless that is another flag (`--rcheck`, `--rsource` take none).
-      const next = words[index + 1];
-      const value = next !== undefined && !next.startsWith('-') && next !== '!' ? next : '';
-      if (value !== '') index += 1;
-      options.set(name, `${negated ? '!' : ''}${value}`);
-    }
-    rules.push({ table, chain: words[1]!, options });
+/** An address as iptables-save prints it, without its host mask. */
+const hostOf = (destination: string) => destination.replace(/\/(32|128)$/, '');
+
+/** A saved `-A CHAIN ...` line's options. */
+function savedRule(line: string): SavedRule {
+  const words = splitWords(line);
+  const options = new Map<string, string>();
+  for (let index = 2; index < words.length; index++) {
+    const negated = words[index] === '!';
+    if (negated) index += 1;
+    const name = words[index]!;
+    if (!name.startsWith('-')) continue;
+    // A flag's value is the next word unless that is another flag (`--rcheck`, `--rsource` take none).
+    const next = words[index + 1];
+    const value = next !== undefined && !next.startsWith('-') && next !== '!' ? next : '';
+    if (value !== '') index += 1;
+    options.set(name, `${negated ? '!' : ''}${value}`);
   }
-  return rules.filter((rule) => rule.chain.startsWith('FERRY-'));
+  return { options };
 }
 
 /** Words of a saved rule; a quoted comment is one word (iptables-save escapes `"` and `\` inside it). */

@@ -33,7 +33,11 @@ export function nftTableFrontends(listing: Listing, family: 'ip' | 'ip6'): Front
   const collections = new Map<string, { elem?: unknown[]; timeout?: number }>();
   for (const entry of listing.nftables) {
     const rule = entry.rule as { chain: string; expr: Statement[] } | undefined;
-    if (rule) chains.set(rule.chain, [...(chains.get(rule.chain) ?? []), rule.expr]);
+    if (rule) {
+      const rules = chains.get(rule.chain);
+      if (rules) rules.push(rule.expr);
+      else chains.set(rule.chain, [rule.expr]);
+    }
     const collection = (entry.map ?? entry.set) as { name: string; elem?: unknown[]; timeout?: number } | undefined;
     if (collection) collections.set(collection.name, collection);
   }
