@@ -109,7 +109,7 @@ test('the table says what it waits for, highlights nothing under equal load, and
 });
 
 async function serve(view: () => object): Promise<{ server: Server; address: string }> {
-  const server = await listen('127.0.0.1:0', healthHandler(() => ({ healthy: true, live: true, state: 'synced', lastUpdated: undefined }), undefined, undefined, undefined, view));
+  const server = await listen('127.0.0.1:0', healthHandler(() => ({ healthy: true, live: true, state: 'synced', lastUpdated: undefined }), { balancer: view }));
   return { server, address: `127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 

@@ -106,11 +106,14 @@ export class Agent {
   async start(): Promise<void> {
     const { config, logger } = this.options;
     if (this.options.serve !== false) {
-      this.servers.push(await listen(config.healthzBindAddress, healthHandler(() => this.health(), undefined, undefined,
-        (probe, code) => this.metrics[probe].inc({ code: String(code) }))));
-      this.servers.push(await listen(config.metricsBindAddress, healthHandler(() => this.health(), async () => ({
-        contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics(),
-      }), this.options.backend, undefined, () => this.balancer())));
+      this.servers.push(await listen(config.healthzBindAddress, healthHandler(() => this.health(), {
+        counted: (probe, code) => this.metrics[probe].inc({ code: String(code) }),
+      })));
+      this.servers.push(await listen(config.metricsBindAddress, healthHandler(() => this.health(), {
+        metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+        proxyMode: this.options.backend,
+        balancer: () => this.balancer(),
+      })));
     }
     const { source } = this.options;
     await source.start((change) => {

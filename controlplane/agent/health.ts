@@ -36,14 +36,25 @@ export function close(server: Server): Promise<void> {
 /** A probe answered, with its HTTP status: what kube-proxy's proxy_healthz_total and proxy_livez_total count. */
 export type ProbeCounter = (probe: 'healthz' | 'livez', code: number) => void;
 
+/** What a server answers besides /healthz and /livez; each path is served only when given. */
+export interface HealthExtras {
+  /** /metrics. */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** /proxyMode: the backend, as kube-proxy's plain text. */
+  proxyMode?: string;
+  /** Hears each /healthz and /livez answer (the health server's counters). */
+  counted?: ProbeCounter;
+  /** /balancer: the agent's balancer view as JSON. */
+  balancer?: () => object;
+}
+
 /**
- * The /healthz, /livez and /metrics handler, and /proxyMode (kube-proxy's: the backend, as plain text)
- * when given; `counted` hears every /healthz and /livez answer (the health server's, as kube-proxy
- * counts those of its healthz server and not the metrics server's); /balancer, when given, answers
- * with its document as JSON (what `ferry top` reads).
+ * The /healthz and /livez handler, with the `extra` paths given: /metrics, /proxyMode, /balancer (what
+ * `ferry top` reads). The health server counts its probes (`counted`), as kube-proxy counts those of its
+ * healthz server and not the metrics server's.
  */
-export function healthHandler(status: () => HealthStatus, metrics?: () => Promise<{ contentType: string; body: string }>, proxyMode?: string, counted?: ProbeCounter,
-  balancer?: () => object): Parameters<typeof createServer>[1] {
+export function healthHandler(status: () => HealthStatus, extra: HealthExtras = {}): Parameters<typeof createServer>[1] {
+  const { metrics, proxyMode, counted, balancer } = extra;
   return (request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     if (path === '/healthz' || path === '/livez') {
