@@ -10,7 +10,9 @@ import { buildClusterState } from '../model/cluster-state.js';
 import { familyOf } from '../model/ip.js';
 import type { ClusterState, EndpointSlice, IPFamily, Protocol } from '../model/types.js';
 import { DEFAULT_BACKEND } from '../../dataplane/backend-names.js';
+import { endpointDestination } from '../../dataplane/render-shapes.js';
 import { readInput, type InputOptions } from './pipeline.js';
+import { printTable } from './table.js';
 
 /** `-o`: kubectl's table, wide, json and yaml (the same records), and the EndpointSlices derived from Pods. */
 export const ENDPOINTS_OUTPUTS = ['table', 'wide', 'json', 'yaml', 'endpointslices'] as const;
@@ -97,7 +99,7 @@ async function endpointRecords(state: ClusterState, services: ClusterState['serv
             service: `${service.namespace}/${service.name}`, namespace: service.namespace, name: service.name,
             port: { name: port.name, port: port.port, protocol: port.protocol }, family,
             clusterIP: service.clusterIPs.find((ip) => familyOf(ip) === family) ?? null,
-            endpoint: endpoint.ip.includes(':') ? `[${endpoint.ip}]:${endpoint.port}` : `${endpoint.ip}:${endpoint.port}`,
+            endpoint: endpointDestination(endpoint),
             ip: endpoint.ip, targetPort: endpoint.port, node: endpoint.nodeName || null, zone: zones.get(endpoint.nodeName) || null,
             ready: endpoint.conditions.ready, serving: endpoint.conditions.serving, terminating: endpoint.conditions.terminating,
             source: endpoint.source, slice: slice?.name ?? '', hints: { zones: [...endpoint.hints.zones], nodes: [...endpoint.hints.nodes] },
@@ -121,8 +123,7 @@ function table(records: EndpointRecord[], withNode: boolean, wide: boolean): str
     ...(withNode ? [record.local ? 'yes' : 'no', record.topology ?? '-', record.usedBy?.join('+') || '-'] : []),
     ...(wide ? [record.family, record.clusterIP ?? '-', record.slice || '-', record.zone ?? '-'] : []),
   ]);
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  return [header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n') + '\n';
+  return printTable(header, rows);
 }
 
 /** The derived slices as discovery.k8s.io/v1 objects, to feed back or compare with a live cluster. */

@@ -8,6 +8,7 @@ import { endpointDestination } from '../../dataplane/render-shapes.js';
 import type { Runner } from '../../dataplane/runner.js';
 import type { ServiceFrontend } from '../../rules/frontends.js';
 import { backendOptions, type PlacementOptions } from './pipeline.js';
+import { printTable } from './table.js';
 
 export const SERVICES_OUTPUTS = ['table', 'wide', 'json', 'yaml'] as const;
 
@@ -49,9 +50,7 @@ function printRecords(records: FrontendRecord[], output: ServicesOptions['output
     ...(wide ? [record.affinitySeconds > 0 ? `${record.affinitySeconds}s` : '-', record.sourceRanges.join(',') || '-'] : []),
     record.endpoints.map((endpoint) => `${endpointDestination(endpoint)} ${percent(endpoint.probability)}`).join(', ') || '-',
   ]);
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  // The last column is not padded: endpoint lists are long, and trailing spaces help nobody.
-  return [header, ...rows].map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('   ')).join('\n') + '\n';
+  return printTable(header, rows);
 }
 
 /** A share as a percentage: whole where it is whole, else one decimal (three below 1 %). */
