@@ -1,5 +1,5 @@
 # The ferry agent image for deploy/kubernetes/ferry.yaml: docker build -t ferry:0.1.0 .
-# Four stages: the TypeScript is compiled with the dev dependencies, ferry's C helpers and BPF programs
+# Four stages: the TypeScript is compiled and bundled (dist/cli) with the dev dependencies, ferry's C helpers and BPF programs
 # with gcc and clang, the production dependencies are installed on their own, and the image gets the
 # compiled CLI, helpers and programs, its templates and those dependencies only (no tests, benchmarks,
 # e2e harness, compiler or sources). test/dockerfile.test.ts replays these steps without Docker.
@@ -12,7 +12,9 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY controlplane controlplane
 COPY dataplane dataplane
 COPY rules rules
+COPY scripts/bundle.mjs scripts/
 RUN npx tsc -p tsconfig.json
+RUN node scripts/bundle.mjs
 
 FROM node:20-bookworm-slim AS native
 WORKDIR /src
@@ -49,9 +51,7 @@ COPY package.json ./
 COPY bin bin
 COPY templates templates
 COPY --from=production-dependencies /src/node_modules node_modules
-COPY --from=build /src/dist/controlplane dist/controlplane
-COPY --from=build /src/dist/dataplane dist/dataplane
-COPY --from=build /src/dist/rules dist/rules
+COPY --from=build /src/dist/cli dist/cli
 COPY --from=native /src/libexec libexec
 COPY deploy/image deploy/image
 # Runs as root. iptables, nft, conntrack and unshare need CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN,

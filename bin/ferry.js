@@ -1,3 +1,3 @@
 #!/usr/bin/env node
-// The ferry command: runs the compiled CLI (npm ci builds it through the prepare script).
-import '../dist/controlplane/cli/main.js';
+// The ferry command: runs the bundled CLI (npm ci builds it through the prepare script; scripts/bundle.mjs).
+import '../dist/cli/ferry.js';
