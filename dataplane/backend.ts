@@ -32,11 +32,21 @@ export interface BackendOptions {
   ebpf?: EbpfPlacement;
 }
 
-/** What bringing the kernel in line did: nothing (it held the rules already), or a replacement, in rule lines. */
+/**
+ * What bringing the kernel in line did: nothing (it held the rules already), or a replacement, in rule
+ * lines; and the rendering it wrote from, which later syncs start from.
+ */
 export interface ApplyOutcome {
   changed: boolean;
   added: number;
   removed: number;
+  rendered: RenderedRules;
+}
+
+/** How applyIfChanged writes: `force` even when the kernel seems to hold the rules; where the backend puts them. */
+export interface ApplyOptions {
+  force?: boolean;
+  backend?: BackendOptions;
 }
 
 /** The kernel's rules and the desired ones, both canonical and in the kernel's own words: what a diff compares. */
@@ -72,8 +82,11 @@ export interface Backend {
   applyChanges(runner: Runner, previous: RenderedRules, next: RenderedRules): Promise<SyncKind>;
   /** The periodic full resync: afterwards the kernel holds exactly `rendered`, whatever someone changed. */
   reassert(runner: Runner, rendered: RenderedRules): Promise<void>;
-  /** Makes the kernel hold the rules and writes nothing when it already does; `force` writes anyway. */
-  applyIfChanged(runner: Runner, rendered: RenderedRules, options: { force?: boolean }): Promise<ApplyOutcome>;
+  /**
+   * Makes the kernel hold the rules and writes nothing when it already does; `force` writes anyway. It
+   * renders them itself, so that it may write while it renders (nftables into a kernel without ferry's tables).
+   */
+  applyIfChanged(runner: Runner, rules: NodeRules, options: ApplyOptions): Promise<ApplyOutcome>;
   /** Whether the stamp ferry left says the kernel holds these rules (false for a backend without one). */
   stampedAs(runner: Runner, rendered: RenderedRules): Promise<boolean>;
   /** Both sides whole, as the kernel lists them. */

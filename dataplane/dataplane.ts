@@ -1,7 +1,8 @@
 // The dataplane facade: apply, diff and clean up rendered rules with the backend that rendered them
 // (backends.ts), and hand over between backends.
 import { createTwoFilesPatch } from 'diff';
-import type { ApplyOutcome, BackendOptions, Comparison, EndpointConnections, RenderedRules, SyncKind } from './backend.js';
+import type { ApplyOptions, ApplyOutcome, BackendOptions, Comparison, EndpointConnections, RenderedRules, SyncKind } from './backend.js';
+import type { NodeRules } from '../rules/node-rules.js';
 import { BACKEND_NAMES, type BackendName } from './backend-names.js';
 import { backendOf, BACKENDS } from './backends.js';
 import type { FrontendState } from '../rules/frontends.js';
@@ -26,11 +27,12 @@ export function reassertRules(runner: Runner, rendered: RenderedRules): Promise<
 }
 
 /**
- * Makes the kernel hold the rendered rules and writes nothing when it already does (`ferry apply`, the
- * agent's start, so that a restart does not touch rules that match). `force` writes anyway.
+ * Makes the kernel hold the node's rules in a backend and writes nothing when it already does (`ferry
+ * apply`, the agent's start, so that a restart does not touch rules that match). `force` writes anyway.
+ * The backend renders them (it may write while it renders); the outcome carries the rendering.
  */
-export function applyIfChanged(runner: Runner, rendered: RenderedRules, options: { force?: boolean } = {}): Promise<ApplyOutcome> {
-  return backendOf(rendered).applyIfChanged(runner, rendered, options);
+export function applyIfChanged(runner: Runner, rules: NodeRules, backend: BackendName, options: ApplyOptions = {}): Promise<ApplyOutcome> {
+  return BACKENDS[backend].applyIfChanged(runner, rules, options);
 }
 
 /** Whether ferry's stamp in the kernel says it holds these rules (a backend without a stamp: never). */

@@ -4,7 +4,7 @@ import type { BackendOptions, RenderedRules, RenderUpdate } from './backend.js';
 import type { BackendName } from './backend-names.js';
 import { BACKENDS } from './backends.js';
 
-export type { BackendOptions, RenderedRules };
+export type { BackendOptions, RenderedRules, RenderUpdate };
 
 /**
  * Renders node rules for a backend; pure: the same rules give the same result. With `update` (the

@@ -1,5 +1,12 @@
 // The one door to the outside world for the dataplane: run a command, optionally with stdin.
-import { execa } from 'execa';
+import { closeSync, constants, open as openCallback, openSync } from 'node:fs';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { execa, type Result } from 'execa';
 
 /** What a finished command left behind. */
 export interface RunResult {
@@ -11,6 +18,12 @@ export interface RunResult {
 /** Runs commands; tests substitute one that records argv and stdin. */
 export interface Runner {
   run(command: string, args: string[], input?: string): Promise<RunResult>;
+  /**
+   * Runs a command that reads the file named in its arguments (`args` is given its name) while `input` produces it. When `input` throws, the
+   * command is killed before its input ends, and the error is thrown: a program that acts on the end
+   * of its input (nft -f) never sees a truncated one end. Optional: without it, callers join the input.
+   */
+  stream?(command: string, args: (inputFile: string) => string[], input: AsyncIterable<string>): Promise<RunResult>;
 }
 
 /** A command failed: keeps the command, its exit code and its stderr for the operator. */
@@ -36,14 +49,81 @@ export const execaRunner: Runner = {
       input: input ?? '', reject: false, stripFinalNewline: false, env: { PATH: SYSTEM_PATH }, cleanup: false,
     });
     running.add(subprocess);
-    const result = await subprocess.finally(() => running.delete(subprocess));
-    if (result.failed && result.exitCode === undefined) {
-      // The command could not be started at all (not installed, not executable), or was aborted.
-      return { stdout: '', stderr: String(result.message), exitCode: 127 };
-    }
-    return { stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? ''), exitCode: result.exitCode ?? 1 };
+    return resultOf(await subprocess.finally(() => running.delete(subprocess)));
   },
+  stream: streamWithExeca,
 };
+
+function resultOf(result: Result): RunResult {
+  if (result.failed && result.exitCode === undefined) {
+    // The command could not be started at all (not installed, not executable), or was aborted.
+    return { stdout: '', stderr: String(result.message), exitCode: 127 };
+  }
+  return { stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? ''), exitCode: result.exitCode ?? 1 };
+}
+
+const openDescriptor = promisify(openCallback);
+
+// Bytes queued between two turns of the event loop, in which the pipe takes what the command has read.
+const STREAM_TURN_BYTES = 64 * 1024;
+
+/**
+ * The Runner.stream of execaRunner. The command reads a FIFO by its path (a program can open a FIFO
+ * where it opens files, not the socket pair Node gives a child as its standard input). Once the
+ * command has it open, an empty file takes the FIFO's name, so that opening the path again (nft does,
+ * to quote the line of an error) finds the empty file instead of waiting for a writer that has gone.
+ * The input is queued faster than the command reads it (ferry renders faster than nft parses), and
+ * every 64 KB the event loop turns, so that the pipe stays full.
+ */
+async function streamWithExeca(command: string, args: (inputFile: string) => string[], input: AsyncIterable<string>): Promise<RunResult> {
+  const directory = await mkdtemp(join(tmpdir(), 'ferry-stream-'));
+  const fifo = join(directory, 'input');
+  try {
+    await execa('mkfifo', ['-m', '600', fifo], { env: { PATH: SYSTEM_PATH } });
+    await writeFile(join(directory, 'read'), '', { mode: 0o600 });
+    const subprocess = execa(command, args(fifo), { stdin: 'ignore', reject: false, stripFinalNewline: false, env: { PATH: SYSTEM_PATH }, cleanup: false });
+    running.add(subprocess);
+    try {
+      // Opening a FIFO to write waits for its reader: off the main thread, and given up if the command
+      // ends without opening it (then a reader of our own lets the open finish).
+      const opening = openDescriptor(fifo, 'w');
+      if (await Promise.race([opening.then(() => false), subprocess.then(() => true)])) {
+        closeSync(openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK));
+        closeSync(await opening);
+        return resultOf(await subprocess);
+      }
+      // A plain descriptor, not a FileHandle (which closes its own when collected): the socket owns it.
+      const pipe = new Socket({ fd: await opening, readable: false, writable: true });
+      await rename(join(directory, 'read'), fifo);
+      // A command that exits before the end of its input (nft refusing a line) leaves EPIPE: its exit code tells.
+      let closed = false;
+      pipe.on('error', () => (closed = true));
+      try {
+        let sinceTurn = 0;
+        for await (const piece of input) {
+          if (closed) break;
+          pipe.write(piece);
+          sinceTurn += piece.length;
+          if (sinceTurn >= STREAM_TURN_BYTES) {
+            sinceTurn = 0;
+            await setImmediate();
+          }
+        }
+      } catch (error) {
+        subprocess.kill('SIGKILL');
+        await subprocess;
+        pipe.destroy();
+        throw error;
+      }
+      pipe.end();
+      return resultOf(await subprocess);
+    } finally {
+      running.delete(subprocess);
+    }
+  } finally {
+    await rm(directory, { recursive: true, force: true });
+  }
+}
 
 /**
  * Kills every command still running, before ferry exits in the middle of a sync. Exiting alone would

@@ -15,10 +15,12 @@ function loadTemplates() {
   // Only the Handlebars files here are partials (templates/ebpf/ holds BPF C sources).
   for (const file of readdirSync(directory).filter((entry) => entry.endsWith('.hbs'))) {
     const name = file.replace(/\.hbs$/, '');
-    if (!['nftables', 'iptables', 'nft-service-port', 'ebpf-companion'].includes(name)) handlebars.registerPartial(name, compile(name));
+    if (!['nft-script-header', 'nft-table-open', 'nft-table-close', 'iptables', 'nft-service-port', 'ebpf-companion'].includes(name)) handlebars.registerPartial(name, compile(name));
   }
   return {
-    nftables: compile('nftables'), iptables: compile('iptables'), nftTable: compile('nft-table'), nftServicePort: compile('nft-service-port'),
-    ebpfCompanion: compile('ebpf-companion'),
+    // An nft script in the order it is printed (and can be streamed to nft): the header, then per table
+    // its opening (the commands that replace it, its fixed chains), each port's chains, its sets and maps.
+    nftScriptHeader: compile('nft-script-header'), nftTableOpen: compile('nft-table-open'), nftServicePort: compile('nft-service-port'), nftTableClose: compile('nft-table-close'),
+    iptables: compile('iptables'), ebpfCompanion: compile('ebpf-companion'),
   };
 }

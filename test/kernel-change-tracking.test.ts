@@ -34,9 +34,10 @@ for (const backend of BACKEND_NAMES) {
       store.replaceAll(poolView(objects));
       const { index, services } = store.take();
       const { rules, changed } = updateNodeRules(previous?.rules, index, 'node-a', testConfig, new Map(), services);
-      const rendered = render(rules, backend, options, previous && changed !== 'all' ? { previous: previous.rendered, changed } : undefined);
+      const rendered = previous
+        ? render(rules, backend, options, changed !== 'all' ? { previous: previous.rendered, changed } : undefined)
+        : (await applyIfChanged(runner, rules, backend, { backend: options })).rendered;
       if (previous) kinds.push(await applyChanges(runner, previous.rendered, rendered));
-      else await applyIfChanged(runner, rendered);
       t.is(await diffRules(runner, rendered), '', `after ${kinds.length} partial syncs`);
       previous = { rules, rendered };
     }

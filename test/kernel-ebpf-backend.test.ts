@@ -23,14 +23,16 @@ test('kernel: ebpf apply, a second apply writes nothing, a tampered map shows in
   await runChecked(runner, 'address', 'ip', ['address', 'add', '192.168.56.11/24', 'dev', 'fe0']);
   await runChecked(runner, 'foreign rules', 'nft', ['-f', '-'], FOREIGN_NFT);
   const { rendered: example } = await renderScenario('default', 'ebpf');
-  const rendered = render(example.ebpf!.rules, 'ebpf', { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } });
+  const placement = { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } };
+  const rendered = render(example.ebpf!.rules, 'ebpf', placement);
 
   t.not(await diffRules(runner, rendered), '', 'before apply the kernel differs');
-  const first = await applyIfChanged(runner, rendered);
+  const first = await applyIfChanged(runner, example.ebpf!.rules, 'ebpf', { backend: placement });
   t.true(first.changed);
   t.true(first.added > 50, `${first.added} map entries written`);
   t.is(await diffRules(runner, rendered), '', 'after apply the kernel holds the maps, attachments and companion table');
-  t.deepEqual(await applyIfChanged(runner, rendered), { changed: false, added: 0, removed: 0 }, 'a second apply (a restart) writes nothing');
+  const again = await applyIfChanged(runner, example.ebpf!.rules, 'ebpf', { backend: placement });
+  t.deepEqual([again.changed, again.added, again.removed], [false, 0, 0], 'a second apply (a restart) writes nothing');
   const devices = JSON.parse(await runChecked(runner, 'net', 'bpftool', ['-j', 'net', 'show'])) as Array<{ tc: Array<{ devname: string; name: string }> }>;
   t.deepEqual(devices[0]!.tc.filter((filter) => filter.name.startsWith('ferry_ingress')).map((filter) => filter.devname).sort(), ['fe0', 'fe1']);
 
@@ -65,13 +67,12 @@ test('kernel: ebpf rules that need more map entries than the maps hold are refus
   const { cgroup, pinDir } = await bpfWorkspace(t);
   const { rendered: example } = await renderScenario('default', 'ebpf');
   const placement = { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } };
-  const rendered = render(example.ebpf!.rules, 'ebpf', placement);
-  await applyIfChanged(runner, rendered);
+  const { rendered } = await applyIfChanged(runner, example.ebpf!.rules, 'ebpf', { backend: placement });
   // One group of more endpoints than the slots map holds.
   const rules = structuredClone(example.ebpf!.rules);
   const port = rules.families[0]!.servicePorts.find((candidate) => candidate.cluster?.endpoints.length)!;
   port.cluster!.endpoints = Array.from({ length: 2_100_000 }, (_, index) => ({ hash: `h${index}`, ip: `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}`, port: 80, weight: 1, onNode: false }));
-  const error = await t.throwsAsync(applyIfChanged(runner, render(rules, 'ebpf', placement)));
+  const error = await t.throwsAsync(applyIfChanged(runner, rules, 'ebpf', { backend: placement }));
   t.regex(error!.message, /more entries than the maps hold \(nothing was written\): slots \d+ > 2097152/);
   t.is(await diffRules(runner, rendered), '', 'the kernel still holds the previous maps');
 });

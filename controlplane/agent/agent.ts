@@ -18,7 +18,7 @@ import type { Balancing, IPFamily, ModelError } from '../model/types.js';
 import type { ObjectSource } from '../sources/source.js';
 import { listNatedConnections } from '../../dataplane/conntrack-sample.js';
 import { applyChanges, applyIfChanged, balancedSockets, cleanupRules, clearStaleFlows, refreshRules, reassertRules, removeOtherBackends, ruleCounts } from '../../dataplane/dataplane.js';
-import { render, type BackendOptions, type RenderedRules } from '../../dataplane/render.js';
+import { render, type BackendOptions, type RenderedRules, type RenderUpdate } from '../../dataplane/render.js';
 import type { BackendName } from '../../dataplane/backend-names.js';
 import { DataplaneError, type Runner } from '../../dataplane/runner.js';
 import { balancerView, type BalancerSample, type BalancerView } from './balancer-view.js';
@@ -195,9 +195,9 @@ export class Agent {
       const { rules, changed } = updateNodeRules(previous?.rules, index, this.options.node,
         { ...computeConfig(this.options.config, backend), balancing: this.options.balancing }, this.balanceState.weights, services);
       await this.checkpoint();
-      const rendered = render(rules, backend, this.options.backendOptions, previous && changed !== 'all' ? { previous: previous.rendered, changed } : undefined);
-      await this.checkpoint();
-      const kind = full || !this.previous ? await this.syncFull(rendered) : await applyChanges(runner, this.previous.rendered, rendered);
+      const { rendered, kind } = this.previous
+        ? await this.syncOver(this.previous.rendered, rules, full, previous && changed !== 'all' ? { previous: previous.rendered, changed } : undefined)
+        : await this.syncFirst(rules);
       // Taking over from another backend (a restart with another mode): its rules go once ours are in.
       if (!this.previous) await removeOtherBackends(runner, backend, this.options.backendOptions);
       this.syncs[kind] += 1;
@@ -242,15 +242,25 @@ export class Agent {
   /**
    * At start: adopts rules that already match (a restart) without writing, otherwise replaces them
    * atomically; nftables decides from the stamp of the last write (applyIfChanged), so a start does not
-   * list the rules. Later full syncs re-assert every rule without reading them back, which also repairs
-   * what someone changed behind a stamp.
+   * list the rules, and into a kernel without ferry's tables it writes them as it renders them.
    */
-  private async syncFull(rendered: RenderedRules): Promise<SyncKind> {
-    if (this.previous) {
-      await reassertRules(this.options.runner, rendered);
-      return 'full';
-    }
-    return (await applyIfChanged(this.options.runner, rendered)).changed ? 'full' : 'unchanged';
+  private async syncFirst(rules: NodeRules): Promise<{ rendered: RenderedRules; kind: SyncKind }> {
+    const { changed, rendered } = await applyIfChanged(this.options.runner, rules, this.options.backend, { backend: this.options.backendOptions });
+    return { rendered, kind: changed ? 'full' : 'unchanged' };
+  }
+
+  /**
+   * After the first sync: writes what changed since `last` (rendering only the changed ports when
+   * `update` says which); a full sync re-asserts every rule without reading them back, which also
+   * repairs what someone changed behind a stamp.
+   */
+  private async syncOver(last: RenderedRules, rules: NodeRules, full: boolean, update: RenderUpdate | undefined): Promise<{ rendered: RenderedRules; kind: SyncKind }> {
+    const { runner, backend, backendOptions } = this.options;
+    const rendered = render(rules, backend, backendOptions, update);
+    await this.checkpoint();
+    if (!full) return { rendered, kind: await applyChanges(runner, last, rendered) };
+    await reassertRules(runner, rendered);
+    return { rendered, kind: 'full' };
   }
 
   private record(rules: NodeRules, rendered: RenderedRules, changed: PortChanges, kind: SyncKind, started: number, programmed: TriggerTime[], services: number): void {

@@ -147,7 +147,7 @@ async function main(argv: string[]): Promise<number> {
       const started = performance.now();
       const desired = await desiredRules(options);
       report(desired, options.strict);
-      const outcome = await applyIfChanged(execaRunner, desired.rendered, { force: options.force });
+      const outcome = await applyIfChanged(execaRunner, desired.rules, desired.backend, { force: options.force, backend: desired.options });
       // The new backend's rules first, then the other backend's go: never a moment without rules.
       await removeOtherBackends(execaRunner, desired.backend, desired.options);
       const ports = desired.rules.families.flatMap((family) => family.servicePorts);

@@ -61,7 +61,8 @@ export interface DesiredRules {
   rules: NodeRules;
   /** The node's addresses as its Node object gives them (InternalIP, then ExternalIP). */
   nodeAddresses: string[];
-  rendered: RenderedRules;
+  /** Rendered when first read: `apply` never reads it (the backend renders as it writes). */
+  readonly rendered: RenderedRules;
   warnings: string[];
   modelErrors: ModelError[];
 }
@@ -78,5 +79,13 @@ export async function desiredRules(options: RuleOptions): Promise<DesiredRules> 
   const modelWarnings = [...readWarnings, ...index.conflicts(index.services.keys())];
   const placement = backendOptions(options);
   const node = state.nodes.find((candidate) => candidate.name === options.node)!;
-  return { backend, options: placement, rules, nodeAddresses: [...node.internalIPs, ...node.externalIPs], rendered: render(rules, backend, placement), warnings: [...warnings, ...modelWarnings.map((warning) => `${warning.kind} ${warning.object}: ${warning.message}`)], modelErrors: errors };
+  let rendered: RenderedRules | undefined;
+  return {
+    backend, options: placement, rules, nodeAddresses: [...node.internalIPs, ...node.externalIPs],
+    get rendered() {
+      return (rendered ??= render(rules, backend, placement));
+    },
+    warnings: [...warnings, ...modelWarnings.map((warning) => `${warning.kind} ${warning.object}: ${warning.message}`)],
+    modelErrors: errors,
+  };
 }

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import type { NodeRules } from '../../rules/node-rules.js';
 import type { FrontendState } from '../../rules/frontends.js';
 import type { PortChanges } from '../../rules/port-changes.js';
-import type { ApplyOutcome, Backend, BackendOptions, Comparison, EndpointConnections, RenderedRules, RenderUpdate, SyncKind } from '../backend.js';
+import type { ApplyOptions, ApplyOutcome, Backend, BackendOptions, Comparison, EndpointConnections, RenderedRules, RenderUpdate, SyncKind } from '../backend.js';
 import { deleteStaleFlows } from '../conntrack.js';
 import { runChecked, type Runner } from '../runner.js';
 import { reportProblems } from '../structure-error.js';
@@ -166,7 +166,7 @@ async function attach(runner: Runner, placement: ResolvedPlacement, sockets: Soc
  * A full sync: programs found from their attach points (pins adopted), loaded over the maps they use,
  * the maps read back and only their differences written, then attachments and the companion table.
  */
-async function sync(runner: Runner, rendered: RenderedRules, options: { force?: boolean } = {}): Promise<ApplyOutcome> {
+async function sync(runner: Runner, rendered: RenderedRules, options: Omit<ApplyOptions, 'backend'> = {}): Promise<Omit<ApplyOutcome, 'rendered'>> {
   const { rules, placement: requested, companion } = rendering(rendered);
   // The companion table checked by the kernel first: one it refuses stops the sync before any write.
   const companionListing = await companionAsKernelWould(runner, companion);
@@ -390,7 +390,10 @@ export const ebpfBackend: Backend = {
   reassert: async (runner, rendered) => {
     await sync(runner, rendered);
   },
-  applyIfChanged: (runner, rendered, options) => sync(runner, rendered, options),
+  applyIfChanged: async (runner, rules, options) => {
+    const rendered = render(rules, options.backend);
+    return { ...await sync(runner, rendered, options), rendered };
+  },
   stampedAs: async () => false,
   compare,
   diff: (runner, rendered) => compare(runner, rendered),

@@ -1,6 +1,7 @@
 // The iptables backend: ferry's FERRY-* chains and the jumps into them, per family, through
 // iptables-restore (see shell.ts). It keeps no stamp: every comparison lists the rules.
-import type { ApplyOutcome, Backend, Comparison, RenderedRules, SyncKind } from '../backend.js';
+import type { NodeRules } from '../../rules/node-rules.js';
+import type { ApplyOptions, ApplyOutcome, Backend, Comparison, RenderedRules, SyncKind } from '../backend.js';
 import { deleteStaleFlows } from '../conntrack.js';
 import { lineChanges } from '../line-changes.js';
 import type { Runner } from '../runner.js';
@@ -48,11 +49,12 @@ function labelled(family: string, text: string): string {
   return text ? `# ${family}\n${text}` : '';
 }
 
-async function applyIfChanged(runner: Runner, rendered: RenderedRules, options: { force?: boolean }): Promise<ApplyOutcome> {
+async function applyIfChanged(runner: Runner, rules: NodeRules, options: ApplyOptions): Promise<ApplyOutcome> {
+  const rendered = renderIptables(rules);
   const { current, desired } = await compare(runner, rendered);
-  if (current === desired && !options.force) return { changed: false, added: 0, removed: 0 };
+  if (current === desired && !options.force) return { changed: false, added: 0, removed: 0, rendered };
   await apply(runner, rendered);
-  return { changed: true, ...lineChanges(current, desired) };
+  return { changed: true, ...lineChanges(current, desired), rendered };
 }
 
 export const iptablesBackend: Backend = {

@@ -1,12 +1,13 @@
 // The nftables backend: ferry's tables `ip ferry` and `ip6 ferry`, written by `nft -f` in one
 // transaction each time, stamped with the digest of what was written (see shell.ts).
-import type { ApplyOutcome, Backend, RenderedRules, SyncKind } from '../backend.js';
+import type { NodeRules } from '../../rules/node-rules.js';
+import type { ApplyOptions, ApplyOutcome, Backend, RenderedRules, SyncKind } from '../backend.js';
 import { deleteStaleFlows } from '../conntrack.js';
 import { lineChanges } from '../line-changes.js';
 import { DataplaneError, type Runner } from '../runner.js';
 import { readNftFrontends } from './frontends.js';
 import { incrementalScript } from './incremental.js';
-import { nftOf, renderNftables } from './render.js';
+import { nftOf, renderNftables, renderNftablesStreaming } from './render.js';
 import * as shell from './shell.js';
 import { checkNftables, checkNftablesText } from './structure.js';
 
@@ -52,29 +53,51 @@ async function reassert(runner: Runner, rendered: RenderedRules): Promise<void> 
  * stamp recorded. Listing the rules instead would cost the kernel time growing with the square of their
  * number. Tables without a stamp (an older ferry, or the stamp removed) are compared by listing.
  * `force` writes even when the kernel seems to hold the rules: it repairs what was changed behind a
- * stamp, which `ferry diff` shows.
+ * stamp, which `ferry diff` shows. Without any ferry table, the rules are rendered as they are written (loadFresh).
  */
-async function applyIfChanged(runner: Runner, rendered: RenderedRules, options: { force?: boolean }): Promise<ApplyOutcome> {
-  checkNftables(rendered);
+async function applyIfChanged(runner: Runner, rules: NodeRules, options: ApplyOptions): Promise<ApplyOutcome> {
   const found = await shell.readStamps(runner);
+  if (found.size === 0) return loadFresh(runner, rules);
+  const rendered = renderNftables(rules);
+  checkNftables(rendered);
   const families = nftOf(rendered).tables.map((table) => table.family as string);
   // A table of a family no longer rendered goes in the same transaction.
   const stale = [...found.keys()].filter((family) => !families.includes(family)).map((family) => `add table ${family} ferry\ndelete table ${family} ferry\n`).join('');
   const replace = () => shell.applyNftables(runner, stale + script(rendered) + shell.stampScript(rendered));
   const stamps = [...found.values()];
   if (stamps.every((held) => held !== undefined)) {
-    if (!options.force && stampMatches(found, rendered)) return { changed: false, added: 0, removed: 0 };
+    if (!options.force && stampMatches(found, rendered)) return { changed: false, added: 0, removed: 0, rendered };
     await replace();
-    return { changed: true, added: shell.rulesStamp(rendered).lines, removed: Math.max(0, ...stamps.map((held) => held!.lines)) };
+    return { changed: true, added: shell.rulesStamp(rendered).lines, removed: Math.max(0, ...stamps.map((held) => held!.lines)), rendered };
   }
   const { current, desired } = await shell.compareByListing(runner, script(rendered));
   if (current === desired && stale === '' && !options.force) {
     // The rules match: recording the stamp lets the next comparison skip the listing.
     await shell.applyNftables(runner, shell.stampScript(rendered));
-    return { changed: false, added: 0, removed: 0 };
+    return { changed: false, added: 0, removed: 0, rendered };
   }
   await replace();
-  return { changed: true, ...lineChanges(current, desired) };
+  return { changed: true, ...lineChanges(current, desired), rendered };
+}
+
+/**
+ * A first load, into a kernel without ferry's tables: the script goes to nft while it is rendered, so
+ * that nft parses its start while ferry renders the rest (at 10,000 Services nft parses for a second
+ * before the kernel sees anything). It is structure-checked before it ends; a problem, or ferry
+ * stopping, kills nft before its input ends, and nft commits nothing before the end. Even a script cut
+ * short by ferry being killed could only leave whole tables (each is one block, a cut inside it does
+ * not parse) without a stamp: nothing was there to replace.
+ */
+async function loadFresh(runner: Runner, rules: NodeRules): Promise<ApplyOutcome> {
+  const stream = renderNftablesStreaming(rules);
+  async function* script(): AsyncGenerator<string> {
+    yield* stream.pieces;
+    checkNftables(stream.rendered());
+    yield shell.stampScript(stream.rendered());
+  }
+  await shell.applyNftablesStreamed(runner, script());
+  const rendered = stream.rendered();
+  return { changed: true, added: shell.rulesStamp(rendered).lines, removed: 0, rendered };
 }
 
 /** Every rendered table, and no other ferry table, holds the stamp of these rules. */

@@ -88,35 +88,99 @@ export function renderNftables(rules: NodeRules, update?: RenderUpdate): Rendere
     ? { previous, changed: update.changed } : undefined;
   const tables = rules.families.map((family, index) => (incremental
     ? updateTable(incremental.previous.tables[index]!, family, rules.masqueradeMark, incremental.changed)
-    : nftTable(family, rules.masqueradeMark)));
-  const nft: NftRendering = { id: Symbol('nftables rendering'), tables, ...(incremental ? { update: { from: incremental.previous.id, changed: incremental.changed } } : {}) };
+    : tableOf(family, rules.masqueradeMark, family.servicePorts.map((port) => nftServicePort(port, family)))));
+  return renderingOf(rules.node, tables, incremental && { from: incremental.previous.id, changed: incremental.changed });
+}
+
+/**
+ * renderNftables without an update, printed while it renders: `pieces` is the script's text in order,
+ * each port rendered just before its chains are printed, so that nft parses the start of the script
+ * while ferry renders the rest (a first load: nft takes a second to parse 10,000 Services). `rendered()`
+ * is the rendering once `pieces` has been read to its end; the text is the one renderNftables prints.
+ */
+export function renderNftablesStreaming(rules: NodeRules): { pieces: Iterable<string>; rendered(): RenderedRules } {
+  const tables: NftTableRendering[] = [];
+  const printing = rules.families.map((family): TablePrint => {
+    const view = tableShape(family, rules.masqueradeMark).head;
+    const ports: NftPortPart[] = [];
+    return {
+      open: templates.nftTableOpen({ ...view, replace: true }),
+      chains: (function* render() {
+        for (const port of family.servicePorts) {
+          const part = nftServicePort(port, family);
+          ports.push(part);
+          yield part.chains;
+        }
+      })(),
+      close: () => {
+        const table = tableOf(family, rules.masqueradeMark, ports);
+        tables.push(table);
+        return closing(table);
+      },
+    };
+  });
+  return {
+    pieces: scriptPieces(rules.node, printing),
+    rendered: () => {
+      if (tables.length !== rules.families.length) throw new Error('ferry nftables: the streamed script was not read to its end');
+      return renderingOf(rules.node, tables);
+    },
+  };
+}
+
+function renderingOf(node: string, tables: NftTableRendering[], update?: NftRendering['update']): RenderedRules {
+  const nft: NftRendering = { id: Symbol('nftables rendering'), tables, ...(update ? { update } : {}) };
   // The whole script is only printed when something reads it (a full apply, `ferry render`): an
   // incremental sync works from the parts and never builds the largest string of all.
   let text: string | undefined;
   return {
     backend: 'nftables',
-    texts: [{ family: 'both', get text() { return (text ??= printScript(rules.node, tables)); } }],
+    texts: [{ family: 'both', get text() { return (text ??= [...scriptPieces(node, tables.map((table) => printed(table, true)))].join('')); } }],
     nft,
   };
 }
 
-function printScript(node: string, tables: NftTableRendering[]): string {
-  return templates.nftables({ node, tables: tables.map((table) => tableView(table, true)) });
+/**
+ * A table's text in the order it is printed: its opening (the commands that replace it, its fixed
+ * chains), each port's chains, then its sets and maps, whose elements come from every port (nft
+ * creates a table's chains and sets before any rule, so rules may name sets printed after them).
+ */
+interface TablePrint {
+  open: string;
+  chains: Iterable<string>;
+  close(): string;
 }
 
-/** A whole table as the table template prints it; `replace`: preceded by the commands that drop the old one. */
-export function printTable(table: NftTableRendering, replace: boolean): string {
-  return templates.nftTable(tableView(table, replace));
+function* scriptPieces(node: string, tables: Iterable<TablePrint>): Generator<string> {
+  yield templates.nftScriptHeader({ node });
+  for (const table of tables) yield* tablePieces(table);
 }
 
-function tableView(table: NftTableRendering, replace: boolean) {
+function* tablePieces(table: TablePrint): Generator<string> {
+  yield table.open;
+  yield* table.chains;
+  yield table.close();
+}
+
+function printed(table: NftTableRendering, replace: boolean): TablePrint {
   return {
+    open: templates.nftTableOpen({ ...tableShape(table.rules, table.mark).head, replace }),
+    chains: table.ports.map((part) => part.chains),
+    close: () => closing(table),
+  };
+}
+
+function closing(table: NftTableRendering): string {
+  return templates.nftTableClose({
     ...tableShape(table.rules, table.mark).head,
-    replace,
     collections: table.collections.map((collection) => ({ ...collection, elements: tableElements(table, collection) })),
     affinitySets: table.ports.flatMap((part) => part.affinitySets),
-    servicePortChains: table.ports.map((part) => part.chains),
-  };
+  });
+}
+
+/** A whole table as the templates print it; `replace`: preceded by the commands that drop the old one. */
+export function printTable(table: NftTableRendering, replace: boolean): string {
+  return [...tablePieces(printed(table, replace))].join('');
 }
 
 /** Every element of a collection: the table's own, or the ports' in port order. */
@@ -170,8 +234,8 @@ function tableShape(family: FamilyRules, mark: string) {
   };
 }
 
-function nftTable(family: FamilyRules, mark: string): NftTableRendering {
-  const ports = family.servicePorts.map((port) => nftServicePort(port, family));
+/** A family's table from its ports' parts (in the order of servicePorts). */
+function tableOf(family: FamilyRules, mark: string, ports: NftPortPart[]): NftTableRendering {
   // Counted when an update first needs the counts: a rendering that is only printed (the CLI) never does.
   let hairpin: ImmutableMap<string, number> | undefined;
   return {
@@ -198,7 +262,7 @@ function addPart(totals: NftTableRendering['totals'], part: NftPortPart, sign: 1
 
 function headOf(family: FamilyRules, mark: string): Pick<NftTableRendering, 'family' | 'mark' | 'head' | 'headTable' | 'headRules' | 'collections'> {
   const { collections, head: view } = tableShape(family, mark);
-  const head = templates.nftTable({ ...view, replace: true, collections: collections.map((collection) => ({ ...collection, elements: [] })), affinitySets: [], servicePortChains: [] });
+  const head = templates.nftTableOpen({ ...view, replace: true }) + templates.nftTableClose({ ...view, collections: collections.map((collection) => ({ ...collection, elements: [] })), affinitySets: [] });
   const headTable = parseRenderedTables(head).get(view.family)!;
   const headRules = [...headTable.chains.values()].reduce((sum, chain) => sum + chain.rules.length, 0);
   return { family: view.family, mark, collections, head, headTable, headRules };

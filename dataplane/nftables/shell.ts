@@ -26,6 +26,21 @@ export async function applyNftables(runner: Runner, script: string): Promise<voi
   await runChecked(runner, 'the kernel rejected the nftables rules; the previous rules stay', 'nft', ['-f', '-'], script);
 }
 
+/**
+ * applyNftables for a script written while nft reads it: nft reads a file (here a FIFO) as it parses,
+ * where it reads `-` (standard input) to its end first. One transaction all the same: nft sends its
+ * batch only once it has read and evaluated everything.
+ */
+export async function applyNftablesStreamed(runner: Runner, script: AsyncIterable<string>): Promise<void> {
+  if (!runner.stream) {
+    let joined = '';
+    for await (const piece of script) joined += piece;
+    return applyNftables(runner, joined);
+  }
+  const result = await runner.stream('nft', (file) => ['-f', file], script);
+  if (result.exitCode !== 0) throw new DataplaneError('nft -f (streamed)', result, 'the kernel rejected the nftables rules; the previous rules stay');
+}
+
 /** The names of the chains, sets and maps in ferry's tables: cheap to list, unlike their rules. */
 export async function readInventory(runner: Runner): Promise<NftInventory> {
   const inventory: NftInventory = new Map();

@@ -9,7 +9,11 @@ import { Lab } from '../../e2e/netns.js';
  * which ferry finds here, must be where its commands look.
  */
 export function runnerIn(name: string): Runner {
-  return { run: (command, args, input) => execaRunner.run('nsenter', [`--net=/run/netns/${name}`, '--', command, ...args], input) };
+  const inside = (command: string, args: string[]) => [`--net=/run/netns/${name}`, '--', command, ...args];
+  return {
+    run: (command, args, input) => execaRunner.run('nsenter', inside(command, args), input),
+    stream: (command, args, input) => execaRunner.stream!('nsenter', (file) => inside(command, args(file)), input),
+  };
 }
 
 /**
