@@ -21,9 +21,11 @@ export interface Runner {
   /**
    * Runs a command that reads the file named in its arguments (`args` is given its name) while `input` produces it. When `input` throws, the
    * command is killed before its input ends, and the error is thrown: a program that acts on the end
-   * of its input (nft -f) never sees a truncated one end. Optional: without it, callers join the input.
+   * of its input (nft -f) never sees a truncated one end. Undefined, having run nothing and read none of
+   * `input`, where it cannot stream (no writable temporary directory). Optional: without it, or when it
+   * gives undefined, callers join the input.
    */
-  stream?(command: string, args: (inputFile: string) => string[], input: AsyncIterable<string>): Promise<RunResult>;
+  stream?(command: string, args: (inputFile: string) => string[], input: AsyncIterable<string>): Promise<RunResult | undefined>;
 }
 
 /** A command failed: keeps the command, its exit code and its stderr for the operator. */
@@ -75,8 +77,9 @@ const STREAM_TURN_BYTES = 64 * 1024;
  * The input is queued faster than the command reads it (ferry renders faster than nft parses), and
  * every 64 KB the event loop turns, so that the pipe stays full.
  */
-async function streamWithExeca(command: string, args: (inputFile: string) => string[], input: AsyncIterable<string>): Promise<RunResult> {
-  const directory = await mkdtemp(join(tmpdir(), 'ferry-stream-'));
+async function streamWithExeca(command: string, args: (inputFile: string) => string[], input: AsyncIterable<string>): Promise<RunResult | undefined> {
+  const directory = await mkdtemp(join(tmpdir(), 'ferry-stream-')).catch(() => undefined);
+  if (!directory) return undefined;
   const fifo = join(directory, 'input');
   try {
     await execa('mkfifo', ['-m', '600', fifo], { env: { PATH: SYSTEM_PATH } });

@@ -124,7 +124,7 @@ test('both containers run as root with only NET_ADMIN, NET_RAW and SYS_ADMIN and
   }
 });
 
-test('the only writable mounts are the xtables lock, the iptables links and the bpffs, where the entry point and ferry\'s PATH expect them', async (t) => {
+test('the only writable mounts are the xtables lock, the iptables links, a small /tmp and the bpffs, where the entry point and ferry\'s PATH expect them', async (t) => {
   const spec = await pod();
   const [agent] = spec.containers;
   const volumes = new Map(spec.volumes.map((volume) => [volume.name, volume]));
@@ -132,6 +132,7 @@ test('the only writable mounts are the xtables lock, the iptables links and the 
   t.deepEqual(writable, [
     ['/run/xtables.lock', { name: 'xtables-lock', hostPath: { path: '/run/xtables.lock', type: 'FileOrCreate' } }],
     ['/usr/local/sbin', { name: 'iptables-links', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }],
+    ['/tmp', { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }],
     ['/sys/fs/bpf', { name: 'bpffs', hostPath: { path: '/sys/fs/bpf', type: 'Directory' } }],
   ]);
   t.deepEqual(agent!.volumeMounts.find((mount) => mount.name === 'host-cgroup'), { name: 'host-cgroup', mountPath: '/sys/fs/cgroup', readOnly: true });

@@ -70,5 +70,19 @@ test('kernel: apply into a namespace without ferry\'s tables streams the script,
 
 test('a streamed command that ends without opening its input returns its exit code, not a stall', async (t) => {
   const result = await execaRunner.stream!('sh', (file) => ['-c', 'echo gone >&2; exit 3', file], pieces(10_000));
-  t.deepEqual([result.exitCode, result.stderr.trim()], [3, 'gone']);
+  t.deepEqual([result?.exitCode, result?.stderr.trim()], [3, 'gone']);
+});
+
+test.serial('kernel: without a writable temporary directory the runner streams nothing, and the script goes whole', async (t) => {
+  const { runner } = await throwawayNamespace(t);
+  const tmpdir = process.env.TMPDIR;
+  process.env.TMPDIR = '/proc/ferry-not-writable';
+  try {
+    t.is(await runner.stream!('nft', (file) => ['-f', file], pieces(1)), undefined);
+    await applyNftablesStreamed(runner, pieces(3));
+  } finally {
+    if (tmpdir === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = tmpdir;
+  }
+  t.is((await runChecked(runner, 'chains', 'nft', ['list', 'chains', 'ip'])).match(/chain c\d+/g)?.length, 3);
 });

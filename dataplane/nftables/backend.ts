@@ -59,17 +59,21 @@ async function applyIfChanged(runner: Runner, rules: NodeRules, options: ApplyOp
   const found = await shell.readStamps(runner);
   if (found.size === 0) return loadFresh(runner, rules);
   const rendered = renderNftables(rules);
-  checkNftables(rendered);
   const families = nftOf(rendered).tables.map((table) => table.family as string);
   // A table of a family no longer rendered goes in the same transaction.
   const stale = [...found.keys()].filter((family) => !families.includes(family)).map((family) => `add table ${family} ferry\ndelete table ${family} ferry\n`).join('');
-  const replace = () => shell.applyNftables(runner, stale + script(rendered) + shell.stampScript(rendered));
+  // Checked only where it is written or compared: rules the stamp shows in the kernel were checked when they were written.
+  const replace = () => {
+    checkNftables(rendered);
+    return shell.applyNftables(runner, stale + script(rendered) + shell.stampScript(rendered));
+  };
   const stamps = [...found.values()];
   if (stamps.every((held) => held !== undefined)) {
     if (!options.force && stampMatches(found, rendered)) return { changed: false, added: 0, removed: 0, rendered };
     await replace();
     return { changed: true, added: shell.rulesStamp(rendered).lines, removed: Math.max(0, ...stamps.map((held) => held!.lines)), rendered };
   }
+  checkNftables(rendered);
   const { current, desired } = await shell.compareByListing(runner, script(rendered));
   if (current === desired && stale === '' && !options.force) {
     // The rules match: recording the stamp lets the next comparison skip the listing.

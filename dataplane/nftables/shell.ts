@@ -29,15 +29,16 @@ export async function applyNftables(runner: Runner, script: string): Promise<voi
 /**
  * applyNftables for a script written while nft reads it: nft reads a file (here a FIFO) as it parses,
  * where it reads `-` (standard input) to its end first. One transaction all the same: nft sends its
- * batch only once it has read and evaluated everything.
+ * batch only once it has read and evaluated everything. Where the runner cannot stream, the script
+ * goes whole.
  */
 export async function applyNftablesStreamed(runner: Runner, script: AsyncIterable<string>): Promise<void> {
-  if (!runner.stream) {
+  const result = await runner.stream?.('nft', (file) => ['-f', file], script);
+  if (!result) {
     let joined = '';
     for await (const piece of script) joined += piece;
     return applyNftables(runner, joined);
   }
-  const result = await runner.stream('nft', (file) => ['-f', file], script);
   if (result.exitCode !== 0) throw new DataplaneError('nft -f (streamed)', result, 'the kernel rejected the nftables rules; the previous rules stay');
 }
 
