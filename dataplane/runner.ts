@@ -1,4 +1,4 @@
-// The one door to the outside world for the dataplane: run a command, optionally with stdin.
+// The one door to the outside world for the dataplane: run a command, with its input given whole or streamed.
 import { closeSync, constants, open as openCallback, openSync } from 'node:fs';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
@@ -19,11 +19,11 @@ export interface RunResult {
 export interface Runner {
   run(command: string, args: string[], input?: string): Promise<RunResult>;
   /**
-   * Runs a command that reads the file named in its arguments (`args` is given its name) while `input` produces it. When `input` throws, the
-   * command is killed before its input ends, and the error is thrown: a program that acts on the end
-   * of its input (nft -f) never sees a truncated one end. Undefined, having run nothing and read none of
-   * `input`, where it cannot stream (no writable temporary directory). Optional: without it, or when it
-   * gives undefined, callers join the input.
+   * Runs a command that reads a file named in its arguments (`args` is given the name) while `input`
+   * produces it. When `input` throws, the command is killed before its input ends, and the error is
+   * thrown: a program that acts on the end of its input (nft -f) never sees a truncated one end.
+   * Undefined, having run nothing and read none of `input`, where it cannot stream (no writable
+   * temporary directory). Optional: without it, or when it gives undefined, callers join the input.
    */
   stream?(command: string, args: (inputFile: string) => string[], input: AsyncIterable<string>): Promise<RunResult | undefined>;
 }
