@@ -390,10 +390,15 @@ function noLocalEndpoints(rules: NodeRules): Map<IPFamily, { internal: number; e
 
 /** Service ports whose rules changed in a sync, and endpoints that came or went in them, for the change metrics. */
 function countChanges(before: NodeRules | undefined, after: NodeRules, changed: PortChanges): { serviceChanges: number; endpointChanges: number } {
-  const keys = changed === 'all' || !before
+  const endpoints = (port: ServicePortRules | undefined) => new Set([...(port?.cluster?.endpoints ?? []), ...(port?.local?.endpoints ?? [])].map((endpoint) => endpoint.hash));
+  // The first sync: every port and endpoint is new (without looking each port up in nothing).
+  if (!before) {
+    const ports = after.families.flatMap((family) => family.servicePorts);
+    return { serviceChanges: ports.length, endpointChanges: ports.reduce((sum, port) => sum + endpoints(port).size, 0) };
+  }
+  const keys = changed === 'all'
     ? new Set([before, after].flatMap((rules) => rules?.families.flatMap((family) => family.servicePorts.map((port) => portKey(family.family, port.id))) ?? []))
     : changed;
-  const endpoints = (port: ServicePortRules | undefined) => new Set([...(port?.cluster?.endpoints ?? []), ...(port?.local?.endpoints ?? [])].map((endpoint) => endpoint.hash));
   let serviceChanges = 0;
   let endpointChanges = 0;
   for (const key of keys) {

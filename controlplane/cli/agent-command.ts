@@ -8,7 +8,6 @@ import { Agent } from '../agent/agent.js';
 import type { MetricsNaming } from '../agent/metrics.js';
 import { defaultConfig, parseKubeProxyConfiguration, type FerryConfig } from '../config/kube-proxy-config.js';
 import type { Balancing } from '../model/types.js';
-import { KubernetesSource, loadKubeConfig } from '../sources/kubernetes.js';
 import { ManifestWatch } from '../sources/manifest-watch.js';
 import { DEFAULT_BACKEND, type BackendName } from '../../dataplane/backend-names.js';
 import { cleanupRules } from '../../dataplane/dataplane.js';
@@ -59,6 +58,12 @@ export function agentSettings(options: AgentCommandOptions, config: FerryConfig)
   };
 }
 
+/** The API as the agent's source; its client is loaded only here (importing it costs a start ~0.3 s). */
+async function apiSource(settings: { kubeconfig?: string; node: string }, master: string | undefined, log: Logger) {
+  const { KubernetesSource, loadKubeConfig } = await import('../sources/kubernetes.js');
+  return new KubernetesSource(loadKubeConfig(settings.kubeconfig, master), settings.node, log);
+}
+
 /** Runs until SIGTERM or SIGINT; resolves with the exit code. */
 export async function runAgent(options: AgentCommandOptions): Promise<number> {
   // Listen first: a signal during start-up (the API not answering yet) must stop the agent too.
@@ -73,9 +78,7 @@ export async function runAgent(options: AgentCommandOptions): Promise<number> {
   const log = logger(options.logFormat, process.env.FERRY_LOG_LEVEL ?? levelOf(settings.verbosity));
   for (const warning of warnings) log.warn(warning);
   if (!options.backend && !config.mode) log.info({ backend: settings.backend }, 'no mode configured: ferry uses nftables (kube-proxy would use iptables on Linux; set mode or --proxy-mode to choose)');
-  const source = options.manifests
-    ? new ManifestWatch(options.manifests, log)
-    : new KubernetesSource(loadKubeConfig(settings.kubeconfig, options.master), settings.node, log);
+  const source = options.manifests ? new ManifestWatch(options.manifests, log) : await apiSource(settings, options.master, log);
   const agent = new Agent({ node: settings.node, config, backend: settings.backend, backendOptions: backendOptions(options), source, runner: execaRunner, logger: log, balancing: options.balancing,
     metricsNaming: options.metricsNaming });
   const started = agent.start().then(() => undefined, (error: unknown) => error as Error);

@@ -14,8 +14,11 @@ const RESCAN_MS = 5000;
 
 export class ManifestWatch implements ObjectSource {
   private current: unknown[] = [];
-  /** Each current object as JSON: an object read again with the same text is the same object. */
-  private currentTexts: string[] = [];
+  /**
+   * Each current object as JSON: an object read again with the same text is the same object. Made at
+   * the first re-read, not at the start, where it would delay the first sync (0.5 s at 50,000 Services).
+   */
+  private currentTexts: string[] | undefined;
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private rescan: NodeJS.Timeout | undefined;
@@ -29,7 +32,6 @@ export class ManifestWatch implements ObjectSource {
 
   async start(onChange: (change?: ObjectChange) => void): Promise<void> {
     this.current = [...expandLists(await readManifests([this.directory]))];
-    this.currentTexts = this.current.map((object) => JSON.stringify(object));
     const reread = () => {
       this.reading = this.reading.then(() => this.reread(onChange));
     };
@@ -55,10 +57,11 @@ export class ManifestWatch implements ObjectSource {
     try {
       const objects = [...expandLists(await readManifests([this.directory]))];
       const texts = objects.map((object) => JSON.stringify(object));
-      if (texts.length === this.currentTexts.length && texts.every((text, index) => text === this.currentTexts[index])) return;
+      const currentTexts = (this.currentTexts ??= this.current.map((object) => JSON.stringify(object)));
+      if (texts.length === currentTexts.length && texts.every((text, index) => text === currentTexts[index])) return;
       // Unchanged objects stay the objects they were, as an informer's do: the agent's store reads only
       // the others again, and a sync computes only the Services they belong to.
-      const previous = new Map(this.currentTexts.map((text, index) => [text, this.current[index]]));
+      const previous = new Map(currentTexts.map((text, index) => [text, this.current[index]]));
       this.current = objects.map((object, index) => previous.get(texts[index]!) ?? object);
       this.currentTexts = texts;
       onChange();
