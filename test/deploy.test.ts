@@ -194,6 +194,10 @@ test('kernel: with the DaemonSet\'s mounts and capabilities on a read-only root,
     else throw new Error(`the test does not know volume ${mount.name}`);
     if (mount.readOnly) lines.push(`mount -o remount,bind,ro ${target}`);
   }
+  // The image has ferry at FERRY_HOME, here this checkout: where an emptyDir (/tmp) hides it, it is bound back.
+  if (mounts.some((mount) => volumes.get(mount.name)?.emptyDir && root.startsWith(`${mount.mountPath}/`))) {
+    lines.push(`mkdir -p ${rootfs}${root}`, `mount --bind ${root} ${rootfs}${root}`, `mount -o remount,bind,ro ${rootfs}${root}`);
+  }
   const capabilities = spec.containers[0]!.securityContext.capabilities.add.map((name) => `+${name.toLowerCase()}`).join(',');
   const entrypoint = `setpriv --inh-caps=-all --ambient-caps=-all --bounding-set=-all,${capabilities} -- env FERRY_HOME=${root} ${root}/deploy/image/entrypoint.sh`;
   const ferry = (args: string) => `${entrypoint} ${args} --node node-a -f ${root}/examples/cluster.yaml --config /var/lib/kube-proxy/config.conf`;
