@@ -90,7 +90,11 @@ async function streamWithExeca(command: string, args: (inputFile: string) => str
       // Opening a FIFO to write waits for its reader: off the main thread, and given up if the command
       // ends without opening it (then a reader of our own lets the open finish).
       const opening = openDescriptor(fifo, 'w');
-      if (await Promise.race([opening.then(() => false), subprocess.then(() => true)])) {
+      const ended = await Promise.race([opening.then(() => false), subprocess.then(() => true)]).catch((error: unknown) => {
+        subprocess.kill('SIGKILL');
+        throw error;
+      });
+      if (ended) {
         closeSync(openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK));
         closeSync(await opening);
         return resultOf(await subprocess);

@@ -20,6 +20,7 @@ test('the streamed script is the rendered one, piece by piece, and its rendering
     t.is(pieces.join(''), whole.texts[0]!.text, scenario);
     t.deepEqual(rulesStamp(stream.rendered()), rulesStamp(whole), `${scenario}: the same stamp`);
     t.is(stream.rendered().texts[0]!.text, whole.texts[0]!.text);
+    t.is(stream.rendered(), stream.rendered(), 'one rendering, whose id a later update names');
   }
 });
 

@@ -59,7 +59,7 @@ export function agentSettings(options: AgentCommandOptions, config: FerryConfig)
 }
 
 /** The API as the agent's source; its client is loaded only here (importing it costs a start ~0.3 s). */
-async function apiSource(settings: { kubeconfig?: string; node: string }, master: string | undefined, log: Logger) {
+async function apiSource(settings: ReturnType<typeof agentSettings>, master: string | undefined, log: Logger) {
   const { KubernetesSource, loadKubeConfig } = await import('../sources/kubernetes.js');
   return new KubernetesSource(loadKubeConfig(settings.kubeconfig, master), settings.node, log);
 }

@@ -119,11 +119,13 @@ export function renderNftablesStreaming(rules: NodeRules): { pieces: Iterable<st
       },
     };
   });
+  let rendered: RenderedRules | undefined;
   return {
     pieces: scriptPieces(rules.node, printing),
     rendered: () => {
       if (tables.length !== rules.families.length) throw new Error('ferry nftables: the streamed script was not read to its end');
-      return renderingOf(rules.node, tables);
+      // One rendering (one id, which a later update names as the one it starts from), however often asked.
+      return (rendered ??= renderingOf(rules.node, tables));
     },
   };
 }
