@@ -20,7 +20,7 @@ import { ebpfFrontends } from './frontends.js';
 import { MAPS } from './layout.js';
 import { listNodePlan } from './listing.js';
 import { MapWriter } from './map-writer.js';
-import { checkCapacity, openNodeMaps, planNode, planOverKernel, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
+import { checkCapacity, openNodeMaps, planNode, syncNodePlan, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
 import { planPortChanges } from './port-plan.js';
 import { guardTestPlacement, resolveCgroup, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
 import {
@@ -177,17 +177,15 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
   const packet = await loadPacketProgram(sockets, { runner });
   const addresses = await nodeAddresses(runner);
   const writer = await MapWriter.start();
-  let plan: NodePlan;
-  let entries: { written: number; deleted: number };
+  let entries: Awaited<ReturnType<typeof syncNodePlan>>;
   try {
     const maps = await openNodeMaps(writer, placement.pinDir);
     const kernel = sockets.reusedMaps || packet.reusedMaps ? (await readNodePlan(writer, maps)).plan : emptyPlan();
-    plan = planOverKernel(rules, addresses, kernel);
-    checkPlan(plan);
-    entries = await writeNodePlan(writer, maps, kernel, plan);
+    entries = await syncNodePlan(writer, maps, kernel, rules, addresses, checkPlan);
   } finally {
     await writer.close();
   }
+  const { plan } = entries;
   const attached = await attach(runner, placement, sockets, packet, held);
   const companionWritten = await syncCompanion(runner, companion, companionListing, Boolean(options.force));
   await endSession(requested);

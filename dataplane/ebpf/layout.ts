@@ -14,12 +14,20 @@ export interface Codec<T> {
   decode(bytes: Buffer): T;
 }
 
-/** A map's name (its pin in the map directory) with its key and value layouts. */
+/**
+ * A map's name (its pin in the map directory) with its key and value layouts. A `table` is the hash
+ * map held as entry 0 of the array of maps pinned under the name (C: FRONTEND_TABLE_ENTRIES), which a
+ * full replace swaps whole.
+ */
 export interface MapLayout<K, V> {
   name: MapName;
   key: Codec<K>;
   value: Codec<V>;
+  table?: { maxEntries: number };
 }
+
+/** The frontend tables' size (endpoints.h FRONTEND_TABLE_ENTRIES). */
+const FRONTEND_TABLE = { maxEntries: 262_144 };
 
 export type MapName = 'frontends' | 'groups' | 'slots' | 'endpoint_connections' | 'packet_frontends' | 'node_addresses' | 'masquerade_sources' | 'local_sources' | 'source_ranges';
 
@@ -245,11 +253,11 @@ export const count: Codec<number> = {
 
 /** The maps the control plane writes or reads, by pin name. */
 export const MAPS = {
-  frontends: { name: 'frontends', key: frontendKey, value: frontend },
+  frontends: { name: 'frontends', key: frontendKey, value: frontend, table: FRONTEND_TABLE },
   groups: { name: 'groups', key: groupKey, value: group },
   slots: { name: 'slots', key: slotKey, value: slot },
   endpoint_connections: { name: 'endpoint_connections', key: frontendKey, value: count },
-  packet_frontends: { name: 'packet_frontends', key: frontendKey, value: packetFrontend },
+  packet_frontends: { name: 'packet_frontends', key: frontendKey, value: packetFrontend, table: FRONTEND_TABLE },
   node_addresses: { name: 'node_addresses', key: address, value: flag },
   masquerade_sources: { name: 'masquerade_sources', key: familyIndex, value: address },
   local_sources: { name: 'local_sources', key: sourceKey, value: flag },

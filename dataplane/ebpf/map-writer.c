@@ -7,6 +7,12 @@
 //   update NAME N, then N "KEY VALUE" → ok N
 //   delete NAME N, then N "KEY"       → ok N         (keys that are absent are not an error)
 //   dump NAME                         → ok N, then N "KEY VALUE"
+//   table NAME PATH KEY VALUE MAX     → ok KEY_SIZE VALUE_SIZE MAX_ENTRIES TYPE: NAME is the table that is
+//                                       entry 0 of the array of maps at PATH (an empty hash map of those
+//                                       sizes, no preallocation, put there first if the entry is empty)
+//   stage NAME                        → ok: NAME.next, a fresh empty map like the table NAME
+//   install NAME                      → ok: NAME.next becomes entry 0 of NAME's array (one write) and NAME
+// Writes to a table fail with ESTALE once its array holds another map (another process installed one).
 // Any failure answers "error ERRNO MESSAGE" and leaves the process ready for the next command; a
 // failed update may have written a prefix of its entries (the kernel's batch is not transactional).
 //   cc -O2 -o ferry-map-writer map-writer.c -lbpf
@@ -23,7 +29,9 @@
 struct map {
 	char name[64];
 	int fd;
-	__u32 key_size, value_size, max_entries, type;
+	__u32 key_size, value_size, max_entries, type, flags;
+	int outer_fd; // a table's array of maps, else -1
+	__u32 id;     // a table's map id, what its array must still hold
 };
 
 static struct map maps[MAX_MAPS];
@@ -192,25 +200,141 @@ out:
 	return total;
 }
 
-static void command_open(char *name, char *path)
+// The entry for `name`: the existing one (its map closed) or a new one; NULL when full.
+static struct map *entry(const char *name)
+{
+	struct map *map = find(name);
+	if (map) {
+		close(map->fd);
+		if (map->outer_fd >= 0)
+			close(map->outer_fd);
+	} else if (map_count < MAX_MAPS && strlen(name) < sizeof(map->name)) {
+		map = &maps[map_count++];
+	}
+	return map;
+}
+
+// Holds `fd` as `name`; `outer_fd` the table's array, or -1.
+static int hold(const char *name, int fd, int outer_fd)
 {
 	struct bpf_map_info info = { 0 };
 	__u32 length = sizeof(info);
-	if (map_count == MAX_MAPS || strlen(name) >= sizeof(maps[0].name))
-		return fail(ENOSPC, "open");
+	if (bpf_obj_get_info_by_fd(fd, &info, &length) < 0)
+		return -errno;
+	struct map *map = entry(name);
+	if (!map)
+		return -ENOSPC;
+	*map = (struct map){ .fd = fd, .key_size = info.key_size, .value_size = info.value_size, .max_entries = info.max_entries,
+			     .type = info.type, .flags = info.map_flags, .outer_fd = outer_fd, .id = info.id };
+	snprintf(map->name, sizeof(map->name), "%s", name);
+	return 0;
+}
+
+static void reply_opened(const char *name)
+{
+	struct map *map = find(name);
+	printf("ok %u %u %u %u\n", map->key_size, map->value_size, map->max_entries, map->type);
+}
+
+// A table still in use: its array's entry 0 is the map written to (not one another process installed since).
+static int current(struct map *map)
+{
+	__u32 zero = 0, id = 0;
+	if (map->outer_fd < 0)
+		return 0;
+	if (bpf_map_lookup_elem(map->outer_fd, &zero, &id) < 0)
+		return -errno;
+	return id == map->id ? 0 : -ESTALE;
+}
+
+// The table's map id, entry 0 of `outer`; one of the sizes given put there first if the entry is empty.
+static int table_id(int outer, const char *name, __u32 key_size, __u32 value_size, __u32 max_entries, __u32 *id)
+{
+	__u32 zero = 0;
+	if (bpf_map_lookup_elem(outer, &zero, id) == 0)
+		return 0;
+	if (errno != ENOENT)
+		return -errno;
+	LIBBPF_OPTS(bpf_map_create_opts, options, .map_flags = BPF_F_NO_PREALLOC);
+	int fresh = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_table", key_size, value_size, max_entries, &options);
+	if (fresh < 0)
+		return -errno;
+	// An array of maps takes only BPF_ANY: of two ferry processes doing this at once, the last one's
+	// table stays, and the other's writes to its own fail as stale.
+	int error = bpf_map_update_elem(outer, &zero, &fresh, BPF_ANY) < 0 ? -errno : 0;
+	close(fresh);
+	if (error)
+		return error;
+	return bpf_map_lookup_elem(outer, &zero, id) < 0 ? -errno : 0;
+}
+
+static void command_table(char *name, char *path, __u32 key_size, __u32 value_size, __u32 max_entries)
+{
+	__u32 id = 0;
+	int outer = bpf_obj_get(path);
+	if (outer < 0)
+		return fail(errno, path);
+	int error = table_id(outer, name, key_size, value_size, max_entries, &id);
+	int fd = error ? -1 : bpf_map_get_fd_by_id(id);
+	if (!error && fd < 0)
+		error = -errno;
+	if (!error)
+		error = hold(name, fd, outer);
+	if (error) {
+		if (fd >= 0)
+			close(fd);
+		close(outer);
+		return fail(-error, path);
+	}
+	reply_opened(name);
+}
+
+static void command_stage(struct map *table)
+{
+	char name[80];
+	if (table->outer_fd < 0)
+		return fail(EINVAL, "stage: not a table");
+	snprintf(name, sizeof(name), "%s.next", table->name);
+	LIBBPF_OPTS(bpf_map_create_opts, options, .map_flags = table->flags);
+	int fd = bpf_map_create(table->type, "ferry_table", table->key_size, table->value_size, table->max_entries, &options);
+	if (fd < 0)
+		return fail(errno, "stage");
+	int outer = dup(table->outer_fd);
+	int error = outer < 0 ? errno : -hold(name, fd, outer);
+	if (error)
+		return fail(error, "stage");
+	printf("ok\n");
+}
+
+static void command_install(struct map *table)
+{
+	char name[80];
+	__u32 zero = 0;
+	snprintf(name, sizeof(name), "%s.next", table->name);
+	struct map *next = find(name);
+	if (!next || table->outer_fd < 0)
+		return fail(ENOENT, "install: nothing staged");
+	if (bpf_map_update_elem(table->outer_fd, &zero, &next->fd, BPF_ANY) < 0)
+		return fail(errno, "install");
+	// The table is the staged map now; the old one goes when the last program using it is done.
+	close(table->fd);
+	close(table->outer_fd);
+	struct map installed = *next;
+	snprintf(installed.name, sizeof(installed.name), "%s", table->name);
+	*table = installed;
+	*next = maps[--map_count];
+	printf("ok\n");
+}
+
+static void command_open(char *name, char *path)
+{
 	int fd = bpf_obj_get(path);
 	if (fd < 0)
 		return fail(errno, path);
-	if (bpf_obj_get_info_by_fd(fd, &info, &length) < 0)
-		return fail(errno, path);
-	struct map *map = find(name);
-	if (!map)
-		map = &maps[map_count++];
-	else
-		close(map->fd);
-	*map = (struct map){ .fd = fd, .key_size = info.key_size, .value_size = info.value_size, .max_entries = info.max_entries, .type = info.type };
-	snprintf(map->name, sizeof(map->name), "%s", name);
-	printf("ok %u %u %u %u\n", map->key_size, map->value_size, map->max_entries, map->type);
+	int error = hold(name, fd, -1);
+	if (error)
+		return fail(-error, path);
+	reply_opened(name);
 }
 
 static void command_write(int is_update, struct map *map, long count)
@@ -218,6 +342,8 @@ static void command_write(int is_update, struct map *map, long count)
 	unsigned char *keys = malloc((count ? count : 1) * map->key_size);
 	unsigned char *values = is_update ? malloc((count ? count : 1) * map->value_size) : NULL;
 	int error = keys && (values || !is_update) ? read_records(map, count, keys, values) : -ENOMEM;
+	if (error == 0)
+		error = current(map);
 	if (error == 0 && count > 0)
 		error = is_update ? update(map, count, keys, values) : delete(map, count, keys);
 	if (error)
@@ -248,11 +374,18 @@ static void command_dump(struct map *map)
 int main(void)
 {
 	char verb[16], name[64], argument[4096];
+	__u32 key_size, value_size, max_entries;
 	while (getline(&line, &line_capacity, stdin) >= 0) {
-		int fields = sscanf(line, "%15s %63s %4095s", verb, name, argument);
+		int fields = sscanf(line, "%15s %63s %4095s %u %u %u", verb, name, argument, &key_size, &value_size, &max_entries);
 		struct map *map = fields >= 2 ? find(name) : NULL;
 		if (fields == 3 && strcmp(verb, "open") == 0) {
 			command_open(name, argument);
+		} else if (fields == 6 && strcmp(verb, "table") == 0) {
+			command_table(name, argument, key_size, value_size, max_entries);
+		} else if (fields == 2 && strcmp(verb, "stage") == 0 && map) {
+			command_stage(map);
+		} else if (fields == 2 && strcmp(verb, "install") == 0 && map) {
+			command_install(map);
 		} else if (fields == 3 && (strcmp(verb, "update") == 0 || strcmp(verb, "delete") == 0)) {
 			long count = strtol(argument, NULL, 10);
 			if (!map || count < 0) {

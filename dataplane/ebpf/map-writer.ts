@@ -14,16 +14,17 @@ export class MapWriterError extends Error {
 // cleanup: false, as for every ferry command: execa's exit hook re-raises SIGTERM (see runner.ts).
 const HELPER_OPTIONS = { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false, cleanup: false } as const;
 
-/** A pinned map the writer has open, with the layout its entries are encoded in. */
+/** A pinned map the writer has open (by `name`), with the layout its entries are encoded in. */
 export interface OpenMap<K, V> {
   layout: MapLayout<K, V>;
+  name: string;
   path: string;
   maxEntries: number;
 }
 
 /** A map that is not there (its program was never attached here): it reads as empty and takes no writes. */
 export function closedMap<K, V>(layout: MapLayout<K, V>): Promise<OpenMap<K, V>> {
-  return Promise.resolve({ layout, path: '', maxEntries: 0 });
+  return Promise.resolve({ layout, name: layout.name, path: '', maxEntries: 0 });
 }
 
 /** Writes and reads pinned maps through one long-running helper; commands run one at a time, in order. */
@@ -60,40 +61,55 @@ export class MapWriter {
     return new MapWriter(execa(binary, [], HELPER_OPTIONS));
   }
 
-  /** Opens a pinned map; fails unless its key and value sizes are the layout's. */
+  /**
+   * Opens a pinned map, or for a table layout the table its pinned array of maps holds (an empty one
+   * put there first if it holds none); fails unless its key and value sizes are the layout's.
+   */
   open<K, V>(layout: MapLayout<K, V>, path: string): Promise<OpenMap<K, V>> {
-    return this.command(`open ${layout.name} ${path}`, [], async (reply) => {
+    const { name, key, value, table } = layout;
+    const head = table ? `table ${name} ${path} ${key.size} ${value.size} ${table.maxEntries}` : `open ${name} ${path}`;
+    return this.command(head, [], async (reply) => {
       const [keySize, valueSize, maxEntries] = reply.map(Number);
-      if (keySize !== layout.key.size || valueSize !== layout.value.size) {
-        throw new MapWriterError(`open ${layout.name}`, 0, `${path} has key/value sizes ${keySize}/${valueSize}, ferry's layout ${layout.key.size}/${layout.value.size}: program and ferry are of different versions`);
+      if (keySize !== key.size || valueSize !== value.size) {
+        throw new MapWriterError(`open ${name}`, 0, `${path} has key/value sizes ${keySize}/${valueSize}, ferry's layout ${key.size}/${value.size}: program and ferry are of different versions`);
       }
-      return { layout, path, maxEntries: maxEntries! };
+      return { layout, name, path, maxEntries: maxEntries! };
     });
+  }
+
+  /** A fresh, empty table like `table`, to fill before `install` puts it in its place. */
+  stage<K, V>(table: OpenMap<K, V>): Promise<OpenMap<K, V>> {
+    return this.command(`stage ${table.name}`, [], async () => ({ ...table, name: `${table.name}.next` }));
+  }
+
+  /** Puts the staged table in its array (one write: programs see the old table or this one); `table` is this one afterwards. */
+  install<K, V>(table: OpenMap<K, V>): Promise<void> {
+    return this.command(`install ${table.name}`, [], async () => undefined);
   }
 
   /** Creates or replaces the entries (one BPF_MAP_UPDATE_BATCH); the number written. */
   update<K, V>(map: OpenMap<K, V>, entries: Iterable<readonly [K, V]>): Promise<number> {
     const records: string[] = [];
     for (const [key, value] of entries) records.push(`${map.layout.key.encode(key).toString('hex')} ${map.layout.value.encode(value).toString('hex')}`);
-    return this.command(`update ${map.layout.name} ${records.length}`, records, async () => records.length);
+    return this.command(`update ${map.name} ${records.length}`, records, async () => records.length);
   }
 
   /** Deletes the keys (one BPF_MAP_DELETE_BATCH); absent keys are not an error. */
   delete<K, V>(map: OpenMap<K, V>, keys: Iterable<K>): Promise<number> {
     const records = [...keys].map((key) => map.layout.key.encode(key).toString('hex'));
-    return this.command(`delete ${map.layout.name} ${records.length}`, records, async () => records.length);
+    return this.command(`delete ${map.name} ${records.length}`, records, async () => records.length);
   }
 
   /** Every entry of the map, decoded (BPF_MAP_LOOKUP_BATCH). */
   dump<K, V>(map: OpenMap<K, V>): Promise<Array<[K, V]>> {
     if (map.path === '') return Promise.resolve([]);
-    return this.command(`dump ${map.layout.name}`, [], async (reply) => {
+    return this.command(`dump ${map.name}`, [], async (reply) => {
       const lines = await this.take(Number(reply[0]));
       // Every key and every value decoded from hex at once (two Buffer.from per line cost a third of a dump).
       const { key, value } = map.layout;
       const keys = Buffer.from(lines.map((line) => line.slice(0, key.size * 2)).join(''), 'hex');
       const values = Buffer.from(lines.map((line) => line.slice(key.size * 2 + 1)).join(''), 'hex');
-      if (keys.length !== lines.length * key.size || values.length !== lines.length * value.size) throw new MapWriterError(`dump ${map.layout.name}`, 0, 'the helper printed entries of another size');
+      if (keys.length !== lines.length * key.size || values.length !== lines.length * value.size) throw new MapWriterError(`dump ${map.name}`, 0, 'the helper printed entries of another size');
       return lines.map((_, index) => [
         key.decode(keys.subarray(index * key.size, (index + 1) * key.size)),
         value.decode(values.subarray(index * value.size, (index + 1) * value.size)),

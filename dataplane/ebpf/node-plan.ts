@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import type { NodeRules } from '../../rules/node-rules.js';
 import { MAPS, type MapLayout } from './layout.js';
 import { closedMap, type MapWriter } from './map-writer.js';
-import { applyPacketPlan, planPackets, type PacketMaps, type PacketPlan } from './packet-plan.js';
-import { applySocketPlan, planSockets, removeUnusedGroups, type SocketMaps, type SocketPlan } from './plan.js';
+import { applyPacketPlan, planPackets, samePacketFrontend, type PacketMaps, type PacketPlan } from './packet-plan.js';
+import { applySocketPlan, planSockets, removeUnusedGroups, sameEndpoints, sameFrontend, type SocketMaps, type SocketPlan } from './plan.js';
 
 export interface NodePlan {
   sockets: SocketPlan;
@@ -67,15 +67,79 @@ export async function openNodeMaps(writer: MapWriter, pinDir: string, options: {
   };
 }
 
+/** The maps that hold more entries than they can: the plan's, and `beside`'s groups and slots too (a replace writes its groups beside the old ones). */
+function overCapacity(maps: NodeMaps, plan: NodePlan, beside?: NodePlan): Array<[OpenMapLike, number]> {
+  const slots = (p: NodePlan | undefined) => [...(p?.sockets.groups.values() ?? [])].reduce((sum, endpoints) => sum + endpoints.length, 0);
+  const needs: Array<[OpenMapLike, number]> = [
+    [maps.sockets.frontends, plan.sockets.frontends.size], [maps.sockets.groups, plan.sockets.groups.size + (beside?.sockets.groups.size ?? 0)],
+    [maps.sockets.slots, slots(plan) + slots(beside)], [maps.packets.frontends, plan.packets.frontends.size], [maps.packets.sourceRanges, plan.packets.sourceRanges.size],
+  ];
+  return needs.filter(([map, count]) => map.path !== '' && count > map.maxEntries);
+}
+
 /** Throws, before anything is written, when the plan holds more entries than a map can: the kernel would fail the batch midway. */
 export function checkCapacity(maps: NodeMaps, plan: NodePlan): void {
-  const slots = [...plan.sockets.groups.values()].reduce((sum, endpoints) => sum + endpoints.length, 0);
-  const needs: Array<[OpenMapLike, number]> = [
-    [maps.sockets.frontends, plan.sockets.frontends.size], [maps.sockets.groups, plan.sockets.groups.size], [maps.sockets.slots, slots],
-    [maps.packets.frontends, plan.packets.frontends.size], [maps.packets.sourceRanges, plan.packets.sourceRanges.size],
-  ];
-  const over = needs.filter(([map, count]) => map.path !== '' && count > map.maxEntries);
+  const over = overCapacity(maps, plan);
   if (over.length) throw new Error(`ferry eBPF: the rules need more entries than the maps hold (nothing was written): ${over.map(([map, count]) => `${map.layout.name} ${count} > ${map.maxEntries}`).join(', ')}`);
+}
+
+/**
+ * Whether a full sync replaces rather than updates: the kernel's maps hold frontends, and more than
+ * half of the frontends and groups (of both plans together) differ between them and the plan over
+ * their ids. A restart over unchanged maps, or a resync repairing a few entries, updates in place.
+ */
+export function mostlyDifferent(kernel: NodePlan, over: NodePlan): boolean {
+  if (kernel.sockets.frontends.size + kernel.packets.frontends.size === 0) return false;
+  let differing = 0;
+  let all = 0;
+  const count = <V>(before: Map<string | number, V>, after: Map<string | number, V>, same: (a: V | undefined, b: V) => boolean) => {
+    for (const [key, value] of after) {
+      all += 1;
+      if (!same(before.get(key), value)) differing += 1;
+    }
+    for (const key of before.keys()) {
+      if (after.has(key)) continue;
+      all += 1;
+      differing += 1;
+    }
+  };
+  count(kernel.sockets.frontends, over.sockets.frontends, (a, b) => sameFrontend(a?.[1], b[1]));
+  count(kernel.packets.frontends, over.packets.frontends, (a, b) => samePacketFrontend(a?.[1], b[1]));
+  count(kernel.sockets.groups, over.sockets.groups, sameEndpoints);
+  return differing * 2 > all;
+}
+
+/**
+ * A full sync's plan and writes over the maps read back as `kernel`. Mostly the same: the plan keeps
+ * the kernel's group ids and only the difference is written. Mostly different (and room for both):
+ * a replace. Its groups take ids the kernel's do not use and are written beside them, its frontends go
+ * into fresh tables, and each table is swapped in with one write (the socket path's, then the packet
+ * path's), so a connect or a new flow meets the old node or the new one, never a mix; then the old
+ * groups go. `check` sees the plan before anything is written.
+ */
+export async function syncNodePlan(
+  writer: MapWriter, maps: NodeMaps, kernel: NodePlan, rules: NodeRules, addresses: readonly string[], check: (plan: NodePlan) => void,
+): Promise<{ plan: NodePlan; written: number; deleted: number; replaced: boolean }> {
+  const over = planOverKernel(rules, addresses, kernel);
+  const fresh = mostlyDifferent(kernel, over) ? planNode(rules, addresses, { frontends: new Map(), groups: kernel.sockets.groups, ids: new Map() }) : undefined;
+  if (!fresh || overCapacity(maps, fresh, kernel).length) {
+    check(over);
+    return { plan: over, ...(await writeNodePlan(writer, maps, kernel, over)), replaced: false };
+  }
+  check(fresh);
+  const staged: NodeMaps = {
+    sockets: { ...maps.sockets, frontends: await writer.stage(maps.sockets.frontends) },
+    packets: { ...maps.packets, frontends: await writer.stage(maps.packets.frontends) },
+  };
+  // Written over what the kernel holds, but for the frontends: the staged tables are empty.
+  const sockets = await applySocketPlan(writer, staged.sockets, { ...kernel.sockets, frontends: new Map() }, fresh.sockets, { keepUnusedGroups: true });
+  const packets = await applyPacketPlan(writer, staged.packets, { ...kernel.packets, frontends: new Map() }, fresh.packets);
+  await writer.install(maps.sockets.frontends);
+  await writer.install(maps.packets.frontends);
+  const groups = await removeUnusedGroups(writer, maps.sockets, kernel.sockets, fresh.sockets);
+  // The old tables' entries went with them.
+  const dropped = kernel.sockets.frontends.size + kernel.packets.frontends.size;
+  return { plan: fresh, written: sockets.written + packets.written, deleted: sockets.deleted + packets.deleted + groups + dropped, replaced: true };
 }
 
 type OpenMapLike = { path: string; maxEntries: number; layout: { name: string } };

@@ -88,7 +88,7 @@ function externalFrontend(port: ServicePortRules, id: (port: ServicePortRules, w
     : { group: 0, verdict: external.verdict ?? 'drop', masquerade: 'never', ranged: false, localSourceGroup, affinitySeconds: port.affinitySeconds };
 }
 
-const samePacketFrontend = (a: PacketFrontend | undefined, b: PacketFrontend) =>
+export const samePacketFrontend = (a: PacketFrontend | undefined, b: PacketFrontend) =>
   a !== undefined && a.group === b.group && a.verdict === b.verdict && a.masquerade === b.masquerade && a.ranged === b.ranged && a.localSourceGroup === b.localSourceGroup
   && a.affinitySeconds === b.affinitySeconds;
 

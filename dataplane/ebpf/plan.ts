@@ -89,9 +89,9 @@ export function socketPortEntries(port: ServicePortRules, nodePortIPs: readonly 
   if (port.local) groupId(port, 'local', port.local);
 }
 
-const sameEndpoints = (a: WeightedEndpoint[] | undefined, b: WeightedEndpoint[]) =>
+export const sameEndpoints = (a: WeightedEndpoint[] | undefined, b: WeightedEndpoint[]) =>
   a !== undefined && a.length === b.length && a.every((endpoint, index) => endpoint.ip === b[index]!.ip && endpoint.port === b[index]!.port && endpoint.weight === b[index]!.weight);
-const sameFrontend = (a: Frontend | undefined, b: Frontend) => a !== undefined && a.group === b.group && a.verdict === b.verdict && a.affinitySeconds === b.affinitySeconds;
+export const sameFrontend = (a: Frontend | undefined, b: Frontend) => a !== undefined && a.group === b.group && a.verdict === b.verdict && a.affinitySeconds === b.affinitySeconds;
 
 /**
  * Writes the difference between two plans in one batch per step, in the order that keeps the maps

@@ -10,6 +10,17 @@
 #define VERDICT_REJECT 1
 #define VERDICT_DROP 2
 
+// Frontends per table (the inner maps of `frontends` and `packet_frontends`; layout.ts FRONTEND_TABLE).
+#define FRONTEND_TABLE_ENTRIES 262144
+
+// The entry for `key` in the table that is entry 0 of the array of maps `outer`.
+static __always_inline void *in_table(void *outer, const void *key)
+{
+	__u32 zero = 0;
+	void *table = bpf_map_lookup_elem(outer, &zero);
+	return table ? bpf_map_lookup_elem(table, key) : 0;
+}
+
 // 2^16 slots per group at most: the binary search below has 16 rounds.
 #define SEARCH_ROUNDS 16
 

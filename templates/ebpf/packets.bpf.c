@@ -71,12 +71,19 @@ struct node_address {
 	__u32 addr[4];
 };
 
+// An inner map swapped whole by a full replace, as the socket programs' `frontends`.
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct frontend_key);
-	__type(value, struct packet_frontend);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_HASH);
+		__uint(max_entries, FRONTEND_TABLE_ENTRIES);
+		__uint(map_flags, BPF_F_NO_PREALLOC);
+		// Sizes, not types: clang 14 emits only a forward declaration of a type named inside __array.
+		__uint(key_size, sizeof(struct frontend_key));
+		__uint(value_size, sizeof(struct packet_frontend));
+	});
 } packet_frontends SEC(".maps");
 
 struct {
@@ -231,7 +238,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *flow)
 // The frontend for the destination, or for a node port when the destination is a node address.
 static __always_inline struct packet_frontend *frontend_of(struct flow *flow)
 {
-	struct packet_frontend *frontend = bpf_map_lookup_elem(&packet_frontends, &flow->key);
+	struct packet_frontend *frontend = in_table(&packet_frontends, &flow->key);
 	if (frontend)
 		return frontend;
 	struct node_address destination;
@@ -241,7 +248,7 @@ static __always_inline struct packet_frontend *frontend_of(struct flow *flow)
 	struct frontend_key any = { .port = flow->key.port, .proto = flow->key.proto };
 	if (!flow->ipv6)
 		any.addr[2] = bpf_htonl(0xffff);
-	return bpf_map_lookup_elem(&packet_frontends, &any);
+	return in_table(&packet_frontends, &any);
 }
 
 // The kfuncs take the tuple's size, which the verifier must see as a constant: one call per family.

@@ -48,12 +48,20 @@ struct affinity_key {
 	__u32 pad;
 };
 
+// The frontends live in an inner map, the one entry of `frontends`: a full replace fills a fresh inner
+// map and swaps it in with one write (node-plan.ts), so a connect sees the old table or the new one.
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct frontend_key);
-	__type(value, struct frontend);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_HASH);
+		__uint(max_entries, FRONTEND_TABLE_ENTRIES);
+		__uint(map_flags, BPF_F_NO_PREALLOC);
+		// Sizes, not types: clang 14 emits only a forward declaration of a type named inside __array.
+		__uint(key_size, sizeof(struct frontend_key));
+		__uint(value_size, sizeof(struct frontend));
+	});
 } frontends SEC(".maps");
 
 // LRU: no hook runs when a socket closes, so old entries are evicted instead of deleted.
@@ -83,7 +91,7 @@ enum choice { NOT_A_SERVICE, CHOSEN, REJECT, DROP };
 // `flow` is the socket's cookie for an unconnected sendmsg, 0 for connect (one choice per connect).
 static __always_inline enum choice choose(void *ctx, struct frontend_key *key, __u64 flow, struct slot **out)
 {
-	struct frontend *frontend = bpf_map_lookup_elem(&frontends, key);
+	struct frontend *frontend = in_table(&frontends, key);
 	if (!frontend)
 		return NOT_A_SERVICE;
 	if (frontend->verdict == VERDICT_DROP)
