@@ -2,7 +2,7 @@ import test from 'ava';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { BACKENDS } from '../dataplane/backends.js';
 import { listNodePlan } from '../dataplane/ebpf/listing.js';
-import { planNode, planOverKernel, type NodePlan } from '../dataplane/ebpf/node-plan.js';
+import { mostlyDifferent, planNode, planOverKernel, type NodePlan } from '../dataplane/ebpf/node-plan.js';
 import { groupName } from '../dataplane/ebpf/plan.js';
 import { StructureError } from '../dataplane/structure-error.js';
 import { clusterState, nodeObject, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
@@ -67,6 +67,22 @@ test('ebpf plan over a kernel: groups keep the kernel\'s ids, so maps that hold 
   const api = grown.sockets.frontends.get('10.96.0.30|80|tcp')![1].group;
   t.false(kernel.sockets.groups.has(api), `the new group's id ${api} is not one the kernel uses`);
   t.is(grown.sockets.frontends.get('10.96.0.20|80|tcp')![1].group, kernel.sockets.frontends.get('10.96.0.20|80|tcp')![1].group);
+});
+
+test('ebpf full sync: a replace only where most frontends and groups differ from the kernel\'s (a restart or a repair updates in place)', (t) => {
+  const services = (count: number, net: number, endpoint = '10.244.1.5') => Array.from({ length: count }, (_, index) => [
+    serviceObject({ name: `s${net}-${index}`, clusterIPs: [`10.96.${net}.${index + 1}`], ports: [{ name: 'http', port: 80 }] }),
+    sliceObject(`s${net}-${index}`, [{ ip: endpoint, node: 'node-a' as const }]),
+  ]).flat();
+  const kernelOf = (...objects: unknown[]) => asKernelHolds(planNode(rules(...objects), ADDRESSES), 100);
+  const over = (kernel: NodePlan, ...objects: unknown[]) => planOverKernel(rules(...objects), ADDRESSES, kernel);
+  const empty = planNode(rules(), ADDRESSES);
+  const held = kernelOf(...services(10, 1));
+  t.false(mostlyDifferent(empty, over(empty, ...services(10, 1))), 'empty maps: nothing to replace');
+  t.false(mostlyDifferent(held, over(held, ...services(10, 1))), 'the same rules');
+  t.false(mostlyDifferent(held, over(held, ...services(8, 1), ...services(2, 2))), 'two Services of ten replaced');
+  t.true(mostlyDifferent(held, over(held, ...services(10, 2))), 'every Service another');
+  t.true(mostlyDifferent(held, over(held, ...services(10, 1, '10.244.1.6'))), 'every endpoint another: every group differs');
 });
 
 test('ebpf listing: the same maps under other group ids list the same; an endpoint that differs shows', (t) => {

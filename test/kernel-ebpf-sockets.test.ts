@@ -9,7 +9,9 @@ import type { WeightedEndpoint } from '../dataplane/ebpf/groups.js';
 import { writeGroup } from './helpers/ebpf-groups.js';
 import { MAPS, type Frontend, type FrontendKey, type Group, type Slot, type SlotKey } from '../dataplane/ebpf/layout.js';
 import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
-import { attachSocketPrograms, loadSocketPrograms, probeSockets, SOCKET_HOOKS } from '../dataplane/ebpf/programs.js';
+import { attachSocketPrograms, loadPacketProgram, loadSocketPrograms, probeSockets, SOCKET_HOOKS } from '../dataplane/ebpf/programs.js';
+import { openNodeMaps, syncNodePlan } from '../dataplane/ebpf/node-plan.js';
+import { readNodePlan } from '../dataplane/ebpf/read-back.js';
 import { EbpfUnavailableError } from '../dataplane/ebpf/unavailable.js';
 import { applySocketPlan, planSockets } from '../dataplane/ebpf/plan.js';
 import type { NodeRules, ServicePortRules } from '../rules/node-rules.js';
@@ -45,7 +47,8 @@ interface Lab {
   client(proto: 'tcp' | 'udp' | 'udp-socket', host: string, port: number, count: number, options?: { inCgroup?: boolean }): Promise<Attempt[]>;
 }
 
-async function lab(t: ExecutionContext): Promise<Lab> {
+/** `packets`: the packet program loaded too (not attached), so that whole node plans can be written. */
+async function lab(t: ExecutionContext, options: { packets?: boolean } = {}): Promise<Lab> {
   const { name: ns, runner } = await throwawayNamespace(t);
   createdNamespaces.push(ns);
   const { cgroup, pinDir } = await bpfWorkspace(t);
@@ -60,6 +63,7 @@ async function lab(t: ExecutionContext): Promise<Lab> {
 
   const programs = await loadSocketPrograms({ pinDir, cgroup, cacheDir: CACHE });
   await attachSocketPrograms(programs, cgroup);
+  if (options.packets) await loadPacketProgram(programs, { cacheDir: CACHE });
   const writer = await MapWriter.start({ cacheDir: CACHE });
   made.writer = writer;
   const maps = {
@@ -301,6 +305,56 @@ test('kernel: ebpf NodeRules planned into the maps serve cluster IPs, external I
     servicePort('web', '10.96.0.10', 'cluster', [three!], ['192.0.2.10']),
     servicePort('empty', '10.96.0.30', 'cluster', [one!]),
   ], [servicePort('web6', 'fd00:96::10', 'cluster', [ENDPOINTS.v6[0]!])]), second)), { written: 0, deleted: 0 }, 'the same rules again write nothing');
+});
+
+/** The id of the table an array of maps holds (bpftool prints entry 0's value as the inner map's id). */
+async function tableId(path: string): Promise<number> {
+  const entry = JSON.parse(await runChecked(execaRunner, 'table', 'bpftool', ['-j', 'map', 'lookup', 'pinned', path, 'key', '0', '0', '0', '0'])) as { value: number | string[] };
+  return typeof entry.value === 'number' ? entry.value : Buffer.from(entry.value.map((byte) => Number(byte))).readUInt32LE(0);
+}
+
+test('kernel: ebpf a full sync that changes most of the node swaps in fresh tables: connections made while it happens again and again all reach an endpoint, the old groups go, and a writer of the old table is refused', async (t) => {
+  const world = await lab(t, { packets: true });
+  const maps = await openNodeMaps(world.writer, world.pinDir);
+  const [one, two, three] = ENDPOINTS.v4;
+  // The Service the clients use stays; the five others change address at every sync, so most of the node differs.
+  const others = (net: number) => Array.from({ length: 5 }, (_, index) => servicePort(`other${index}`, `10.96.${net}.${index + 1}`, 'cluster', [one!]));
+  const states = [
+    nodeRules([servicePort('web', SERVICE.v4, 'cluster', [one!]), ...others(1)], []),
+    nodeRules([servicePort('web', SERVICE.v4, 'cluster', [two!, three!]), ...others(2)], []),
+  ];
+  const sync = async (index: number) => syncNodePlan(world.writer, maps, (await readNodePlan(world.writer, maps)).plan, states[index % 2]!, [], () => undefined);
+  t.false((await sync(0)).replaced, 'maps that hold nothing are written in place');
+  const tableBefore = await tableId(join(world.pinDir, 'maps', 'frontends'));
+  const elsewhere = await MapWriter.start({ cacheDir: CACHE });
+  t.teardown(() => elsewhere.close());
+  const heldElsewhere = await elsewhere.open(MAPS.frontends, join(world.pinDir, 'maps', 'frontends'));
+
+  let done = false;
+  let syncs = 0;
+  const replaced: boolean[] = [];
+  const attempts: Awaited<ReturnType<typeof world.client>> = [];
+  // As above: connections until enough replaces happened under them, bounded.
+  const traffic = (async () => {
+    while ((attempts.length < 300 || syncs < 10) && attempts.length < 3000) attempts.push(...await world.client('tcp', SERVICE.v4, SERVICE.port, 50));
+  })().finally(() => (done = true));
+  while (!done) replaced.push((await sync(++syncs)).replaced);
+  await traffic;
+  t.log(`${syncs} replaces during ${attempts.length} connections`);
+  t.true(syncs >= 10, `only ${syncs} replaces overlapped ${attempts.length} connections`);
+  t.true(replaced.every(Boolean), 'each of these syncs replaced the tables');
+  t.deepEqual(attempts.filter((attempt) => !attempt.ok), [], 'no connect met an empty table or a missing group');
+  t.not(await tableId(join(world.pinDir, 'maps', 'frontends')), tableBefore, 'another table is in place');
+
+  // The last state is in the maps, and nothing of the ones before it.
+  const last = states[syncs % 2]!;
+  const kernel = (await readNodePlan(world.writer, maps)).plan;
+  t.deepEqual([...kernel.sockets.frontends.keys()].sort(), last.families[0]!.servicePorts.map((port) => `${port.clusterIP}|80|tcp`).sort());
+  t.is(kernel.sockets.groups.size, 6, 'one group per Service: the old groups went');
+  t.is((await world.writer.dump(maps.sockets.slots)).length, syncs % 2 ? 7 : 6, 'and their slots');
+  t.deepEqual(ports(await world.client('tcp', SERVICE.v4, SERVICE.port, 20)), syncs % 2 ? [8082, 8083] : [8081]);
+  // A writer still holding a table that is no longer in place (another process replaced it) is refused.
+  await t.throwsAsync(elsewhere.update(heldElsewhere, [[{ ip: '10.96.9.9', port: 80, protocol: 'tcp' }, { group: 1, verdict: 'serve', affinitySeconds: 0 }]]), { message: /Stale/ });
 });
 
 test('kernel: ebpf a restart keeps the maps: a second load reuses every pinned map, Services answer without a write, one set of programs stays attached', async (t) => {

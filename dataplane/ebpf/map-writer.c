@@ -32,6 +32,7 @@ struct map {
 	__u32 key_size, value_size, max_entries, type, flags;
 	int outer_fd; // a table's array of maps, else -1
 	__u32 id;     // a table's map id, what its array must still hold
+	int staged;   // a table not yet installed: its array holds another
 };
 
 static struct map maps[MAX_MAPS];
@@ -240,7 +241,7 @@ static void reply_opened(const char *name)
 static int current(struct map *map)
 {
 	__u32 zero = 0, id = 0;
-	if (map->outer_fd < 0)
+	if (map->outer_fd < 0 || map->staged)
 		return 0;
 	if (bpf_map_lookup_elem(map->outer_fd, &zero, &id) < 0)
 		return -errno;
@@ -303,6 +304,7 @@ static void command_stage(struct map *table)
 	int error = outer < 0 ? errno : -hold(name, fd, outer);
 	if (error)
 		return fail(error, "stage");
+	find(name)->staged = 1;
 	printf("ok\n");
 }
 
@@ -320,6 +322,7 @@ static void command_install(struct map *table)
 	close(table->fd);
 	close(table->outer_fd);
 	struct map installed = *next;
+	installed.staged = 0;
 	snprintf(installed.name, sizeof(installed.name), "%s", table->name);
 	*table = installed;
 	*next = maps[--map_count];

@@ -85,17 +85,19 @@ export function checkCapacity(maps: NodeMaps, plan: NodePlan): void {
 
 /**
  * Whether a full sync replaces rather than updates: the kernel's maps hold frontends, and more than
- * half of the frontends and groups (of both plans together) differ between them and the plan over
- * their ids. A restart over unchanged maps, or a resync repairing a few entries, updates in place.
+ * half of the frontends (of both paths, of both plans together) differ between them and the plan over
+ * their ids, in their entry or in the endpoints of a group they lead to. A restart over unchanged maps,
+ * or a resync repairing a few entries, updates in place.
  */
 export function mostlyDifferent(kernel: NodePlan, over: NodePlan): boolean {
   if (kernel.sockets.frontends.size + kernel.packets.frontends.size === 0) return false;
+  const sameGroup = (a: number, b: number) => a === b && (a === 0 || sameEndpoints(kernel.sockets.groups.get(a), over.sockets.groups.get(b) ?? []));
   let differing = 0;
   let all = 0;
-  const count = <V>(before: Map<string | number, V>, after: Map<string | number, V>, same: (a: V | undefined, b: V) => boolean) => {
-    for (const [key, value] of after) {
+  const count = <V>(before: Map<string, [unknown, V]>, after: Map<string, [unknown, V]>, same: (a: V | undefined, b: V) => boolean) => {
+    for (const [key, [, value]] of after) {
       all += 1;
-      if (!same(before.get(key), value)) differing += 1;
+      if (!same(before.get(key)?.[1], value)) differing += 1;
     }
     for (const key of before.keys()) {
       if (after.has(key)) continue;
@@ -103,9 +105,8 @@ export function mostlyDifferent(kernel: NodePlan, over: NodePlan): boolean {
       differing += 1;
     }
   };
-  count(kernel.sockets.frontends, over.sockets.frontends, (a, b) => sameFrontend(a?.[1], b[1]));
-  count(kernel.packets.frontends, over.packets.frontends, (a, b) => samePacketFrontend(a?.[1], b[1]));
-  count(kernel.sockets.groups, over.sockets.groups, sameEndpoints);
+  count(kernel.sockets.frontends, over.sockets.frontends, (a, b) => sameFrontend(a, b) && sameGroup(a!.group, b.group));
+  count(kernel.packets.frontends, over.packets.frontends, (a, b) => samePacketFrontend(a, b) && sameGroup(a!.group, b.group) && sameGroup(a!.localSourceGroup, b.localSourceGroup));
   return differing * 2 > all;
 }
 
