@@ -1,5 +1,6 @@
 import test from 'ava';
 import { applyIfChanged, cleanupRules, diffRules, reassertRules } from '../dataplane/dataplane.js';
+import { BACKENDS } from '../dataplane/backends.js';
 import { MAPS } from '../dataplane/ebpf/layout.js';
 import { MapWriter } from '../dataplane/ebpf/map-writer.js';
 import { render } from '../dataplane/render.js';
@@ -31,6 +32,7 @@ test('kernel: ebpf apply, a second apply writes nothing, a tampered map shows in
   t.true(first.changed);
   t.true(first.added > 50, `${first.added} map entries written`);
   t.is(await diffRules(runner, rendered), '', 'after apply the kernel holds the maps, attachments and companion table');
+  t.regex((await BACKENDS.ebpf.diff(runner, rendered)).current, /^# ferry eBPF maps for node node-a: as planned \(\d+ socket and \d+ packet frontends, \d+ slots\)/, 'told from the summary, the slots by their digest');
   const again = await applyIfChanged(runner, example.ebpf!.rules, 'ebpf', { backend: placement });
   t.deepEqual([again.changed, again.added, again.removed], [false, 0, 0], 'a second apply (a restart) writes nothing');
   const devices = JSON.parse(await runChecked(runner, 'net', 'bpftool', ['-j', 'net', 'show'])) as Array<{ tc: Array<{ devname: string; name: string }> }>;
@@ -47,6 +49,7 @@ test('kernel: ebpf apply, a second apply writes nothing, a tampered map shows in
   } finally {
     await writer.close();
   }
+  t.regex((await BACKENDS.ebpf.diff(runner, rendered)).current, /^# ferry eBPF maps for node node-a, sorted/, 'a difference: both sides listed');
   const tampered = await diffRules(runner, rendered);
   t.regex(tampered, /^\+ {2}10\.96\.10\.30:8080\/tcp serve/m, 'the deleted frontend shows');
   t.regex(tampered, /10\.9\.9\.9/, 'the rewritten slot shows');

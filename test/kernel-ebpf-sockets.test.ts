@@ -12,6 +12,7 @@ import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
 import { attachSocketPrograms, loadPacketProgram, loadSocketPrograms, probeSockets, SOCKET_HOOKS } from '../dataplane/ebpf/programs.js';
 import { openNodeMaps, syncNodePlan } from '../dataplane/ebpf/node-plan.js';
 import { readNodePlan } from '../dataplane/ebpf/read-back.js';
+import { entriesDigest } from '../dataplane/ebpf/digest.js';
 import { EbpfUnavailableError } from '../dataplane/ebpf/unavailable.js';
 import { applySocketPlan, planSockets } from '../dataplane/ebpf/plan.js';
 import type { NodeRules, ServicePortRules } from '../rules/node-rules.js';
@@ -252,6 +253,12 @@ test('kernel: ebpf the map writer round-trips entries in batches, deletes absent
   t.deepEqual(dumped.sort(([a], [b]) => a.index - b.index), slots.map(([key, value]) => [key, value]));
   t.is(await world.writer.delete(world.maps.slots, [{ group: 9, index: 0 }, { group: 9, index: 99999 }, { group: 9, index: 1 }]), 3);
   t.is((await world.writer.dump(world.maps.slots)).length, 4998);
+  // The helper's digest is the one TypeScript makes of the same entries, in whatever order.
+  const held = await world.writer.dump(world.maps.slots);
+  t.deepEqual(await world.writer.digest(world.maps.slots), entriesDigest(MAPS.slots, held.reverse()));
+  t.notDeepEqual(await world.writer.digest(world.maps.slots), entriesDigest(MAPS.slots, held.slice(1)));
+  const [[key, value]] = held as [[SlotKey, Slot]];
+  t.notDeepEqual(await world.writer.digest(world.maps.slots), entriesDigest(MAPS.slots, [[key, { ...value, port: value.port + 1 }], ...held.slice(1)]));
   await t.throwsAsync(world.writer.open(MAPS.groups, join(world.cgroup, 'no-such-pin')), { message: /No such file/ });
   t.is((await world.writer.dump(world.maps.groups)).length, 0, 'the writer keeps answering after an error');
 });

@@ -20,14 +20,15 @@ import { ebpfFrontends } from './frontends.js';
 import { MAPS } from './layout.js';
 import { listNodePlan } from './listing.js';
 import { MapWriter } from './map-writer.js';
-import { checkCapacity, openNodeMaps, planNode, syncNodePlan, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
+import { checkCapacity, openNodeMaps, planNode, planOverKernel, syncNodePlan, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
 import { planPortChanges } from './port-plan.js';
 import { guardTestPlacement, resolveCgroup, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
 import {
   attachPacketProgram, attachSocketPrograms, detachPacketProgram, detachSocketPrograms, forgetEarlierPacketPrograms, loadPacketProgram,
   loadSocketPrograms, SOCKET_HOOKS, type PacketProgram, type SocketPrograms,
 } from './programs.js';
-import { readNodePlan, type ReadBack } from './read-back.js';
+import { holdsPlan } from './in-step.js';
+import { readNodePlan, readNodeSummary } from './read-back.js';
 import { abortStaleSockets } from './stale-sockets.js';
 
 /** What an eBPF rendering carries beyond its texts: the rules (the maps are planned against the kernel's) and the placement. */
@@ -297,6 +298,31 @@ async function compare(runner: Runner, rendered: RenderedRules): Promise<Compari
   return { current: currentMaps + currentCompanion, desired: desiredMaps + desiredCompanion };
 }
 
+/**
+ * `ferry diff`: the maps read back as a summary (the slots digested by the helper, not printed), the
+ * plan made over their ids, the attachments and the companion table; the same, and both sides are
+ * one line. Only when something differs are both sides listed whole (compare).
+ */
+async function diff(runner: Runner, rendered: RenderedRules): Promise<Comparison> {
+  const { rules, placement: requested, companion } = rendering(rendered);
+  const placement = await resolvePlacement(runner, requested);
+  const companions = running(Promise.all([companionAsKernelWould(runner, companion), readCompanion(runner)]));
+  const [held, addresses, links] = await Promise.all([readAttached(runner, placement.cgroup), nodeAddresses(runner), listLinks(runner)]);
+  const summary = await readHeld(runner, placement, held, readNodeSummary);
+  const [desiredCompanion, currentCompanion] = await companions;
+  const devices = (names: Iterable<string>) => [...names].sort().join(' ');
+  const attached = SOCKET_HOOKS.every((hook) => held.sockets.has(hook)) && devices(held.devices.keys()) === devices(packetDevices(links, placement.devices));
+  if (summary && attached && desiredCompanion === currentCompanion) {
+    const plan = planOverKernel(rules, addresses, summary.plan);
+    checkPlan(plan);
+    if (holdsPlan(summary, plan)) {
+      const inStep = `# ferry eBPF maps for node ${rules.node}: as planned (${plan.sockets.frontends.size} socket and ${plan.packets.frontends.size} packet frontends, ${summary.slots.count} slots), attached, companion table the same\n`;
+      return { current: inStep, desired: inStep };
+    }
+  }
+  return compare(runner, rendered);
+}
+
 /** A promise awaited later: its failure is reported where it is awaited, not as an unhandled rejection meanwhile. */
 function running<T>(promise: Promise<T>): Promise<T> {
   promise.catch(() => undefined);
@@ -305,20 +331,20 @@ function running<T>(promise: Promise<T>): Promise<T> {
 
 /** The maps and attachments ferry left, read back and listed; empty when it left no pins. */
 async function readMaps(runner: Runner, placement: ResolvedPlacement, held: AttachedState, node: string): Promise<string> {
-  const read = await readHeldPlan(runner, placement, held);
+  const read = await readHeld(runner, placement, held, readNodePlan);
   if (!read) return '';
   const attachments = { cgroup: placement.cgroup, hooks: SOCKET_HOOKS.filter((hook) => held.sockets.has(hook)), devices: [...held.devices.keys()] };
   return listNodePlan(read.plan, { node, attachments, addressesKnown: true, brokenGroups: read.brokenGroups });
 }
 
-/** The maps ferry left, read back into a plan; undefined when it left no pins. */
-async function readHeldPlan(runner: Runner, placement: ResolvedPlacement, held: AttachedState): Promise<ReadBack | undefined> {
+/** The maps ferry left, read back by `read`; undefined when it left no pins. */
+async function readHeld<T>(runner: Runner, placement: ResolvedPlacement, held: AttachedState, read: (writer: MapWriter, maps: NodeMaps) => Promise<T>): Promise<T | undefined> {
   if (!(await adoptPins(runner, placement.pinDir, held))) return undefined;
   const writer = await MapWriter.start();
   try {
     // The packet maps are found from a device's program or, on no device, from their pins if this process sees them.
     const packets = held.devices.size > 0 || await stat(join(placement.pinDir, 'packet-maps', 'packet_frontends')).then(() => true, () => false);
-    return await readNodePlan(writer, await openNodeMaps(writer, placement.pinDir, { packets }));
+    return await read(writer, await openNodeMaps(writer, placement.pinDir, { packets }));
   } finally {
     await writer.close();
   }
@@ -328,7 +354,7 @@ async function readHeldPlan(runner: Runner, placement: ResolvedPlacement, held: 
 async function frontends(runner: Runner, options: BackendOptions = {}): Promise<FrontendState> {
   const placement = await resolvePlacement(runner, options.ebpf ?? {});
   const held = await readAttached(runner, placement.cgroup);
-  const [read, companion] = await Promise.all([readHeldPlan(runner, placement, held), readCompanionFacts(runner)]);
+  const [read, companion] = await Promise.all([readHeld(runner, placement, held, readNodePlan), readCompanionFacts(runner)]);
   return read ? ebpfFrontends(read.plan, companion) : { families: [], frontends: [] };
 }
 
@@ -394,7 +420,7 @@ export const ebpfBackend: Backend = {
   },
   stampedAs: async () => false,
   compare,
-  diff: (runner, rendered) => compare(runner, rendered),
+  diff,
   cleanup,
   // The packet path's flows are conntrack entries; the socket path's are connected sockets.
   clearStaleFlows: async (runner, flows, rendered) => {

@@ -7,6 +7,8 @@
 //   update NAME N, then N "KEY VALUE" → ok N
 //   delete NAME N, then N "KEY"       → ok N         (keys that are absent are not an error)
 //   dump NAME                         → ok N, then N "KEY VALUE"
+//   digest NAME                       → ok N HEX: the map's entries summed as digest.ts sums them (each
+//                                       entry, key then value, murmur3 of its 32-bit words, two seeds)
 //   table NAME PATH KEY VALUE MAX     → ok KEY_SIZE VALUE_SIZE MAX_ENTRIES TYPE: NAME is the table that is
 //                                       entry 0 of the array of maps at PATH (an empty hash map of those
 //                                       sizes, no preallocation, put there first if the entry is empty)
@@ -249,7 +251,7 @@ static int current(struct map *map)
 }
 
 // The table's map id, entry 0 of `outer`; one of the sizes given put there first if the entry is empty.
-static int table_id(int outer, const char *name, __u32 key_size, __u32 value_size, __u32 max_entries, __u32 *id)
+static int table_id(int outer, __u32 key_size, __u32 value_size, __u32 max_entries, __u32 *id)
 {
 	__u32 zero = 0;
 	if (bpf_map_lookup_elem(outer, &zero, id) == 0)
@@ -275,7 +277,7 @@ static void command_table(char *name, char *path, __u32 key_size, __u32 value_si
 	int outer = bpf_obj_get(path);
 	if (outer < 0)
 		return fail(errno, path);
-	int error = table_id(outer, name, key_size, value_size, max_entries, &id);
+	int error = table_id(outer, key_size, value_size, max_entries, &id);
 	int fd = error ? -1 : bpf_map_get_fd_by_id(id);
 	if (!error && fd < 0)
 		error = -errno;
@@ -357,6 +359,50 @@ static void command_write(int is_update, struct map *map, long count)
 	free(values);
 }
 
+static __u32 rotate(__u32 x, int r)
+{
+	return x << r | x >> (32 - r);
+}
+
+// murmur3's 32-bit hash of `count` little-endian words (the bytes of one entry), with `seed`.
+static __u32 murmur3(const unsigned char *bytes, __u32 count, __u32 seed)
+{
+	__u32 h = seed;
+	for (__u32 i = 0; i < count; i++) {
+		__u32 k;
+		memcpy(&k, bytes + 4 * i, 4);
+		k = rotate(k * 0xcc9e2d51u, 15) * 0x1b873593u;
+		h = rotate(h ^ k, 13) * 5 + 0xe6546b64u;
+	}
+	h ^= count * 4;
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	return h ^ (h >> 16);
+}
+
+// Two sums of every entry's hash: the same for the same entries in any order, without printing them.
+static void command_digest(struct map *map)
+{
+	unsigned char *keys = NULL, *values = NULL, entry[256];
+	if ((map->key_size + map->value_size) % 4 || map->key_size + map->value_size > sizeof(entry))
+		return fail(EINVAL, "digest: entries are not whole words");
+	long total = dump(map, &keys, &values);
+	if (total < 0)
+		return fail((int)-total, "digest");
+	__u32 low = 0, high = 0, words = (map->key_size + map->value_size) / 4;
+	for (long i = 0; i < total; i++) {
+		memcpy(entry, keys + i * map->key_size, map->key_size);
+		memcpy(entry + map->key_size, values + i * map->value_size, map->value_size);
+		low += murmur3(entry, words, 0);
+		high += murmur3(entry, words, 0x9747b28cu);
+	}
+	printf("ok %ld %08x%08x\n", total, high, low);
+	free(keys);
+	free(values);
+}
+
 static void command_dump(struct map *map)
 {
 	unsigned char *keys = NULL, *values = NULL;
@@ -401,6 +447,8 @@ int main(void)
 			}
 		} else if (fields == 2 && strcmp(verb, "dump") == 0 && map) {
 			command_dump(map);
+		} else if (fields == 2 && strcmp(verb, "digest") == 0 && map) {
+			command_digest(map);
 		} else {
 			fail(EINVAL, "command");
 		}

@@ -117,6 +117,12 @@ export class MapWriter {
     });
   }
 
+  /** The number of entries and their digest (digest.ts), summed by the helper: nothing is printed per entry. */
+  digest<K, V>(map: OpenMap<K, V>): Promise<{ count: number; digest: string }> {
+    if (map.path === '') return Promise.resolve({ count: 0, digest: '0000000000000000' });
+    return this.command(`digest ${map.name}`, [], async ([count, digest]) => ({ count: Number(count), digest: digest! }));
+  }
+
   /** Ends the helper (its standard input) and waits for it. */
   async close(): Promise<void> {
     // Its exit must hold the event loop until it is seen, idle or not.
