@@ -27,36 +27,64 @@ const json = async <T>(runner: Runner, what: string, args: string[]): Promise<T>
   return (text ? JSON.parse(text) : []) as T;
 };
 
-async function program(runner: Runner, id: number): Promise<AttachedProgram> {
+/** Every program the kernel has, by id, from one listing (not one bpftool per program). */
+async function programs(runner: Runner): Promise<Map<number, AttachedProgram>> {
+  const shown = await json<Array<{ id: number; name: string; tag: string; map_ids?: number[] }>>(runner, 'listing the programs', ['prog', 'show']);
+  return new Map(shown.map((found) => [found.id, { id: found.id, name: found.name, tag: found.tag, mapIds: found.map_ids ?? [] }]));
+}
+
+/** The program of an attachment, as the listing has it (one loaded meanwhile: read by its id). */
+async function program(runner: Runner, id: number, listed: Map<number, AttachedProgram>): Promise<AttachedProgram> {
+  const known = listed.get(id);
+  if (known) return known;
   const shown = await json<{ id: number; name: string; tag: string; map_ids?: number[] }>(runner, `reading program ${id}`, ['prog', 'show', 'id', String(id)]);
   return { id, name: shown.name, tag: shown.tag, mapIds: shown.map_ids ?? [] };
 }
 
 /** ferry's programs at the cgroup (by name ferry_*) and on this namespace's interfaces (tc, ferry_ingress). */
 export async function readAttached(runner: Runner, cgroup: string): Promise<AttachedState> {
-  return { sockets: await readSocketAttachments(runner, cgroup), devices: await readPacketAttachments(runner) };
+  const [listed, hooks, filters] = await Promise.all([programs(runner), cgroupPrograms(runner, cgroup), ingressFilters(runner)]);
+  return { sockets: await socketAttachments(runner, hooks, listed), devices: await packetAttachments(runner, filters, listed) };
+}
+
+type CgroupProgram = { id: number; attach_type: string; name: string };
+type TcFilter = { devname: string; kind: string; name?: string; id?: number; prog_id?: number };
+
+const cgroupPrograms = (runner: Runner, cgroup: string) => json<CgroupProgram[]>(runner, `listing ${cgroup}'s programs`, ['cgroup', 'show', cgroup]);
+
+async function ingressFilters(runner: Runner): Promise<TcFilter[]> {
+  const [net] = await json<Array<{ tc?: TcFilter[] }>>(runner, 'listing the tc programs', ['net', 'show']);
+  return net?.tc ?? [];
+}
+
+async function socketAttachments(runner: Runner, hooks: CgroupProgram[], listed: Map<number, AttachedProgram>): Promise<Map<string, AttachedProgram>> {
+  const found = new Map<string, AttachedProgram>();
+  for (const hook of hooks) {
+    const name = hook.name.slice('ferry_'.length);
+    if (hook.name.startsWith('ferry_') && (SOCKET_HOOKS as readonly string[]).includes(name)) found.set(name, await program(runner, hook.id, listed));
+  }
+  return found;
+}
+
+async function packetAttachments(runner: Runner, filters: TcFilter[], listed: Map<number, AttachedProgram>): Promise<Map<string, AttachedProgram>> {
+  const found = new Map<string, AttachedProgram>();
+  for (const filter of filters) {
+    const id = filter.prog_id ?? filter.id;
+    if (filter.kind === 'clsact/ingress' && /^ferry_ingress\b/.test(filter.name ?? '') && id !== undefined) found.set(filter.devname, await program(runner, id, listed));
+  }
+  return found;
 }
 
 /** ferry's socket programs attached to the cgroup, by hook. */
 export async function readSocketAttachments(runner: Runner, cgroup: string): Promise<Map<string, AttachedProgram>> {
-  const found = new Map<string, AttachedProgram>();
-  const hooks = await json<Array<{ id: number; attach_type: string; name: string }>>(runner, `listing ${cgroup}'s programs`, ['cgroup', 'show', cgroup]);
-  for (const hook of hooks) {
-    const name = hook.name.slice('ferry_'.length);
-    if (hook.name.startsWith('ferry_') && (SOCKET_HOOKS as readonly string[]).includes(name)) found.set(name, await program(runner, hook.id));
-  }
-  return found;
+  const [listed, hooks] = await Promise.all([programs(runner), cgroupPrograms(runner, cgroup)]);
+  return socketAttachments(runner, hooks, listed);
 }
 
 /** ferry's packet program on this namespace's interfaces, by device. */
 export async function readPacketAttachments(runner: Runner): Promise<Map<string, AttachedProgram>> {
-  const found = new Map<string, AttachedProgram>();
-  const [net] = await json<Array<{ tc?: Array<{ devname: string; kind: string; name?: string; id?: number; prog_id?: number }> }>>(runner, 'listing the tc programs', ['net', 'show']);
-  for (const filter of net?.tc ?? []) {
-    const id = filter.prog_id ?? filter.id;
-    if (filter.kind === 'clsact/ingress' && /^ferry_ingress\b/.test(filter.name ?? '') && id !== undefined) found.set(filter.devname, await program(runner, id));
-  }
-  return found;
+  const [listed, filters] = await Promise.all([programs(runner), ingressFilters(runner)]);
+  return packetAttachments(runner, filters, listed);
 }
 
 // The kernel keeps 15 characters of a map's name.

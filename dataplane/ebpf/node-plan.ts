@@ -33,13 +33,11 @@ export function planOverKernel(rules: NodeRules, addresses: readonly string[], k
   const fresh = planNode(rules, addresses);
   // Maps that hold nothing (a first apply) have no ids to adopt: the fresh plan is the plan.
   if (kernel.sockets.groups.size === 0 && kernel.sockets.frontends.size === 0 && kernel.packets.frontends.size === 0) return fresh;
-  const names = new Map([...fresh.sockets.ids].map(([name, id]) => [id, name]));
-  const ids = new Map<string, number>();
+  const ids = new Map<number, number>();
   const used = new Set<number>();
   const adopt = (freshGroup: number, kernelGroup: number | undefined) => {
-    const name = names.get(freshGroup);
-    if (!name || !kernelGroup || ids.has(name) || used.has(kernelGroup) || !kernel.sockets.groups.has(kernelGroup)) return;
-    ids.set(name, kernelGroup);
+    if (!freshGroup || !kernelGroup || ids.has(freshGroup) || used.has(kernelGroup) || !kernel.sockets.groups.has(kernelGroup)) return;
+    ids.set(freshGroup, kernelGroup);
     used.add(kernelGroup);
   };
   for (const [id, [, value]] of fresh.sockets.frontends) adopt(value.group, kernel.sockets.frontends.get(id)?.[1].group);
@@ -48,7 +46,31 @@ export function planOverKernel(rules: NodeRules, addresses: readonly string[], k
     adopt(value.group, held?.group);
     adopt(value.localSourceGroup, held?.localSourceGroup);
   }
-  return planNode(rules, addresses, { ...kernel.sockets, ids });
+  // The other groups take ids that neither the kernel's groups nor the adopted ones have.
+  let next = 1;
+  for (const id of fresh.sockets.groups.keys()) {
+    if (ids.has(id)) continue;
+    while (used.has(next) || kernel.sockets.groups.has(next)) next += 1;
+    ids.set(id, next);
+    used.add(next);
+  }
+  return withGroupIds(fresh, (id) => (id ? ids.get(id)! : 0));
+}
+
+/** The plan with every group id `id` as `to(id)` (0, no group, stays 0). */
+function withGroupIds(plan: NodePlan, to: (id: number) => number): NodePlan {
+  const { sockets, packets } = plan;
+  return {
+    sockets: {
+      frontends: new Map([...sockets.frontends].map(([key, [frontendKey, value]]) => [key, [frontendKey, { ...value, group: to(value.group) }]])),
+      groups: new Map([...sockets.groups].map(([id, endpoints]) => [to(id), endpoints])),
+      ids: new Map([...sockets.ids].map(([name, id]) => [name, to(id)])),
+    },
+    packets: {
+      ...packets,
+      frontends: new Map([...packets.frontends].map(([key, [frontendKey, value]]) => [key, [frontendKey, { ...value, group: to(value.group), localSourceGroup: to(value.localSourceGroup) }]])),
+    },
+  };
 }
 
 /** The maps pinned under `pinDir` as loadSocketPrograms and loadPacketProgram pin them; `packets: false` leaves the packet maps closed (empty). */
