@@ -12,7 +12,7 @@ import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
 import { attachSocketPrograms, loadPacketProgram, loadSocketPrograms, probeSockets, SOCKET_HOOKS } from '../dataplane/ebpf/programs.js';
 import { openNodeMaps, syncNodePlan } from '../dataplane/ebpf/node-plan.js';
 import { readNodePlan } from '../dataplane/ebpf/read-back.js';
-import { entriesDigest } from '../dataplane/ebpf/digest.js';
+import { servedDigest } from '../dataplane/ebpf/digest.js';
 import { EbpfUnavailableError } from '../dataplane/ebpf/unavailable.js';
 import { applySocketPlan, planSockets } from '../dataplane/ebpf/plan.js';
 import type { NodeRules, ServicePortRules } from '../rules/node-rules.js';
@@ -253,14 +253,20 @@ test('kernel: ebpf the map writer round-trips entries in batches, deletes absent
   t.deepEqual(dumped.sort(([a], [b]) => a.index - b.index), slots.map(([key, value]) => [key, value]));
   t.is(await world.writer.delete(world.maps.slots, [{ group: 9, index: 0 }, { group: 9, index: 99999 }, { group: 9, index: 1 }]), 3);
   t.is((await world.writer.dump(world.maps.slots)).length, 4998);
-  // The helper's digest is the one TypeScript makes of the same entries, in whatever order.
-  const held = await world.writer.dump(world.maps.slots);
-  t.deepEqual(await world.writer.digest(world.maps.slots), entriesDigest(MAPS.slots, held.reverse()));
-  t.notDeepEqual(await world.writer.digest(world.maps.slots), entriesDigest(MAPS.slots, held.slice(1)));
-  const [[key, value]] = held as [[SlotKey, Slot]];
-  t.notDeepEqual(await world.writer.digest(world.maps.slots), entriesDigest(MAPS.slots, [[key, { ...value, port: value.port + 1 }], ...held.slice(1)]));
+  // What a frontend serves, summed by the helper, is what TypeScript sums for the same frontend and
+  // endpoints, whatever the group's id; another weight, or a slot missing, sums otherwise.
+  const endpoints = all(1, ENDPOINTS.v4).map((endpoint, index) => ({ ...endpoint, weight: index + 1 }));
+  await serve(world, { ip: SERVICE.v4, port: SERVICE.port, protocol: 'tcp' }, 7, endpoints);
+  const served = async () => (await world.writer.served(world.maps.groups, world.maps.slots, [[world.maps.frontends, [0]]])).tables[0]!;
+  const summed = (group: number, members: typeof endpoints) => servedDigest(MAPS.frontends, [[{ ip: SERVICE.v4, port: SERVICE.port, protocol: 'tcp' }, { group, verdict: 'serve', affinitySeconds: 0 }]], [0], (id) => (id === group ? members : undefined));
+  t.deepEqual(await served(), summed(7, endpoints));
+  t.deepEqual(await served(), summed(42, endpoints), 'group ids are left out');
+  t.notDeepEqual(await served(), summed(7, endpoints.map((endpoint) => ({ ...endpoint, weight: 1 }))));
+  await world.writer.delete(world.maps.slots, [{ group: 7, index: 1 }]);
+  t.notDeepEqual(await served(), summed(7, endpoints), 'a slot missing');
+  t.deepEqual(await world.writer.served(world.maps.groups, world.maps.slots, []).then(({ groups, slots }) => [groups, slots]), [1, 4998 + 2], 'the groups and slots are counted');
   await t.throwsAsync(world.writer.open(MAPS.groups, join(world.cgroup, 'no-such-pin')), { message: /No such file/ });
-  t.is((await world.writer.dump(world.maps.groups)).length, 0, 'the writer keeps answering after an error');
+  t.is((await world.writer.dump(world.maps.groups)).length, 1, 'the writer keeps answering after an error');
 });
 
 /** One TCP Service port on port 80 whose cluster IP leads to `internal`, with the cluster group's endpoints. */

@@ -20,7 +20,7 @@ import { ebpfFrontends } from './frontends.js';
 import { MAPS } from './layout.js';
 import { listNodePlan } from './listing.js';
 import { MapWriter } from './map-writer.js';
-import { checkCapacity, openNodeMaps, planNode, planOverKernel, syncNodePlan, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
+import { checkCapacity, openNodeMaps, planNode, syncNodePlan, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
 import { planPortChanges } from './port-plan.js';
 import { guardTestPlacement, resolveCgroup, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
 import {
@@ -313,10 +313,10 @@ async function diff(runner: Runner, rendered: RenderedRules): Promise<Comparison
   const devices = (names: Iterable<string>) => [...names].sort().join(' ');
   const attached = SOCKET_HOOKS.every((hook) => held.sockets.has(hook)) && devices(held.devices.keys()) === devices(packetDevices(links, placement.devices));
   if (summary && attached && desiredCompanion === currentCompanion) {
-    const plan = planOverKernel(rules, addresses, summary.plan);
+    const plan = planNode(rules, addresses);
     checkPlan(plan);
     if (holdsPlan(summary, plan)) {
-      const inStep = `# ferry eBPF maps for node ${rules.node}: as planned (${plan.sockets.frontends.size} socket and ${plan.packets.frontends.size} packet frontends, ${summary.slots.count} slots), attached, companion table the same\n`;
+      const inStep = `# ferry eBPF maps for node ${rules.node}: as planned (${summary.sockets.count} socket and ${summary.packets.count} packet frontends, ${summary.slots} slots), attached, companion table the same\n`;
       return { current: inStep, desired: inStep };
     }
   }

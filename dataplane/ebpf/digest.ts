@@ -1,18 +1,16 @@
-// A map's entries summed into 64 bits that do not depend on their order, as ferry-map-writer's `digest`
-// sums the kernel's (map-writer.c): each entry, its key's bytes then its value's, read as little-endian
-// 32-bit words, hashed by murmur3 with two seeds; the two halves are the sums of the hashes, mod 2^32.
-// So `diff` compares half a million slots by one line from the helper. Pure.
-import type { MapLayout } from './layout.js';
+// What a table's frontends serve, summed into 64 bits that do not depend on their order, as
+// ferry-map-writer's `served` sums the kernel's (map-writer.c): per frontend a sequence of little-endian
+// 32-bit words hashed by murmur3 with two seeds; the two halves are the sums of the hashes, mod 2^32.
+// So `diff` compares the frontends with all their slots by one line from the helper. Pure.
+import { groupSlots, type WeightedEndpoint } from './groups.js';
+import { MAPS, type FrontendKey, type MapLayout } from './layout.js';
 
 const rotate = (x: number, r: number) => (x << r) | (x >>> (32 - r));
 
-function murmur3(words: Uint32Array, seed: number): number {
-  let h = seed;
-  for (let i = 0; i < words.length; i++) {
-    const k = Math.imul(rotate(Math.imul(words[i]!, 0xcc9e2d51), 15), 0x1b873593);
-    h = (Math.imul(rotate(h ^ k, 13), 5) + 0xe6546b64) | 0;
-  }
-  h ^= words.length * 4;
+const mix = (h: number, k: number) => (Math.imul(rotate(h ^ Math.imul(rotate(Math.imul(k, 0xcc9e2d51), 15), 0x1b873593), 13), 5) + 0xe6546b64) | 0;
+
+function finish(h: number, words: number): number {
+  h ^= words * 4;
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
@@ -20,20 +18,59 @@ function murmur3(words: Uint32Array, seed: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-/** The entries' count and digest, as the helper prints them (`%08x%08x`: the second seed's sum first). */
-export function entriesDigest<K, V>(layout: MapLayout<K, V>, entries: Iterable<readonly [K, V]>): { count: number; digest: string } {
-  const size = layout.key.size + layout.value.size;
-  if (size % 4) throw new Error(`ferry eBPF: ${layout.name}'s entries are not whole words`);
-  const bytes = new Uint8Array(size);
-  const words = new Uint32Array(bytes.buffer);
+/** The little-endian 32-bit words of some bytes (a whole number of words; a Buffer of its own, so aligned). */
+const wordsOf = (bytes: Buffer) => new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+
+// map-writer.c's markers for a group or a slot a frontend leads to that is missing.
+const MISSING_GROUP = 0xffffffff;
+
+/**
+ * What a table's frontends serve, summed as ferry-map-writer's `served` sums the kernel's: per frontend
+ * its key, its value with the group-id words (`groupWords`) zeroed, then for each group its entry and
+ * its slots' values; `endpoints` gives a group's endpoints (undefined: missing). Group ids are left out,
+ * so a plan made from scratch compares with any kernel's ids.
+ */
+export function servedDigest<V>(
+  layout: MapLayout<FrontendKey, V>, frontends: Iterable<readonly [FrontendKey, V]>, groupWords: readonly number[], endpoints: (group: number) => WeightedEndpoint[] | undefined,
+): { count: number; digest: string } {
+  const groupCache = new Map<number, Uint32Array>();
+  const groupWordsOf = (id: number): Uint32Array => {
+    let words = groupCache.get(id);
+    if (words) return words;
+    const members = endpoints(id);
+    if (!members) words = Uint32Array.of(MISSING_GROUP);
+    else {
+      // The group's entry and its slots' values, in one buffer.
+      const { group: entry, slots } = groupSlots(members);
+      const bytes = Buffer.alloc(MAPS.groups.value.size + slots.length * MAPS.slots.value.size);
+      MAPS.groups.value.encode(entry).copy(bytes, 0);
+      slots.forEach((slot, index) => MAPS.slots.value.write(slot, bytes, MAPS.groups.value.size + index * MAPS.slots.value.size));
+      words = wordsOf(bytes);
+    }
+    groupCache.set(id, words);
+    return words;
+  };
   let low = 0;
   let high = 0;
   let count = 0;
-  for (const [key, value] of entries) {
-    bytes.set(layout.key.encode(key), 0);
-    bytes.set(layout.value.encode(value), layout.key.size);
-    low = (low + murmur3(words, 0)) >>> 0;
-    high = (high + murmur3(words, 0x9747b28c)) >>> 0;
+  for (const [key, value] of frontends) {
+    let a = 0;
+    let b = 0x9747b28c;
+    let n = 0;
+    const feed = (word: number) => {
+      a = mix(a, word);
+      b = mix(b, word);
+      n += 1;
+    };
+    for (const word of wordsOf(layout.key.encode(key))) feed(word);
+    const valueWords = wordsOf(layout.value.encode(value));
+    for (let index = 0; index < valueWords.length; index++) feed(groupWords.includes(index) ? 0 : valueWords[index]!);
+    for (const index of groupWords) {
+      if (valueWords[index] === 0) continue;
+      for (const word of groupWordsOf(valueWords[index]!)) feed(word);
+    }
+    low = (low + finish(a, n)) >>> 0;
+    high = (high + finish(b, n)) >>> 0;
     count += 1;
   }
   const hex = (n: number) => n.toString(16).padStart(8, '0');

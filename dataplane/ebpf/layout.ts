@@ -141,14 +141,17 @@ export const slotKey: Codec<SlotKey> = {
   decode: (bytes) => ({ group: bytes.readUInt32LE(0), index: bytes.readUInt32LE(4) }),
 };
 
-/** struct slot { __u32 addr[4]; __u16 port; __u16 pad; __u32 cumulative; } */
-export const slot: Codec<Slot> = {
+/** struct slot { __u32 addr[4]; __u16 port; __u16 pad; __u32 cumulative; } (`write`: into zeroed bytes at `offset`, for many slots in one buffer) */
+export const slot: Codec<Slot> & { write(value: Slot, bytes: Buffer, offset: number): void } = {
   size: 24,
-  encode({ ip, port, cumulative }) {
+  write({ ip, port, cumulative }, bytes, offset) {
+    writeAddress(bytes, offset, ip);
+    bytes.writeUInt16BE(port, offset + 16);
+    bytes.writeUInt32LE(cumulative, offset + 20);
+  },
+  encode(value) {
     const bytes = Buffer.alloc(24);
-    writeAddress(bytes, 0, ip);
-    bytes.writeUInt16BE(port, 16);
-    bytes.writeUInt32LE(cumulative, 20);
+    slot.write(value, bytes, 0);
     return bytes;
   },
   decode: (bytes) => ({ ip: readAddress(bytes, 0), port: bytes.readUInt16BE(16), cumulative: bytes.readUInt32LE(20) }),

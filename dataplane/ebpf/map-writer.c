@@ -7,8 +7,12 @@
 //   update NAME N, then N "KEY VALUE" → ok N
 //   delete NAME N, then N "KEY"       → ok N         (keys that are absent are not an error)
 //   dump NAME                         → ok N, then N "KEY VALUE"
-//   digest NAME                       → ok N HEX: the map's entries summed as digest.ts sums them (each
-//                                       entry, key then value, murmur3 of its 32-bit words, two seeds)
+//   served GROUPS SLOTS T:W[,W] ...   → ok GROUPS SLOTS, then N HEX per table T: the number of groups and
+//                                       slots, and what each frontend of T serves, summed as digest.ts
+//                                       sums it (murmur3 of 32-bit words, two seeds, in any order): its
+//                                       key, its value with the group ids (value words W) zeroed, then
+//                                       for each of those groups its entry and its slots' values in order;
+//                                       no group ids, so no plan needs the kernel's
 //   table NAME PATH KEY VALUE MAX     → ok KEY_SIZE VALUE_SIZE MAX_ENTRIES TYPE: NAME is the table that is
 //                                       entry 0 of the array of maps at PATH (an empty hash map of those
 //                                       sizes, no preallocation, put there first if the entry is empty)
@@ -364,17 +368,27 @@ static __u32 rotate(__u32 x, int r)
 	return x << r | x >> (32 - r);
 }
 
-// murmur3's 32-bit hash of `count` little-endian words (the bytes of one entry), with `seed`.
-static __u32 murmur3(const unsigned char *bytes, __u32 count, __u32 seed)
+// murmur3 fed one word at a time, with two seeds: the helper's and digest.ts's incremental hash.
+struct hash {
+	__u32 low, high, words;
+};
+
+static __u32 mix(__u32 h, __u32 k)
 {
-	__u32 h = seed;
-	for (__u32 i = 0; i < count; i++) {
-		__u32 k;
-		memcpy(&k, bytes + 4 * i, 4);
-		k = rotate(k * 0xcc9e2d51u, 15) * 0x1b873593u;
-		h = rotate(h ^ k, 13) * 5 + 0xe6546b64u;
-	}
-	h ^= count * 4;
+	k = rotate(k * 0xcc9e2d51u, 15) * 0x1b873593u;
+	return rotate(h ^ k, 13) * 5 + 0xe6546b64u;
+}
+
+static void feed(struct hash *hash, __u32 word)
+{
+	hash->low = mix(hash->low, word);
+	hash->high = mix(hash->high, word);
+	hash->words++;
+}
+
+static __u32 finish(__u32 h, __u32 words)
+{
+	h ^= words * 4;
 	h ^= h >> 16;
 	h *= 0x85ebca6bu;
 	h ^= h >> 13;
@@ -382,25 +396,165 @@ static __u32 murmur3(const unsigned char *bytes, __u32 count, __u32 seed)
 	return h ^ (h >> 16);
 }
 
-// Two sums of every entry's hash: the same for the same entries in any order, without printing them.
-static void command_digest(struct map *map)
+static void feed_bytes(struct hash *hash, const unsigned char *bytes, __u32 size)
 {
-	unsigned char *keys = NULL, *values = NULL, entry[256];
-	if ((map->key_size + map->value_size) % 4 || map->key_size + map->value_size > sizeof(entry))
-		return fail(EINVAL, "digest: entries are not whole words");
+	for (__u32 i = 0; i + 4 <= size; i += 4) {
+		__u32 word;
+		memcpy(&word, bytes + i, 4);
+		feed(hash, word);
+	}
+}
+
+// A map's entries in memory, sorted by key for lookups.
+struct sorted {
+	unsigned char *keys, *values;
+	long count;
+	__u32 key_size, value_size;
+};
+
+static __u32 sort_key_size;
+static int by_key(const void *a, const void *b)
+{
+	return memcmp(a, b, sort_key_size);
+}
+
+// Keys and values interleaved, sorted by the key's bytes. Group and slot keys are little-endian
+// integers, so the byte order is not the numeric one, but a slot's group comes first and equal keys sort together.
+static long load_sorted(struct map *map, struct sorted *out)
+{
+	unsigned char *keys = NULL, *values = NULL;
 	long total = dump(map, &keys, &values);
 	if (total < 0)
-		return fail((int)-total, "digest");
-	__u32 low = 0, high = 0, words = (map->key_size + map->value_size) / 4;
-	for (long i = 0; i < total; i++) {
-		memcpy(entry, keys + i * map->key_size, map->key_size);
-		memcpy(entry + map->key_size, values + i * map->value_size, map->value_size);
-		low += murmur3(entry, words, 0);
-		high += murmur3(entry, words, 0x9747b28cu);
+		return total;
+	__u32 size = map->key_size + map->value_size;
+	unsigned char *records = malloc((total ? total : 1) * size);
+	if (!records) {
+		free(keys);
+		free(values);
+		return -ENOMEM;
 	}
-	printf("ok %ld %08x%08x\n", total, high, low);
+	for (long i = 0; i < total; i++) {
+		memcpy(records + i * size, keys + i * map->key_size, map->key_size);
+		memcpy(records + i * size + map->key_size, values + i * map->value_size, map->value_size);
+	}
 	free(keys);
 	free(values);
+	sort_key_size = map->key_size;
+	qsort(records, total, size, by_key);
+	*out = (struct sorted){ .keys = records, .count = total, .key_size = map->key_size, .value_size = map->value_size };
+	return total;
+}
+
+// The value of `key` in a sorted map, or NULL.
+static const unsigned char *find_sorted(const struct sorted *map, const void *key)
+{
+	__u32 size = map->key_size + map->value_size;
+	long low = 0, high = map->count;
+	while (low < high) {
+		long middle = low + (high - low) / 2;
+		int order = memcmp(map->keys + middle * size, key, map->key_size);
+		if (order == 0)
+			return map->keys + middle * size + map->key_size;
+		if (order < 0)
+			low = middle + 1;
+		else
+			high = middle;
+	}
+	return NULL;
+}
+
+// Marks where a group or a slot the frontend leads to is missing.
+#define MISSING_GROUP 0xffffffffu
+#define MISSING_SLOT 0xfffffffeu
+
+// The digest of what one table's frontends serve (see `served` above), over groups and slots in memory.
+static int table_served(struct map *frontends, const struct sorted *groups, const struct sorted *slots, const char *offsets, long *count, __u32 *low, __u32 *high)
+{
+	__u32 group_words[4], group_word_count = 0, value_words = frontends->value_size / 4;
+	for (const char *p = offsets; *p && group_word_count < 4;) {
+		char *end;
+		unsigned long word = strtoul(p, &end, 10);
+		if (end == p || word >= value_words)
+			return -EINVAL;
+		group_words[group_word_count++] = (__u32)word;
+		p = *end == ',' ? end + 1 : end;
+	}
+	if (frontends->key_size % 4 || frontends->value_size % 4)
+		return -EINVAL;
+	unsigned char *keys = NULL, *values = NULL;
+	long total = dump(frontends, &keys, &values);
+	if (total < 0)
+		return (int)total;
+	*low = *high = 0;
+	for (long i = 0; i < total; i++) {
+		struct hash hash = { 0, 0x9747b28cu, 0 };
+		const unsigned char *value = values + i * frontends->value_size;
+		feed_bytes(&hash, keys + i * frontends->key_size, frontends->key_size);
+		for (__u32 w = 0; w < value_words; w++) {
+			__u32 word;
+			memcpy(&word, value + 4 * w, 4);
+			for (__u32 g = 0; g < group_word_count; g++)
+				if (group_words[g] == w)
+					word = 0;
+			feed(&hash, word);
+		}
+		for (__u32 g = 0; g < group_word_count; g++) {
+			__u32 id, members;
+			memcpy(&id, value + 4 * group_words[g], 4);
+			if (id == 0)
+				continue;
+			const unsigned char *group = find_sorted(groups, &id);
+			if (!group) {
+				feed(&hash, MISSING_GROUP);
+				continue;
+			}
+			feed_bytes(&hash, group, 8);
+			memcpy(&members, group, 4);
+			for (__u32 index = 0; index < members; index++) {
+				__u32 key[2] = { id, index };
+				const unsigned char *slot = find_sorted(slots, key);
+				if (slot)
+					feed_bytes(&hash, slot, slots->value_size);
+				else
+					feed(&hash, MISSING_SLOT);
+			}
+		}
+		*low += finish(hash.low, hash.words);
+		*high += finish(hash.high, hash.words);
+	}
+	*count = total;
+	free(keys);
+	free(values);
+	return 0;
+}
+
+// `served GROUPS SLOTS TABLE:W[,W]...`: groups and slots read and sorted once for every table.
+static void command_served(char *arguments)
+{
+	char *groups_name = strtok(arguments, " \n"), *slots_name = strtok(NULL, " \n");
+	struct map *groups_map = groups_name ? find(groups_name) : NULL, *slots_map = slots_name ? find(slots_name) : NULL;
+	if (!groups_map || !slots_map || groups_map->key_size != 4 || groups_map->value_size != 8 || slots_map->key_size != 8 || slots_map->value_size % 4)
+		return fail(EINVAL, "served: groups and slots");
+	struct sorted groups = { 0 }, slots = { 0 };
+	long error = load_sorted(groups_map, &groups);
+	if (error >= 0)
+		error = load_sorted(slots_map, &slots);
+	char reply[1024];
+	int length = snprintf(reply, sizeof(reply), "ok %ld %ld", groups.count, slots.count);
+	for (char *table; error >= 0 && (table = strtok(NULL, " \n"));) {
+		char *offsets = strchr(table, ':');
+		struct map *frontends = offsets ? (*offsets++ = 0, find(table)) : NULL;
+		long count = 0;
+		__u32 low = 0, high = 0;
+		error = frontends ? table_served(frontends, &groups, &slots, offsets, &count, &low, &high) : -ENOENT;
+		if (error >= 0 && length < (int)sizeof(reply) - 32)
+			length += snprintf(reply + length, sizeof(reply) - length, " %ld %08x%08x", count, high, low);
+	}
+	free(groups.keys);
+	free(slots.keys);
+	if (error < 0)
+		return fail((int)-error, "served");
+	printf("%s\n", reply);
 }
 
 static void command_dump(struct map *map)
@@ -447,8 +601,8 @@ int main(void)
 			}
 		} else if (fields == 2 && strcmp(verb, "dump") == 0 && map) {
 			command_dump(map);
-		} else if (fields == 2 && strcmp(verb, "digest") == 0 && map) {
-			command_digest(map);
+		} else if (fields >= 2 && strcmp(verb, "served") == 0) {
+			command_served(line + strlen("served "));
 		} else {
 			fail(EINVAL, "command");
 		}

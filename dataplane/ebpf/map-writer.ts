@@ -2,7 +2,7 @@
 // and reads pinned BPF maps in batches, so a sync of any size costs a few syscalls, not a process per element.
 import { execa, type ResultPromise } from 'execa';
 import { buildMapWriter } from './build.js';
-import type { MapLayout } from './layout.js';
+import type { FrontendKey, Group, MapLayout, Slot, SlotKey } from './layout.js';
 
 /** The helper refused a command: errno and its message (the map as it was, or with a prefix of an update written). */
 export class MapWriterError extends Error {
@@ -13,6 +13,9 @@ export class MapWriterError extends Error {
 
 // cleanup: false, as for every ferry command: execa's exit hook re-raises SIGTERM (see runner.ts).
 const HELPER_OPTIONS = { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false, cleanup: false } as const;
+
+/** What a table's frontends serve, as the helper sums it: their number and digest. */
+export interface Served { count: number; digest: string }
 
 /** A pinned map the writer has open (by `name`), with the layout its entries are encoded in. */
 export interface OpenMap<K, V> {
@@ -117,10 +120,18 @@ export class MapWriter {
     });
   }
 
-  /** The number of entries and their digest (digest.ts), summed by the helper: nothing is printed per entry. */
-  digest<K, V>(map: OpenMap<K, V>): Promise<{ count: number; digest: string }> {
-    if (map.path === '') return Promise.resolve({ count: 0, digest: '0000000000000000' });
-    return this.command(`digest ${map.name}`, [], async ([count, digest]) => ({ count: Number(count), digest: digest! }));
+  /**
+   * How many groups and slots there are, and what each table's frontends serve through them (digest.ts
+   * servedDigest, `groupWords` the value words holding group ids), summed by the helper: nothing is
+   * printed per entry. A table that is not there serves nothing.
+   */
+  served(groups: OpenMap<number, Group>, slots: OpenMap<SlotKey, Slot>, tables: Array<[OpenMap<FrontendKey, unknown>, readonly number[]]>): Promise<{ groups: number; slots: number; tables: Served[] }> {
+    const open = tables.filter(([table]) => table.path !== '');
+    const head = `served ${groups.name} ${slots.name} ${open.map(([table, words]) => `${table.name}:${words.join(',')}`).join(' ')}`;
+    return this.command(head, [], async ([groupCount, slotCount, ...sums]) => {
+      const found = new Map(open.map(([table], index) => [table, { count: Number(sums[2 * index]), digest: sums[2 * index + 1]! }]));
+      return { groups: Number(groupCount), slots: Number(slotCount), tables: tables.map(([table]) => found.get(table) ?? { count: 0, digest: '0000000000000000' }) };
+    });
   }
 
   /** Ends the helper (its standard input) and waits for it. */

@@ -1,9 +1,9 @@
 // The maps as the kernel holds them, read back into a NodePlan (group ids as found, names unknown): what
 // `ferry diff` lists and what a full sync or the periodic resync repairs from.
 import type { WeightedEndpoint } from './groups.js';
-import type { Group } from './layout.js';
-import type { MapWriter } from './map-writer.js';
+import type { MapWriter, Served } from './map-writer.js';
 import type { NodeMaps, NodePlan } from './node-plan.js';
+import type { PacketPlan } from './packet-plan.js';
 import { frontendId } from './plan.js';
 
 /** What a group's slots hold beyond the plan's shape: slots missing below its count. */
@@ -14,20 +14,30 @@ export interface ReadBack {
 }
 
 /**
- * The maps with the slots only counted and digested by the helper (digest.ts), the groups as their
- * entries: enough to tell whether the kernel holds a plan (in-step.ts) without reading every slot.
+ * The maps as the helper sums them: what each table's frontends serve (digest.ts), and how many groups
+ * and slots there are, with the small packet maps whole. Enough to tell whether the kernel holds a
+ * plan (in-step.ts) without reading a frontend, a group or a slot into TypeScript.
  */
 export interface Summary {
-  /** The maps read back, each group without its endpoints (they are the slots). */
-  plan: NodePlan;
-  groups: Map<number, Group>;
-  slots: { count: number; digest: string };
+  sockets: Served;
+  packets: Served;
+  groups: number;
+  slots: number;
+  /** The packet plan's small maps, read back; its frontends left empty. */
+  packetSets: PacketPlan;
 }
 
+/** The value words of each table's frontends that hold group ids (layout.ts: group; group and local_source_group). */
+export const GROUP_WORDS = { sockets: [0], packets: [0, 2] } as const;
+
 export async function readNodeSummary(writer: MapWriter, maps: NodeMaps): Promise<Summary> {
-  const [groups, slots, rest] = await Promise.all([writer.dump(maps.sockets.groups), writer.digest(maps.sockets.slots), readFrontends(writer, maps)]);
-  const plan = nodePlanOf({ ...rest, groups: new Map(groups.map(([id]) => [id, []])) });
-  return { plan, groups: new Map(groups), slots };
+  const { frontends, groups, slots } = maps.sockets;
+  const [served, nodeAddresses, masqueradeSources, localSources, sourceRanges] = await Promise.all([
+    writer.served(groups, slots, [[frontends, GROUP_WORDS.sockets], [maps.packets.frontends, GROUP_WORDS.packets]]),
+    writer.dump(maps.packets.nodeAddresses), writer.dump(maps.packets.masqueradeSources), writer.dump(maps.packets.localSources), writer.dump(maps.packets.sourceRanges),
+  ]);
+  const { packets: packetSets } = nodePlanOf({ frontends: [], packetFrontends: [], nodeAddresses, masqueradeSources, localSources, sourceRanges, groups: new Map() });
+  return { sockets: served.tables[0]!, packets: served.tables[1]!, groups: served.groups, slots: served.slots, packetSets };
 }
 
 async function readFrontends(writer: MapWriter, maps: NodeMaps) {
