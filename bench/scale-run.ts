@@ -10,6 +10,7 @@ import { applyChanges, applyRules, cleanupRules, diffRules, reassertRules } from
 import { render, type RenderedRules } from '../dataplane/render.js';
 import type { BackendName } from '../dataplane/backend-names.js';
 import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
+import { readKernel } from '../dataplane/ebpf/backend.js';
 import { benchPlacement, ownNetworkNamespace } from './own-namespace.js';
 import { clusterIP, endpointIP, syntheticCluster, syntheticService } from './synthetic.js';
 
@@ -109,9 +110,10 @@ const fullSync = { computeMs: computed - full0, renderMs: renderedAt - computed,
 const list0 = now();
 if (backend === 'nftables') await runChecked(execaRunner, 'nft', 'nft', ['list', 'table', 'ip', 'ferry']);
 else if (backend === 'iptables') await runChecked(execaRunner, 'iptables-save', 'iptables-save', []);
-// eBPF: what `ferry diff` reads and lists, both sides (the maps read back, the plan for now).
-else if ((await diffRules(execaRunner, rendered)) !== '') throw new Error('ferry eBPF: the kernel does not hold what was applied');
+// eBPF: what `ferry diff` reads of the kernel (attachments, the maps' summary, the companion table).
+else await readKernel(execaRunner, options!.ebpf);
 const listMs = now() - list0;
+if (backend === 'ebpf' && (await diffRules(execaRunner, rendered)) !== '') throw new Error('ferry eBPF: the kernel does not hold what was applied');
 
 // The first and the last Service in the order of the rules (iptables tests Services one rule after
 // another in this order; nftables looks them up in a map). Their endpoints answer on this namespace's

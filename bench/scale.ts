@@ -172,7 +172,7 @@ for (const r of [ebpf10k, ebpf50k].filter((row): row is Result => row !== undefi
   const nft = find('nftables', r.services);
   const lastFirst = r.latency.last.p50 / r.latency.first.p50;
   targets.push(
-    `| ebpf ${r.services.toLocaleString('en')} × 10 \`ferry diff\` read-back < 0.5 s | ${ms(r.listMs)} | ${verdict(r.listMs < 500)} | both sides: the maps read back and listed, the plan for now, the companion table here and in a throwaway namespace |`,
+    `| ebpf ${r.services.toLocaleString('en')} × 10 \`ferry diff\` read-back < 0.5 s | ${ms(r.listMs)} | ${verdict(r.listMs < 500)} | what diff reads of the kernel: bpftool's listings, the map writer's sums of the maps, the companion table listed (the plan for now and the companion loaded into a throwaway namespace are the desired side) |`,
     `| ebpf ${r.services.toLocaleString('en')} × 10 set-up latency last/first within 5 %${nft ? ', no worse than nftables' : ''} | ${lastFirst.toFixed(2)}${nft ? `; p50 ${us(r.latency.last.p50)} vs nftables ${us(nft.latency.last.p50)}` : ''} | ${verdict(lastFirst <= 1.05 && (!nft || r.latency.last.p50 <= nft.latency.last.p50))} | a hash lookup at connect() |`,
     `| ebpf ${r.services.toLocaleString('en')} × 10 peak RSS | ${r.peakRssMB.toFixed(0)} MB | shown |${nft ? ` nftables ${nft.peakRssMB.toFixed(0)} MB` : ''} |`,
   );
@@ -270,7 +270,8 @@ process's) and throwaway network namespace.
 - periodic full resync: what the agent does every syncPeriod with N Services present (nftables: names
   listed, every rule re-asserted in one transaction; iptables: \`iptables-save\`, then what differs);
 - listing the rules: \`nft list table ip ferry\` / \`iptables-save\` with the N Services loaded; for
-  ebpf, what \`ferry diff\` reads and lists: the maps read back, the plan for now, both listed;
+  ebpf, what \`ferry diff\` reads of the kernel: the attachments, the maps as the map writer sums
+  them (what every frontend serves, the groups and slots counted) and the companion table;
 - ebpf: the run's process is in the cgroup its socket programs are attached to, so its connections
   are balanced at connect(); "kernel alone" does not exist for it (its map writes need ferry's plan),
   and its "tools" are bpftool, tc, ip and nft, not the map writes;

@@ -299,20 +299,30 @@ async function compare(runner: Runner, rendered: RenderedRules): Promise<Compari
 }
 
 /**
- * `ferry diff`: the maps read back as a summary (the slots digested by the helper, not printed), the
- * plan made over their ids, the attachments and the companion table; the same, and both sides are
- * one line. Only when something differs are both sides listed whole (compare).
+ * What `ferry diff` reads of the kernel: the attachments, the node's addresses and interfaces, the
+ * maps as a summary (the map writer sums what the frontends serve; no entry is printed) and the
+ * companion table as listed.
+ */
+export async function readKernel(runner: Runner, requested: EbpfPlacement) {
+  const placement = await resolvePlacement(runner, requested);
+  const companion = running(readCompanion(runner));
+  const [held, addresses, links] = await Promise.all([readAttached(runner, placement.cgroup), nodeAddresses(runner), listLinks(runner)]);
+  const summary = await readHeld(runner, placement, held, readNodeSummary);
+  return { placement, held, addresses, links, summary, companion: await companion };
+}
+
+/**
+ * `ferry diff`: the kernel read (readKernel) and compared with the plan made from scratch and the
+ * companion table as the kernel would list it; the same, and both sides are one line. Only when
+ * something differs are both sides listed whole (compare).
  */
 async function diff(runner: Runner, rendered: RenderedRules): Promise<Comparison> {
   const { rules, placement: requested, companion } = rendering(rendered);
-  const placement = await resolvePlacement(runner, requested);
-  const companions = running(Promise.all([companionAsKernelWould(runner, companion), readCompanion(runner)]));
-  const [held, addresses, links] = await Promise.all([readAttached(runner, placement.cgroup), nodeAddresses(runner), listLinks(runner)]);
-  const summary = await readHeld(runner, placement, held, readNodeSummary);
-  const [desiredCompanion, currentCompanion] = await companions;
+  const desiredCompanion = running(companionAsKernelWould(runner, companion));
+  const { placement, held, addresses, links, summary, companion: currentCompanion } = await readKernel(runner, requested);
   const devices = (names: Iterable<string>) => [...names].sort().join(' ');
   const attached = SOCKET_HOOKS.every((hook) => held.sockets.has(hook)) && devices(held.devices.keys()) === devices(packetDevices(links, placement.devices));
-  if (summary && attached && desiredCompanion === currentCompanion) {
+  if (summary && attached && (await desiredCompanion) === currentCompanion) {
     const plan = planNode(rules, addresses);
     checkPlan(plan);
     if (holdsPlan(summary, plan)) {

@@ -412,14 +412,27 @@ struct sorted {
 	__u32 key_size, value_size;
 };
 
+// Keys compared as sequences of 32-bit integers (group ids, then slot indexes): a group's slots sort
+// together and in the order of their indexes.
 static __u32 sort_key_size;
-static int by_key(const void *a, const void *b)
+static int compare_words(const void *a, const void *b, __u32 key_size)
 {
-	return memcmp(a, b, sort_key_size);
+	for (__u32 i = 0; i + 4 <= key_size; i += 4) {
+		__u32 x, y;
+		memcpy(&x, (const unsigned char *)a + i, 4);
+		memcpy(&y, (const unsigned char *)b + i, 4);
+		if (x != y)
+			return x < y ? -1 : 1;
+	}
+	return 0;
 }
 
-// Keys and values interleaved, sorted by the key's bytes. Group and slot keys are little-endian
-// integers, so the byte order is not the numeric one, but a slot's group comes first and equal keys sort together.
+static int by_key(const void *a, const void *b)
+{
+	return compare_words(a, b, sort_key_size);
+}
+
+// Keys and values interleaved, sorted by key (a whole number of words).
 static long load_sorted(struct map *map, struct sorted *out)
 {
 	unsigned char *keys = NULL, *values = NULL;
@@ -445,22 +458,36 @@ static long load_sorted(struct map *map, struct sorted *out)
 	return total;
 }
 
-// The value of `key` in a sorted map, or NULL.
-static const unsigned char *find_sorted(const struct sorted *map, const void *key)
+// The position of `key` in a sorted map, or -1.
+static long position(const struct sorted *map, const void *key)
 {
 	__u32 size = map->key_size + map->value_size;
 	long low = 0, high = map->count;
 	while (low < high) {
 		long middle = low + (high - low) / 2;
-		int order = memcmp(map->keys + middle * size, key, map->key_size);
+		int order = compare_words(map->keys + middle * size, key, map->key_size);
 		if (order == 0)
-			return map->keys + middle * size + map->key_size;
+			return middle;
 		if (order < 0)
 			low = middle + 1;
 		else
 			high = middle;
 	}
-	return NULL;
+	return -1;
+}
+
+// The value at a position of a sorted map, if its key is `key`.
+static const unsigned char *value_at(const struct sorted *map, long at, const void *key)
+{
+	__u32 size = map->key_size + map->value_size;
+	if (at < 0 || at >= map->count || compare_words(map->keys + at * size, key, map->key_size) != 0)
+		return NULL;
+	return map->keys + at * size + map->key_size;
+}
+
+static const unsigned char *find_sorted(const struct sorted *map, const void *key)
+{
+	return value_at(map, position(map, key), key);
 }
 
 // Marks where a group or a slot the frontend leads to is missing.
@@ -510,9 +537,14 @@ static int table_served(struct map *frontends, const struct sorted *groups, cons
 			}
 			feed_bytes(&hash, group, 8);
 			memcpy(&members, group, 4);
+			// Slot 0 found, the others follow it (one search per group, not per slot).
+			__u32 first[2] = { id, 0 };
+			long at = position(slots, first);
 			for (__u32 index = 0; index < members; index++) {
 				__u32 key[2] = { id, index };
-				const unsigned char *slot = find_sorted(slots, key);
+				const unsigned char *slot = at >= 0 ? value_at(slots, at + index, key) : NULL;
+				if (!slot && index > 0)
+					slot = find_sorted(slots, key);
 				if (slot)
 					feed_bytes(&hash, slot, slots->value_size);
 				else
