@@ -169,28 +169,29 @@ async function attach(runner: Runner, placement: ResolvedPlacement, sockets: Soc
  */
 async function sync(runner: Runner, rendered: RenderedRules, options: Omit<ApplyOptions, 'backend'> = {}): Promise<Omit<ApplyOutcome, 'rendered'>> {
   const { rules, placement: requested, companion } = rendering(rendered);
-  // The companion table checked by the kernel first: one it refuses stops the sync before any write.
-  const companionListing = await companionAsKernelWould(runner, companion);
+  // The companion table checked by the kernel (in a throwaway namespace) while the programs load: one
+  // it refuses stops the sync before any map write or attachment (loading and pinning change neither).
+  const companionListing = running(companionAsKernelWould(runner, companion));
+  const addresses = running(nodeAddresses(runner));
   const placement = await resolvePlacement(runner, requested);
   const held = await readAttached(runner, placement.cgroup);
   await adoptPins(runner, placement.pinDir, held);
   const sockets = await loadSocketPrograms({ pinDir: placement.pinDir, cgroup: placement.cgroup, runner });
-  const packet = await loadPacketProgram(sockets, { runner });
-  const addresses = await nodeAddresses(runner);
+  const [packet] = await Promise.all([loadPacketProgram(sockets, { runner }), companionListing]);
   const writer = await MapWriter.start();
   let entries: Awaited<ReturnType<typeof syncNodePlan>>;
   try {
     const maps = await openNodeMaps(writer, placement.pinDir);
     const kernel = sockets.reusedMaps || packet.reusedMaps ? (await readNodePlan(writer, maps)).plan : emptyPlan();
-    entries = await syncNodePlan(writer, maps, kernel, rules, addresses, checkPlan);
+    entries = await syncNodePlan(writer, maps, kernel, rules, await addresses, checkPlan);
   } finally {
     await writer.close();
   }
   const { plan } = entries;
   const attached = await attach(runner, placement, sockets, packet, held);
-  const companionWritten = await syncCompanion(runner, companion, companionListing, Boolean(options.force));
+  const companionWritten = await syncCompanion(runner, companion, await companionListing, Boolean(options.force));
   await endSession(requested);
-  sessions.set(sessionKey(requested), { placement, pinDir: placement.pinDir, addresses, plan, companion, devices: attached.devices, packetProgram: packet, nextGroupId: aboveIds(plan, 0), written: rendering(rendered).id });
+  sessions.set(sessionKey(requested), { placement, pinDir: placement.pinDir, addresses: await addresses, plan, companion, devices: attached.devices, packetProgram: packet, nextGroupId: aboveIds(plan, 0), written: rendering(rendered).id });
   rendering(rendered).plan = plan;
   const changed = entries.written + entries.deleted > 0 || attached.changed || companionWritten;
   return { changed, added: entries.written, removed: entries.deleted };
