@@ -13,7 +13,8 @@ import { deleteStaleFlows } from '../conntrack.js';
 import { runChecked, type Runner } from '../runner.js';
 import { reportProblems } from '../structure-error.js';
 import { adoptPins, readAttached, readPacketAttachments, readSocketAttachments, type AttachedProgram, type AttachedState } from './attached.js';
-import { companionAsKernelWould, readCompanion, readCompanionFacts, removeCompanion, syncCompanion } from './companion-shell.js';
+import { differingObjects } from '../nftables/digest.js';
+import { companionAsKernelWould, companionDigestsAsKernelWould, readCompanion, readCompanionDigests, readCompanionFacts, removeCompanion, syncCompanion } from './companion-shell.js';
 import { companionChanges, companionScript } from './companion.js';
 import { attachNewDevices, listLinks, packetDevices } from './devices.js';
 import { ebpfFrontends } from './frontends.js';
@@ -302,28 +303,31 @@ async function compare(runner: Runner, rendered: RenderedRules): Promise<Compari
 /**
  * What `ferry diff` reads of the kernel: the attachments, the node's addresses and interfaces, the
  * maps as a summary (the map writer sums what the frontends serve; no entry is printed) and the
- * companion table as listed.
+ * companion table's digests (nft-digest; undefined without the helper, and then diff lists).
  */
 export async function readKernel(runner: Runner, requested: EbpfPlacement) {
   const placement = await resolvePlacement(runner, requested);
-  const companion = running(readCompanion(runner));
+  const companion = running(readCompanionDigests(runner));
+  // Through the pins while bpftool lists the attachments, where this process sees the pins.
+  const pinned = running(readPinned(placement.pinDir, readNodeSummary));
   const [held, addresses, links] = await Promise.all([readAttached(runner, placement.cgroup), nodeAddresses(runner), listLinks(runner)]);
-  const summary = await readHeld(runner, placement, held, readNodeSummary);
+  const summary = (await pinned) ?? await readHeld(runner, placement, held, readNodeSummary);
   return { placement, held, addresses, links, summary, companion: await companion };
 }
 
 /**
  * `ferry diff`: the kernel read (readKernel) and compared with the plan made from scratch and the
- * companion table as the kernel would list it; the same, and both sides are one line. Only when
+ * companion table's digests once loaded in a throwaway namespace; the same, and both sides are one line. Only when
  * something differs are both sides listed whole (compare).
  */
 async function diff(runner: Runner, rendered: RenderedRules): Promise<Comparison> {
   const { rules, placement: requested, companion } = rendering(rendered);
-  const desiredCompanion = running(companionAsKernelWould(runner, companion));
+  const desiredCompanion = running(companionDigestsAsKernelWould(runner, companion));
   const { placement, held, addresses, links, summary, companion: currentCompanion } = await readKernel(runner, requested);
   const devices = (names: Iterable<string>) => [...names].sort().join(' ');
   const attached = SOCKET_HOOKS.every((hook) => held.sockets.has(hook)) && devices(held.devices.keys()) === devices(packetDevices(links, placement.devices));
-  if (summary && attached && (await desiredCompanion) === currentCompanion) {
+  const wanted = await desiredCompanion;
+  if (summary && attached && currentCompanion && wanted && differingObjects(currentCompanion, wanted).length === 0) {
     const plan = planNode(rules, addresses);
     checkPlan(plan);
     if (holdsPlan(summary, plan)) {
@@ -349,6 +353,21 @@ async function readMaps(runner: Runner, placement: ResolvedPlacement, held: Atta
 }
 
 /** The maps ferry left, read back by `read`; undefined when it left no pins. */
+/**
+ * The maps read by `read` through the pins this process sees, when both map directories have them;
+ * undefined otherwise (readHeld finds them from the programs first).
+ */
+async function readPinned<T>(pinDir: string, read: (writer: MapWriter, maps: NodeMaps) => Promise<T>): Promise<T | undefined> {
+  const pins = await Promise.all([join(pinDir, 'maps', 'frontends'), join(pinDir, 'packet-maps', 'packet_frontends')].map((path) => stat(path).then(() => true, () => false)));
+  if (!pins.every(Boolean)) return undefined;
+  const writer = await MapWriter.start();
+  try {
+    return await read(writer, await openNodeMaps(writer, pinDir));
+  } finally {
+    await writer.close();
+  }
+}
+
 async function readHeld<T>(runner: Runner, placement: ResolvedPlacement, held: AttachedState, read: (writer: MapWriter, maps: NodeMaps) => Promise<T>): Promise<T | undefined> {
   if (!(await adoptPins(runner, placement.pinDir, held))) return undefined;
   const writer = await MapWriter.start();

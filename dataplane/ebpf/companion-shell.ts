@@ -1,5 +1,6 @@
 // Reading, comparing and loading the eBPF backend's companion table (companion.ts renders it).
 import { cidrOf } from '../../rules/frontends.js';
+import { buildNftDigest, parseDigests, type ObjectDigests } from '../nftables/digest.js';
 import { canonicalNftables } from '../nftables/shell.js';
 import type { CompanionFacts } from './frontends.js';
 import { DataplaneError, runChecked, runInThrowawayNamespace, type Runner } from '../runner.js';
@@ -28,6 +29,21 @@ export async function readCompanionFacts(runner: Runner): Promise<CompanionFacts
     return prefix ? `${prefix.addr}/${prefix.len}` : cidrOf(String(element));
   };
   return { clusterIPs: new Set(elements('cluster-ips-').map(String)), serviceCIDRs: elements('service-cidrs-').map(cidr) };
+}
+
+/**
+ * The companion table's objects as nft-digest reads them from netlink (no listing: at 50,000 Services
+ * its sets make `nft list` take more than half a second); undefined when the helper cannot be built.
+ */
+export async function readCompanionDigests(runner: Runner): Promise<ObjectDigests | undefined> {
+  const helper = await buildNftDigest({ runner }).catch(() => undefined);
+  return helper === undefined ? undefined : parseDigests(await runChecked(runner, 'reading the eBPF companion table failed', helper, COMPANION_TABLE));
+}
+
+/** The digests the script's table has once loaded, in a throwaway namespace (a script the kernel refuses fails here); undefined without the helper. */
+export async function companionDigestsAsKernelWould(runner: Runner, script: string): Promise<ObjectDigests | undefined> {
+  const helper = await buildNftDigest({ runner }).catch(() => undefined);
+  return helper === undefined ? undefined : parseDigests(await runInThrowawayNamespace(runner, 'the kernel rejected the eBPF companion table', 'sh', ['-c', 'nft -f - && "$0" "$@"', helper, ...COMPANION_TABLE], script));
 }
 
 /** How the kernel lists the script once loaded, in a throwaway namespace: a script it refuses fails here, before any write. */

@@ -24,6 +24,7 @@
 //   cc -O2 -o ferry-map-writer map-writer.c -lbpf
 #include <bpf/bpf.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -412,8 +413,7 @@ struct sorted {
 	__u32 key_size, value_size;
 };
 
-// Keys compared as sequences of 32-bit integers (group ids, then slot indexes): a group's slots sort
-// together and in the order of their indexes.
+// Keys compared as sequences of 32-bit integers (the groups' ids).
 static __u32 sort_key_size;
 static int compare_words(const void *a, const void *b, __u32 key_size)
 {
@@ -476,26 +476,72 @@ static long position(const struct sorted *map, const void *key)
 	return -1;
 }
 
-// The value at a position of a sorted map, if its key is `key`.
-static const unsigned char *value_at(const struct sorted *map, long at, const void *key)
+// A map's entries as dump() read them, or its error; `map` read in a thread of its own.
+struct dumped {
+	struct map *map;
+	unsigned char *keys, *values;
+	long count;
+};
+
+static void *dump_thread(void *argument)
 {
-	__u32 size = map->key_size + map->value_size;
-	if (at < 0 || at >= map->count || compare_words(map->keys + at * size, key, map->key_size) != 0)
-		return NULL;
-	return map->keys + at * size + map->key_size;
+	struct dumped *dumped = argument;
+	dumped->count = dump(dumped->map, &dumped->keys, &dumped->values);
+	return NULL;
 }
 
-static const unsigned char *find_sorted(const struct sorted *map, const void *key)
-{
-	return value_at(map, position(map, key), key);
-}
-
-// Marks where a group or a slot the frontend leads to is missing.
+// Marks where a group or a slot a frontend leads to is missing.
 #define MISSING_GROUP 0xffffffffu
 #define MISSING_SLOT 0xfffffffeu
 
+// Every group's slots by the group's place among the sorted groups: slot i of the group at place p is
+// values[first[p] + i] when present[first[p] + i]. Slots of no group, or beyond their group's count, are left out.
+struct group_slots {
+	long *first;
+	unsigned char *values, *present;
+	__u32 value_size;
+};
+
+static long place_slots(const struct dumped *dumped, __u32 value_size, const struct sorted *groups, struct group_slots *out)
+{
+	__u32 group_size = groups->key_size + groups->value_size;
+	long total = 0;
+	out->first = malloc((groups->count + 1) * sizeof(long));
+	if (!out->first)
+		return -ENOMEM;
+	for (long p = 0; p < groups->count; p++) {
+		__u32 count;
+		memcpy(&count, groups->keys + p * group_size + groups->key_size, 4);
+		out->first[p] = total;
+		total += count;
+	}
+	out->first[groups->count] = total;
+	out->value_size = value_size;
+	out->values = malloc((total ? total : 1) * value_size);
+	out->present = calloc(total ? total : 1, 1);
+	if (!out->values || !out->present)
+		return -ENOMEM;
+	for (long i = 0; i < dumped->count; i++) {
+		__u32 key[2];
+		memcpy(key, dumped->keys + i * 8, 8);
+		long p = position(groups, &key[0]);
+		if (p < 0 || out->first[p] + key[1] >= out->first[p + 1])
+			continue;
+		memcpy(out->values + (out->first[p] + key[1]) * value_size, dumped->values + i * value_size, value_size);
+		out->present[out->first[p] + key[1]] = 1;
+	}
+	return dumped->count;
+}
+
+static void free_group_slots(struct group_slots *slots)
+{
+	free(slots->first);
+	free(slots->values);
+	free(slots->present);
+}
+
 // The digest of what one table's frontends serve (see `served` above), over groups and slots in memory.
-static int table_served(struct map *frontends, const struct sorted *groups, const struct sorted *slots, const char *offsets, long *count, __u32 *low, __u32 *high)
+static int table_served(struct map *frontends, const struct dumped *dumped, const struct sorted *groups, const struct group_slots *slots, const char *offsets, long *count, __u32 *low, __u32 *high)
 {
 	__u32 group_words[4], group_word_count = 0, value_words = frontends->value_size / 4;
 	for (const char *p = offsets; *p && group_word_count < 4;) {
@@ -508,8 +554,8 @@ static int table_served(struct map *frontends, const struct sorted *groups, cons
 	}
 	if (frontends->key_size % 4 || frontends->value_size % 4)
 		return -EINVAL;
-	unsigned char *keys = NULL, *values = NULL;
-	long total = dump(frontends, &keys, &values);
+	const unsigned char *keys = dumped->keys, *values = dumped->values;
+	long total = dumped->count;
 	if (total < 0)
 		return (int)total;
 	*low = *high = 0;
@@ -530,23 +576,18 @@ static int table_served(struct map *frontends, const struct sorted *groups, cons
 			memcpy(&id, value + 4 * group_words[g], 4);
 			if (id == 0)
 				continue;
-			const unsigned char *group = find_sorted(groups, &id);
-			if (!group) {
+			long at = position(groups, &id);
+			if (at < 0) {
 				feed(&hash, MISSING_GROUP);
 				continue;
 			}
+			const unsigned char *group = groups->keys + at * (groups->key_size + groups->value_size) + groups->key_size;
 			feed_bytes(&hash, group, 8);
 			memcpy(&members, group, 4);
-			// Slot 0 found, the others follow it (one search per group, not per slot).
-			__u32 first[2] = { id, 0 };
-			long at = position(slots, first);
 			for (__u32 index = 0; index < members; index++) {
-				__u32 key[2] = { id, index };
-				const unsigned char *slot = at >= 0 ? value_at(slots, at + index, key) : NULL;
-				if (!slot && index > 0)
-					slot = find_sorted(slots, key);
-				if (slot)
-					feed_bytes(&hash, slot, slots->value_size);
+				long place = slots->first[at] + index;
+				if (slots->present[place])
+					feed_bytes(&hash, slots->values + place * slots->value_size, slots->value_size);
 				else
 					feed(&hash, MISSING_SLOT);
 			}
@@ -555,35 +596,57 @@ static int table_served(struct map *frontends, const struct sorted *groups, cons
 		*high += finish(hash.high, hash.words);
 	}
 	*count = total;
-	free(keys);
-	free(values);
 	return 0;
 }
 
-// `served GROUPS SLOTS TABLE:W[,W]...`: groups and slots read and sorted once for every table.
+#define MAX_TABLES 4
+
+// `served GROUPS SLOTS TABLE:W[,W]...`: the slots read in a thread while the groups and the tables
+// are read, then placed by group once for every table.
 static void command_served(char *arguments)
 {
-	char *groups_name = strtok(arguments, " \n"), *slots_name = strtok(NULL, " \n");
+	char *groups_name = strtok(arguments, " \n"), *slots_name = strtok(NULL, " \n"), *offsets[MAX_TABLES];
 	struct map *groups_map = groups_name ? find(groups_name) : NULL, *slots_map = slots_name ? find(slots_name) : NULL;
 	if (!groups_map || !slots_map || groups_map->key_size != 4 || groups_map->value_size != 8 || slots_map->key_size != 8 || slots_map->value_size % 4)
 		return fail(EINVAL, "served: groups and slots");
-	struct sorted groups = { 0 }, slots = { 0 };
+	int table_count = 0;
+	struct dumped frontends[MAX_TABLES] = { 0 }, slots = { .map = slots_map };
+	for (char *table; (table = strtok(NULL, " \n"));) {
+		char *words = strchr(table, ':');
+		if (table_count == MAX_TABLES || !words || !(frontends[table_count].map = (*words = 0, find(table))))
+			return fail(EINVAL, "served: tables");
+		offsets[table_count++] = words + 1;
+	}
+	pthread_t thread;
+	int threaded = pthread_create(&thread, NULL, dump_thread, &slots) == 0;
+	if (!threaded)
+		dump_thread(&slots);
+	struct sorted groups = { 0 };
+	struct group_slots placed = { 0 };
 	long error = load_sorted(groups_map, &groups);
+	for (int i = 0; i < table_count; i++)
+		dump_thread(&frontends[i]);
+	if (threaded)
+		pthread_join(thread, NULL);
 	if (error >= 0)
-		error = load_sorted(slots_map, &slots);
+		error = slots.count < 0 ? slots.count : place_slots(&slots, slots_map->value_size, &groups, &placed);
 	char reply[1024];
 	int length = snprintf(reply, sizeof(reply), "ok %ld %ld", groups.count, slots.count);
-	for (char *table; error >= 0 && (table = strtok(NULL, " \n"));) {
-		char *offsets = strchr(table, ':');
-		struct map *frontends = offsets ? (*offsets++ = 0, find(table)) : NULL;
+	for (int i = 0; error >= 0 && i < table_count; i++) {
 		long count = 0;
 		__u32 low = 0, high = 0;
-		error = frontends ? table_served(frontends, &groups, &slots, offsets, &count, &low, &high) : -ENOENT;
-		if (error >= 0 && length < (int)sizeof(reply) - 32)
+		error = table_served(frontends[i].map, &frontends[i], &groups, &placed, offsets[i], &count, &low, &high);
+		if (error >= 0)
 			length += snprintf(reply + length, sizeof(reply) - length, " %ld %08x%08x", count, high, low);
 	}
-	free(groups.keys);
+	for (int i = 0; i < table_count; i++) {
+		free(frontends[i].keys);
+		free(frontends[i].values);
+	}
 	free(slots.keys);
+	free(slots.values);
+	free(groups.keys);
+	free_group_slots(&placed);
 	if (error < 0)
 		return fail((int)-error, "served");
 	printf("%s\n", reply);
