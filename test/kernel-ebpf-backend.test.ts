@@ -55,6 +55,11 @@ test('kernel: ebpf apply, a second apply writes nothing, a tampered map shows in
   t.regex(tampered, /10\.9\.9\.9/, 'the rewritten slot shows');
   await reassertRules(runner, rendered);
   t.is(await diffRules(runner, rendered), '', 'the periodic resync reads the maps back and repairs them');
+  // Someone empties a chain of the companion table: its digest differs, diff lists it, the resync reloads it.
+  await runChecked(runner, 'tamper', 'nft', ['flush', 'chain', 'inet', 'ferry-ebpf', 'reject-chain']);
+  t.regex(await diffRules(runner, rendered), /^\+\s+reject$/m, 'the emptied chain shows');
+  await reassertRules(runner, rendered);
+  t.is(await diffRules(runner, rendered), '', 'the resync compares the companion table by its digests and reloads it');
 
   await cleanupRules(runner, 'ebpf', { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } });
   t.is((await runChecked(execaRunner, 'cgroup', 'bpftool', ['cgroup', 'show', cgroup])).trim(), '', 'no program on the cgroup');

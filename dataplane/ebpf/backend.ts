@@ -13,8 +13,7 @@ import { deleteStaleFlows } from '../conntrack.js';
 import { runChecked, type Runner } from '../runner.js';
 import { reportProblems } from '../structure-error.js';
 import { adoptPins, readAttached, readPacketAttachments, readSocketAttachments, type AttachedProgram, type AttachedState } from './attached.js';
-import { differingObjects } from '../nftables/digest.js';
-import { companionAsKernelWould, companionDigestsAsKernelWould, readCompanion, readCompanionDigests, readCompanionFacts, removeCompanion, syncCompanion } from './companion-shell.js';
+import { companionAsKernelWould, companionListingAsKernelWould, readCompanion, readCompanionFacts, readCompanionView, removeCompanion, sameCompanion, syncCompanion } from './companion-shell.js';
 import { companionChanges, companionScript } from './companion.js';
 import { attachNewDevices, listLinks, packetDevices } from './devices.js';
 import { ebpfFrontends } from './frontends.js';
@@ -172,13 +171,13 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
   const { rules, placement: requested, companion } = rendering(rendered);
   // The companion table checked by the kernel (in a throwaway namespace) while the programs load: one
   // it refuses stops the sync before any map write or attachment (loading and pinning change neither).
-  const companionListing = running(companionAsKernelWould(runner, companion));
+  const companionChecked = running(companionAsKernelWould(runner, companion));
   const addresses = running(nodeAddresses(runner));
   const placement = await resolvePlacement(runner, requested);
   const held = await readAttached(runner, placement.cgroup);
   await adoptPins(runner, placement.pinDir, held);
   const sockets = await loadSocketPrograms({ pinDir: placement.pinDir, cgroup: placement.cgroup, runner });
-  const [packet] = await Promise.all([loadPacketProgram(sockets, { runner }), companionListing]);
+  const [packet] = await Promise.all([loadPacketProgram(sockets, { runner }), companionChecked]);
   const writer = await MapWriter.start();
   let entries: Awaited<ReturnType<typeof syncNodePlan>>;
   try {
@@ -190,7 +189,7 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
   }
   const { plan } = entries;
   const attached = await attach(runner, placement, sockets, packet, held);
-  const companionWritten = await syncCompanion(runner, companion, await companionListing, Boolean(options.force));
+  const companionWritten = await syncCompanion(runner, companion, await companionChecked, Boolean(options.force));
   await endSession(requested);
   sessions.set(sessionKey(requested), { placement, pinDir: placement.pinDir, addresses: await addresses, plan, companion, devices: attached.devices, packetProgram: packet, nextGroupId: aboveIds(plan, 0), written: rendering(rendered).id });
   rendering(rendered).plan = plan;
@@ -289,7 +288,7 @@ async function compare(runner: Runner, rendered: RenderedRules): Promise<Compari
   const placement = await resolvePlacement(runner, requested);
   // The tools run side by side (the companion loaded into a throwaway namespace, the maps dumped),
   // and the desired side is planned and listed while they run.
-  const companions = running(Promise.all([companionAsKernelWould(runner, companion), readCompanion(runner)]));
+  const companions = running(Promise.all([companionListingAsKernelWould(runner, companion), readCompanion(runner)]));
   const [held, addresses, links] = await Promise.all([readAttached(runner, placement.cgroup), nodeAddresses(runner), listLinks(runner)]);
   const maps = running(readMaps(runner, placement, held, rules.node));
   const desiredAttachments = { cgroup: placement.cgroup, hooks: [...SOCKET_HOOKS], devices: packetDevices(links, placement.devices) };
@@ -303,11 +302,11 @@ async function compare(runner: Runner, rendered: RenderedRules): Promise<Compari
 /**
  * What `ferry diff` reads of the kernel: the attachments, the node's addresses and interfaces, the
  * maps as a summary (the map writer sums what the frontends serve; no entry is printed) and the
- * companion table's digests (nft-digest; undefined without the helper, and then diff lists).
+ * companion table's digests (its listing where nft-digest cannot be built).
  */
 export async function readKernel(runner: Runner, requested: EbpfPlacement) {
   const placement = await resolvePlacement(runner, requested);
-  const companion = running(readCompanionDigests(runner));
+  const companion = running(readCompanionView(runner));
   // Through the pins while bpftool lists the attachments, where this process sees the pins.
   const pinned = running(readPinned(placement.pinDir, readNodeSummary));
   const [held, addresses, links] = await Promise.all([readAttached(runner, placement.cgroup), nodeAddresses(runner), listLinks(runner)]);
@@ -317,17 +316,16 @@ export async function readKernel(runner: Runner, requested: EbpfPlacement) {
 
 /**
  * `ferry diff`: the kernel read (readKernel) and compared with the plan made from scratch and the
- * companion table's digests once loaded in a throwaway namespace; the same, and both sides are one line. Only when
+ * companion table once loaded in a throwaway namespace; the same, and both sides are one line. Only when
  * something differs are both sides listed whole (compare).
  */
 async function diff(runner: Runner, rendered: RenderedRules): Promise<Comparison> {
   const { rules, placement: requested, companion } = rendering(rendered);
-  const desiredCompanion = running(companionDigestsAsKernelWould(runner, companion));
+  const desiredCompanion = running(companionAsKernelWould(runner, companion));
   const { placement, held, addresses, links, summary, companion: currentCompanion } = await readKernel(runner, requested);
   const devices = (names: Iterable<string>) => [...names].sort().join(' ');
   const attached = SOCKET_HOOKS.every((hook) => held.sockets.has(hook)) && devices(held.devices.keys()) === devices(packetDevices(links, placement.devices));
-  const wanted = await desiredCompanion;
-  if (summary && attached && currentCompanion && wanted && differingObjects(currentCompanion, wanted).length === 0) {
+  if (summary && attached && sameCompanion(currentCompanion, await desiredCompanion)) {
     const plan = planNode(rules, addresses);
     checkPlan(plan);
     if (holdsPlan(summary, plan)) {

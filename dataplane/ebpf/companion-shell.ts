@@ -1,6 +1,6 @@
 // Reading, comparing and loading the eBPF backend's companion table (companion.ts renders it).
 import { cidrOf } from '../../rules/frontends.js';
-import { buildNftDigest, parseDigests, type ObjectDigests } from '../nftables/digest.js';
+import { buildNftDigest, differingObjects, parseDigests, type ObjectDigests } from '../nftables/digest.js';
 import { canonicalNftables } from '../nftables/shell.js';
 import type { CompanionFacts } from './frontends.js';
 import { DataplaneError, runChecked, runInThrowawayNamespace, type Runner } from '../runner.js';
@@ -32,28 +32,39 @@ export async function readCompanionFacts(runner: Runner): Promise<CompanionFacts
 }
 
 /**
- * The companion table's objects as nft-digest reads them from netlink (no listing: at 50,000 Services
- * its sets make `nft list` take more than half a second); undefined when the helper cannot be built.
+ * The companion table as ferry compares it: the digests nft-digest reads from netlink (no listing: at
+ * 50,000 Services its sets make `nft list` take more than half a second), or, where the helper cannot
+ * be built, its listing.
  */
-export async function readCompanionDigests(runner: Runner): Promise<ObjectDigests | undefined> {
-  const helper = await buildNftDigest({ runner }).catch(() => undefined);
-  return helper === undefined ? undefined : parseDigests(await runChecked(runner, 'reading the eBPF companion table failed', helper, COMPANION_TABLE));
+export type CompanionView = { digests: ObjectDigests } | { listing: string };
+
+/** The kernel's companion table as a view of `kind` (digests where the helper builds). */
+export async function readCompanionView(runner: Runner, kind: 'digests' | 'listing' = 'digests'): Promise<CompanionView> {
+  const helper = kind === 'digests' ? await buildNftDigest({ runner }).catch(() => undefined) : undefined;
+  if (helper === undefined) return { listing: await readCompanion(runner) };
+  return { digests: parseDigests(await runChecked(runner, 'reading the eBPF companion table failed', helper, COMPANION_TABLE)) };
 }
 
-/** The digests the script's table has once loaded, in a throwaway namespace (a script the kernel refuses fails here); undefined without the helper. */
-export async function companionDigestsAsKernelWould(runner: Runner, script: string): Promise<ObjectDigests | undefined> {
+/** The script's table as the kernel holds it once loaded, in a throwaway namespace: a script the kernel refuses fails here, before any write. */
+export async function companionAsKernelWould(runner: Runner, script: string): Promise<CompanionView> {
   const helper = await buildNftDigest({ runner }).catch(() => undefined);
-  return helper === undefined ? undefined : parseDigests(await runInThrowawayNamespace(runner, 'the kernel rejected the eBPF companion table', 'sh', ['-c', 'nft -f - && "$0" "$@"', helper, ...COMPANION_TABLE], script));
+  if (helper === undefined) return { listing: await companionListingAsKernelWould(runner, script) };
+  return { digests: parseDigests(await runInThrowawayNamespace(runner, 'the kernel rejected the eBPF companion table', 'sh', ['-c', 'nft -f - && "$0" "$@"', helper, ...COMPANION_TABLE], script)) };
 }
 
-/** How the kernel lists the script once loaded, in a throwaway namespace: a script it refuses fails here, before any write. */
-export async function companionAsKernelWould(runner: Runner, script: string): Promise<string> {
+export function sameCompanion(a: CompanionView, b: CompanionView): boolean {
+  if ('digests' in a && 'digests' in b) return differingObjects(a.digests, b.digests).length === 0;
+  return 'listing' in a && 'listing' in b && a.listing === b.listing;
+}
+
+/** How the kernel lists the script once loaded, in a throwaway namespace (the desired side of a listed diff). */
+export async function companionListingAsKernelWould(runner: Runner, script: string): Promise<string> {
   return canonicalNftables(await runInThrowawayNamespace(runner, 'the kernel rejected the eBPF companion table', 'sh', ['-c', 'nft -f - && nft -s list ruleset'], script));
 }
 
-/** Loads the companion table unless the kernel holds it already (`desired`: companionAsKernelWould's listing); whether it wrote. */
-export async function syncCompanion(runner: Runner, script: string, desired: string, force: boolean): Promise<boolean> {
-  if (!force && (await readCompanion(runner)) === desired) return false;
+/** Loads the companion table unless the kernel holds it already (`desired`: companionAsKernelWould's view); whether it wrote. */
+export async function syncCompanion(runner: Runner, script: string, desired: CompanionView, force: boolean): Promise<boolean> {
+  if (!force && sameCompanion(await readCompanionView(runner, 'digests' in desired ? 'digests' : 'listing'), desired)) return false;
   await runChecked(runner, 'loading the eBPF companion table', 'nft', ['-f', '-'], script);
   return true;
 }
