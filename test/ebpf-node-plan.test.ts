@@ -58,12 +58,12 @@ test('ebpf plan: node ports are socket frontends at the node\'s addresses, leadi
 test('ebpf plan over a kernel: groups keep the kernel\'s ids, so maps that hold the rules need no write; a new group takes a free id', (t) => {
   const before = rules(...web(['10.244.1.5', '10.244.2.5']));
   const kernel = asKernelHolds(planNode(before, ADDRESSES), 40);
-  const again = planOverKernel(before, ADDRESSES, kernel);
+  const again = planOverKernel(planNode(before, ADDRESSES), kernel);
   t.deepEqual([...again.sockets.frontends], [...kernel.sockets.frontends], 'every frontend as the kernel holds it');
   t.deepEqual([...again.packets.frontends], [...kernel.packets.frontends]);
   t.deepEqual([...again.sockets.groups].sort(([a], [b]) => a - b), [...kernel.sockets.groups].sort(([a], [b]) => a - b));
 
-  const grown = planOverKernel(rules(...web(['10.244.1.5', '10.244.2.5']), serviceObject({ name: 'api', clusterIPs: ['10.96.0.30'] }), sliceObject('api', [{ ip: '10.244.1.9', node: 'node-a' }])), ADDRESSES, kernel);
+  const grown = planOverKernel(planNode(rules(...web(['10.244.1.5', '10.244.2.5']), serviceObject({ name: 'api', clusterIPs: ['10.96.0.30'] }), sliceObject('api', [{ ip: '10.244.1.9', node: 'node-a' }])), ADDRESSES), kernel);
   const api = grown.sockets.frontends.get('10.96.0.30|80|tcp')![1].group;
   t.false(kernel.sockets.groups.has(api), `the new group's id ${api} is not one the kernel uses`);
   t.is(grown.sockets.frontends.get('10.96.0.20|80|tcp')![1].group, kernel.sockets.frontends.get('10.96.0.20|80|tcp')![1].group);
@@ -75,7 +75,7 @@ test('ebpf full sync: a replace only where most frontends and groups differ from
     sliceObject(`s${net}-${index}`, [{ ip: endpoint, node: 'node-a' as const }]),
   ]).flat();
   const kernelOf = (...objects: unknown[]) => asKernelHolds(planNode(rules(...objects), ADDRESSES), 100);
-  const over = (kernel: NodePlan, ...objects: unknown[]) => planOverKernel(rules(...objects), ADDRESSES, kernel);
+  const over = (kernel: NodePlan, ...objects: unknown[]) => planOverKernel(planNode(rules(...objects), ADDRESSES), kernel);
   const empty = planNode(rules(), ADDRESSES);
   const held = kernelOf(...services(10, 1));
   t.false(mostlyDifferent(empty, over(empty, ...services(10, 1))), 'empty maps: nothing to replace');

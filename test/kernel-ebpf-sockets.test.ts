@@ -10,7 +10,7 @@ import { writeGroup } from './helpers/ebpf-groups.js';
 import { MAPS, type Frontend, type FrontendKey, type Group, type Slot, type SlotKey } from '../dataplane/ebpf/layout.js';
 import { MapWriter, type OpenMap } from '../dataplane/ebpf/map-writer.js';
 import { attachSocketPrograms, loadPacketProgram, loadSocketPrograms, probeSockets, SOCKET_HOOKS } from '../dataplane/ebpf/programs.js';
-import { openNodeMaps, syncNodePlan } from '../dataplane/ebpf/node-plan.js';
+import { openNodeMaps, planNode, syncNodePlan } from '../dataplane/ebpf/node-plan.js';
 import { readNodePlan } from '../dataplane/ebpf/read-back.js';
 import { servedDigest } from '../dataplane/ebpf/digest.js';
 import { EbpfUnavailableError } from '../dataplane/ebpf/unavailable.js';
@@ -336,7 +336,7 @@ test('kernel: ebpf a full sync that changes most of the node swaps in fresh tabl
     nodeRules([servicePort('web', SERVICE.v4, 'cluster', [one!]), ...others(1)], []),
     nodeRules([servicePort('web', SERVICE.v4, 'cluster', [two!, three!]), ...others(2)], []),
   ];
-  const sync = async (index: number) => syncNodePlan(world.writer, maps, (await readNodePlan(world.writer, maps)).plan, states[index % 2]!, [], () => undefined);
+  const sync = async (index: number) => syncNodePlan(world.writer, maps, (await readNodePlan(world.writer, maps)).plan, planNode(states[index % 2]!, []), () => undefined);
   t.false((await sync(0)).replaced, 'maps that hold nothing are written in place');
   const tableBefore = await tableId(join(world.pinDir, 'maps', 'frontends'));
   const elsewhere = await MapWriter.start({ cacheDir: CACHE });

@@ -128,9 +128,17 @@ const sessionKey = (placement: EbpfPlacement) => JSON.stringify([placement.cgrou
 const sameMaps = (a: number[], b: number[]) => a.length === b.length && [...a].sort().every((id, index) => id === [...b].sort()[index]);
 const same = (held: AttachedProgram | undefined, loaded: AttachedProgram) => held !== undefined && held.tag === loaded.tag && sameMaps(held.mapIds, loaded.mapIds);
 
-async function pinnedProgram(runner: Runner, path: string): Promise<AttachedProgram> {
-  const shown = JSON.parse(await runChecked(runner, `reading ${path}`, 'bpftool', ['-j', 'prog', 'show', 'pinned', path])) as { id: number; name: string; tag: string; map_ids?: number[] };
-  return { id: shown.id, name: shown.name, tag: shown.tag, mapIds: shown.map_ids ?? [] };
+type ShownProgram = { id: number; name: string; tag: string; map_ids?: number[]; pinned?: string[] };
+const asAttached = (shown: ShownProgram): AttachedProgram => ({ id: shown.id, name: shown.name, tag: shown.tag, mapIds: shown.map_ids ?? [] });
+
+/** The programs pinned at `paths`: from one listing with pins (`-f`), each one that listing missed read by its pin. */
+async function pinnedPrograms(runner: Runner, paths: string[]): Promise<Map<string, AttachedProgram>> {
+  const listed = JSON.parse(await runChecked(runner, 'listing the programs', 'bpftool', ['-j', '-f', 'prog', 'show']) || '[]') as ShownProgram[];
+  const found = new Map(listed.flatMap((shown) => (shown.pinned ?? []).map((path): [string, AttachedProgram] => [path, asAttached(shown)])));
+  await Promise.all(paths.filter((path) => !found.has(path)).map(async (path) => {
+    found.set(path, asAttached(JSON.parse(await runChecked(runner, `reading ${path}`, 'bpftool', ['-j', 'prog', 'show', 'pinned', path])) as ShownProgram));
+  }));
+  return found;
 }
 
 /**
@@ -140,13 +148,14 @@ async function pinnedProgram(runner: Runner, path: string): Promise<AttachedProg
  */
 async function attach(runner: Runner, placement: ResolvedPlacement, sockets: SocketPrograms, packet: PacketProgram, held: AttachedState): Promise<{ changed: boolean; devices: Set<string> }> {
   let changed = false;
-  const loaded = await Promise.all(SOCKET_HOOKS.map((hook) => pinnedProgram(runner, sockets.programs[hook])));
+  const pinned = await pinnedPrograms(runner, [...SOCKET_HOOKS.map((hook) => sockets.programs[hook]), packet.program]);
+  const loaded = SOCKET_HOOKS.map((hook) => pinned.get(sockets.programs[hook])!);
   if (SOCKET_HOOKS.every((hook, index) => same(held.sockets.get(hook), loaded[index]!))) await rm(dirname(sockets.programs.connect4), { recursive: true, force: true });
   else {
-    await attachSocketPrograms(sockets, placement.cgroup, runner);
+    await attachSocketPrograms(sockets, placement.cgroup, runner, new Map(SOCKET_HOOKS.map((hook, index) => [hook, loaded[index]!.id])));
     changed = true;
   }
-  const program = await pinnedProgram(runner, packet.program);
+  const program = pinned.get(packet.program)!;
   const devices = packetDevices(await listLinks(runner), placement.devices);
   let packetAttached = false;
   for (const device of devices) {
@@ -176,14 +185,17 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
   const placement = await resolvePlacement(runner, requested);
   const held = await readAttached(runner, placement.cgroup);
   await adoptPins(runner, placement.pinDir, held);
-  const sockets = await loadSocketPrograms({ pinDir: placement.pinDir, cgroup: placement.cgroup, runner });
+  const socketsLoaded = loadSocketPrograms({ pinDir: placement.pinDir, cgroup: placement.cgroup, runner });
+  // Planned while bpftool loads the programs.
+  const planned = planNode(rules, await addresses);
+  const sockets = await socketsLoaded;
   const [packet] = await Promise.all([loadPacketProgram(sockets, { runner }), companionChecked]);
   const writer = await MapWriter.start();
   let entries: Awaited<ReturnType<typeof syncNodePlan>>;
   try {
     const maps = await openNodeMaps(writer, placement.pinDir);
     const kernel = sockets.reusedMaps || packet.reusedMaps ? (await readNodePlan(writer, maps)).plan : emptyPlan();
-    entries = await syncNodePlan(writer, maps, kernel, rules, await addresses, checkPlan);
+    entries = await syncNodePlan(writer, maps, kernel, planned, checkPlan);
   } finally {
     await writer.close();
   }

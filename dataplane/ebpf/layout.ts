@@ -7,11 +7,12 @@ import type { L4Protocol } from '../../rules/node-rules.js';
 
 if (endianness() !== 'LE') throw new Error('ferry eBPF maps: only little-endian hosts are supported (the map layouts write host-order integers as little-endian)');
 
-/** Turns one C struct into bytes and back. */
+/** Turns one C struct into bytes and back; `write` encodes into zeroed bytes at an offset (many entries in one buffer). */
 export interface Codec<T> {
   size: number;
   encode(value: T): Buffer;
   decode(bytes: Buffer): T;
+  write?(value: T, bytes: Buffer, offset: number): void;
 }
 
 /**
@@ -130,19 +131,22 @@ export const group: Codec<Group> = {
 };
 
 /** struct slot_key { __u32 group; __u32 index; } */
-export const slotKey: Codec<SlotKey> = {
+export const slotKey: Required<Codec<SlotKey>> = {
   size: 8,
-  encode({ group, index }) {
+  write({ group, index }, bytes, offset) {
+    bytes.writeUInt32LE(group, offset);
+    bytes.writeUInt32LE(index, offset + 4);
+  },
+  encode(value) {
     const bytes = Buffer.alloc(8);
-    bytes.writeUInt32LE(group, 0);
-    bytes.writeUInt32LE(index, 4);
+    slotKey.write(value, bytes, 0);
     return bytes;
   },
   decode: (bytes) => ({ group: bytes.readUInt32LE(0), index: bytes.readUInt32LE(4) }),
 };
 
-/** struct slot { __u32 addr[4]; __u16 port; __u16 pad; __u32 cumulative; } (`write`: into zeroed bytes at `offset`, for many slots in one buffer) */
-export const slot: Codec<Slot> & { write(value: Slot, bytes: Buffer, offset: number): void } = {
+/** struct slot { __u32 addr[4]; __u16 port; __u16 pad; __u32 cumulative; } */
+export const slot: Required<Codec<Slot>> = {
   size: 24,
   write({ ip, port, cumulative }, bytes, offset) {
     writeAddress(bytes, offset, ip);

@@ -4,7 +4,7 @@
 // Protocol (stdin → stdout, one command at a time; keys and values in lower-case hex, byte for byte
 // the map's key and value):
 //   open NAME PATH                    → ok KEY_SIZE VALUE_SIZE MAX_ENTRIES TYPE
-//   update NAME N, then N "KEY VALUE" → ok N
+//   write NAME N BYTES, then BYTES    → ok N: creates or replaces N entries, each key then value, raw
 //   delete NAME N, then N "KEY"       → ok N         (keys that are absent are not an error)
 //   dump NAME                         → ok N, then N "KEY VALUE"
 //   served GROUPS SLOTS T:W[,W] ...   → ok GROUPS SLOTS, then N HEX per table T: the number of groups and
@@ -95,9 +95,9 @@ static void print_hex(const unsigned char *bytes, __u32 size)
 	}
 }
 
-// Reads the N record lines of an update or delete into keys (and values); all are read even when one
-// is malformed, so the stream stays in step with the client.
-static int read_records(struct map *map, long count, unsigned char *keys, unsigned char *values)
+// Reads the N key lines of a delete into keys; all are read even when one is malformed, so the
+// stream stays in step with the client.
+static int read_keys(struct map *map, long count, unsigned char *keys)
 {
 	int bad = 0;
 	for (long i = 0; i < count; i++) {
@@ -105,8 +105,6 @@ static int read_records(struct map *map, long count, unsigned char *keys, unsign
 			return -EIO;
 		char *p = line;
 		if (parse_hex(&p, keys + i * map->key_size, map->key_size) < 0)
-			bad = 1;
-		if (values && (*p++ != ' ' || parse_hex(&p, values + i * map->value_size, map->value_size) < 0))
 			bad = 1;
 	}
 	return bad ? -EINVAL : 0;
@@ -347,21 +345,52 @@ static void command_open(char *name, char *path)
 	reply_opened(name);
 }
 
-static void command_write(int is_update, struct map *map, long count)
+// `write`: BYTES raw bytes follow the line, N entries of key then value; all are read even when the
+// command fails, so the stream stays in step with the client.
+static void command_write_raw(struct map *map, long count, long bytes)
+{
+	unsigned char *records = malloc(bytes ? bytes : 1);
+	long got = records ? (long)fread(records, 1, bytes, stdin) : 0;
+	for (int c; !records && got < bytes && (c = getchar()) != EOF;)
+		got++;
+	int error = !records ? -ENOMEM : got < bytes ? -EIO : (!map || count < 0 || bytes != count * (long)(map->key_size + map->value_size)) ? -EINVAL : 0;
+	unsigned char *keys = NULL, *values = NULL;
+	if (error == 0) {
+		keys = malloc((count ? count : 1) * map->key_size);
+		values = malloc((count ? count : 1) * map->value_size);
+		error = keys && values ? current(map) : -ENOMEM;
+	}
+	if (error == 0) {
+		__u32 size = map->key_size + map->value_size;
+		for (long i = 0; i < count; i++) {
+			memcpy(keys + i * map->key_size, records + i * size, map->key_size);
+			memcpy(values + i * map->value_size, records + i * size + map->key_size, map->value_size);
+		}
+		if (count > 0)
+			error = update(map, count, keys, values);
+	}
+	if (error)
+		fail(-error, map ? "write" : "write: no such map");
+	else
+		printf("ok %ld\n", count);
+	free(records);
+	free(keys);
+	free(values);
+}
+
+static void command_delete(struct map *map, long count)
 {
 	unsigned char *keys = malloc((count ? count : 1) * map->key_size);
-	unsigned char *values = is_update ? malloc((count ? count : 1) * map->value_size) : NULL;
-	int error = keys && (values || !is_update) ? read_records(map, count, keys, values) : -ENOMEM;
+	int error = keys ? read_keys(map, count, keys) : -ENOMEM;
 	if (error == 0)
 		error = current(map);
 	if (error == 0 && count > 0)
-		error = is_update ? update(map, count, keys, values) : delete(map, count, keys);
+		error = delete(map, count, keys);
 	if (error)
-		fail(-error, is_update ? "update" : "delete");
+		fail(-error, "delete");
 	else
 		printf("ok %ld\n", count);
 	free(keys);
-	free(values);
 }
 
 static __u32 rotate(__u32 x, int r)
@@ -672,19 +701,21 @@ static void command_dump(struct map *map)
 int main(void)
 {
 	char verb[16], name[64], argument[4096];
-	__u32 key_size, value_size, max_entries;
+	__u32 numbers[3];
 	while (getline(&line, &line_capacity, stdin) >= 0) {
-		int fields = sscanf(line, "%15s %63s %4095s %u %u %u", verb, name, argument, &key_size, &value_size, &max_entries);
+		int fields = sscanf(line, "%15s %63s %4095s %u %u %u", verb, name, argument, &numbers[0], &numbers[1], &numbers[2]);
 		struct map *map = fields >= 2 ? find(name) : NULL;
 		if (fields == 3 && strcmp(verb, "open") == 0) {
 			command_open(name, argument);
 		} else if (fields == 6 && strcmp(verb, "table") == 0) {
-			command_table(name, argument, key_size, value_size, max_entries);
+			command_table(name, argument, numbers[0], numbers[1], numbers[2]);
 		} else if (fields == 2 && strcmp(verb, "stage") == 0 && map) {
 			command_stage(map);
 		} else if (fields == 2 && strcmp(verb, "install") == 0 && map) {
 			command_install(map);
-		} else if (fields == 3 && (strcmp(verb, "update") == 0 || strcmp(verb, "delete") == 0)) {
+		} else if (fields == 4 && strcmp(verb, "write") == 0) {
+			command_write_raw(map, strtol(argument, NULL, 10), (long)numbers[0]);
+		} else if (fields == 3 && strcmp(verb, "delete") == 0) {
 			long count = strtol(argument, NULL, 10);
 			if (!map || count < 0) {
 				// The records still follow: skip them so the next command is read as one.
@@ -692,7 +723,7 @@ int main(void)
 					;
 				fail(map ? EINVAL : ENOENT, map ? "count" : name);
 			} else {
-				command_write(verb[0] == 'u', map, count);
+				command_delete(map, count);
 			}
 		} else if (fields == 2 && strcmp(verb, "dump") == 0 && map) {
 			command_dump(map);

@@ -2,7 +2,7 @@
 // and reads pinned BPF maps in batches, so a sync of any size costs a few syscalls, not a process per element.
 import { execa, type ResultPromise } from 'execa';
 import { buildMapWriter } from './build.js';
-import type { FrontendKey, Group, MapLayout, Slot, SlotKey } from './layout.js';
+import type { Codec, FrontendKey, Group, MapLayout, Slot, SlotKey } from './layout.js';
 
 /** The helper refused a command: errno and its message (the map as it was, or with a prefix of an update written). */
 export class MapWriterError extends Error {
@@ -13,6 +13,12 @@ export class MapWriterError extends Error {
 
 // cleanup: false, as for every ferry command: execa's exit hook re-raises SIGTERM (see runner.ts).
 const HELPER_OPTIONS = { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false, cleanup: false } as const;
+
+/** Encodes `value` into `bytes` at `offset`: in place where the codec can, else through a buffer of its own. */
+function writeInto<T>(codec: Codec<T>, value: T, bytes: Buffer, offset: number): void {
+  if (codec.write) codec.write(value, bytes, offset);
+  else codec.encode(value).copy(bytes, offset);
+}
 
 /** What a table's frontends serve, as the helper sums it: their number and digest. */
 export interface Served { count: number; digest: string }
@@ -90,11 +96,17 @@ export class MapWriter {
     return this.command(`install ${table.name}`, [], async () => undefined);
   }
 
-  /** Creates or replaces the entries (one BPF_MAP_UPDATE_BATCH); the number written. */
+  /** Creates or replaces the entries (one BPF_MAP_UPDATE_BATCH), sent as raw bytes; the number written. */
   update<K, V>(map: OpenMap<K, V>, entries: Iterable<readonly [K, V]>): Promise<number> {
-    const records: string[] = [];
-    for (const [key, value] of entries) records.push(`${map.layout.key.encode(key).toString('hex')} ${map.layout.value.encode(value).toString('hex')}`);
-    return this.command(`update ${map.name} ${records.length}`, records, async () => records.length);
+    const list = [...entries];
+    const { key, value } = map.layout;
+    const size = key.size + value.size;
+    const bytes = Buffer.alloc(list.length * size);
+    list.forEach(([k, v], index) => {
+      writeInto(key, k, bytes, index * size);
+      writeInto(value, v, bytes, index * size + key.size);
+    });
+    return this.command(`write ${map.name} ${list.length} ${bytes.length}`, bytes, async () => list.length);
   }
 
   /** Deletes the keys (one BPF_MAP_DELETE_BATCH); absent keys are not an error. */
@@ -160,9 +172,10 @@ export class MapWriter {
     }
   }
 
-  private command<T>(head: string, records: string[], onOk: (reply: string[]) => Promise<T>): Promise<T> {
+  private command<T>(head: string, records: string[] | Buffer, onOk: (reply: string[]) => Promise<T>): Promise<T> {
     const run = async () => {
-      this.child.stdin.write(records.length ? `${head}\n${records.join('\n')}\n` : `${head}\n`);
+      if (Buffer.isBuffer(records)) this.child.stdin.write(Buffer.concat([Buffer.from(`${head}\n`), records]));
+      else this.child.stdin.write(records.length ? `${head}\n${records.join('\n')}\n` : `${head}\n`);
       const [line] = await this.take(1);
       const [status, ...rest] = line!.split(' ');
       if (status !== 'ok') throw new MapWriterError(head, Number(rest[0]), rest.slice(1).join(' '));

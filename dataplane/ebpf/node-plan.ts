@@ -25,13 +25,13 @@ export function planNode(rules: NodeRules, addresses: readonly string[], previou
 }
 
 /**
- * The plan for `rules` with the group ids of maps read back from a kernel (which do not know names):
- * a group takes the id that the kernel's frontend at the same address already points to, so that an
- * unchanged kernel needs no write. A new group gets an id no kernel group has.
+ * A plan (planNode's) with the group ids of maps read back from a kernel (which do not know names): a
+ * group takes the id that the kernel's frontend at the same address already points to, so that an
+ * unchanged kernel needs no write; every other group an id no kernel group has. `adopt: false` gives
+ * every group such an id (a replace writes its groups beside the kernel's).
  */
-export function planOverKernel(rules: NodeRules, addresses: readonly string[], kernel: NodePlan): NodePlan {
-  const fresh = planNode(rules, addresses);
-  // Maps that hold nothing (a first apply) have no ids to adopt: the fresh plan is the plan.
+export function planOverKernel(fresh: NodePlan, kernel: NodePlan, options: { adopt?: boolean } = {}): NodePlan {
+  // Maps that hold nothing (a first apply) have no ids to adopt or avoid: the fresh plan is the plan.
   if (kernel.sockets.groups.size === 0 && kernel.sockets.frontends.size === 0 && kernel.packets.frontends.size === 0) return fresh;
   const ids = new Map<number, number>();
   const used = new Set<number>();
@@ -40,13 +40,14 @@ export function planOverKernel(rules: NodeRules, addresses: readonly string[], k
     ids.set(freshGroup, kernelGroup);
     used.add(kernelGroup);
   };
-  for (const [id, [, value]] of fresh.sockets.frontends) adopt(value.group, kernel.sockets.frontends.get(id)?.[1].group);
-  for (const [id, [, value]] of fresh.packets.frontends) {
-    const held = kernel.packets.frontends.get(id)?.[1];
-    adopt(value.group, held?.group);
-    adopt(value.localSourceGroup, held?.localSourceGroup);
+  if (options.adopt !== false) {
+    for (const [id, [, value]] of fresh.sockets.frontends) adopt(value.group, kernel.sockets.frontends.get(id)?.[1].group);
+    for (const [id, [, value]] of fresh.packets.frontends) {
+      const held = kernel.packets.frontends.get(id)?.[1];
+      adopt(value.group, held?.group);
+      adopt(value.localSourceGroup, held?.localSourceGroup);
+    }
   }
-  // The other groups take ids that neither the kernel's groups nor the adopted ones have.
   let next = 1;
   for (const id of fresh.sockets.groups.keys()) {
     if (ids.has(id)) continue;
@@ -133,7 +134,7 @@ export function mostlyDifferent(kernel: NodePlan, over: NodePlan): boolean {
 }
 
 /**
- * A full sync's plan and writes over the maps read back as `kernel`. Mostly the same: the plan keeps
+ * A full sync's writes of `planned` (planNode's) over the maps read back as `kernel`. Mostly the same: the plan keeps
  * the kernel's group ids and only the difference is written. Mostly different (and room for both):
  * a replace. Its groups take ids the kernel's do not use and are written beside them, its frontends go
  * into fresh tables, and each table is swapped in with one write (the socket path's, then the packet
@@ -141,10 +142,10 @@ export function mostlyDifferent(kernel: NodePlan, over: NodePlan): boolean {
  * groups go. `check` sees the plan before anything is written.
  */
 export async function syncNodePlan(
-  writer: MapWriter, maps: NodeMaps, kernel: NodePlan, rules: NodeRules, addresses: readonly string[], check: (plan: NodePlan) => void,
+  writer: MapWriter, maps: NodeMaps, kernel: NodePlan, planned: NodePlan, check: (plan: NodePlan) => void,
 ): Promise<{ plan: NodePlan; written: number; deleted: number; replaced: boolean }> {
-  const over = planOverKernel(rules, addresses, kernel);
-  const fresh = mostlyDifferent(kernel, over) ? planNode(rules, addresses, { frontends: new Map(), groups: kernel.sockets.groups, ids: new Map() }) : undefined;
+  const over = planOverKernel(planned, kernel);
+  const fresh = mostlyDifferent(kernel, over) ? planOverKernel(planned, kernel, { adopt: false }) : undefined;
   if (!fresh || overCapacity(maps, fresh, kernel).length) {
     check(over);
     return { plan: over, ...(await writeNodePlan(writer, maps, kernel, over)), replaced: false };

@@ -87,19 +87,20 @@ export async function loadSocketPrograms(options: { pinDir: string; cgroup: stri
 }
 
 /**
- * Attaches every socket program to the cgroup (and so to every process in it and below it). `multi`,
+ * Attaches every socket program to the cgroup (and so to every process in it and below it), `known`
+ * their ids where the caller has them. `multi`,
  * so that programs others attached to the same hook (systemd's, say) keep running alongside. The
  * ferry programs of an earlier load are detached after these are attached, so no connect goes
  * unbalanced meanwhile (for a moment both run: the second sees an endpoint, not a frontend, and lets
  * it be), and their pins removed.
  */
-export async function attachSocketPrograms(programs: SocketPrograms, cgroup: string, runner: Runner = execaRunner): Promise<void> {
-  const ids = new Set<number>();
-  for (const hook of SOCKET_HOOKS) {
+export async function attachSocketPrograms(programs: SocketPrograms, cgroup: string, runner: Runner = execaRunner, known?: Map<SocketHook, number>): Promise<void> {
+  // Side by side: the hooks do not depend on each other, and the old programs stay until all are on.
+  const ids = await Promise.all(SOCKET_HOOKS.map(async (hook) => {
     await runChecked(runner, `attaching ${hook}`, 'bpftool', ['cgroup', 'attach', cgroup, hook, 'pinned', programs.programs[hook], 'multi']);
-    ids.add((JSON.parse(await runChecked(runner, `reading ${hook}'s id`, 'bpftool', ['-j', 'prog', 'show', 'pinned', programs.programs[hook]])) as { id: number }).id);
-  }
-  await detachSocketPrograms(cgroup, runner, ids);
+    return known?.get(hook) ?? (JSON.parse(await runChecked(runner, `reading ${hook}'s id`, 'bpftool', ['-j', 'prog', 'show', 'pinned', programs.programs[hook]])) as { id: number }).id;
+  }));
+  await detachSocketPrograms(cgroup, runner, new Set(ids));
   for (const directory of programs.previousProgramDirs) await rm(directory, { recursive: true, force: true });
 }
 
