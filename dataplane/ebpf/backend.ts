@@ -20,7 +20,7 @@ import { ebpfFrontends } from './frontends.js';
 import { MAPS } from './layout.js';
 import { listNodePlan } from './listing.js';
 import { MapWriter } from './map-writer.js';
-import { checkCapacity, openNodeMaps, planNode, syncNodePlan, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
+import { checkCapacity, openNodeMaps, planNode, slotCount, syncNodePlan, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
 import { planPortChanges } from './port-plan.js';
 import { guardTestPlacement, resolveCgroup, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
 import {
@@ -119,8 +119,10 @@ interface Session {
   nextGroupId: number;
   /** The rendering whose plan the maps hold: a partial sync by ports starts only from it. */
   written: symbol;
-  /** The helper partial syncs write through, started by the first of them and kept between syncs. */
+  /** The helper partial syncs write through: the full sync's, kept between syncs (a failed sync ends the session and it). */
   writer?: { writer: MapWriter; maps: NodeMaps };
+  /** The slots the plan holds, kept as partial syncs change it (summing them is a walk of every group). */
+  slots: number;
 }
 const sessions = new Map<string, Session>();
 const sessionKey = (placement: EbpfPlacement) => JSON.stringify([placement.cgroupRoot, placement.bpfRoot ?? DEFAULT_BPF_ROOT, placement.devices]);
@@ -190,20 +192,26 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
   const planned = planNode(rules, await addresses);
   const sockets = await socketsLoaded;
   const [packet] = await Promise.all([loadPacketProgram(sockets, { runner }), companionChecked]);
+  // The writer stays open for the partial syncs after this one (idle, it lets the process exit).
   const writer = await MapWriter.start();
-  let entries: Awaited<ReturnType<typeof syncNodePlan>>;
+  let maps: NodeMaps, entries: Awaited<ReturnType<typeof syncNodePlan>>, attached: Awaited<ReturnType<typeof attach>>, companionWritten: boolean;
   try {
-    const maps = await openNodeMaps(writer, placement.pinDir);
+    maps = await openNodeMaps(writer, placement.pinDir);
     const kernel = sockets.reusedMaps || packet.reusedMaps ? (await readNodePlan(writer, maps)).plan : emptyPlan();
     entries = await syncNodePlan(writer, maps, kernel, planned, checkPlan);
-  } finally {
+    attached = await attach(runner, placement, sockets, packet, held);
+    companionWritten = await syncCompanion(runner, companion, await companionChecked, Boolean(options.force));
+  } catch (error) {
     await writer.close();
+    throw error;
   }
   const { plan } = entries;
-  const attached = await attach(runner, placement, sockets, packet, held);
-  const companionWritten = await syncCompanion(runner, companion, await companionChecked, Boolean(options.force));
   await endSession(requested);
-  sessions.set(sessionKey(requested), { placement, pinDir: placement.pinDir, addresses: await addresses, plan, companion, devices: attached.devices, packetProgram: packet, nextGroupId: aboveIds(plan, 0), written: rendering(rendered).id });
+  writer.keepIdle();
+  sessions.set(sessionKey(requested), {
+    placement, pinDir: placement.pinDir, addresses: await addresses, plan, companion, devices: attached.devices, packetProgram: packet,
+    nextGroupId: aboveIds(plan, 0), written: rendering(rendered).id, writer: { writer, maps }, slots: slotCount(plan),
+  });
   rendering(rendered).plan = plan;
   const changed = entries.written + entries.deleted > 0 || attached.changed || companionWritten;
   return { changed, added: entries.written, removed: entries.deleted };
@@ -257,11 +265,11 @@ async function applyPortChanges(runner: Runner, session: Session, previous: Node
   const change = planPortChanges(session.plan, previous, rules, changed, session.addresses, () => session.nextGroupId++);
   checkPlan(change.after);
   session.writer ??= await keptWriter(session.pinDir);
-  checkCapacity(session.writer.maps, session.plan);
+  session.slots += slotCount(change.after) - slotCount(change.before);
+  checkCapacity(session.writer.maps, session.plan, session.slots);
   const entries = await writeNodePlan(session.writer.writer, session.writer.maps, change.before, change.after);
   next.plan = session.plan;
   session.written = next.id;
-  await attachNewDevices(session.packetProgram, session.devices, runner, session.placement.devices);
   return entries.written + entries.deleted > 0 || companion !== '' ? 'partial' : 'unchanged';
 }
 
@@ -274,11 +282,11 @@ async function applyPlanChanges(runner: Runner, session: Session, next: EbpfRend
   session.writer ??= await keptWriter(session.pinDir);
   const entries = await writeNodePlan(session.writer.writer, session.writer.maps, session.plan, plan);
   session.plan = plan;
+  session.slots = slotCount(plan);
   session.written = next.id;
   session.nextGroupId = aboveIds(plan, session.nextGroupId);
   next.plan = plan;
   if (companionChanged) await loadCompanion(runner, session, next.companion);
-  await attachNewDevices(session.packetProgram, session.devices, runner, session.placement.devices);
   return entries.written + entries.deleted > 0 || companionChanged ? 'partial' : 'unchanged';
 }
 

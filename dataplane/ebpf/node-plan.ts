@@ -90,19 +90,24 @@ export async function openNodeMaps(writer: MapWriter, pinDir: string, options: {
   };
 }
 
-/** The maps that hold more entries than they can: the plan's, and `beside`'s groups and slots too (a replace writes its groups beside the old ones). */
-function overCapacity(maps: NodeMaps, plan: NodePlan, beside?: NodePlan): Array<[OpenMapLike, number]> {
-  const slots = (p: NodePlan | undefined) => [...(p?.sockets.groups.values() ?? [])].reduce((sum, endpoints) => sum + endpoints.length, 0);
+/** The slots of a plan's groups. */
+export const slotCount = (plan: NodePlan | undefined) => [...(plan?.sockets.groups.values() ?? [])].reduce((sum, endpoints) => sum + endpoints.length, 0);
+
+/**
+ * The maps that hold more entries than they can: the plan's (`slots` of them, where the caller keeps
+ * the count), and `beside`'s groups and slots too (a replace writes its groups beside the old ones).
+ */
+function overCapacity(maps: NodeMaps, plan: NodePlan, beside?: NodePlan, slots = slotCount(plan)): Array<[OpenMapLike, number]> {
   const needs: Array<[OpenMapLike, number]> = [
     [maps.sockets.frontends, plan.sockets.frontends.size], [maps.sockets.groups, plan.sockets.groups.size + (beside?.sockets.groups.size ?? 0)],
-    [maps.sockets.slots, slots(plan) + slots(beside)], [maps.packets.frontends, plan.packets.frontends.size], [maps.packets.sourceRanges, plan.packets.sourceRanges.size],
+    [maps.sockets.slots, slots + (beside ? slotCount(beside) : 0)], [maps.packets.frontends, plan.packets.frontends.size], [maps.packets.sourceRanges, plan.packets.sourceRanges.size],
   ];
   return needs.filter(([map, count]) => map.path !== '' && count > map.maxEntries);
 }
 
 /** Throws, before anything is written, when the plan holds more entries than a map can: the kernel would fail the batch midway. */
-export function checkCapacity(maps: NodeMaps, plan: NodePlan): void {
-  const over = overCapacity(maps, plan);
+export function checkCapacity(maps: NodeMaps, plan: NodePlan, slots?: number): void {
+  const over = overCapacity(maps, plan, undefined, slots);
   if (over.length) throw new Error(`ferry eBPF: the rules need more entries than the maps hold (nothing was written): ${over.map(([map, count]) => `${map.layout.name} ${count} > ${map.maxEntries}`).join(', ')}`);
 }
 
