@@ -120,7 +120,7 @@ interface Session {
   /** The rendering whose plan the maps hold: a partial sync by ports starts only from it. */
   written: symbol;
   /** The helper partial syncs write through: the full sync's, kept between syncs (a failed sync ends the session and it). */
-  writer?: { writer: MapWriter; maps: NodeMaps };
+  writer: { writer: MapWriter; maps: NodeMaps };
   /** The slots the plan holds, kept as partial syncs change it (summing them is a walk of every group). */
   slots: number;
 }
@@ -188,7 +188,7 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
   const held = await readAttached(runner, placement.cgroup);
   await adoptPins(runner, placement.pinDir, held);
   const socketsLoaded = loadSocketPrograms({ pinDir: placement.pinDir, cgroup: placement.cgroup, runner });
-  // Planned while bpftool loads the programs.
+  // Planned here, beside the first of bpftool's commands (the loads wait for the event loop meanwhile).
   const planned = planNode(rules, await addresses);
   const sockets = await socketsLoaded;
   const [packet] = await Promise.all([loadPacketProgram(sockets, { runner }), companionChecked]);
@@ -229,7 +229,7 @@ function aboveIds(plan: NodePlan, floor: number): number {
 async function endSession(placement: EbpfPlacement): Promise<void> {
   const session = sessions.get(sessionKey(placement));
   sessions.delete(sessionKey(placement));
-  await session?.writer?.writer.close();
+  await session?.writer.writer.close();
 }
 
 /**
@@ -264,7 +264,6 @@ async function applyPortChanges(runner: Runner, session: Session, previous: Node
   if (companion) session.companion = undefined;
   const change = planPortChanges(session.plan, previous, rules, changed, session.addresses, () => session.nextGroupId++);
   checkPlan(change.after);
-  session.writer ??= await keptWriter(session.pinDir);
   session.slots += slotCount(change.after) - slotCount(change.before);
   checkCapacity(session.writer.maps, session.plan, session.slots);
   const entries = await writeNodePlan(session.writer.writer, session.writer.maps, change.before, change.after);
@@ -279,7 +278,6 @@ async function applyPlanChanges(runner: Runner, session: Session, next: EbpfRend
   const companionChanged = next.companion !== session.companion;
   // As in a full sync: a companion table the kernel refuses stops this one before any write.
   if (companionChanged) await companionAsKernelWould(runner, next.companion);
-  session.writer ??= await keptWriter(session.pinDir);
   const entries = await writeNodePlan(session.writer.writer, session.writer.maps, session.plan, plan);
   session.plan = plan;
   session.slots = slotCount(plan);
@@ -293,13 +291,6 @@ async function applyPlanChanges(runner: Runner, session: Session, next: EbpfRend
 async function loadCompanion(runner: Runner, session: Session, companion: string): Promise<void> {
   await runChecked(runner, 'loading the eBPF companion table', 'nft', ['-f', '-'], companion);
   session.companion = companion;
-}
-
-/** A map writer kept open between partial syncs (it lets the process exit while idle). */
-async function keptWriter(pinDir: string): Promise<{ writer: MapWriter; maps: NodeMaps }> {
-  const writer = await MapWriter.start();
-  writer.keepIdle();
-  return { writer, maps: await openNodeMaps(writer, pinDir) };
 }
 
 /** Both sides in the listing's words: the maps read back and attachments found, and the plan for this node now. */
@@ -370,7 +361,6 @@ async function readMaps(runner: Runner, placement: ResolvedPlacement, held: Atta
   return listNodePlan(read.plan, { node, attachments, addressesKnown: true, brokenGroups: read.brokenGroups });
 }
 
-/** The maps ferry left, read back by `read`; undefined when it left no pins. */
 /**
  * The maps read by `read` through the pins this process sees, when both map directories have them;
  * undefined otherwise (readHeld finds them from the programs first).
@@ -386,6 +376,7 @@ async function readPinned<T>(pinDir: string, read: (writer: MapWriter, maps: Nod
   }
 }
 
+/** The maps ferry left, found from its programs, read back by `read`; undefined when it left no pins. */
 async function readHeld<T>(runner: Runner, placement: ResolvedPlacement, held: AttachedState, read: (writer: MapWriter, maps: NodeMaps) => Promise<T>): Promise<T | undefined> {
   if (!(await adoptPins(runner, placement.pinDir, held))) return undefined;
   const writer = await MapWriter.start();

@@ -4,7 +4,7 @@
 // sides only when they differ. Pure.
 import { servedDigest } from './digest.js';
 import { MAPS } from './layout.js';
-import type { NodePlan } from './node-plan.js';
+import { slotCount, type NodePlan } from './node-plan.js';
 import { GROUP_WORDS, type Summary } from './read-back.js';
 
 const sameKeys = (a: Map<unknown, unknown>, b: Map<unknown, unknown>) => a.size === b.size && [...a.keys()].every((key) => b.has(key));
@@ -16,8 +16,7 @@ export function holdsPlan(kernel: Summary, plan: NodePlan): boolean {
   const { packets, sockets } = plan;
   if (!sameKeys(held.sourceRanges, packets.sourceRanges) || !sameSet(held.nodeAddresses, packets.nodeAddresses) || !sameSet(held.localSources, packets.localSources)) return false;
   if (!sameKeys(held.masqueradeSources, packets.masqueradeSources) || [...packets.masqueradeSources].some(([family, ip]) => held.masqueradeSources.get(family) !== ip)) return false;
-  const slots = [...sockets.groups.values()].reduce((sum, endpoints) => sum + endpoints.length, 0);
-  if (kernel.groups !== sockets.groups.size || kernel.slots !== slots) return false;
+  if (kernel.groups !== sockets.groups.size || kernel.slots !== slotCount(plan)) return false;
   const endpoints = (id: number) => sockets.groups.get(id);
   return same(kernel.sockets, servedDigest(MAPS.frontends, [...sockets.frontends.values()], GROUP_WORDS.sockets, endpoints))
     && same(kernel.packets, servedDigest(MAPS.packet_frontends, [...packets.frontends.values()], GROUP_WORDS.packets, endpoints));

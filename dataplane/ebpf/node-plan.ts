@@ -139,9 +139,9 @@ export function mostlyDifferent(kernel: NodePlan, over: NodePlan): boolean {
 }
 
 /**
- * A full sync's writes of `planned` (planNode's) over the maps read back as `kernel`. Mostly the same: the plan keeps
- * the kernel's group ids and only the difference is written. Mostly different (and room for both):
- * a replace. Its groups take ids the kernel's do not use and are written beside them, its frontends go
+ * A full sync's writes of `planned` (planNode's) over the maps read back as `kernel`. Mostly the
+ * same: the plan keeps the kernel's group ids and only the difference is written. Mostly different
+ * (and room for both): a replace. Its groups take ids the kernel's do not use and are written beside them, its frontends go
  * into fresh tables, and each table is swapped in with one write (the socket path's, then the packet
  * path's), so a connect or a new flow meets the old node or the new one, never a mix; then the old
  * groups go. `check` sees the plan before anything is written.

@@ -1,5 +1,6 @@
 // The maps as the kernel holds them, read back into a NodePlan (group ids as found, names unknown): what
-// `ferry diff` lists and what a full sync or the periodic resync repairs from.
+// `ferry diff` lists and what a full sync or the periodic resync repairs from; or as a summary the map
+// writer sums, what `ferry diff` compares first.
 import type { WeightedEndpoint } from './groups.js';
 import type { MapWriter, Served } from './map-writer.js';
 import type { NodeMaps, NodePlan } from './node-plan.js';
