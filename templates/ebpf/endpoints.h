@@ -13,6 +13,24 @@
 // Frontends per table (the inner maps of `frontends` and `packet_frontends`; layout.ts FRONTEND_TABLE).
 #define FRONTEND_TABLE_ENTRIES 262144
 
+// An array of maps whose one entry is a table of frontends (struct frontend_key → `value`): a full
+// replace fills a fresh table and swaps it in with one write (node-plan.ts), so a program sees the old
+// table or the new one. Sizes, not types, inside: clang 14 emits only a forward declaration of a type
+// named inside __array, and libbpf cannot size it.
+#define FRONTEND_TABLE(name, value)                                      \
+	struct {                                                         \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);                \
+		__uint(max_entries, 1);                                  \
+		__type(key, __u32);                                      \
+		__array(values, struct {                                 \
+			__uint(type, BPF_MAP_TYPE_HASH);                 \
+			__uint(max_entries, FRONTEND_TABLE_ENTRIES);     \
+			__uint(map_flags, BPF_F_NO_PREALLOC);            \
+			__uint(key_size, sizeof(struct frontend_key));   \
+			__uint(value_size, sizeof(value));               \
+		});                                                      \
+	} name SEC(".maps")
+
 // The entry for `key` in the table that is entry 0 of the array of maps `outer`.
 static __always_inline void *in_table(void *outer, const void *key)
 {

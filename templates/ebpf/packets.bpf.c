@@ -71,20 +71,7 @@ struct node_address {
 	__u32 addr[4];
 };
 
-// An inner map swapped whole by a full replace, as the socket programs' `frontends`.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_HASH);
-		__uint(max_entries, FRONTEND_TABLE_ENTRIES);
-		__uint(map_flags, BPF_F_NO_PREALLOC);
-		// Sizes, not types: clang 14 emits only a forward declaration of a type named inside __array.
-		__uint(key_size, sizeof(struct frontend_key));
-		__uint(value_size, sizeof(struct packet_frontend));
-	});
-} packet_frontends SEC(".maps");
+FRONTEND_TABLE(packet_frontends, struct packet_frontend);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -48,21 +48,7 @@ struct affinity_key {
 	__u32 pad;
 };
 
-// The frontends live in an inner map, the one entry of `frontends`: a full replace fills a fresh inner
-// map and swaps it in with one write (node-plan.ts), so a connect sees the old table or the new one.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_HASH);
-		__uint(max_entries, FRONTEND_TABLE_ENTRIES);
-		__uint(map_flags, BPF_F_NO_PREALLOC);
-		// Sizes, not types: clang 14 emits only a forward declaration of a type named inside __array.
-		__uint(key_size, sizeof(struct frontend_key));
-		__uint(value_size, sizeof(struct frontend));
-	});
-} frontends SEC(".maps");
+FRONTEND_TABLE(frontends, struct frontend);
 
 // LRU: no hook runs when a socket closes, so old entries are evicted instead of deleted.
 struct {
