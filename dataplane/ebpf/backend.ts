@@ -20,7 +20,7 @@ import { ebpfFrontends } from './frontends.js';
 import { MAPS } from './layout.js';
 import { listNodePlan } from './listing.js';
 import { MapWriter } from './map-writer.js';
-import { checkCapacity, openNodeMaps, planNode, slotCount, syncNodePlan, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
+import { checkCapacity, openNodeMaps, planNode, planOverKernel, slotCount, syncNodePlan, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
 import { planPortChanges } from './port-plan.js';
 import { guardTestPlacement, resolveCgroup, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
 import {
@@ -28,7 +28,7 @@ import {
   loadSocketPrograms, SOCKET_HOOKS, type PacketProgram, type SocketPrograms,
 } from './programs.js';
 import { holdsPlan } from './in-step.js';
-import { readNodePlan, readNodeSummary } from './read-back.js';
+import { readNodeIds, readNodePlan, readNodeSummary } from './read-back.js';
 import { abortStaleSockets } from './stale-sockets.js';
 
 /** What an eBPF rendering carries beyond its texts: the rules (the maps are planned against the kernel's) and the placement. */
@@ -197,8 +197,9 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
   let maps: NodeMaps, entries: Awaited<ReturnType<typeof syncNodePlan>>, attached: Awaited<ReturnType<typeof attach>>, companionWritten: boolean;
   try {
     maps = await openNodeMaps(writer, placement.pinDir);
-    const kernel = sockets.reusedMaps || packet.reusedMaps ? (await readNodePlan(writer, maps)).plan : emptyPlan();
-    entries = await syncNodePlan(writer, maps, kernel, planned, checkPlan);
+    const reused = sockets.reusedMaps || packet.reusedMaps;
+    entries = (reused && await inStep(writer, maps, planned))
+      || await syncNodePlan(writer, maps, reused ? (await readNodePlan(writer, maps)).plan : emptyPlan(), planned, checkPlan);
     attached = await attach(runner, placement, sockets, packet, held);
     companionWritten = await syncCompanion(runner, companion, await companionChecked, Boolean(options.force));
   } catch (error) {
@@ -215,6 +216,21 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
   rendering(rendered).plan = plan;
   const changed = entries.written + entries.deleted > 0 || attached.changed || companionWritten;
   return { changed, added: entries.written, removed: entries.deleted };
+}
+
+/**
+ * A full sync over maps that hold the plan already (a restart, a resync with nothing to repair): told
+ * by the map writer's summary, without reading the slots back; the plan takes the kernel's group ids
+ * from its frontends, and nothing is written. Undefined when the maps differ, or an id cannot be
+ * adopted: then the sync reads everything back.
+ */
+async function inStep(writer: MapWriter, maps: NodeMaps, planned: NodePlan): Promise<Awaited<ReturnType<typeof syncNodePlan>> | undefined> {
+  if (!holdsPlan(await readNodeSummary(writer, maps), planned)) return undefined;
+  const kernel = await readNodeIds(writer, maps);
+  const plan = planOverKernel(planned, kernel);
+  if (![...plan.sockets.groups.keys()].every((id) => kernel.sockets.groups.has(id))) return undefined;
+  checkPlan(plan);
+  return { plan, written: 0, deleted: 0, replaced: false };
 }
 
 /** The lowest id above every group id of the plan and above `floor - 1`. */

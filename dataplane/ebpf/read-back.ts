@@ -41,6 +41,12 @@ export async function readNodeSummary(writer: MapWriter, maps: NodeMaps): Promis
   return { sockets: served.tables[0]!, packets: served.tables[1]!, groups: served.groups, slots: served.slots, packetSets };
 }
 
+/** The maps read back but for the slots: frontends with their group ids, and the groups' ids (their endpoints left empty). */
+export async function readNodeIds(writer: MapWriter, maps: NodeMaps): Promise<NodePlan> {
+  const [groups, rest] = await Promise.all([writer.dump(maps.sockets.groups), readFrontends(writer, maps)]);
+  return nodePlanOf({ ...rest, groups: new Map(groups.map(([id]) => [id, []])) });
+}
+
 async function readFrontends(writer: MapWriter, maps: NodeMaps) {
   const [frontends, packetFrontends, nodeAddresses, masqueradeSources, localSources, sourceRanges] = await Promise.all([
     writer.dump(maps.sockets.frontends), writer.dump(maps.packets.frontends), writer.dump(maps.packets.nodeAddresses),
