@@ -1,5 +1,5 @@
 import test from 'ava';
-import { applyIfChanged, cleanupRules, diffRules, reassertRules } from '../dataplane/dataplane.js';
+import { applyChanges, applyIfChanged, cleanupRules, diffRules, reassertRules } from '../dataplane/dataplane.js';
 import { BACKENDS } from '../dataplane/backends.js';
 import { MAPS } from '../dataplane/ebpf/layout.js';
 import { MapWriter } from '../dataplane/ebpf/map-writer.js';
@@ -83,4 +83,30 @@ test('kernel: ebpf rules that need more map entries than the maps hold are refus
   const error = await t.throwsAsync(applyIfChanged(runner, rules, 'ebpf', { backend: placement }));
   t.regex(error!.message, /more entries than the maps hold \(nothing was written\): slots \d+ > 2097152/);
   t.is(await diffRules(runner, rendered), '', 'the kernel still holds the previous maps');
+});
+
+test('kernel: ebpf a restart over maps a replace wrote takes the kernel\'s group ids from them: a change after it lands on those groups', async (t) => {
+  const { runner } = await throwawayNamespace(t);
+  const { cgroup, pinDir } = await bpfWorkspace(t);
+  const { rendered: example } = await renderScenario('default', 'ebpf');
+  const placement = { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } };
+  await applyIfChanged(runner, example.ebpf!.rules, 'ebpf', { backend: placement });
+  // Every port elsewhere: most of the node differs, so this sync replaces, under group ids beside the
+  // first ones (not the ids a plan from scratch gives).
+  const moved = structuredClone(example.ebpf!.rules);
+  for (const family of moved.families) {
+    for (const port of family.servicePorts) {
+      port.port += 1000;
+      if (port.nodePort) port.nodePort += 1;
+    }
+  }
+  await applyIfChanged(runner, moved, 'ebpf', { backend: placement });
+  // A restart: the maps hold the rules (the summary says so), nothing is written, the ids are adopted.
+  const again = await applyIfChanged(runner, moved, 'ebpf', { backend: placement });
+  t.deepEqual([again.changed, again.added, again.removed], [false, 0, 0]);
+  const reweighted = structuredClone(moved);
+  reweighted.families[0]!.servicePorts.find((candidate) => candidate.cluster?.endpoints.length)!.cluster!.endpoints[0]!.weight += 2;
+  t.is(await applyChanges(runner, again.rendered, render(reweighted, 'ebpf', placement)), 'partial');
+  // Under an id of its own, the change would leave the kernel's group behind, and diff would show it.
+  t.is(await diffRules(runner, render(reweighted, 'ebpf', placement)), '', 'the change landed on the adopted groups');
 });
