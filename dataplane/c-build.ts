@@ -3,7 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { packageRoot } from '../controlplane/package-root.js';
 import { execaRunner, runChecked, type Runner } from './runner.js';
 
@@ -30,28 +30,44 @@ export interface BuildOptions {
   runner?: Runner;
 }
 
-/**
- * The path of what `command(output)` compiles from `sources` (the first is compiled, every one counts
- * for the cache: a header it includes too): the prebuilt one, else built now unless the cache has it.
- */
-export async function cachedBuild(
-  name: string, extension: string, sources: string[], command: (output: string) => [string, string[]], options: BuildOptions,
-): Promise<string> {
-  const shipped = await prebuilt(name, extension);
-  if (shipped) return shipped;
-  const directory = cacheDirectory(options.cacheDir);
-  const [tool, args] = command('OUTPUT');
+/** What `cachedBuild` is asked to build: a name, the sources (the first is compiled) and the compiler command. */
+export interface BuildSpec {
+  name: string;
+  extension: string;
+  sources: string[];
+  command: (output: string) => [string, string[]];
+}
+
+/** Where `spec`'s output is: prebuilt, or its place in the cache (`cached`: whether it is there already). */
+async function buildOutput(spec: BuildSpec, options: BuildOptions): Promise<{ path: string; cached: boolean }> {
+  const shipped = await prebuilt(spec.name, spec.extension);
+  if (shipped) return { path: shipped, cached: true };
+  const [tool, args] = spec.command('OUTPUT');
   const hash = createHash('sha256');
-  for (const source of sources) hash.update(await readFile(source));
+  for (const source of spec.sources) hash.update(await readFile(source));
   const digest = hash.update(JSON.stringify([tool, args])).digest('hex').slice(0, 16);
-  const output = join(directory, `${name}-${digest}${extension}`);
-  if (await exists(output)) return output;
-  await mkdir(directory, { recursive: true });
+  const path = join(cacheDirectory(options.cacheDir), `${spec.name}-${digest}${spec.extension}`);
+  return { path, cached: await exists(path) };
+}
+
+/** Whether `spec` is built already (prebuilt or cached): then no compiler is needed to use it. */
+export async function builtAlready(spec: BuildSpec, options: BuildOptions = {}): Promise<boolean> {
+  return (await buildOutput(spec, options)).cached;
+}
+
+/**
+ * The path of what `spec.command(output)` compiles from `spec.sources` (every one counts for the
+ * cache: a header the first includes too): the prebuilt one, else built now unless the cache has it.
+ */
+export async function cachedBuild(spec: BuildSpec, options: BuildOptions): Promise<string> {
+  const { path: output, cached } = await buildOutput(spec, options);
+  if (cached) return output;
+  await mkdir(dirname(output), { recursive: true });
   // A private name first, then rename: two builds at once (processes or calls) both end with a whole file.
   const partial = `${output}.${randomBytes(6).toString('hex')}.partial`;
-  const [realTool, realArgs] = command(partial);
+  const [realTool, realArgs] = spec.command(partial);
   try {
-    await runChecked(options.runner ?? execaRunner, `compiling ${sources[0]}`, realTool, realArgs);
+    await runChecked(options.runner ?? execaRunner, `compiling ${spec.sources[0]}`, realTool, realArgs);
     await rename(partial, output);
   } finally {
     await rm(partial, { force: true });

@@ -1,10 +1,11 @@
 import test, { type ExecutionContext } from 'ava';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { packageRoot } from '../controlplane/package-root.js';
-import { execaRunner, runChecked } from '../dataplane/runner.js';
+import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
+import { buildPacketsObject, buildSocketsObject } from '../dataplane/ebpf/build.js';
 import type { WeightedEndpoint } from '../dataplane/ebpf/groups.js';
 import { writeGroup } from './helpers/ebpf-groups.js';
 import { MAPS, type Frontend, type FrontendKey, type Group, type Slot, type SlotKey } from '../dataplane/ebpf/layout.js';
@@ -389,6 +390,28 @@ test('kernel: ebpf the probe names what is missing', async (t) => {
   const error = await t.throwsAsync(probeSockets({ pinDir: join(tmpdir(), 'ferryk-not-bpffs', 'ferry'), cgroup: join(tmpdir(), 'ferryk-not-a-cgroup') }), { instanceOf: EbpfUnavailableError });
   t.regex(error!.message, /ferryk-not-bpffs is not on a bpffs \(mount -t bpf bpf/);
   t.regex(error!.message, /ferryk-not-a-cgroup is not a cgroup2 directory/);
+});
+
+test('kernel: ebpf the probe asks for clang only when an object has to be compiled', async (t) => {
+  const asked: string[] = [];
+  const missingTools: Runner = { run: async (command) => { asked.push(command); return { exitCode: 127, stdout: '', stderr: `${command}: not found` }; } };
+  const placement = { pinDir: join(tmpdir(), 'ferryk-not-bpffs', 'ferry'), cgroup: join(tmpdir(), 'ferryk-not-a-cgroup'), runner: missingTools };
+  // An empty cache: both objects would be compiled.
+  const emptyCache = mkdtempSync(join(tmpdir(), 'ferryk-cache-'));
+  try {
+    const error = await t.throwsAsync(probeSockets({ ...placement, cacheDir: emptyCache }), { instanceOf: EbpfUnavailableError });
+    t.regex(error!.message, /clang not found \(apt-get install clang/);
+    t.regex(error!.message, /bpftool not found \(apt-get install bpftool\)/);
+  } finally {
+    rmSync(emptyCache, { recursive: true, force: true });
+  }
+  // The default cache, which the other tests' loads filled: no compiler needed.
+  await buildSocketsObject();
+  await buildPacketsObject();
+  asked.length = 0;
+  const error = await t.throwsAsync(probeSockets(placement), { instanceOf: EbpfUnavailableError });
+  t.deepEqual(asked, ['bpftool']);
+  t.notRegex(error!.message, /clang/);
 });
 
 test.after.always('kernel: ebpf every cgroup, namespace and bpffs the tests made is gone', (t) => {

@@ -184,26 +184,29 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
   // it refuses stops the sync before any map write or attachment (loading and pinning change neither).
   const companionChecked = running(companionAsKernelWould(runner, companion));
   const addresses = running(nodeAddresses(runner));
-  const placement = await resolvePlacement(runner, requested);
-  const held = await readAttached(runner, placement.cgroup);
-  await adoptPins(runner, placement.pinDir, held);
-  const socketsLoaded = loadSocketPrograms({ pinDir: placement.pinDir, cgroup: placement.cgroup, runner });
-  // Planned here, beside the first of bpftool's commands (the loads wait for the event loop meanwhile).
-  const planned = planNode(rules, await addresses);
-  const sockets = await socketsLoaded;
-  const [packet] = await Promise.all([loadPacketProgram(sockets, { runner }), companionChecked]);
   // The writer stays open for the partial syncs after this one (idle, it lets the process exit).
-  const writer = await MapWriter.start();
-  let maps: NodeMaps, entries: Awaited<ReturnType<typeof syncNodePlan>>, attached: Awaited<ReturnType<typeof attach>>, companionWritten: boolean;
+  const writerStarted = running(MapWriter.start());
+  let writer: MapWriter | undefined;
+  let sockets: SocketPrograms, packet: PacketProgram, planned: NodePlan, maps: NodeMaps, entries: Awaited<ReturnType<typeof syncNodePlan>>;
+  let placement: ResolvedPlacement, attached: Awaited<ReturnType<typeof attach>>, companionWritten: boolean;
   try {
+    placement = await resolvePlacement(runner, requested);
+    const held = await readAttached(runner, placement.cgroup);
+    await adoptPins(runner, placement.pinDir, held);
+    const socketsLoaded = loadSocketPrograms({ pinDir: placement.pinDir, cgroup: placement.cgroup, runner });
+    // Planned here, beside the first of bpftool's commands (the loads wait for the event loop meanwhile).
+    planned = planNode(rules, await addresses);
+    sockets = await socketsLoaded;
+    [packet] = await Promise.all([loadPacketProgram(sockets, { runner }), companionChecked]);
+    writer = await writerStarted;
     maps = await openNodeMaps(writer, placement.pinDir);
     const reused = sockets.reusedMaps || packet.reusedMaps;
     entries = (reused && await inStep(writer, maps, planned))
       || await syncNodePlan(writer, maps, reused ? (await readNodePlan(writer, maps)).plan : emptyPlan(), planned, checkPlan);
-    attached = await attach(runner, placement, sockets, packet, held);
-    companionWritten = await syncCompanion(runner, companion, await companionChecked, Boolean(options.force));
+    // The companion table does not depend on the attachments: both at once.
+    [attached, companionWritten] = await Promise.all([attach(runner, placement, sockets, packet, held), syncCompanion(runner, companion, await companionChecked, Boolean(options.force))]);
   } catch (error) {
-    await writer.close();
+    await (writer ?? await writerStarted.catch(() => undefined))?.close();
     throw error;
   }
   const { plan } = entries;

@@ -1,7 +1,7 @@
 // Compiling the eBPF backend's C sources (see ../c-build.ts for the cache).
 import { join } from 'node:path';
 import { packageRoot } from '../../controlplane/package-root.js';
-import { cachedBuild, type BuildOptions } from '../c-build.js';
+import { builtAlready, cachedBuild, type BuildOptions, type BuildSpec } from '../c-build.js';
 
 /** The BPF programs' sources, shipped with the templates; both include endpoints.h. */
 export const SOCKETS_SOURCE = join(packageRoot(), 'templates', 'ebpf', 'sockets.bpf.c');
@@ -19,9 +19,12 @@ function bpfCompile(source: string) {
   return (output: string): [string, string[]] => ['clang', ['-O2', '-g', '-target', 'bpf', ...include, '-c', source, '-o', output]];
 }
 
+const SOCKETS: BuildSpec = { name: 'sockets', extension: '.bpf.o', sources: [SOCKETS_SOURCE, ENDPOINTS_HEADER], command: bpfCompile(SOCKETS_SOURCE) };
+const PACKETS: BuildSpec = { name: 'packets', extension: '.bpf.o', sources: [PACKETS_SOURCE, ENDPOINTS_HEADER], command: bpfCompile(PACKETS_SOURCE) };
+
 /** Compiles the cgroup socket programs; the object's path. */
 export function buildSocketsObject(options: BuildOptions = {}): Promise<string> {
-  return cachedBuild('sockets', '.bpf.o', [SOCKETS_SOURCE, ENDPOINTS_HEADER], bpfCompile(SOCKETS_SOURCE), options);
+  return cachedBuild(SOCKETS, options);
 }
 
 /**
@@ -29,10 +32,16 @@ export function buildSocketsObject(options: BuildOptions = {}): Promise<string> 
  * running kernel's BTF by name at load, so a kernel without BTF fails the load, not the build.
  */
 export function buildPacketsObject(options: BuildOptions = {}): Promise<string> {
-  return cachedBuild('packets', '.bpf.o', [PACKETS_SOURCE, ENDPOINTS_HEADER], bpfCompile(PACKETS_SOURCE), options);
+  return cachedBuild(PACKETS, options);
+}
+
+/** Whether both program objects are built already (prebuilt or cached): then loading them needs no clang. */
+export async function programObjectsBuilt(options: BuildOptions = {}): Promise<boolean> {
+  const built = await Promise.all([builtAlready(SOCKETS, options), builtAlready(PACKETS, options)]);
+  return built.every(Boolean);
 }
 
 /** Compiles the map writer helper with the system's cc against libbpf; the binary's path. */
 export function buildMapWriter(options: BuildOptions = {}): Promise<string> {
-  return cachedBuild('map-writer', '', [MAP_WRITER_SOURCE], (output) => ['cc', ['-O2', '-o', output, MAP_WRITER_SOURCE, '-lbpf']], options);
+  return cachedBuild({ name: 'map-writer', extension: '', sources: [MAP_WRITER_SOURCE], command: (output) => ['cc', ['-O2', '-o', output, MAP_WRITER_SOURCE, '-lbpf']] }, options);
 }

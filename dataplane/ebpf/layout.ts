@@ -54,15 +54,31 @@ export interface RangeKey { frontend: FrontendKey; cidr: string }
 const PROTOCOLS: Record<L4Protocol, number> = { tcp: 6, udp: 17, sctp: 132 };
 const VERDICTS: FrontendVerdict[] = ['serve', 'reject', 'drop'];
 
-// IPv4 by hand: a sync writes a slot per endpoint, and ipaddr.js's general parser was most of the
-// cost of 100,000 of them. Addresses reach here validated by the model; ipaddr.js still rejects junk.
-const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+// IPv4 by hand, without allocating: a sync writes a slot per endpoint, and a general parser (ipaddr.js,
+// then a regular expression) was most of the cost of 100,000 of them. Addresses reach here validated
+// by the model; ipaddr.js still rejects junk.
+function writeIPv4(bytes: Buffer, at: number, ip: string): boolean {
+  let octet = 0;
+  let digits = 0;
+  let index = 0;
+  for (let i = 0; i <= ip.length; i++) {
+    const char = i < ip.length ? ip.charCodeAt(i) : 0x2e;
+    if (char === 0x2e) {
+      if (digits === 0 || octet > 255 || index > 3) return false;
+      bytes[at + index++] = octet;
+      octet = 0;
+      digits = 0;
+    } else if (char >= 0x30 && char <= 0x39 && digits < 3) {
+      octet = octet * 10 + char - 0x30;
+      digits += 1;
+    } else return false;
+  }
+  return index === 4;
+}
 
 function writeAddress(bytes: Buffer, offset: number, ip: string): void {
-  const v4 = IPV4.exec(ip);
-  if (v4 && v4.slice(1).every((octet) => Number(octet) <= 255)) {
+  if (writeIPv4(bytes, offset + 12, ip)) {
     bytes.writeUInt16BE(0xffff, offset + 10);
-    for (let i = 0; i < 4; i++) bytes[offset + 12 + i] = Number(v4[i + 1]);
     return;
   }
   if (!ipaddr.IPv6.isValid(ip)) throw new Error(`ferry eBPF maps: ${JSON.stringify(ip)} is not an IP address`);

@@ -97,7 +97,7 @@ export class MapWriter {
   }
 
   /** Creates or replaces the entries (one BPF_MAP_UPDATE_BATCH), sent as raw bytes; the number written. */
-  update<K, V>(map: OpenMap<K, V>, entries: Iterable<readonly [K, V]>): Promise<number> {
+  update<K, V>(map: OpenMap<K, V>, entries: Iterable<readonly [K, V]>, sequence?: Sequence): Promise<number> {
     const list = [...entries];
     const { key, value } = map.layout;
     const size = key.size + value.size;
@@ -106,13 +106,22 @@ export class MapWriter {
       writeInto(key, k, bytes, index * size);
       writeInto(value, v, bytes, index * size + key.size);
     });
-    return this.command(`write ${map.name} ${list.length} ${bytes.length}`, bytes, async () => list.length);
+    return this.command(`write ${map.name} ${list.length} ${bytes.length}`, bytes, async () => list.length, sequence);
   }
 
   /** Deletes the keys (one BPF_MAP_DELETE_BATCH); absent keys are not an error. */
-  delete<K, V>(map: OpenMap<K, V>, keys: Iterable<K>): Promise<number> {
+  delete<K, V>(map: OpenMap<K, V>, keys: Iterable<K>, sequence?: Sequence): Promise<number> {
     const records = [...keys].map((key) => map.layout.key.encode(key).toString('hex'));
-    return this.command(`delete ${map.name} ${records.length}`, records, async () => records.length);
+    return this.command(`delete ${map.name} ${records.length}`, records, async () => records.length, sequence);
+  }
+
+  /**
+   * Writes that must land in the order given: each is encoded when asked for and sent once the helper
+   * has answered the one before (so the next is encoded while the helper writes), and none is sent
+   * after one that failed.
+   */
+  inOrder(): WriteSequence {
+    return new WriteSequence(this);
   }
 
   /** Every entry of the map, decoded (BPF_MAP_LOOKUP_BATCH). */
@@ -172,8 +181,10 @@ export class MapWriter {
     }
   }
 
-  private command<T>(head: string, records: string[] | Buffer, onOk: (reply: string[]) => Promise<T>): Promise<T> {
+  /** Sends `head` and `records` once every command before has its answer: at once when none is pending. */
+  private command<T>(head: string, records: string[] | Buffer, onOk: (reply: string[]) => Promise<T>, sequence?: Sequence): Promise<T> {
     const run = async () => {
+      if (sequence?.failure !== undefined) throw sequence.failure;
       if (Buffer.isBuffer(records)) this.child.stdin.write(Buffer.concat([Buffer.from(`${head}\n`), records]));
       else this.child.stdin.write(records.length ? `${head}\n${records.join('\n')}\n` : `${head}\n`);
       const [line] = await this.take(1);
@@ -181,9 +192,13 @@ export class MapWriter {
       if (status !== 'ok') throw new MapWriterError(head, Number(rest[0]), rest.slice(1).join(' '));
       return onOk(rest);
     };
+    const idle = this.pending === 0;
     this.pending += 1;
     if (this.idle) this.hold(true);
-    const result = this.queue.then(run, run).finally(() => {
+    const result = (idle ? run() : this.queue.then(run, run)).catch((error: unknown) => {
+      if (sequence && sequence.failure === undefined) sequence.failure = error;
+      throw error;
+    }).finally(() => {
       this.pending -= 1;
       if (this.idle && this.pending === 0) this.hold(false);
     });
@@ -198,5 +213,37 @@ export class MapWriter {
       this.wake = undefined;
     }
     return this.lines.splice(0, count);
+  }
+}
+
+/** What a sequence of writes shares: its first failure, after which nothing more of it is sent. */
+interface Sequence {
+  failure?: unknown;
+}
+
+/** MapWriter.inOrder's writes; `done` gives the entries written and deleted, or the first failure. */
+export class WriteSequence {
+  private readonly sequence: Sequence = {};
+  private readonly sent: Array<Promise<{ written: number; deleted: number }>> = [];
+
+  constructor(private readonly writer: MapWriter) {}
+
+  update<K, V>(map: OpenMap<K, V>, entries: Array<readonly [K, V]>): void {
+    if (entries.length) this.track(this.writer.update(map, entries, this.sequence).then((written) => ({ written, deleted: 0 })));
+  }
+
+  delete<K, V>(map: OpenMap<K, V>, keys: K[]): void {
+    if (keys.length) this.track(this.writer.delete(map, keys, this.sequence).then((deleted) => ({ written: 0, deleted })));
+  }
+
+  private track(sent: Promise<{ written: number; deleted: number }>): void {
+    // Told by done(), not as an unhandled rejection before it is asked for.
+    sent.catch(() => undefined);
+    this.sent.push(sent);
+  }
+
+  async done(): Promise<{ written: number; deleted: number }> {
+    const counts = await Promise.all(this.sent);
+    return counts.reduce((sum, count) => ({ written: sum.written + count.written, deleted: sum.deleted + count.deleted }), { written: 0, deleted: 0 });
   }
 }

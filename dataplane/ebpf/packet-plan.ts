@@ -99,26 +99,14 @@ export const samePacketFrontend = (a: PacketFrontend | undefined, b: PacketFront
  * entries written and deleted.
  */
 export async function applyPacketPlan(writer: MapWriter, maps: PacketMaps, previous: PacketPlan | undefined, next: PacketPlan): Promise<{ written: number; deleted: number }> {
-  let written = 0;
-  let deleted = 0;
-  const newRanges = [...next.sourceRanges].filter(([key]) => !previous?.sourceRanges.has(key)).map(([, range]): [RangeKey, boolean] => [range, true]);
-  if (newRanges.length) written += await writer.update(maps.sourceRanges, newRanges);
-  const changed = [...next.frontends].filter(([key, [, value]]) => !samePacketFrontend(previous?.frontends.get(key)?.[1], value)).map(([, entry]) => entry);
-  if (changed.length) written += await writer.update(maps.frontends, changed);
+  const writes = writer.inOrder();
+  writes.update(maps.sourceRanges, [...next.sourceRanges].filter(([key]) => !previous?.sourceRanges.has(key)).map(([, range]): [RangeKey, boolean] => [range, true]));
+  writes.update(maps.frontends, [...next.frontends].filter(([key, [, value]]) => !samePacketFrontend(previous?.frontends.get(key)?.[1], value)).map(([, entry]) => entry));
   const sets = [[maps.nodeAddresses, next.nodeAddresses, previous?.nodeAddresses ?? []], [maps.localSources, next.localSources, previous?.localSources ?? []]] as const;
-  for (const [map, wanted, before] of sets) {
-    const added = wanted.filter((entry) => !before.includes(entry));
-    if (added.length) written += await writer.update(map, added.map((entry) => [entry, true] as [string, boolean]));
-  }
-  const sources = [...next.masqueradeSources].filter(([family, ip]) => previous?.masqueradeSources.get(family) !== ip);
-  if (sources.length) written += await writer.update(maps.masqueradeSources, sources);
-  const gone = [...(previous?.frontends ?? [])].filter(([key]) => !next.frontends.has(key)).map(([, [key]]) => key);
-  if (gone.length) deleted += await writer.delete(maps.frontends, gone);
-  for (const [map, wanted, before] of sets) {
-    const removed = before.filter((entry) => !wanted.includes(entry));
-    if (removed.length) deleted += await writer.delete(map, removed);
-  }
-  const goneRanges = [...(previous?.sourceRanges ?? [])].filter(([key]) => !next.sourceRanges.has(key)).map(([, range]) => range);
-  if (goneRanges.length) deleted += await writer.delete(maps.sourceRanges, goneRanges);
-  return { written, deleted };
+  for (const [map, wanted, before] of sets) writes.update(map, wanted.filter((entry) => !before.includes(entry)).map((entry): [string, boolean] => [entry, true]));
+  writes.update(maps.masqueradeSources, [...next.masqueradeSources].filter(([family, ip]) => previous?.masqueradeSources.get(family) !== ip));
+  writes.delete(maps.frontends, [...(previous?.frontends ?? [])].filter(([key]) => !next.frontends.has(key)).map(([, [key]]) => key));
+  for (const [map, wanted, before] of sets) writes.delete(map, before.filter((entry) => !wanted.includes(entry)));
+  writes.delete(maps.sourceRanges, [...(previous?.sourceRanges ?? [])].filter(([key]) => !next.sourceRanges.has(key)).map(([, range]) => range));
+  return writes.done();
 }

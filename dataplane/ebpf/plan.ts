@@ -52,7 +52,8 @@ export function planSockets(rules: NodeRules, previous?: SocketPlan, addresses: 
       taken.add(id);
     }
     plan.ids.set(name, id);
-    plan.groups.set(id, group.endpoints.map(({ ip, port: endpointPort, weight }) => ({ ip, port: endpointPort, weight })));
+    // A port asks for its group's id once per frontend that leads to it: its endpoints are read once.
+    if (!plan.groups.has(id)) plan.groups.set(id, group.endpoints.map(({ ip, port: endpointPort, weight }) => ({ ip, port: endpointPort, weight })));
     return id;
   };
   const put = (key: FrontendKey, value: Frontend) => plan.frontends.set(frontendId(key), [key, value]);
@@ -121,28 +122,23 @@ export async function applySocketPlan(
   const frontends = [...next.frontends].filter(([id, [, value]]) => !sameFrontend(previous?.frontends.get(id)?.[1], value)).map(([, entry]) => entry);
   const goneFrontends = [...(previous?.frontends ?? [])].filter(([id]) => !next.frontends.has(id)).map(([, [key]]) => key);
 
-  let written = 0;
-  let deleted = 0;
-  const update = async <K, V>(map: OpenMap<K, V>, entries: Array<[K, V]>) => {
-    if (entries.length) written += await writer.update(map, entries);
-  };
-  const remove = async <K, V>(map: OpenMap<K, V>, keys: K[]) => {
-    if (keys.length) deleted += await writer.delete(map, keys);
-  };
-  await update(maps.slots, growing);
-  await update(maps.groups, groups);
-  await update(maps.slots, shrinking);
-  await remove(maps.slots, surplus);
-  await update(maps.frontends, frontends);
-  await remove(maps.frontends, goneFrontends);
-  if (!options.keepUnusedGroups) deleted += await removeUnusedGroups(writer, maps, previous, next);
-  return { written, deleted };
+  const writes = writer.inOrder();
+  writes.update(maps.slots, growing);
+  writes.update(maps.groups, groups);
+  writes.update(maps.slots, shrinking);
+  writes.delete(maps.slots, surplus);
+  writes.update(maps.frontends, frontends);
+  writes.delete(maps.frontends, goneFrontends);
+  const { written, deleted } = await writes.done();
+  return { written, deleted: deleted + (options.keepUnusedGroups ? 0 : await removeUnusedGroups(writer, maps, previous, next)) };
 }
 
 /** Deletes the groups of `previous` that `next` has not, and their slots; the number of entries deleted. */
 export async function removeUnusedGroups(writer: MapWriter, maps: SocketMaps, previous: SocketPlan | undefined, next: SocketPlan): Promise<number> {
   const gone = [...(previous?.groups ?? [])].filter(([id]) => !next.groups.has(id));
   if (!gone.length) return 0;
-  const slots = gone.flatMap(([id, endpoints]) => endpoints.map((_, index) => ({ group: id, index })));
-  return await writer.delete(maps.groups, gone.map(([id]) => id)) + (slots.length ? await writer.delete(maps.slots, slots) : 0);
+  const writes = writer.inOrder();
+  writes.delete(maps.groups, gone.map(([id]) => id));
+  writes.delete(maps.slots, gone.flatMap(([id, endpoints]) => endpoints.map((_, index) => ({ group: id, index }))));
+  return (await writes.done()).deleted;
 }

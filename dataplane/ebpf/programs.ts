@@ -5,9 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { prebuilt } from '../c-build.js';
 import { DataplaneError, execaRunner, runChecked, type Runner } from '../runner.js';
-import { buildPacketsObject, buildSocketsObject } from './build.js';
+import { bpftoolBatch } from './bpftool-batch.js';
+import { buildPacketsObject, buildSocketsObject, programObjectsBuilt } from './build.js';
 import type { MapName } from './layout.js';
 import { isCgroup2, onBpffs } from './placement.js';
 import { EbpfUnavailableError } from './unavailable.js';
@@ -33,22 +33,22 @@ export interface SocketPrograms {
 }
 
 /**
- * Checks clang (unless the objects are prebuilt, as in the image), bpftool, a bpffs at or above `pinDir`
- * (bpftool loadall pins only below a directory that is on bpffs; /sys/fs/bpf is not mounted everywhere),
- * the cgroup2 directory and the kernel's BTF (the packet program's kfuncs are matched against it);
- * throws naming every one missing.
+ * Checks clang (unless both objects are built already: prebuilt, as in the image, or cached), bpftool,
+ * a bpffs at or above `pinDir` (bpftool loadall pins only below a directory that is on bpffs;
+ * /sys/fs/bpf is not mounted everywhere), the cgroup2 directory and the kernel's BTF (the packet
+ * program's kfuncs are matched against it); throws naming every one missing.
  */
-export async function probeSockets(options: { pinDir: string; cgroup: string; runner?: Runner }): Promise<void> {
+export async function probeSockets(options: { pinDir: string; cgroup: string; cacheDir?: string; runner?: Runner }): Promise<void> {
   const runner = options.runner ?? execaRunner;
-  const missing: string[] = [];
-  const compiled = (await prebuilt('sockets', '.bpf.o')) && (await prebuilt('packets', '.bpf.o'));
+  const compiled = await programObjectsBuilt({ cacheDir: options.cacheDir });
   const tools = [...(compiled ? [] : [['clang', ['--version'], 'apt-get install clang llvm libbpf-dev'] as const]), ['bpftool', ['version'], 'apt-get install bpftool'] as const];
-  for (const [tool, args, hint] of tools) {
-    if ((await runner.run(tool, [...args])).exitCode !== 0) missing.push(`${tool} not found (${hint})`);
-  }
-  if (!existsSync('/sys/kernel/btf/vmlinux')) missing.push('/sys/kernel/btf/vmlinux is missing: the packet program needs a kernel with BTF (CONFIG_DEBUG_INFO_BTF)');
-  if (!(await onBpffs(options.pinDir)) && !(await onBpffs(dirname(options.pinDir)))) missing.push(`${dirname(options.pinDir)} is not on a bpffs (mount -t bpf bpf ${dirname(options.pinDir)})`);
-  if (!(await isCgroup2(options.cgroup))) missing.push(`${options.cgroup} is not a cgroup2 directory`);
+  const checks = [
+    ...tools.map(async ([tool, args, hint]) => ((await runner.run(tool, [...args])).exitCode === 0 ? undefined : `${tool} not found (${hint})`)),
+    Promise.resolve(existsSync('/sys/kernel/btf/vmlinux') ? undefined : '/sys/kernel/btf/vmlinux is missing: the packet program needs a kernel with BTF (CONFIG_DEBUG_INFO_BTF)'),
+    (async () => ((await onBpffs(options.pinDir)) || (await onBpffs(dirname(options.pinDir))) ? undefined : `${dirname(options.pinDir)} is not on a bpffs (mount -t bpf bpf ${dirname(options.pinDir)})`))(),
+    (async () => ((await isCgroup2(options.cgroup)) ? undefined : `${options.cgroup} is not a cgroup2 directory`))(),
+  ];
+  const missing = (await Promise.all(checks)).filter((problem) => problem !== undefined);
   if (missing.length) throw new EbpfUnavailableError(missing);
 }
 
@@ -95,11 +95,10 @@ export async function loadSocketPrograms(options: { pinDir: string; cgroup: stri
  * it be), and their pins removed.
  */
 export async function attachSocketPrograms(programs: SocketPrograms, cgroup: string, runner: Runner = execaRunner, known?: Map<SocketHook, number>): Promise<void> {
-  // Side by side: the hooks do not depend on each other, and the old programs stay until all are on.
-  const ids = await Promise.all(SOCKET_HOOKS.map(async (hook) => {
-    await runChecked(runner, `attaching ${hook}`, 'bpftool', ['cgroup', 'attach', cgroup, hook, 'pinned', programs.programs[hook], 'multi']);
-    return known?.get(hook) ?? (JSON.parse(await runChecked(runner, `reading ${hook}'s id`, 'bpftool', ['-j', 'prog', 'show', 'pinned', programs.programs[hook]])) as { id: number }).id;
-  }));
+  // One bpftool for all: the old programs stay until all are on.
+  await bpftoolBatch(runner, SOCKET_HOOKS.map((hook) => ({ what: `attaching ${hook}`, args: ['cgroup', 'attach', cgroup, hook, 'pinned', programs.programs[hook], 'multi'] })));
+  const ids = await Promise.all(SOCKET_HOOKS.map(async (hook) =>
+    known?.get(hook) ?? (JSON.parse(await runChecked(runner, `reading ${hook}'s id`, 'bpftool', ['-j', 'prog', 'show', 'pinned', programs.programs[hook]])) as { id: number }).id));
   await detachSocketPrograms(cgroup, runner, new Set(ids));
   for (const directory of programs.previousProgramDirs) await rm(directory, { recursive: true, force: true });
 }
@@ -109,9 +108,7 @@ export async function detachSocketPrograms(cgroup: string, runner: Runner = exec
   const listing = await runChecked(runner, `listing ${cgroup}'s programs`, 'bpftool', ['-j', 'cgroup', 'show', cgroup]);
   const attached = (listing.trim() ? JSON.parse(listing) : []) as Array<{ id: number; attach_type: string; name: string }>;
   const ours = attached.filter((program) => program.name.startsWith('ferry_') && !keep.has(program.id));
-  for (const program of ours) {
-    await runChecked(runner, `detaching ${program.name}`, 'bpftool', ['cgroup', 'detach', cgroup, program.attach_type, 'id', String(program.id)]);
-  }
+  if (ours.length) await bpftoolBatch(runner, ours.map((program) => ({ what: `detaching ${program.name}`, args: ['cgroup', 'detach', cgroup, program.attach_type, 'id', String(program.id)] })));
   return ours.length;
 }
 

@@ -10,7 +10,7 @@ export const NFT_DIGEST_SOURCE = join(packageRoot(), 'dataplane', 'nftables', 'd
 
 /** The prebuilt helper (the image's), or nft-digest compiled with the system's cc (libmnl-dev and libssl-dev); the binary's path. */
 export async function buildNftDigest(options: BuildOptions = {}): Promise<string> {
-  return cachedBuild('nft-digest', '', [NFT_DIGEST_SOURCE], (output) => ['cc', ['-O2', '-o', output, NFT_DIGEST_SOURCE, '-lmnl', '-lcrypto']], options);
+  return cachedBuild({ name: 'nft-digest', extension: '', sources: [NFT_DIGEST_SOURCE], command: (output) => ['cc', ['-O2', '-o', output, NFT_DIGEST_SOURCE, '-lmnl', '-lcrypto']] }, options);
 }
 
 /** One object of a table: `family` ip or ip6, `kind` table, chain, set, map, object or flowtable. */
