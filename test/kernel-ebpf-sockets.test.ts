@@ -268,6 +268,16 @@ test('kernel: ebpf the map writer round-trips entries in batches, deletes absent
   t.deepEqual(await world.writer.served(world.maps.groups, world.maps.slots, []).then(({ groups, slots }) => [groups, slots]), [1, 4998 + 2], 'the groups and slots are counted');
   await t.throwsAsync(world.writer.open(MAPS.groups, join(world.cgroup, 'no-such-pin')), { message: /No such file/ });
   t.is((await world.writer.dump(world.maps.groups)).length, 1, 'the writer keeps answering after an error');
+  // Writes in order, all sent at once: none after the first that fails runs; other writes do.
+  const writes = world.writer.inOrder();
+  writes.update(world.maps.groups, [[70, { count: 1, total: 1 }]]);
+  writes.update({ ...world.maps.groups, name: 'not-open' }, [[71, { count: 1, total: 1 }]]);
+  writes.update(world.maps.groups, [[72, { count: 1, total: 1 }]]);
+  writes.delete(world.maps.groups, [70]);
+  const outside = world.writer.update(world.maps.groups, [[73, { count: 1, total: 1 }]]);
+  await t.throwsAsync(writes.done(), { message: /not-open|no such map/ });
+  t.is(await outside, 1);
+  t.deepEqual((await world.writer.dump(world.maps.groups)).map(([id]) => id).sort((a, b) => a - b), [7, 70, 73], 'the writes after the failure did not run');
 });
 
 /** One TCP Service port on port 80 whose cluster IP leads to `internal`, with the cluster group's endpoints. */

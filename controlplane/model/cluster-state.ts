@@ -5,7 +5,7 @@ import { printableError } from './printable.js';
 import { selectorEndpointSlices } from './selector-endpoints.js';
 import { closestName, OBJECT_SCHEMAS, unknownFields } from './unknown-fields.js';
 import type {
-  ClusterState, Endpoint, EndpointPort, EndpointSlice, IPFamily, ModelError, Node, Pod, Protocol, Service,
+  ClusterState, Endpoint, EndpointConditions, EndpointHints, EndpointPort, EndpointSlice, IPFamily, ModelError, Node, Pod, Protocol, Service,
   ServiceCIDR, ServicePort, ServiceType,
 } from './types.js';
 
@@ -363,14 +363,16 @@ function readEndpoint(endpoint: Field, family: IPFamily): Endpoint {
   return {
     ip,
     nodeName: nodeNameField.absent ? '' : readName(nodeNameField, DNS_SUBDOMAIN, 253),
-    conditions: {
-      ready,
-      serving: conditions.get('serving').boolean(ready),
-      terminating: conditions.get('terminating').boolean(false),
-    },
-    hints: { zones: names(hints.get('forZones')), nodes: names(hints.get('forNodes')) },
+    conditions: sharedConditions(ready, conditions.get('serving').boolean(ready), conditions.get('terminating').boolean(false)),
+    hints: hints.absent ? NO_HINTS : { zones: names(hints.get('forZones')), nodes: names(hints.get('forNodes')) },
   };
 }
+
+// The model is read-only: 100,000 endpoints share the eight possible conditions and the empty hints,
+// rather than each holding objects of its own (fewer objects for the garbage collector to copy).
+const CONDITIONS = [false, true].flatMap((ready) => [false, true].flatMap((serving) => [false, true].map((terminating) => ({ ready, serving, terminating }))));
+const sharedConditions = (ready: boolean, serving: boolean, terminating: boolean): EndpointConditions => CONDITIONS[(ready ? 4 : 0) + (serving ? 2 : 0) + (terminating ? 1 : 0)]!;
+const NO_HINTS: EndpointHints = { zones: [], nodes: [] };
 
 function readNode(root: Field): Node {
   const metadata = root.get('metadata');

@@ -54,11 +54,11 @@ export interface Service {
 /** How new connections are spread: by measured load (ferry's default) or uniformly (kube-proxy). */
 export type Balancing = 'least-busy' | 'uniform';
 
-/** Endpoint conditions with the API's defaults already applied (ready and serving default to true). */
+/** Endpoint conditions with the API's defaults already applied (ready and serving default to true); shared between endpoints, so read-only. */
 export interface EndpointConditions {
-  ready: boolean;
-  serving: boolean;
-  terminating: boolean;
+  readonly ready: boolean;
+  readonly serving: boolean;
+  readonly terminating: boolean;
 }
 
 /** One address of an EndpointSlice. */
@@ -70,10 +70,10 @@ export interface Endpoint {
   hints: EndpointHints;
 }
 
-/** Zone and node names an endpoint is hinted for; empty when the slice gives none. */
+/** Zone and node names an endpoint is hinted for; empty when the slice gives none (one empty object shared, so read-only). */
 export interface EndpointHints {
-  zones: string[];
-  nodes: string[];
+  readonly zones: readonly string[];
+  readonly nodes: readonly string[];
 }
 
 /** A port of an EndpointSlice: the resolved target port for the Service port of the same name. */

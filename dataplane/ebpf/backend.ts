@@ -22,10 +22,12 @@ import { listNodePlan } from './listing.js';
 import { MapWriter } from './map-writer.js';
 import { checkCapacity, openNodeMaps, planNode, planOverKernel, slotCount, syncNodePlan, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
 import { planPortChanges } from './port-plan.js';
+import { planPackets } from './packet-plan.js';
+import { planSockets } from './plan.js';
 import { guardTestPlacement, resolveCgroup, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
 import {
-  attachPacketProgram, attachSocketPrograms, detachPacketProgram, detachSocketPrograms, forgetEarlierPacketPrograms, loadPacketProgram,
-  loadSocketPrograms, SOCKET_HOOKS, type PacketProgram, type SocketPrograms,
+  attachPacketProgram, attachSocketPrograms, detachPacketProgram, detachSocketPrograms, forgetEarlierPacketPrograms, preparePacketLoad,
+  prepareSocketLoad, SOCKET_HOOKS, type PacketProgram, type SocketPrograms,
 } from './programs.js';
 import { holdsPlan } from './in-step.js';
 import { readNodeIds, readNodePlan, readNodeSummary } from './read-back.js';
@@ -193,11 +195,17 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
     placement = await resolvePlacement(runner, requested);
     const held = await readAttached(runner, placement.cgroup);
     await adoptPins(runner, placement.pinDir, held);
-    const socketsLoaded = loadSocketPrograms({ pinDir: placement.pinDir, cgroup: placement.cgroup, runner });
-    // Planned here, beside the first of bpftool's commands (the loads wait for the event loop meanwhile).
-    planned = planNode(rules, await addresses);
+    const startSockets = await prepareSocketLoad({ pinDir: placement.pinDir, cgroup: placement.cgroup, runner });
+    const startPacket = await preparePacketLoad(placement.pinDir, { runner });
+    // planNode in its two steps, each while bpftool loads an object: the sockets' plan while the socket
+    // programs load, the packet path's while the packet program does (it needs the socket maps pinned).
+    const socketsLoaded = startSockets();
+    const ownAddresses = await addresses;
+    const socketPlan = planSockets(rules, undefined, ownAddresses);
     sockets = await socketsLoaded;
-    [packet] = await Promise.all([loadPacketProgram(sockets, { runner }), companionChecked]);
+    const packetLoaded = startPacket();
+    planned = { sockets: socketPlan, packets: planPackets(rules, socketPlan, [...ownAddresses]) };
+    [packet] = await Promise.all([packetLoaded, companionChecked]);
     writer = await writerStarted;
     maps = await openNodeMaps(writer, placement.pinDir);
     const reused = sockets.reusedMaps || packet.reusedMaps;

@@ -6,15 +6,24 @@ import type { Group, Slot } from './layout.js';
 /** An endpoint and its share of new connections (a positive integer, as in NodeRules). */
 export interface WeightedEndpoint { ip: string; port: number; weight: number }
 
-/** The group entry and slots for these endpoints, in their order. */
+/** Throws unless the programs can serve these endpoints as one group: positive integer weights whose sum fits 32 bits, at most 2^16 of them. */
+export function checkGroup(endpoints: WeightedEndpoint[]): void {
+  let total = 0;
+  for (const { ip, port, weight } of endpoints) {
+    if (!Number.isInteger(weight) || weight < 1) throw new Error(`ferry eBPF: endpoint ${ip}:${port} has weight ${weight}, not a positive integer`);
+    total += weight;
+  }
+  if (total > 0xffffffff) throw new Error(`ferry eBPF: the weights of a group add up to ${total}, more than 32 bits hold`);
+  if (endpoints.length > 65536) throw new Error(`ferry eBPF: ${endpoints.length} endpoints in one group, the programs search 2^16 at most`);
+}
+
+/** The group entry and slots for these endpoints, in their order (checkGroup's). */
 export function groupSlots(endpoints: WeightedEndpoint[]): { group: Group; slots: Slot[] } {
+  checkGroup(endpoints);
   let total = 0;
   const slots = endpoints.map(({ ip, port, weight }) => {
-    if (!Number.isInteger(weight) || weight < 1) throw new Error(`ferry eBPF: endpoint ${ip}:${port} has weight ${weight}, not a positive integer`);
     total += weight;
     return { ip, port, cumulative: total };
   });
-  if (total > 0xffffffff) throw new Error(`ferry eBPF: the weights of a group add up to ${total}, more than 32 bits hold`);
-  if (slots.length > 65536) throw new Error(`ferry eBPF: ${slots.length} endpoints in one group, the programs search 2^16 at most`);
   return { group: { count: slots.length, total }, slots };
 }

@@ -1,8 +1,8 @@
 // ferry-map-writer: one long-running process that writes pinned BPF maps for ferry, so that no
 // element costs a process (one `bpftool map update` is 22-34 ms here; a batch syscall of 100k, 0.1 s).
 //
-// Protocol (stdin → stdout, one command at a time; keys and values in lower-case hex, byte for byte
-// the map's key and value):
+// Protocol (stdin → stdout, commands answered in the order sent; the agent may send the next before
+// the answer; keys and values in lower-case hex, byte for byte the map's key and value):
 //   open NAME PATH                    → ok KEY_SIZE VALUE_SIZE MAX_ENTRIES TYPE
 //   write NAME N BYTES, then BYTES    → ok N: creates or replaces N entries, each key then value, raw
 //   delete NAME N, then N "KEY"       → ok N         (keys that are absent are not an error)
@@ -18,10 +18,14 @@
 //                                       sizes, no preallocation, put there first if the entry is empty)
 //   stage NAME                        → ok: NAME.next, a fresh empty map like the table NAME
 //   install NAME                      → ok: NAME.next becomes entry 0 of NAME's array (one write) and NAME
+//   in SEQUENCE COMMAND               → COMMAND's answer, or "skipped" (its records read and dropped) when
+//                                       a command of the same SEQUENCE (a number) failed before: writes
+//                                       sent at once stop at their first failure
 // Writes to a table fail with ESTALE once its array holds another map (another process installed one).
 // Any failure answers "error ERRNO MESSAGE" and leaves the process ready for the next command; a
 // failed update may have written a prefix of its entries (the kernel's batch is not transactional).
 //   cc -O2 -o ferry-map-writer map-writer.c -lbpf
+#define _GNU_SOURCE
 #include <bpf/bpf.h>
 #include <errno.h>
 #include <pthread.h>
@@ -46,10 +50,79 @@ static struct map maps[MAX_MAPS];
 static int map_count;
 static char *line;
 static size_t line_capacity;
+// The commands as this process reads them: stdin, drained by a thread of its own (read_input).
+static FILE *in;
+// Whether the command being answered failed; the last sequences that had a command fail.
+static int failed;
+static unsigned failed_sequences[16];
+static unsigned failed_count;
 
 static void fail(int error, const char *what)
 {
+	failed = 1;
 	printf("error %d %s: %s\n", error, what, strerror(error));
+}
+
+// What the agent sent and the commands have not read yet. A thread takes stdin off the socket as it
+// comes, so that the agent's writes never wait for a batch syscall here: what its socket buffer
+// (~200 KB) cannot take waits in the agent for its event loop, which a sync's encoding keeps busy.
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t ready;
+	unsigned char *data;
+	size_t start, end, capacity;
+	int closed;
+} input = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, 0 };
+
+static void *read_input(void *unused)
+{
+	static unsigned char chunk[1 << 16];
+	(void)unused;
+	for (;;) {
+		ssize_t got = read(STDIN_FILENO, chunk, sizeof(chunk));
+		if (got < 0 && errno == EINTR)
+			continue;
+		pthread_mutex_lock(&input.lock);
+		if (got > 0 && input.end + got > input.capacity) {
+			memmove(input.data, input.data + input.start, input.end - input.start);
+			input.end -= input.start;
+			input.start = 0;
+			if (input.end + got > input.capacity) {
+				size_t capacity = 2 * (input.end + got);
+				unsigned char *grown = realloc(input.data, capacity);
+				if (!grown)
+					got = -1; // out of memory: as if the input ended, so the process exits
+				else {
+					input.data = grown;
+					input.capacity = capacity;
+				}
+			}
+		}
+		if (got <= 0)
+			input.closed = 1;
+		else {
+			memcpy(input.data + input.end, chunk, got);
+			input.end += got;
+		}
+		pthread_cond_signal(&input.ready);
+		pthread_mutex_unlock(&input.lock);
+		if (got <= 0)
+			return NULL;
+	}
+}
+
+// The stream `in` reads: what read_input took, waiting for more; 0 once stdin ended.
+static ssize_t take_input(void *cookie, char *buffer, size_t size)
+{
+	(void)cookie;
+	pthread_mutex_lock(&input.lock);
+	while (input.start == input.end && !input.closed)
+		pthread_cond_wait(&input.ready, &input.lock);
+	size_t count = input.end - input.start < size ? input.end - input.start : size;
+	memcpy(buffer, input.data + input.start, count);
+	input.start += count;
+	pthread_mutex_unlock(&input.lock);
+	return (ssize_t)count;
 }
 
 static struct map *find(const char *name)
@@ -101,7 +174,7 @@ static int read_keys(struct map *map, long count, unsigned char *keys)
 {
 	int bad = 0;
 	for (long i = 0; i < count; i++) {
-		if (getline(&line, &line_capacity, stdin) < 0)
+		if (getline(&line, &line_capacity, in) < 0)
 			return -EIO;
 		char *p = line;
 		if (parse_hex(&p, keys + i * map->key_size, map->key_size) < 0)
@@ -350,8 +423,8 @@ static void command_open(char *name, char *path)
 static void command_write_raw(struct map *map, long count, long bytes)
 {
 	unsigned char *records = malloc(bytes ? bytes : 1);
-	long got = records ? (long)fread(records, 1, bytes, stdin) : 0;
-	for (int c; !records && got < bytes && (c = getchar()) != EOF;)
+	long got = records ? (long)fread(records, 1, bytes, in) : 0;
+	for (int c; !records && got < bytes && (c = getc(in)) != EOF;)
 		got++;
 	int error = !records ? -ENOMEM : got < bytes ? -EIO : (!map || count < 0 || bytes != count * (long)(map->key_size + map->value_size)) ? -EINVAL : 0;
 	unsigned char *keys = NULL, *values = NULL;
@@ -698,12 +771,45 @@ static void command_dump(struct map *map)
 	free(values);
 }
 
+// A skipped command's records, read and dropped so that the next command is read as one.
+static void skip_records(const char *verb, long count, long bytes)
+{
+	if (strcmp(verb, "write") == 0)
+		for (long i = 0; i < bytes && getc(in) != EOF; i++)
+			;
+	if (strcmp(verb, "delete") == 0)
+		for (long i = 0; i < count && getline(&line, &line_capacity, in) >= 0; i++)
+			;
+}
+
 int main(void)
 {
 	char verb[16], name[64], argument[4096];
 	__u32 numbers[3];
-	while (getline(&line, &line_capacity, stdin) >= 0) {
-		int fields = sscanf(line, "%15s %63s %4095s %u %u %u", verb, name, argument, &numbers[0], &numbers[1], &numbers[2]);
+	pthread_t reader;
+	cookie_io_functions_t reading = { .read = take_input };
+	in = fopencookie(NULL, "r", reading);
+	if (!in || pthread_create(&reader, NULL, read_input, NULL) != 0) {
+		perror("ferry-map-writer: reading stdin");
+		return 1;
+	}
+	while (getline(&line, &line_capacity, in) >= 0) {
+		unsigned sequence = 0;
+		int prefix = 0;
+		if (sscanf(line, "in %u %n", &sequence, &prefix) < 1 || prefix == 0)
+			sequence = 0, prefix = 0;
+		char *command = line + prefix;
+		int fields = sscanf(command, "%15s %63s %4095s %u %u %u", verb, name, argument, &numbers[0], &numbers[1], &numbers[2]);
+		int skip = 0;
+		for (unsigned i = 0; sequence && i < failed_count && i < 16; i++)
+			skip |= failed_sequences[i] == sequence;
+		if (skip) {
+			skip_records(verb, fields >= 3 ? strtol(argument, NULL, 10) : 0, fields >= 4 ? (long)numbers[0] : 0);
+			printf("skipped\n");
+			fflush(stdout);
+			continue;
+		}
+		failed = 0;
 		struct map *map = fields >= 2 ? find(name) : NULL;
 		if (fields == 3 && strcmp(verb, "open") == 0) {
 			command_open(name, argument);
@@ -718,9 +824,7 @@ int main(void)
 		} else if (fields == 3 && strcmp(verb, "delete") == 0) {
 			long count = strtol(argument, NULL, 10);
 			if (!map || count < 0) {
-				// The records still follow: skip them so the next command is read as one.
-				for (long i = 0; i < count && getline(&line, &line_capacity, stdin) >= 0; i++)
-					;
+				skip_records(verb, count, 0);
 				fail(map ? EINVAL : ENOENT, map ? "count" : name);
 			} else {
 				command_delete(map, count);
@@ -728,10 +832,12 @@ int main(void)
 		} else if (fields == 2 && strcmp(verb, "dump") == 0 && map) {
 			command_dump(map);
 		} else if (fields >= 2 && strcmp(verb, "served") == 0) {
-			command_served(line + strlen("served "));
+			command_served(command + strlen("served "));
 		} else {
 			fail(EINVAL, "command");
 		}
+		if (failed && sequence)
+			failed_sequences[failed_count++ % 16] = sequence;
 		fflush(stdout);
 	}
 	return 0;

@@ -42,9 +42,11 @@ export class MapWriter {
   private lines: string[] = [];
   private wake: (() => void) | undefined;
   private exited: string | undefined;
+  /** The answers still to come, in the order the commands were sent. */
   private queue: Promise<unknown> = Promise.resolve();
   private pending = 0;
   private idle = false;
+  private sequences = 0;
 
   private constructor(private readonly child: ResultPromise<typeof HELPER_OPTIONS>) {
     child.stdout.setEncoding('utf8');
@@ -116,12 +118,12 @@ export class MapWriter {
   }
 
   /**
-   * Writes that must land in the order given: each is encoded when asked for and sent once the helper
-   * has answered the one before (so the next is encoded while the helper writes), and none is sent
-   * after one that failed.
+   * Writes that must land in the order given: each is encoded and sent when asked for (so the helper
+   * writes one while the next is encoded), and none runs after one that failed.
    */
   inOrder(): WriteSequence {
-    return new WriteSequence(this);
+    this.sequences += 1;
+    return new WriteSequence(this, { id: this.sequences });
   }
 
   /** Every entry of the map, decoded (BPF_MAP_LOOKUP_BATCH). */
@@ -181,21 +183,26 @@ export class MapWriter {
     }
   }
 
-  /** Sends `head` and `records` once every command before has its answer: at once when none is pending. */
+  /**
+   * Sends `head` and `records` at once, and takes the answer once every command sent before has its
+   * own. A command of a sequence runs only if none of the sequence failed before it: the helper skips
+   * it (map-writer.c `in`), or it is not sent when the failure is known already.
+   */
   private command<T>(head: string, records: string[] | Buffer, onOk: (reply: string[]) => Promise<T>, sequence?: Sequence): Promise<T> {
-    const run = async () => {
-      if (sequence?.failure !== undefined) throw sequence.failure;
-      if (Buffer.isBuffer(records)) this.child.stdin.write(Buffer.concat([Buffer.from(`${head}\n`), records]));
-      else this.child.stdin.write(records.length ? `${head}\n${records.join('\n')}\n` : `${head}\n`);
-      const [line] = await this.take(1);
-      const [status, ...rest] = line!.split(' ');
+    if (sequence?.failure !== undefined) return Promise.reject(sequence.failure);
+    const line = `${sequence ? `in ${sequence.id} ` : ''}${head}\n`;
+    if (Buffer.isBuffer(records)) this.child.stdin.write(Buffer.concat([Buffer.from(line), records]));
+    else this.child.stdin.write(records.length ? `${line}${records.join('\n')}\n` : line);
+    const answer = async () => {
+      const [reply] = await this.take(1);
+      const [status, ...rest] = reply!.split(' ');
+      if (status === 'skipped') throw sequence?.failure ?? new MapWriterError(head, 0, 'skipped after a failed write');
       if (status !== 'ok') throw new MapWriterError(head, Number(rest[0]), rest.slice(1).join(' '));
       return onOk(rest);
     };
-    const idle = this.pending === 0;
     this.pending += 1;
     if (this.idle) this.hold(true);
-    const result = (idle ? run() : this.queue.then(run, run)).catch((error: unknown) => {
+    const result = this.queue.then(answer, answer).catch((error: unknown) => {
       if (sequence && sequence.failure === undefined) sequence.failure = error;
       throw error;
     }).finally(() => {
@@ -216,20 +223,33 @@ export class MapWriter {
   }
 }
 
-/** What a sequence of writes shares: its first failure, after which nothing more of it is sent. */
+/** What a sequence of writes shares: its number for the helper, and its first failure, after which nothing more of it runs. */
 interface Sequence {
+  id: number;
   failure?: unknown;
 }
 
+// A batch's bytes: a write that fits the socket's buffer goes to the helper at once; the rest of a
+// bigger one would wait for the event loop, which the encoding of the next batches keeps busy.
+const BATCH_BYTES = 128 * 1024;
+
 /** MapWriter.inOrder's writes; `done` gives the entries written and deleted, or the first failure. */
 export class WriteSequence {
-  private readonly sequence: Sequence = {};
   private readonly sent: Array<Promise<{ written: number; deleted: number }>> = [];
 
-  constructor(private readonly writer: MapWriter) {}
+  constructor(private readonly writer: MapWriter, private readonly sequence: Sequence) {}
+
+  /** Entries per batch for `map`: what the agent's end of the helper's socket (~200 KB) takes at once. */
+  static batchOf<K, V>(map: OpenMap<K, V>): number {
+    return Math.max(1, Math.floor(BATCH_BYTES / (map.layout.key.size + map.layout.value.size)));
+  }
 
   update<K, V>(map: OpenMap<K, V>, entries: Array<readonly [K, V]>): void {
-    if (entries.length) this.track(this.writer.update(map, entries, this.sequence).then((written) => ({ written, deleted: 0 })));
+    if (!entries.length) return;
+    const batch = WriteSequence.batchOf(map);
+    for (let start = 0; start < entries.length; start += batch) {
+      this.track(this.writer.update(map, entries.slice(start, start + batch), this.sequence).then((written) => ({ written, deleted: 0 })));
+    }
   }
 
   delete<K, V>(map: OpenMap<K, V>, keys: K[]): void {

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import type { NodeRules } from '../../rules/node-rules.js';
 import { MAPS, type MapLayout } from './layout.js';
 import { closedMap, type MapWriter } from './map-writer.js';
-import { applyPacketPlan, planPackets, samePacketFrontend, type PacketMaps, type PacketPlan } from './packet-plan.js';
-import { applySocketPlan, planSockets, removeUnusedGroups, sameEndpoints, sameFrontend, type SocketMaps, type SocketPlan } from './plan.js';
+import { planPackets, samePacketFrontend, writePacketPlan, type PacketMaps, type PacketPlan } from './packet-plan.js';
+import { planSockets, removeUnusedGroups, sameEndpoints, sameFrontend, writeSocketPlan, writeUnusedGroupRemovals, type SocketMaps, type SocketPlan } from './plan.js';
 
 export interface NodePlan {
   sockets: SocketPlan;
@@ -161,14 +161,16 @@ export async function syncNodePlan(
     packets: { ...maps.packets, frontends: await writer.stage(maps.packets.frontends) },
   };
   // Written over what the kernel holds, but for the frontends: the staged tables are empty.
-  const sockets = await applySocketPlan(writer, staged.sockets, { ...kernel.sockets, frontends: new Map() }, fresh.sockets, { keepUnusedGroups: true });
-  const packets = await applyPacketPlan(writer, staged.packets, { ...kernel.packets, frontends: new Map() }, fresh.packets);
+  const writes = writer.inOrder();
+  writeSocketPlan(writes, staged.sockets, { ...kernel.sockets, frontends: new Map() }, fresh.sockets);
+  writePacketPlan(writes, staged.packets, { ...kernel.packets, frontends: new Map() }, fresh.packets);
+  const { written, deleted } = await writes.done();
   await writer.install(maps.sockets.frontends);
   await writer.install(maps.packets.frontends);
   const groups = await removeUnusedGroups(writer, maps.sockets, kernel.sockets, fresh.sockets);
   // The old tables' entries went with them.
   const dropped = kernel.sockets.frontends.size + kernel.packets.frontends.size;
-  return { plan: fresh, written: sockets.written + packets.written, deleted: sockets.deleted + packets.deleted + groups + dropped, replaced: true };
+  return { plan: fresh, written, deleted: deleted + groups + dropped, replaced: true };
 }
 
 type OpenMapLike = { path: string; maxEntries: number; layout: { name: string } };
@@ -176,8 +178,9 @@ type OpenMapLike = { path: string; maxEntries: number; layout: { name: string } 
 /** Writes the difference: groups and socket frontends, packet frontends, then the groups no frontend of either uses; entries written and deleted. */
 export async function writeNodePlan(writer: MapWriter, maps: NodeMaps, previous: NodePlan | undefined, next: NodePlan): Promise<{ written: number; deleted: number }> {
   checkCapacity(maps, next);
-  const sockets = await applySocketPlan(writer, maps.sockets, previous?.sockets, next.sockets, { keepUnusedGroups: true });
-  const packets = await applyPacketPlan(writer, maps.packets, previous?.packets, next.packets);
-  const groups = await removeUnusedGroups(writer, maps.sockets, previous?.sockets, next.sockets);
-  return { written: sockets.written + packets.written, deleted: sockets.deleted + packets.deleted + groups };
+  const writes = writer.inOrder();
+  writeSocketPlan(writes, maps.sockets, previous?.sockets, next.sockets);
+  writePacketPlan(writes, maps.packets, previous?.packets, next.packets);
+  writeUnusedGroupRemovals(writes, maps.sockets, previous?.sockets, next.sockets);
+  return writes.done();
 }

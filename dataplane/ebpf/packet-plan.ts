@@ -8,7 +8,7 @@
 // keeps a client on its endpoint for the Service's timeout.
 import type { EndpointGroup, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
 import type { FrontendKey, Masquerade, PacketFrontend, RangeKey } from './layout.js';
-import type { MapWriter, OpenMap } from './map-writer.js';
+import type { MapWriter, OpenMap, WriteSequence } from './map-writer.js';
 import { nodePortAddresses } from './node-port-addresses.js';
 import { frontendId, groupName, type SocketPlan } from './plan.js';
 
@@ -100,6 +100,12 @@ export const samePacketFrontend = (a: PacketFrontend | undefined, b: PacketFront
  */
 export async function applyPacketPlan(writer: MapWriter, maps: PacketMaps, previous: PacketPlan | undefined, next: PacketPlan): Promise<{ written: number; deleted: number }> {
   const writes = writer.inOrder();
+  writePacketPlan(writes, maps, previous, next);
+  return writes.done();
+}
+
+/** applyPacketPlan's writes, queued on `writes`. */
+export function writePacketPlan(writes: WriteSequence, maps: PacketMaps, previous: PacketPlan | undefined, next: PacketPlan): void {
   writes.update(maps.sourceRanges, [...next.sourceRanges].filter(([key]) => !previous?.sourceRanges.has(key)).map(([, range]): [RangeKey, boolean] => [range, true]));
   writes.update(maps.frontends, [...next.frontends].filter(([key, [, value]]) => !samePacketFrontend(previous?.frontends.get(key)?.[1], value)).map(([, entry]) => entry));
   const sets = [[maps.nodeAddresses, next.nodeAddresses, previous?.nodeAddresses ?? []], [maps.localSources, next.localSources, previous?.localSources ?? []]] as const;
@@ -108,5 +114,4 @@ export async function applyPacketPlan(writer: MapWriter, maps: PacketMaps, previ
   writes.delete(maps.frontends, [...(previous?.frontends ?? [])].filter(([key]) => !next.frontends.has(key)).map(([, [key]]) => key));
   for (const [map, wanted, before] of sets) writes.delete(map, before.filter((entry) => !wanted.includes(entry)));
   writes.delete(maps.sourceRanges, [...(previous?.sourceRanges ?? [])].filter(([key]) => !next.sourceRanges.has(key)).map(([, range]) => range));
-  return writes.done();
 }

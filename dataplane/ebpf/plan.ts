@@ -2,9 +2,9 @@
 // the next. The plan is pure; applySocketPlan is the only part that writes.
 import type { EndpointGroup, FamilyRules, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
 import type { WeightedEndpoint } from './groups.js';
-import { groupSlots } from './groups.js';
+import { checkGroup, groupSlots } from './groups.js';
 import type { Frontend, FrontendKey, Group, Slot, SlotKey } from './layout.js';
-import type { MapWriter, OpenMap } from './map-writer.js';
+import { WriteSequence, type MapWriter, type OpenMap } from './map-writer.js';
 import { nodePortAddresses } from './node-port-addresses.js';
 
 /** The maps' contents for one NodeRules, with the group ids handed on so that they stay put between syncs. */
@@ -95,7 +95,7 @@ export const sameEndpoints = (a: WeightedEndpoint[] | undefined, b: WeightedEndp
 export const sameFrontend = (a: Frontend | undefined, b: Frontend) => a !== undefined && a.group === b.group && a.verdict === b.verdict && a.affinitySeconds === b.affinitySeconds;
 
 /**
- * Writes the difference between two plans in one batch per step, in the order that keeps the maps
+ * Writes the difference between two plans in batches, step by step in the order that keeps the maps
  * consistent for a connect at any moment: slots of growing groups, then every changed group entry,
  * then slots of shrinking groups and their surplus, then frontends (now pointing at complete groups),
  * removed frontends, and last the groups nothing points at any more (unless `keepUnusedGroups`: the
@@ -105,40 +105,54 @@ export const sameFrontend = (a: Frontend | undefined, b: Frontend) => a !== unde
 export async function applySocketPlan(
   writer: MapWriter, maps: SocketMaps, previous: SocketPlan | undefined, next: SocketPlan, options: { keepUnusedGroups?: boolean } = {},
 ): Promise<{ written: number; deleted: number }> {
+  const writes = writer.inOrder();
+  writeSocketPlan(writes, maps, previous, next);
+  if (!options.keepUnusedGroups) writeUnusedGroupRemovals(writes, maps, previous, next);
+  return writes.done();
+}
+
+/** applySocketPlan's writes, but for the unused groups' removal, queued on `writes`. */
+export function writeSocketPlan(writes: WriteSequence, maps: SocketMaps, previous: SocketPlan | undefined, next: SocketPlan): void {
+  const changed = [...next.groups].filter(([id, endpoints]) => !sameEndpoints(previous?.groups.get(id), endpoints));
+  // Every changed group checked before anything is written.
+  for (const [, endpoints] of changed) checkGroup(endpoints);
+  // The slots of growing groups go out in batches as they are made: the helper writes one while the next is encoded.
+  const slotBatch = WriteSequence.batchOf(maps.slots);
   const growing: Array<[SlotKey, Slot]> = [];
   const shrinking: Array<[SlotKey, Slot]> = [];
   const surplus: SlotKey[] = [];
   const groups: Array<[number, Group]> = [];
-  for (const [id, endpoints] of next.groups) {
-    const before = previous?.groups.get(id);
-    if (sameEndpoints(before, endpoints)) continue;
+  for (const [id, endpoints] of changed) {
     const { group, slots } = groupSlots(endpoints);
+    const previousCount = previous?.groups.get(id)?.length ?? 0;
     const entries = slots.map((slot, index): [SlotKey, Slot] => [{ group: id, index }, slot]);
-    const previousCount = before?.length ?? 0;
-    (group.count >= previousCount ? growing : shrinking).push(...entries);
+    if (group.count >= previousCount) growing.push(...entries);
+    else shrinking.push(...entries);
     for (let index = group.count; index < previousCount; index++) surplus.push({ group: id, index });
     groups.push([id, group]);
+    while (growing.length >= slotBatch) writes.update(maps.slots, growing.splice(0, slotBatch));
   }
   const frontends = [...next.frontends].filter(([id, [, value]]) => !sameFrontend(previous?.frontends.get(id)?.[1], value)).map(([, entry]) => entry);
   const goneFrontends = [...(previous?.frontends ?? [])].filter(([id]) => !next.frontends.has(id)).map(([, [key]]) => key);
 
-  const writes = writer.inOrder();
   writes.update(maps.slots, growing);
   writes.update(maps.groups, groups);
   writes.update(maps.slots, shrinking);
   writes.delete(maps.slots, surplus);
   writes.update(maps.frontends, frontends);
   writes.delete(maps.frontends, goneFrontends);
-  const { written, deleted } = await writes.done();
-  return { written, deleted: deleted + (options.keepUnusedGroups ? 0 : await removeUnusedGroups(writer, maps, previous, next)) };
 }
 
 /** Deletes the groups of `previous` that `next` has not, and their slots; the number of entries deleted. */
 export async function removeUnusedGroups(writer: MapWriter, maps: SocketMaps, previous: SocketPlan | undefined, next: SocketPlan): Promise<number> {
-  const gone = [...(previous?.groups ?? [])].filter(([id]) => !next.groups.has(id));
-  if (!gone.length) return 0;
   const writes = writer.inOrder();
+  writeUnusedGroupRemovals(writes, maps, previous, next);
+  return (await writes.done()).deleted;
+}
+
+/** removeUnusedGroups's deletions, queued on `writes`. */
+export function writeUnusedGroupRemovals(writes: WriteSequence, maps: SocketMaps, previous: SocketPlan | undefined, next: SocketPlan): void {
+  const gone = [...(previous?.groups ?? [])].filter(([id]) => !next.groups.has(id));
   writes.delete(maps.groups, gone.map(([id]) => id));
   writes.delete(maps.slots, gone.flatMap(([id, endpoints]) => endpoints.map((_, index) => ({ group: id, index }))));
-  return (await writes.done()).deleted;
 }

@@ -59,6 +59,14 @@ export async function probeSockets(options: { pinDir: string; cgroup: string; ca
  * maps and pin maps into the same directory in one load, so a reusing load pins none.
  */
 export async function loadSocketPrograms(options: { pinDir: string; cgroup: string; cacheDir?: string; runner?: Runner }): Promise<SocketPrograms> {
+  return (await prepareSocketLoad(options))();
+}
+
+/**
+ * loadSocketPrograms up to bpftool's load: the probe, the object, the pins looked at. The function it
+ * gives starts bpftool as it is called, before it returns, so the caller can work while it loads.
+ */
+export async function prepareSocketLoad(options: { pinDir: string; cgroup: string; cacheDir?: string; runner?: Runner }): Promise<() => Promise<SocketPrograms>> {
   const runner = options.runner ?? execaRunner;
   await probeSockets(options);
   const object = await buildSocketsObject({ cacheDir: options.cacheDir, runner });
@@ -66,25 +74,31 @@ export async function loadSocketPrograms(options: { pinDir: string; cgroup: stri
   const previousProgramDirs = (await readdir(options.pinDir)).filter((name) => /^progs(-[0-9a-f]+)?$/.test(name)).map((name) => join(options.pinDir, name));
   const programDir = join(options.pinDir, `progs-${randomBytes(4).toString('hex')}`);
   const mapDir = join(options.pinDir, 'maps');
-  const pinned = await Promise.all(SOCKET_OBJECT_MAPS.map((name) => stat(join(mapDir, name)).then(() => true, () => false)));
-  let reusedMaps = false;
-  if (pinned.every(Boolean)) {
+  const pinned = (await Promise.all(SOCKET_OBJECT_MAPS.map((name) => stat(join(mapDir, name)).then(() => true, () => false)))).every(Boolean);
+  // Some maps pinned but not all: the load starts new ones.
+  if (!pinned) await rm(mapDir, { recursive: true, force: true });
+  return async () => {
     const reuse = SOCKET_OBJECT_MAPS.flatMap((name) => ['map', 'name', name, 'pinned', join(mapDir, name)]);
-    reusedMaps = (await runner.run('bpftool', ['prog', 'loadall', object, programDir, ...reuse])).exitCode === 0;
-  }
-  if (!reusedMaps) {
-    await rm(programDir, { recursive: true, force: true });
-    await rm(mapDir, { recursive: true, force: true });
-    await runChecked(runner, 'loading the socket programs', 'bpftool', ['prog', 'loadall', object, programDir, 'pinmaps', mapDir]);
-  }
-  return {
-    pinDir: options.pinDir,
-    programs: Object.fromEntries(SOCKET_HOOKS.map((hook) => [hook, join(programDir, `ferry_${hook}`)])) as Record<SocketHook, string>,
-    maps: Object.fromEntries(MAP_NAMES.map((name) => [name, join(mapDir, name)])) as Record<MapName, string>,
-    reusedMaps,
-    previousProgramDirs,
+    const reusedMaps = pinned && (await runner.run('bpftool', ['prog', 'loadall', object, programDir, ...reuse])).exitCode === 0;
+    if (pinned && !reusedMaps) {
+      await rm(programDir, { recursive: true, force: true });
+      await rm(mapDir, { recursive: true, force: true });
+    }
+    if (!reusedMaps) {
+      await runChecked(runner, 'loading the socket programs', 'bpftool', ['prog', 'loadall', object, programDir, 'pinmaps', mapDir]);
+    }
+    return {
+      pinDir: options.pinDir,
+      programs: Object.fromEntries(SOCKET_HOOKS.map((hook) => [hook, join(programDir, `ferry_${hook}`)])) as Record<SocketHook, string>,
+      maps: socketMapPins(options.pinDir),
+      reusedMaps,
+      previousProgramDirs,
+    };
   };
 }
+
+/** Where loadSocketPrograms pins the maps the control plane uses. */
+const socketMapPins = (pinDir: string) => Object.fromEntries(MAP_NAMES.map((name) => [name, join(pinDir, 'maps', name)])) as Record<MapName, string>;
 
 /**
  * Attaches every socket program to the cgroup (and so to every process in it and below it), `known`
@@ -134,32 +148,43 @@ export interface PacketProgram {
  * pinned `groups` and `slots` maps, so both paths pick endpoints from the same groups. Its own maps of
  * an earlier load are reused as loadSocketPrograms reuses its.
  */
-export async function loadPacketProgram(sockets: SocketPrograms, options: { cacheDir?: string; runner?: Runner } = {}): Promise<PacketProgram> {
+export async function loadPacketProgram(sockets: Pick<SocketPrograms, 'pinDir'>, options: { cacheDir?: string; runner?: Runner } = {}): Promise<PacketProgram> {
+  return (await preparePacketLoad(sockets.pinDir, options))();
+}
+
+/**
+ * loadPacketProgram up to bpftool's load, for the socket programs' `pinDir` (their maps are pinned there
+ * once they are loaded); the function it gives starts bpftool as it is called, as prepareSocketLoad's.
+ */
+export async function preparePacketLoad(pinDir: string, options: { cacheDir?: string; runner?: Runner } = {}): Promise<() => Promise<PacketProgram>> {
   const runner = options.runner ?? execaRunner;
   const object = await buildPacketsObject({ cacheDir: options.cacheDir, runner });
-  const previousProgramDirs = (await readdir(sockets.pinDir)).filter((name) => /^packet-progs(-[0-9a-f]+)?$/.test(name)).map((name) => join(sockets.pinDir, name));
-  const programDir = join(sockets.pinDir, `packet-progs-${randomBytes(4).toString('hex')}`);
-  const mapDir = join(sockets.pinDir, 'packet-maps');
-  const shared = (['groups', 'slots'] as const).flatMap((name) => ['map', 'name', name, 'pinned', sockets.maps[name]]);
+  const previousProgramDirs = (await readdir(pinDir)).filter((name) => /^packet-progs(-[0-9a-f]+)?$/.test(name)).map((name) => join(pinDir, name));
+  const programDir = join(pinDir, `packet-progs-${randomBytes(4).toString('hex')}`);
+  const mapDir = join(pinDir, 'packet-maps');
+  const socketMaps = socketMapPins(pinDir);
+  const shared = (['groups', 'slots'] as const).flatMap((name) => ['map', 'name', name, 'pinned', socketMaps[name]]);
   const load = ['prog', 'loadall', object, programDir, 'type', 'classifier', ...shared];
-  const pinned = await Promise.all(PACKET_OBJECT_MAPS.map((name) => stat(join(mapDir, name)).then(() => true, () => false)));
-  let reusedMaps = false;
-  if (pinned.every(Boolean)) {
+  const pinned = (await Promise.all(PACKET_OBJECT_MAPS.map((name) => stat(join(mapDir, name)).then(() => true, () => false)))).every(Boolean);
+  if (!pinned) await rm(mapDir, { recursive: true, force: true });
+  return async () => {
     const own = PACKET_OBJECT_MAPS.flatMap((name) => ['map', 'name', name, 'pinned', join(mapDir, name)]);
-    reusedMaps = (await runner.run('bpftool', [...load, ...own])).exitCode === 0;
-  }
-  if (!reusedMaps) {
-    await rm(programDir, { recursive: true, force: true });
-    await rm(mapDir, { recursive: true, force: true });
-    await runChecked(runner, 'loading the packet program', 'bpftool', [...load, 'pinmaps', mapDir]).catch((error: unknown) => {
-      throw kfuncsMissing(error) ?? error;
-    });
-  }
-  return {
-    program: join(programDir, 'ferry_ingress'),
-    maps: Object.fromEntries(PACKET_OBJECT_MAPS.filter((name) => name !== 'packet_affinity').map((name) => [name, join(mapDir, name)])) as PacketProgram['maps'],
-    reusedMaps,
-    previousProgramDirs,
+    const reusedMaps = pinned && (await runner.run('bpftool', [...load, ...own])).exitCode === 0;
+    if (pinned && !reusedMaps) {
+      await rm(programDir, { recursive: true, force: true });
+      await rm(mapDir, { recursive: true, force: true });
+    }
+    if (!reusedMaps) {
+      await runChecked(runner, 'loading the packet program', 'bpftool', [...load, 'pinmaps', mapDir]).catch((error: unknown) => {
+        throw kfuncsMissing(error) ?? error;
+      });
+    }
+    return {
+      program: join(programDir, 'ferry_ingress'),
+      maps: Object.fromEntries(PACKET_OBJECT_MAPS.filter((name) => name !== 'packet_affinity').map((name) => [name, join(mapDir, name)])) as PacketProgram['maps'],
+      reusedMaps,
+      previousProgramDirs,
+    };
   };
 }
 
