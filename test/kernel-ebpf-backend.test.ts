@@ -110,3 +110,39 @@ test('kernel: ebpf a restart over maps a replace wrote takes the kernel\'s group
   // Under an id of its own, the change would leave the kernel's group behind, and diff would show it.
   t.is(await diffRules(runner, render(reweighted, 'ebpf', placement)), '', 'the change landed on the adopted groups');
 });
+
+test('kernel: ebpf a companion table the kernel refuses stops the sync before any map write: on a first apply nothing of ferry is left, over applied rules they stay', async (t) => {
+  const { runner } = await throwawayNamespace(t);
+  const { cgroup, pinDir } = await bpfWorkspace(t);
+  const { rendered: example } = await renderScenario('default', 'ebpf');
+  const placement = { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } };
+  const good = render(example.ebpf!.rules, 'ebpf', placement);
+  // The same rendering with a companion script that nft parses but the kernel refuses (a chain type on a hook it does not take).
+  const refused = good.ebpf!.companion.replace(/type nat hook prerouting/, 'type nat hook ingress');
+  t.not(refused, good.ebpf!.companion, 'the test changed the script');
+  const bad = (): typeof good => ({ ...good, ebpf: { ...good.ebpf!, companion: refused, id: Symbol('refused') } });
+  const frontends = async () => {
+    const writer = await MapWriter.start();
+    try {
+      return (await writer.dump(await writer.open(MAPS.frontends, join(pinDir, 'maps', 'frontends')))).length;
+    } finally {
+      await writer.close();
+    }
+  };
+
+  // A first apply: the kernel holds no companion table, so it is loaded first, and refused.
+  await t.throwsAsync(reassertRules(runner, bad()), { message: /companion table/ });
+  t.is((await runChecked(execaRunner, 'cgroup', 'bpftool', ['cgroup', 'show', cgroup])).trim(), '', 'no program attached');
+  t.notRegex(await runChecked(runner, 'tables', 'nft', ['list', 'tables']), /ferry/, 'no companion table');
+  t.is(await frontends(), 0, 'no frontend written');
+
+  // Over applied rules: checked in a throwaway namespace, refused, and the applied rules stay.
+  await reassertRules(runner, good);
+  const held = await frontends();
+  t.true(held > 0);
+  const changed = render({ ...example.ebpf!.rules, families: example.ebpf!.rules.families.map((family) => ({ ...family, servicePorts: family.servicePorts.slice(1) })) }, 'ebpf', placement);
+  await t.throwsAsync(reassertRules(runner, { ...changed, ebpf: { ...changed.ebpf!, companion: changed.ebpf!.companion.replace(/type nat hook prerouting/, 'type nat hook ingress'), id: Symbol('refused') } }), { message: /companion table/ });
+  t.is(await frontends(), held, 'the maps hold what the last apply wrote');
+  t.is(await diffRules(runner, good), '', 'the kernel holds the applied rules');
+  await cleanupRules(runner, 'ebpf', placement);
+});

@@ -90,14 +90,14 @@ function itemType(type: string): string | undefined {
   return itemTypes.get(type);
 }
 
-// The path is kept as segments and joined only for an unknown field: every object of a large cluster
-// is walked, and almost none has one.
-function walk(value: unknown, type: string, path: string[], found: UnknownField[]): void {
+// The path is kept as raw segments (keys and indexes) and spelled only for an unknown field: every
+// object of a large cluster is walked, and almost none has one.
+function walk(value: unknown, type: string, path: Array<string | number>, found: UnknownField[]): void {
   const item = itemType(type);
   if (item !== undefined) {
     if (!Array.isArray(value)) return;
     for (let index = 0; index < value.length; index += 1) {
-      path.push(`[${index}]`);
+      path.push(index);
       walk(value[index], item, path, found);
       path.pop();
     }
@@ -108,12 +108,15 @@ function walk(value: unknown, type: string, path: string[], found: UnknownField[
   const lookInto = LOOK_INTO[type];
   for (const key in value) {
     const childType = fields.get(key);
-    path.push(path.length ? `.${key}` : key);
-    if (childType === undefined) found.push({ path: path.join(''), suggestion: closestName(key, [...fields.keys()]) });
+    path.push(key);
+    if (childType === undefined) found.push({ path: spelled(path), suggestion: closestName(key, [...fields.keys()]) });
     else if (!lookInto || lookInto.includes(key)) walk(value[key], childType, path, found);
     path.pop();
   }
 }
+
+/** `spec.ports[1].name` from ['spec', 'ports', 1, 'name']. */
+const spelled = (path: Array<string | number>) => path.map((segment, index) => (typeof segment === 'number' ? `[${segment}]` : index ? `.${segment}` : segment)).join('');
 
 /** The one candidate a typo of `name` could be (a letter or two off, or another case), if there is one. */
 export function closestName(name: string, candidates: readonly string[]): string | undefined {

@@ -13,7 +13,7 @@ import { deleteStaleFlows } from '../conntrack.js';
 import { runChecked, type Runner } from '../runner.js';
 import { reportProblems } from '../structure-error.js';
 import { adoptPins, readAttached, readPacketAttachments, readSocketAttachments, type AttachedProgram, type AttachedState } from './attached.js';
-import { companionAsKernelWould, companionListingAsKernelWould, readCompanion, readCompanionFacts, readCompanionView, removeCompanion, sameCompanion, syncCompanion } from './companion-shell.js';
+import { companionAsKernelWould, companionListingAsKernelWould, prepareCompanion, readCompanion, readCompanionFacts, readCompanionView, removeCompanion, sameCompanion, syncCompanion } from './companion-shell.js';
 import { companionChanges, companionScript } from './companion.js';
 import { attachNewDevices, listLinks, packetDevices } from './devices.js';
 import { ebpfFrontends } from './frontends.js';
@@ -182,9 +182,9 @@ async function attach(runner: Runner, placement: ResolvedPlacement, sockets: Soc
  */
 async function sync(runner: Runner, rendered: RenderedRules, options: Omit<ApplyOptions, 'backend'> = {}): Promise<Omit<ApplyOutcome, 'rendered'>> {
   const { rules, placement: requested, companion } = rendering(rendered);
-  // The companion table checked by the kernel (in a throwaway namespace) while the programs load: one
-  // it refuses stops the sync before any map write or attachment (loading and pinning change neither).
-  const companionChecked = running(companionAsKernelWould(runner, companion));
+  // The companion table loaded, or checked by the kernel in a throwaway namespace, while the programs
+  // load: one it refuses stops the sync before any map write or attachment (loading and pinning change neither).
+  const companionReady = running(prepareCompanion(runner, companion));
   const addresses = running(nodeAddresses(runner));
   // The writer stays open for the partial syncs after this one (idle, it lets the process exit).
   const writerStarted = running(MapWriter.start());
@@ -205,14 +205,18 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
     sockets = await socketsLoaded;
     const packetLoaded = startPacket();
     planned = { sockets: socketPlan, packets: planPackets(rules, socketPlan, [...ownAddresses]) };
-    [packet] = await Promise.all([packetLoaded, companionChecked]);
+    const [loadedPacket, ready] = await Promise.all([packetLoaded, companionReady]);
+    packet = loadedPacket;
     writer = await writerStarted;
     maps = await openNodeMaps(writer, placement.pinDir);
     const reused = sockets.reusedMaps || packet.reusedMaps;
     entries = (reused && await inStep(writer, maps, planned))
       || await syncNodePlan(writer, maps, reused ? (await readNodePlan(writer, maps)).plan : emptyPlan(), planned, checkPlan);
     // The companion table does not depend on the attachments: both at once.
-    [attached, companionWritten] = await Promise.all([attach(runner, placement, sockets, packet, held), syncCompanion(runner, companion, await companionChecked, Boolean(options.force))]);
+    [attached, companionWritten] = await Promise.all([
+      attach(runner, placement, sockets, packet, held),
+      ready.loaded || syncCompanion(runner, companion, ready.desired, Boolean(options.force)),
+    ]);
   } catch (error) {
     await (writer ?? await writerStarted.catch(() => undefined))?.close();
     throw error;

@@ -62,6 +62,20 @@ export async function companionListingAsKernelWould(runner: Runner, script: stri
   return canonicalNftables(await runInThrowawayNamespace(runner, 'the kernel rejected the eBPF companion table', 'sh', ['-c', 'nft -f - && nft -s list ruleset'], script));
 }
 
+/**
+ * A full sync's first step with the companion table, before any map write. Where the kernel holds no
+ * companion table (a first apply), it is loaded at once: nft takes a script whole or not at all, so one
+ * it refuses stops the sync with nothing of ferry's changed, and no throwaway namespace is needed.
+ * Otherwise the table as the kernel would hold it (a throwaway namespace, which refuses a bad script
+ * the same way), for syncCompanion to compare with the live one once the maps are written.
+ */
+export async function prepareCompanion(runner: Runner, script: string): Promise<{ loaded: true } | { loaded: false; desired: CompanionView }> {
+  const live = await readCompanionView(runner);
+  if ('digests' in live ? live.digests.size > 0 : live.listing !== '') return { loaded: false, desired: await companionAsKernelWould(runner, script) };
+  await runChecked(runner, 'loading the eBPF companion table', 'nft', ['-f', '-'], script);
+  return { loaded: true };
+}
+
 /** Loads the companion table unless the kernel holds it already (`desired`: companionAsKernelWould's view); whether it wrote. */
 export async function syncCompanion(runner: Runner, script: string, desired: CompanionView, force: boolean): Promise<boolean> {
   if (!force && sameCompanion(await readCompanionView(runner, 'digests' in desired ? 'digests' : 'listing'), desired)) return false;
