@@ -292,6 +292,26 @@ test('a frontend two Services claim is kept by one: a cluster IP over an externa
   ]);
 });
 
+test('conflicts follow Services as they come, change and go', (t) => {
+  const read = (object: unknown) => clusterState(object).services[0]!;
+  const a = read(serviceObject({ name: 'a', clusterIPs: ['10.96.0.20'], externalIPs: ['203.0.113.5'] }));
+  const b = read(serviceObject({ name: 'b', clusterIPs: ['10.96.0.21'], externalIPs: ['203.0.113.5'] }));
+  const bAlone = read(serviceObject({ name: 'b', clusterIPs: ['10.96.0.21'], externalIPs: ['203.0.113.6'] }));
+  const index = new ClusterIndex();
+  const warned = () => index.conflicts(index.services.keys()).map((warning) => warning.object);
+  index.putService(a);
+  t.deepEqual(warned(), []);
+  index.putService(b);
+  t.deepEqual(warned(), ['default/b'], 'b shares a\'s external IP');
+  index.putService(bAlone);
+  t.deepEqual(warned(), [], 'b moved to another address');
+  index.putService(b);
+  index.removeService('default/a');
+  t.deepEqual(warned(), [], 'a went');
+  index.putService(a);
+  t.deepEqual(warned(), ['default/b'], 'a came back');
+});
+
 test('two Services on one cluster IP and port (never from the API): the first by name has the port, the other none and a warning', (t) => {
   const state = clusterState(serviceObject({ name: 'b', clusterIPs: ['10.96.0.99'] }), serviceObject({ name: 'a', clusterIPs: ['10.96.0.99'] }), sliceObject('b', [{ ip: '10.244.1.9' }]));
   const family = computeNodeRules(state, 'node-a', config).families[0]!;

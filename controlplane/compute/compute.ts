@@ -352,7 +352,7 @@ function endpointTargets(id: string, protocol: L4Protocol, endpoints: PortEndpoi
 
 /** 16 hex digits of sha256: stable across runs and short enough for iptables' 28-character chain names. */
 export function stableHash(text: string): string {
-  return hash('sha256', text, 'buffer').toString('hex', 0, 8).toUpperCase();
+  return hash('sha256', text, 'hex').slice(0, 16).toUpperCase();
 }
 
 function unique<T>(items: T[]): T[] {

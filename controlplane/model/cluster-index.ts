@@ -21,6 +21,8 @@ export class ClusterIndex {
   /** The Services that claim each frontend (an address and port, or a node port), and those that claim it with a cluster IP: see frontendsOf. */
   private readonly claims = new Map<string, Set<string>>();
   private readonly clusterClaims = new Map<string, Set<string>>();
+  /** How many frontends more than one Service claims: with none, no Service can have a conflict. */
+  private contested = 0;
 
   static of(state: ClusterState): ClusterIndex {
     const index = new ClusterIndex();
@@ -57,6 +59,7 @@ export class ClusterIndex {
   /** A warning for each frontend one of these Services claims and another keeps (ownerOf). */
   conflicts(services: Iterable<string>): ModelError[] {
     const warnings: ModelError[] = [];
+    if (this.contested === 0) return warnings;
     for (const key of services) {
       const service = this.services.get(key);
       for (const { frontend, field } of service ? frontendsOf(service) : []) {
@@ -81,7 +84,9 @@ export class ClusterIndex {
     this.services.set(key, service);
     for (const ip of service.clusterIPs) this.clusterIPUsers.set(ip, (this.clusterIPUsers.get(ip) ?? 0) + 1);
     for (const { frontend, cluster } of frontendsOf(service)) {
-      this.claims.set(frontend, (this.claims.get(frontend) ?? new Set()).add(key));
+      const claimants = (this.claims.get(frontend) ?? new Set()).add(key);
+      this.claims.set(frontend, claimants);
+      if (claimants.size === 2) this.contested += 1;
       if (cluster) this.clusterClaims.set(frontend, (this.clusterClaims.get(frontend) ?? new Set()).add(key));
     }
   }
@@ -94,6 +99,7 @@ export class ClusterIndex {
       for (const claims of cluster ? [this.claims, this.clusterClaims] : [this.claims]) {
         const claimants = claims.get(frontend)!;
         claimants.delete(key);
+        if (claims === this.claims && claimants.size === 1) this.contested -= 1;
         if (claimants.size === 0) claims.delete(frontend);
       }
     }
