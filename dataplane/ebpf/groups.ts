@@ -17,13 +17,23 @@ export function checkGroup(endpoints: WeightedEndpoint[]): void {
   if (endpoints.length > 65536) throw new Error(`ferry eBPF: ${endpoints.length} endpoints in one group, the programs search 2^16 at most`);
 }
 
-/** The group entry and slots for these endpoints, in their order (checkGroup's). */
-export function groupSlots(endpoints: WeightedEndpoint[]): { group: Group; slots: Slot[] } {
+/**
+ * The group entry for these endpoints (checkGroup's), each slot told to `visit` in order: its endpoint,
+ * cumulative weight and index (a full sync encodes 100,000 of them straight into its batches).
+ */
+export function groupEntry(endpoints: WeightedEndpoint[], visit?: (ip: string, port: number, cumulative: number, index: number) => void): Group {
   checkGroup(endpoints);
   let total = 0;
-  const slots = endpoints.map(({ ip, port, weight }) => {
+  endpoints.forEach(({ ip, port, weight }, index) => {
     total += weight;
-    return { ip, port, cumulative: total };
+    visit?.(ip, port, total, index);
   });
-  return { group: { count: slots.length, total }, slots };
+  return { count: endpoints.length, total };
+}
+
+/** The group entry and slots for these endpoints, in their order. */
+export function groupSlots(endpoints: WeightedEndpoint[]): { group: Group; slots: Slot[] } {
+  const slots: Slot[] = [];
+  const group = groupEntry(endpoints, (ip, port, cumulative) => slots.push({ ip, port, cumulative }));
+  return { group, slots };
 }

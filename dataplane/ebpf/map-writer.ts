@@ -108,7 +108,12 @@ export class MapWriter {
       writeInto(key, k, bytes, index * size);
       writeInto(value, v, bytes, index * size + key.size);
     });
-    return this.command(`write ${map.name} ${list.length} ${bytes.length}`, bytes, async () => list.length, sequence);
+    return this.updateEncoded(map, list.length, bytes, sequence);
+  }
+
+  /** `update` of `count` entries encoded already (each key then value, in the map's layout). */
+  updateEncoded<K, V>(map: OpenMap<K, V>, count: number, bytes: Buffer, sequence?: Sequence): Promise<number> {
+    return this.command(`write ${map.name} ${count} ${bytes.length}`, bytes, async () => count, sequence);
   }
 
   /** Deletes the keys (one BPF_MAP_DELETE_BATCH); absent keys are not an error. */
@@ -254,6 +259,30 @@ export class WriteSequence {
 
   delete<K, V>(map: OpenMap<K, V>, keys: K[]): void {
     if (keys.length) this.track(this.writer.delete(map, keys, this.sequence).then((deleted) => ({ written: 0, deleted })));
+  }
+
+  /** Entries of `map` encoded as they are added, sent a batch at a time; `flush` sends the last one. */
+  encoder<K, V>(map: OpenMap<K, V>): { add(key: K, value: V): void; flush(): void } {
+    const { key: keyCodec, value: valueCodec } = map.layout;
+    const size = keyCodec.size + valueCodec.size;
+    const batch = WriteSequence.batchOf(map);
+    let bytes = Buffer.alloc(batch * size);
+    let count = 0;
+    const flush = () => {
+      if (count === 0) return;
+      this.track(this.writer.updateEncoded(map, count, bytes.subarray(0, count * size), this.sequence).then((written) => ({ written, deleted: 0 })));
+      bytes = Buffer.alloc(batch * size);
+      count = 0;
+    };
+    return {
+      add: (key, value) => {
+        writeInto(keyCodec, key, bytes, count * size);
+        writeInto(valueCodec, value, bytes, count * size + keyCodec.size);
+        count += 1;
+        if (count === batch) flush();
+      },
+      flush,
+    };
   }
 
   private track(sent: Promise<{ written: number; deleted: number }>): void {

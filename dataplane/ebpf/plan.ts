@@ -2,9 +2,9 @@
 // the next. The plan is pure; applySocketPlan is the only part that writes.
 import type { EndpointGroup, FamilyRules, NodeRules, ServicePortRules } from '../../rules/node-rules.js';
 import type { WeightedEndpoint } from './groups.js';
-import { checkGroup, groupSlots } from './groups.js';
+import { checkGroup, groupEntry } from './groups.js';
 import type { Frontend, FrontendKey, Group, Slot, SlotKey } from './layout.js';
-import { WriteSequence, type MapWriter, type OpenMap } from './map-writer.js';
+import type { MapWriter, OpenMap, WriteSequence } from './map-writer.js';
 import { nodePortAddresses } from './node-port-addresses.js';
 
 /** The maps' contents for one NodeRules, with the group ids handed on so that they stay put between syncs. */
@@ -116,26 +116,24 @@ export function writeSocketPlan(writes: WriteSequence, maps: SocketMaps, previou
   const changed = [...next.groups].filter(([id, endpoints]) => !sameEndpoints(previous?.groups.get(id), endpoints));
   // Every changed group checked before anything is written.
   for (const [, endpoints] of changed) checkGroup(endpoints);
-  // The slots of growing groups go out in batches as they are made: the helper writes one while the next is encoded.
-  const slotBatch = WriteSequence.batchOf(maps.slots);
-  const growing: Array<[SlotKey, Slot]> = [];
+  // The slots of growing groups are encoded as they are made and go out a batch at a time: the helper
+  // writes one while the next is encoded. Those of shrinking groups wait for the group entries.
+  const growing = writes.encoder(maps.slots);
   const shrinking: Array<[SlotKey, Slot]> = [];
   const surplus: SlotKey[] = [];
   const groups: Array<[number, Group]> = [];
   for (const [id, endpoints] of changed) {
-    const { group, slots } = groupSlots(endpoints);
     const previousCount = previous?.groups.get(id)?.length ?? 0;
-    const entries = slots.map((slot, index): [SlotKey, Slot] => [{ group: id, index }, slot]);
-    if (group.count >= previousCount) growing.push(...entries);
-    else shrinking.push(...entries);
+    const group = endpoints.length >= previousCount
+      ? groupEntry(endpoints, (ip, port, cumulative, index) => growing.add({ group: id, index }, { ip, port, cumulative }))
+      : groupEntry(endpoints, (ip, port, cumulative, index) => shrinking.push([{ group: id, index }, { ip, port, cumulative }]));
     for (let index = group.count; index < previousCount; index++) surplus.push({ group: id, index });
     groups.push([id, group]);
-    while (growing.length >= slotBatch) writes.update(maps.slots, growing.splice(0, slotBatch));
   }
+  growing.flush();
   const frontends = [...next.frontends].filter(([id, [, value]]) => !sameFrontend(previous?.frontends.get(id)?.[1], value)).map(([, entry]) => entry);
   const goneFrontends = [...(previous?.frontends ?? [])].filter(([id]) => !next.frontends.has(id)).map(([, [key]]) => key);
 
-  writes.update(maps.slots, growing);
   writes.update(maps.groups, groups);
   writes.update(maps.slots, shrinking);
   writes.delete(maps.slots, surplus);
