@@ -33,3 +33,12 @@ test('bpftool batch: a failure names the command bpftool stopped at', async (t) 
   ]));
   t.regex(error!.message, /^attaching connect6: bpftool cgroup attach \/nope connect6 pinned \/p6 exited 255: can't open cgroup \/nope/);
 });
+
+test('bpftool batch: every command succeeded though bpftool says the batch failed (a leftover errno after the last): done', async (t) => {
+  const stdout = JSON.stringify([{ command: ['prog', 'loadall', 'a'], output: null }, { command: ['prog', 'loadall', 'b'], output: null }, { error: 'reading batch file failed: File exists' }]);
+  const { runner } = recording({ exitCode: 255, stdout, stderr: '' });
+  await t.notThrowsAsync(bpftoolBatch(runner, [{ what: 'a', args: ['prog', 'loadall', 'a'] }, { what: 'b', args: ['prog', 'loadall', 'b'] }]));
+  // One command short: it failed to run.
+  const { runner: short } = recording({ exitCode: 255, stdout: JSON.stringify([{ command: ['prog', 'loadall', 'a'], output: null }, { error: 'reading batch file failed: File exists' }]), stderr: '' });
+  await t.throwsAsync(bpftoolBatch(short, [{ what: 'a', args: ['prog', 'loadall', 'a'] }, { what: 'b', args: ['prog', 'loadall', 'b'] }]), { message: /^b: / });
+});

@@ -146,3 +146,21 @@ test('kernel: ebpf a companion table the kernel refuses stops the sync before an
   t.is(await diffRules(runner, good), '', 'the kernel holds the applied rules');
   await cleanupRules(runner, 'ebpf', placement);
 });
+
+test('kernel: ebpf a pinned map that no longer fits the programs (another layout): the sync loads over new maps and the kernel holds the rules', async (t) => {
+  const { runner } = await throwawayNamespace(t);
+  const { cgroup, pinDir } = await bpfWorkspace(t);
+  const { rendered: example } = await renderScenario('default', 'ebpf');
+  const placement = { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } };
+  const rendered = render(example.ebpf!.rules, 'ebpf', placement);
+  await reassertRules(runner, rendered);
+  // The groups pin now holds a map of other value size, as a ferry of another layout would have left it.
+  const groups = join(pinDir, 'maps', 'groups');
+  await runChecked(runner, 'unpin', 'rm', [groups]);
+  await runChecked(runner, 'other map', 'bpftool', ['map', 'create', groups, 'type', 'hash', 'key', '4', 'value', '4', 'entries', '16', 'name', 'groups']);
+  await reassertRules(runner, rendered);
+  t.is(await diffRules(runner, rendered), '', 'the kernel holds the rules, on new maps');
+  const shown = JSON.parse(await runChecked(runner, 'groups', 'bpftool', ['-j', 'map', 'show', 'pinned', groups])) as { bytes_value: number };
+  t.is(shown.bytes_value, 8, 'the groups pin is ferry\'s layout again');
+  await cleanupRules(runner, 'ebpf', placement);
+});

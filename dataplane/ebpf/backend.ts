@@ -22,11 +22,9 @@ import { listNodePlan } from './listing.js';
 import { MapWriter } from './map-writer.js';
 import { checkCapacity, openNodeMaps, planNode, planOverKernel, slotCount, syncNodePlan, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
 import { planPortChanges } from './port-plan.js';
-import { planPackets } from './packet-plan.js';
-import { planSockets } from './plan.js';
 import { guardTestPlacement, resolveCgroup, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
 import {
-  attachPacketProgram, attachSocketPrograms, detachPacketProgram, detachSocketPrograms, forgetEarlierPacketPrograms, preparePacketLoad,
+  attachPacketProgram, attachSocketPrograms, detachPacketProgram, detachSocketPrograms, forgetEarlierPacketPrograms, loadBoth, preparePacketLoad,
   prepareSocketLoad, SOCKET_HOOKS, type PacketProgram, type SocketPrograms,
 } from './programs.js';
 import { holdsPlan } from './in-step.js';
@@ -195,18 +193,14 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
     placement = await resolvePlacement(runner, requested);
     const held = await readAttached(runner, placement.cgroup);
     await adoptPins(runner, placement.pinDir, held);
-    const startSockets = await prepareSocketLoad({ pinDir: placement.pinDir, cgroup: placement.cgroup, runner });
-    const startPacket = await preparePacketLoad(placement.pinDir, { runner });
-    // planNode in its two steps, each while bpftool loads an object: the sockets' plan while the socket
-    // programs load, the packet path's while the packet program does (it needs the socket maps pinned).
-    const socketsLoaded = startSockets();
+    const socketLoad = await prepareSocketLoad({ pinDir: placement.pinDir, cgroup: placement.cgroup, runner });
+    const packetLoad = await preparePacketLoad(placement.pinDir, { runner });
+    // bpftool loads both objects (one batch) while this process plans what the maps get.
+    const loaded = loadBoth(socketLoad, packetLoad, runner);
     const ownAddresses = await addresses;
-    const socketPlan = planSockets(rules, undefined, ownAddresses);
-    sockets = await socketsLoaded;
-    const packetLoaded = startPacket();
-    planned = { sockets: socketPlan, packets: planPackets(rules, socketPlan, [...ownAddresses]) };
-    const [loadedPacket, ready] = await Promise.all([packetLoaded, companionReady]);
-    packet = loadedPacket;
+    planned = planNode(rules, ownAddresses);
+    const [both, ready] = await Promise.all([loaded, companionReady]);
+    [sockets, packet] = both;
     writer = await writerStarted;
     maps = await openNodeMaps(writer, placement.pinDir);
     const reused = sockets.reusedMaps || packet.reusedMaps;

@@ -21,15 +21,19 @@ export async function bpftoolBatch(runner: Runner, commands: Array<{ what: strin
   }
   const result = await runner.run('bpftool', ['-j', 'batch', 'file', '-'], `${lines.map((words) => words.join(' ')).join('\n')}\n`);
   if (result.exitCode === 0) return;
-  // JSON: one {command, output} per command run, the failed one's output {error}.
+  // JSON: one {command, output} per command run, the failed one's output {error}. bpftool 7 also fails
+  // a batch whose commands all succeeded when the last left errno set ("reading batch file failed:
+  // File exists" after a loadall): every command's own output says it succeeded, and that counts.
   const reported = parsed(result.stdout);
-  const at = reported.findIndex((entry) => entry.output?.error !== undefined);
-  const failed = commands[at] ?? commands[reported.length] ?? commands[0]!;
-  const message = reported[at]?.output?.error;
+  const ran = reported.filter((entry) => entry.command !== undefined);
+  if (ran.length === commands.length && ran.every((entry) => entry.output?.error === undefined)) return;
+  const at = ran.findIndex((entry) => entry.output?.error !== undefined);
+  const failed = commands[at] ?? commands[ran.length] ?? commands[0]!;
+  const message = ran[at]?.output?.error ?? reported.find((entry) => entry.error !== undefined)?.error;
   throw new DataplaneError(`bpftool ${failed.args.join(' ')}`, message ? { ...result, stderr: message } : result, failed.what);
 }
 
-function parsed(stdout: string): Array<{ output?: { error?: string } | null }> {
+function parsed(stdout: string): Array<{ command?: string[]; output?: { error?: string } | null; error?: string }> {
   try {
     const value = JSON.parse(stdout) as unknown;
     return Array.isArray(value) ? value : [];

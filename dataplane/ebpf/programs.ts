@@ -59,14 +59,21 @@ export async function probeSockets(options: { pinDir: string; cgroup: string; ca
  * maps and pin maps into the same directory in one load, so a reusing load pins none.
  */
 export async function loadSocketPrograms(options: { pinDir: string; cgroup: string; cacheDir?: string; runner?: Runner }): Promise<SocketPrograms> {
-  return (await prepareSocketLoad(options))();
+  return (await prepareSocketLoad(options)).run();
 }
 
-/**
- * loadSocketPrograms up to bpftool's load: the probe, the object, the pins looked at. The function it
- * gives starts bpftool as it is called, before it returns, so the caller can work while it loads.
- */
-export async function prepareSocketLoad(options: { pinDir: string; cgroup: string; cacheDir?: string; runner?: Runner }): Promise<() => Promise<SocketPrograms>> {
+/** A load ready to run: everything done but bpftool's. */
+export interface PreparedLoad<T> {
+  /** The load as one bpftool command: over the pinned maps where all are there, else pinning new ones. */
+  args: string[];
+  /** Runs it alone (what a failed batch of it loaded removed first): `args`, and where reusing the maps fails, a load over new ones. */
+  run(): Promise<T>;
+  /** What `args` loaded, once it succeeded. */
+  loaded(): T;
+}
+
+/** loadSocketPrograms up to bpftool's load: the probe, the object, the pins looked at. */
+export async function prepareSocketLoad(options: { pinDir: string; cgroup: string; cacheDir?: string; runner?: Runner }): Promise<PreparedLoad<SocketPrograms>> {
   const runner = options.runner ?? execaRunner;
   await probeSockets(options);
   const object = await buildSocketsObject({ cacheDir: options.cacheDir, runner });
@@ -77,28 +84,44 @@ export async function prepareSocketLoad(options: { pinDir: string; cgroup: strin
   const pinned = (await Promise.all(SOCKET_OBJECT_MAPS.map((name) => stat(join(mapDir, name)).then(() => true, () => false)))).every(Boolean);
   // Some maps pinned but not all: the load starts new ones.
   if (!pinned) await rm(mapDir, { recursive: true, force: true });
-  return async () => {
-    const reuse = SOCKET_OBJECT_MAPS.flatMap((name) => ['map', 'name', name, 'pinned', join(mapDir, name)]);
-    const reusedMaps = pinned && (await runner.run('bpftool', ['prog', 'loadall', object, programDir, ...reuse])).exitCode === 0;
-    if (pinned && !reusedMaps) {
+  const fresh = ['prog', 'loadall', object, programDir, 'pinmaps', mapDir];
+  const args = pinned ? ['prog', 'loadall', object, programDir, ...SOCKET_OBJECT_MAPS.flatMap((name) => ['map', 'name', name, 'pinned', join(mapDir, name)])] : fresh;
+  const loaded = (reusedMaps: boolean): SocketPrograms => ({
+    pinDir: options.pinDir,
+    programs: Object.fromEntries(SOCKET_HOOKS.map((hook) => [hook, join(programDir, `ferry_${hook}`)])) as Record<SocketHook, string>,
+    maps: socketMapPins(options.pinDir),
+    reusedMaps,
+    previousProgramDirs,
+  });
+  return {
+    args,
+    loaded: () => loaded(pinned),
+    run: async () => {
+      // What a batch that failed may have loaded goes first (loadBoth runs this after one).
+      await rm(programDir, { recursive: true, force: true });
+      if (pinned && (await runner.run('bpftool', args)).exitCode === 0) return loaded(true);
       await rm(programDir, { recursive: true, force: true });
       await rm(mapDir, { recursive: true, force: true });
-    }
-    if (!reusedMaps) {
-      await runChecked(runner, 'loading the socket programs', 'bpftool', ['prog', 'loadall', object, programDir, 'pinmaps', mapDir]);
-    }
-    return {
-      pinDir: options.pinDir,
-      programs: Object.fromEntries(SOCKET_HOOKS.map((hook) => [hook, join(programDir, `ferry_${hook}`)])) as Record<SocketHook, string>,
-      maps: socketMapPins(options.pinDir),
-      reusedMaps,
-      previousProgramDirs,
-    };
+      await runChecked(runner, 'loading the socket programs', 'bpftool', fresh);
+      return loaded(false);
+    },
   };
 }
 
 /** Where loadSocketPrograms pins the maps the control plane uses. */
 const socketMapPins = (pinDir: string) => Object.fromEntries(MAP_NAMES.map((name) => [name, join(pinDir, 'maps', name)])) as Record<MapName, string>;
+
+/**
+ * Both loads in one bpftool (a batch: the packet program's load takes the maps the socket programs'
+ * pinned just before), started as this is called, so the caller can work while it runs. Where the
+ * batch fails (a pinned map that no longer fits, another layout), each load runs again alone.
+ */
+export async function loadBoth(sockets: PreparedLoad<SocketPrograms>, packet: PreparedLoad<PacketProgram>, runner: Runner = execaRunner): Promise<[SocketPrograms, PacketProgram]> {
+  const batched = await bpftoolBatch(runner, [{ what: 'loading the socket programs', args: sockets.args }, { what: 'loading the packet program', args: packet.args }]).then(() => true, () => false);
+  if (batched) return [sockets.loaded(), packet.loaded()];
+  const socketPrograms = await sockets.run();
+  return [socketPrograms, await packet.run()];
+}
 
 /**
  * Attaches every socket program to the cgroup (and so to every process in it and below it), `known`
@@ -149,14 +172,11 @@ export interface PacketProgram {
  * an earlier load are reused as loadSocketPrograms reuses its.
  */
 export async function loadPacketProgram(sockets: Pick<SocketPrograms, 'pinDir'>, options: { cacheDir?: string; runner?: Runner } = {}): Promise<PacketProgram> {
-  return (await preparePacketLoad(sockets.pinDir, options))();
+  return (await preparePacketLoad(sockets.pinDir, options)).run();
 }
 
-/**
- * loadPacketProgram up to bpftool's load, for the socket programs' `pinDir` (their maps are pinned there
- * once they are loaded); the function it gives starts bpftool as it is called, as prepareSocketLoad's.
- */
-export async function preparePacketLoad(pinDir: string, options: { cacheDir?: string; runner?: Runner } = {}): Promise<() => Promise<PacketProgram>> {
+/** loadPacketProgram up to bpftool's load, for the socket programs' `pinDir` (their maps are pinned there once they are loaded). */
+export async function preparePacketLoad(pinDir: string, options: { cacheDir?: string; runner?: Runner } = {}): Promise<PreparedLoad<PacketProgram>> {
   const runner = options.runner ?? execaRunner;
   const object = await buildPacketsObject({ cacheDir: options.cacheDir, runner });
   const previousProgramDirs = (await readdir(pinDir)).filter((name) => /^packet-progs(-[0-9a-f]+)?$/.test(name)).map((name) => join(pinDir, name));
@@ -167,24 +187,27 @@ export async function preparePacketLoad(pinDir: string, options: { cacheDir?: st
   const load = ['prog', 'loadall', object, programDir, 'type', 'classifier', ...shared];
   const pinned = (await Promise.all(PACKET_OBJECT_MAPS.map((name) => stat(join(mapDir, name)).then(() => true, () => false)))).every(Boolean);
   if (!pinned) await rm(mapDir, { recursive: true, force: true });
-  return async () => {
-    const own = PACKET_OBJECT_MAPS.flatMap((name) => ['map', 'name', name, 'pinned', join(mapDir, name)]);
-    const reusedMaps = pinned && (await runner.run('bpftool', [...load, ...own])).exitCode === 0;
-    if (pinned && !reusedMaps) {
+  const fresh = [...load, 'pinmaps', mapDir];
+  const args = pinned ? [...load, ...PACKET_OBJECT_MAPS.flatMap((name) => ['map', 'name', name, 'pinned', join(mapDir, name)])] : fresh;
+  const loaded = (reusedMaps: boolean): PacketProgram => ({
+    program: join(programDir, 'ferry_ingress'),
+    maps: Object.fromEntries(PACKET_OBJECT_MAPS.filter((name) => name !== 'packet_affinity').map((name) => [name, join(mapDir, name)])) as PacketProgram['maps'],
+    reusedMaps,
+    previousProgramDirs,
+  });
+  return {
+    args,
+    loaded: () => loaded(pinned),
+    run: async () => {
+      await rm(programDir, { recursive: true, force: true });
+      if (pinned && (await runner.run('bpftool', args)).exitCode === 0) return loaded(true);
       await rm(programDir, { recursive: true, force: true });
       await rm(mapDir, { recursive: true, force: true });
-    }
-    if (!reusedMaps) {
-      await runChecked(runner, 'loading the packet program', 'bpftool', [...load, 'pinmaps', mapDir]).catch((error: unknown) => {
+      await runChecked(runner, 'loading the packet program', 'bpftool', fresh).catch((error: unknown) => {
         throw kfuncsMissing(error) ?? error;
       });
-    }
-    return {
-      program: join(programDir, 'ferry_ingress'),
-      maps: Object.fromEntries(PACKET_OBJECT_MAPS.filter((name) => name !== 'packet_affinity').map((name) => [name, join(mapDir, name)])) as PacketProgram['maps'],
-      reusedMaps,
-      previousProgramDirs,
-    };
+      return loaded(false);
+    },
   };
 }
 
