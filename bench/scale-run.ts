@@ -16,7 +16,7 @@ import { clusterIP, endpointIP, syntheticCluster, syntheticService } from './syn
 
 ownNetworkNamespace(import.meta.url);
 
-const { values } = parseArgs({ options: { backend: { type: 'string' }, services: { type: 'string' }, endpoints: { type: 'string' } } });
+const { values } = parseArgs({ options: { backend: { type: 'string' }, services: { type: 'string' }, endpoints: { type: 'string' }, 'full-sync-only': { type: 'boolean' } } });
 const backend = values.backend as BackendName;
 const N = Number(values.services);
 const M = Number(values.endpoints);
@@ -105,6 +105,15 @@ const rendered = render(rules, backend, options);
 const renderedAt = now();
 await applyRules(runner, rendered);
 const fullSync = { computeMs: computed - full0, renderMs: renderedAt - computed, applyMs: now() - renderedAt, kernelMs: toolMs, totalMs: now() - full0 };
+// Another sample of the full sync alone (bench/scale.ts takes the median of several processes).
+if (values['full-sync-only']) {
+  if (placement) {
+    await cleanupRules(execaRunner, 'ebpf', options);
+    await placement.remove();
+  }
+  console.log(JSON.stringify({ fullSync }));
+  process.exit(0);
+}
 
 // What reading the rules back costs (a comparison with the kernel needs it; the periodic resync does not).
 const list0 = now();

@@ -14,6 +14,8 @@ interface Change { ms: number; kernelMs: number }
 interface Result {
   backend: string; services: number; endpoints: number; kernelMs: number; listMs: number; peakRssMB: number;
   fullSync: { computeMs: number; renderMs: number; applyMs: number; kernelMs: number; totalMs: number };
+  /** At 10,000 Services: the full sync of this run and of two more processes (their median is fullSync's goal value). */
+  fullSyncSamples?: number[];
   incremental: { endpointAdded: Change; serviceAdded: Change; serviceRemoved: Change };
   resync: Change;
   latency: { first: { p50: number; p99: number }; last: { p50: number; p99: number } };
@@ -60,7 +62,15 @@ for (const [backend, services, endpoints] of runs) {
   try {
     const output = execFileSync('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', process.execPath, join(packageRoot(), 'dist/bench/scale-run.js'),
       '--backend', backend, '--services', String(services), '--endpoints', String(endpoints)], { encoding: 'utf8', timeout: 30 * 60_000, maxBuffer: 1 << 20 });
-    results.push(JSON.parse(output.trim().split('\n').at(-1)!) as Result);
+    const result = JSON.parse(output.trim().split('\n').at(-1)!) as Result;
+    // A goal at 10,000 Services is a threshold on a shared machine: two more processes, each a fresh
+    // namespace and a cold start, sample the full sync again, and the goal takes the median.
+    if (services === 10_000) {
+      const again = [0, 1].map(() => (JSON.parse(execFileSync('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', process.execPath, join(packageRoot(), 'dist/bench/scale-run.js'),
+        '--backend', backend, '--services', String(services), '--endpoints', String(endpoints), '--full-sync-only'], { encoding: 'utf8', timeout: 10 * 60_000, maxBuffer: 1 << 20 }).trim().split('\n').at(-1)!) as Pick<Result, 'fullSync'>).fullSync.totalMs);
+      result.fullSyncSamples = [result.fullSync.totalMs, ...again];
+    }
+    results.push(result);
     console.log(output.trim());
   } catch (error) {
     skipped.push(`${backend} ${services} × ${endpoints}: ${(error as Error).message.split('\n')[0]}`);
@@ -122,12 +132,17 @@ const table = [
 // Issue #6's targets, each against this run's number and what the number is made of.
 const find = (backend: string, services: number, endpoints = 10) => results.find((r) => r.backend === backend && r.services === services && r.endpoints === endpoints);
 const verdict = (met: boolean) => (met ? 'met' : '**missed**');
+/** The full sync a goal is held to: the median of the samples where there are several, and the samples. */
+const fullSyncGoal = (r: Result) => {
+  const samples = r.fullSyncSamples ?? [r.fullSync.totalMs];
+  return { ms: [...samples].sort((a, b) => a - b)[Math.floor(samples.length / 2)]!, samples: samples.length > 1 ? `median of ${samples.length} processes (${samples.map((sample) => ms(sample)).join(', ')}); ` : '' };
+};
 const targets: string[] = [];
 const nft10k = find('nftables', 10_000);
 const nft50k = find('nftables', 50_000);
 if (nft10k) {
   targets.push(
-    `| nftables 10,000 × 10 full sync < 2 s | ${ms(nft10k.fullSync.totalMs)} | ${verdict(nft10k.fullSync.totalMs < 2000)} | the kernel alone takes ${ms(nft10k.kernelMs)} for the same text |`,
+    `| nftables 10,000 × 10 full sync < 2 s | ${ms(fullSyncGoal(nft10k).ms)} | ${verdict(fullSyncGoal(nft10k).ms < 2000)} | ${fullSyncGoal(nft10k).samples}the kernel alone takes ${ms(nft10k.kernelMs)} for the same text |`,
     `| nftables 10,000 × 10 one endpoint added < 50 ms | ${ms(nft10k.incremental.endpointAdded.ms)} | ${verdict(nft10k.incremental.endpointAdded.ms < 50)} | \`nft\` ${ms(nft10k.incremental.endpointAdded.kernelMs)} (the kernel validates the whole table after a rule change), ferry ${ms(nft10k.incremental.endpointAdded.ms - nft10k.incremental.endpointAdded.kernelMs)} |`,
     `| nftables 10,000 × 10 peak RSS < 300 MB | ${nft10k.peakRssMB.toFixed(0)} MB | ${verdict(nft10k.peakRssMB < 300)} | raw objects, model, rules and rendered parts are held side by side |`,
   );
@@ -154,7 +169,7 @@ for (const backend of ['nftables', 'ebpf']) {
 if (nft10k) {
   targets.push(
     `| nftables 10,000 × 10 one endpoint change → kernel < 50 ms (#14) | ${ms(nft10k.incremental.endpointAdded.ms)} | ${verdict(nft10k.incremental.endpointAdded.ms < 50)} | \`nft\` ${ms(nft10k.incremental.endpointAdded.kernelMs)} of it |`,
-    `| nftables 10,000 × 10 full sync ≤ 6.6 s (#14) | ${ms(nft10k.fullSync.totalMs)} | ${verdict(nft10k.fullSync.totalMs <= 6600)} | the kernel alone ${ms(nft10k.kernelMs)} |`,
+    `| nftables 10,000 × 10 full sync ≤ 6.6 s (#14) | ${ms(fullSyncGoal(nft10k).ms)} | ${verdict(fullSyncGoal(nft10k).ms <= 6600)} | ${fullSyncGoal(nft10k).samples}the kernel alone ${ms(nft10k.kernelMs)} |`,
     `| nftables 10,000 × 10 peak RSS < 250 MB (#14) | ${nft10k.peakRssMB.toFixed(0)} MB | ${verdict(nft10k.peakRssMB < 250)} | the run's process: the objects, store, rules, rendering and the script, and the listing and latency steps |`,
   );
 }
@@ -164,7 +179,7 @@ const ebpf10k = find('ebpf', 10_000);
 const ebpf50k = find('ebpf', 50_000);
 if (ebpf10k) {
   targets.push(
-    `| ebpf 10,000 × 10 full sync < 1.5 s, compute included | ${ms(ebpf10k.fullSync.totalMs)} | ${verdict(ebpf10k.fullSync.totalMs < 1500)} | compute ${ms(ebpf10k.fullSync.computeMs)}, render ${ms(ebpf10k.fullSync.renderMs)}, apply ${ms(ebpf10k.fullSync.applyMs)} (bpftool, tc, ip and nft ${ms(ebpf10k.fullSync.kernelMs)} summed, several side by side: probing, loading and attaching the programs, the companion table; then the map writes) |`,
+    `| ebpf 10,000 × 10 full sync < 1.5 s, compute included | ${ms(fullSyncGoal(ebpf10k).ms)} | ${verdict(fullSyncGoal(ebpf10k).ms < 1500)} | ${fullSyncGoal(ebpf10k).samples}the first process's: compute ${ms(ebpf10k.fullSync.computeMs)}, render ${ms(ebpf10k.fullSync.renderMs)}, apply ${ms(ebpf10k.fullSync.applyMs)} (bpftool, tc, ip and nft ${ms(ebpf10k.fullSync.kernelMs)} summed, several side by side: probing, loading and attaching the programs, the companion table; then the map writes) |`,
     `| ebpf 10,000 × 10 one endpoint added < 20 ms | ${ms(ebpf10k.incremental.endpointAdded.ms)} | ${verdict(ebpf10k.incremental.endpointAdded.ms < 20)} | tools ${ms(ebpf10k.incremental.endpointAdded.kernelMs)}; the rest is ferry's model, compute, render and plan, and the map writer |`,
   );
 }
@@ -259,7 +274,9 @@ process's) and throwaway network namespace.
 - full sync: model + compute, render, and \`applyRules\` (structure check, then the transaction: one
   \`nft -f\`; for iptables a load into a throwaway namespace as the kernel's check, \`iptables-save\`,
   \`iptables-restore --test\`, \`iptables-restore\`). "tools" is the
-  time spent in those commands;
+  time spent in those commands. The table shows the row's own process; at 10,000 Services two more
+  processes (each a fresh namespace and a cold start) sample the full sync again, and the targets
+  below take the median of the three (this machine's wall-clock times vary by ±15 % between runs);
 - kernel alone: the same text straight into \`nft -f\` / \`iptables-restore\`, in a fresh namespace as
   the full sync had it (loading the same text a second time into one namespace is up to a quarter faster);
 - + endpoint / + Service / − Service: one change with N Services present, as the agent's partial sync
