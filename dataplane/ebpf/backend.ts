@@ -22,9 +22,9 @@ import { listNodePlan } from './listing.js';
 import { MapWriter } from './map-writer.js';
 import { checkCapacity, openNodeMaps, planNode, planOverKernel, slotCount, syncNodePlan, writeNodePlan, type NodeMaps, type NodePlan } from './node-plan.js';
 import { planPortChanges } from './port-plan.js';
-import { guardTestPlacement, resolveCgroup, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
+import { guardTestPlacement, resolveCgroup, resolvePinDir, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
 import {
-  attachPacketProgram, attachSocketPrograms, detachPacketProgram, detachSocketPrograms, forgetEarlierPacketPrograms, loadBoth, preparePacketLoad,
+  attachPacketProgram, attachSocketPrograms, detachPacketProgram, detachSocketPrograms, forgetEarlierPacketPrograms, loadBoth, missingTools, preparePacketLoad,
   prepareSocketLoad, SOCKET_HOOKS, type PacketProgram, type SocketPrograms,
 } from './programs.js';
 import { holdsPlan } from './in-step.js';
@@ -186,20 +186,22 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
   const addresses = running(nodeAddresses(runner));
   // The writer stays open for the partial syncs after this one (idle, it lets the process exit).
   const writerStarted = running(MapWriter.start());
+  const tools = running(missingTools({ runner }));
   let writer: MapWriter | undefined;
   let sockets: SocketPrograms, packet: PacketProgram, planned: NodePlan, maps: NodeMaps, entries: Awaited<ReturnType<typeof syncNodePlan>>;
   let placement: ResolvedPlacement, attached: Awaited<ReturnType<typeof attach>>, companionWritten: boolean;
   try {
-    placement = await resolvePlacement(runner, requested);
-    const held = await readAttached(runner, placement.cgroup);
-    await adoptPins(runner, placement.pinDir, held);
-    const socketLoad = await prepareSocketLoad({ pinDir: placement.pinDir, cgroup: placement.cgroup, runner });
-    const packetLoad = await preparePacketLoad(placement.pinDir, { runner });
+    const cgroup = await resolveCgroup(runner, requested.cgroupRoot);
+    const [held, pinDir] = await Promise.all([readAttached(runner, cgroup), resolvePinDir(runner, requested.bpfRoot)]);
+    placement = { cgroup, pinDir, devices: requested.devices };
+    await adoptPins(runner, pinDir, held);
+    const [socketLoad, packetLoad] = await Promise.all([prepareSocketLoad({ pinDir, cgroup, runner, tools }), preparePacketLoad(pinDir, { runner })]);
     // bpftool loads both objects (one batch) while this process plans what the maps get.
     const loaded = loadBoth(socketLoad, packetLoad, runner);
     const ownAddresses = await addresses;
     planned = planNode(rules, ownAddresses);
-    const [both, ready] = await Promise.all([loaded, companionReady]);
+    // Both settled before anything fails: no load goes on pinning after a refused companion table.
+    const [both, ready] = await settled(loaded, companionReady);
     [sockets, packet] = both;
     writer = await writerStarted;
     maps = await openNodeMaps(writer, placement.pinDir);
@@ -207,10 +209,10 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
     entries = (reused && await inStep(writer, maps, planned))
       || await syncNodePlan(writer, maps, reused ? (await readNodePlan(writer, maps)).plan : emptyPlan(), planned, checkPlan);
     // The companion table does not depend on the attachments: both at once.
-    [attached, companionWritten] = await Promise.all([
+    [attached, companionWritten] = await settled(
       attach(runner, placement, sockets, packet, held),
-      ready.loaded || syncCompanion(runner, companion, ready.desired, Boolean(options.force)),
-    ]);
+      ready.loaded ? Promise.resolve(true) : syncCompanion(runner, companion, ready.desired, Boolean(options.force)),
+    );
   } catch (error) {
     await (writer ?? await writerStarted.catch(() => undefined))?.close();
     throw error;
@@ -373,6 +375,14 @@ async function diff(runner: Runner, rendered: RenderedRules): Promise<Comparison
 }
 
 /** A promise awaited later: its failure is reported where it is awaited, not as an unhandled rejection meanwhile. */
+/** Both results once both promises settled; the first rejection (of `a`, then of `b`) if any. */
+async function settled<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [first, second] = await Promise.allSettled([a, b]);
+  if (first.status === 'rejected') throw first.reason;
+  if (second.status === 'rejected') throw second.reason;
+  return [first.value, second.value];
+}
+
 function running<T>(promise: Promise<T>): Promise<T> {
   promise.catch(() => undefined);
   return promise;

@@ -38,18 +38,30 @@ export interface SocketPrograms {
  * /sys/fs/bpf is not mounted everywhere), the cgroup2 directory and the kernel's BTF (the packet
  * program's kfuncs are matched against it); throws naming every one missing.
  */
-export async function probeSockets(options: { pinDir: string; cgroup: string; cacheDir?: string; runner?: Runner }): Promise<void> {
+export async function probeSockets(options: { pinDir: string; cgroup: string; cacheDir?: string; runner?: Runner; tools?: Promise<string[]> }): Promise<void> {
+  const missing = (await Promise.all([options.tools ?? missingTools(options), missingPlacement(options)])).flat();
+  if (missing.length) throw new EbpfUnavailableError(missing);
+}
+
+/** What probeSockets finds missing of the tools and the kernel's BTF: what does not depend on the placement (a sync asks first). */
+export async function missingTools(options: { cacheDir?: string; runner?: Runner } = {}): Promise<string[]> {
   const runner = options.runner ?? execaRunner;
   const compiled = await programObjectsBuilt({ cacheDir: options.cacheDir });
   const tools = [...(compiled ? [] : [['clang', ['--version'], 'apt-get install clang llvm libbpf-dev'] as const]), ['bpftool', ['version'], 'apt-get install bpftool'] as const];
   const checks = [
     ...tools.map(async ([tool, args, hint]) => ((await runner.run(tool, [...args])).exitCode === 0 ? undefined : `${tool} not found (${hint})`)),
-    Promise.resolve(existsSync('/sys/kernel/btf/vmlinux') ? undefined : '/sys/kernel/btf/vmlinux is missing: the packet program needs a kernel with BTF (CONFIG_DEBUG_INFO_BTF)'),
+    existsSync('/sys/kernel/btf/vmlinux') ? undefined : '/sys/kernel/btf/vmlinux is missing: the packet program needs a kernel with BTF (CONFIG_DEBUG_INFO_BTF)',
+  ];
+  return (await Promise.all(checks)).filter((problem) => problem !== undefined);
+}
+
+/** What probeSockets finds missing of the placement: a bpffs for the pins, the cgroup2 directory. */
+async function missingPlacement(options: { pinDir: string; cgroup: string }): Promise<string[]> {
+  const checks = [
     (async () => ((await onBpffs(options.pinDir)) || (await onBpffs(dirname(options.pinDir))) ? undefined : `${dirname(options.pinDir)} is not on a bpffs (mount -t bpf bpf ${dirname(options.pinDir)})`))(),
     (async () => ((await isCgroup2(options.cgroup)) ? undefined : `${options.cgroup} is not a cgroup2 directory`))(),
   ];
-  const missing = (await Promise.all(checks)).filter((problem) => problem !== undefined);
-  if (missing.length) throw new EbpfUnavailableError(missing);
+  return (await Promise.all(checks)).filter((problem) => problem !== undefined);
 }
 
 /**
@@ -72,8 +84,8 @@ export interface PreparedLoad<T> {
   loaded(): T;
 }
 
-/** loadSocketPrograms up to bpftool's load: the probe, the object, the pins looked at. */
-export async function prepareSocketLoad(options: { pinDir: string; cgroup: string; cacheDir?: string; runner?: Runner }): Promise<PreparedLoad<SocketPrograms>> {
+/** loadSocketPrograms up to bpftool's load: the probe (`tools`: missingTools's, asked already), the object, the pins looked at. */
+export async function prepareSocketLoad(options: { pinDir: string; cgroup: string; cacheDir?: string; runner?: Runner; tools?: Promise<string[]> }): Promise<PreparedLoad<SocketPrograms>> {
   const runner = options.runner ?? execaRunner;
   await probeSockets(options);
   const object = await buildSocketsObject({ cacheDir: options.cacheDir, runner });
@@ -179,6 +191,7 @@ export async function loadPacketProgram(sockets: Pick<SocketPrograms, 'pinDir'>,
 export async function preparePacketLoad(pinDir: string, options: { cacheDir?: string; runner?: Runner } = {}): Promise<PreparedLoad<PacketProgram>> {
   const runner = options.runner ?? execaRunner;
   const object = await buildPacketsObject({ cacheDir: options.cacheDir, runner });
+  await mkdir(pinDir, { recursive: true });
   const previousProgramDirs = (await readdir(pinDir)).filter((name) => /^packet-progs(-[0-9a-f]+)?$/.test(name)).map((name) => join(pinDir, name));
   const programDir = join(pinDir, `packet-progs-${randomBytes(4).toString('hex')}`);
   const mapDir = join(pinDir, 'packet-maps');
