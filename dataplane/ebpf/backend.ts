@@ -374,7 +374,6 @@ async function diff(runner: Runner, rendered: RenderedRules): Promise<Comparison
   return compare(runner, rendered);
 }
 
-/** A promise awaited later: its failure is reported where it is awaited, not as an unhandled rejection meanwhile. */
 /** Both results once both promises settled; the first rejection (of `a`, then of `b`) if any. */
 async function settled<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
   const [first, second] = await Promise.allSettled([a, b]);
@@ -383,6 +382,7 @@ async function settled<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
   return [first.value, second.value];
 }
 
+/** A promise awaited later: its failure is reported where it is awaited, not as an unhandled rejection meanwhile. */
 function running<T>(promise: Promise<T>): Promise<T> {
   promise.catch(() => undefined);
   return promise;
