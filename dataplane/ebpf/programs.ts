@@ -93,18 +93,29 @@ export async function prepareSocketLoad(options: { pinDir: string; cgroup: strin
   const previousProgramDirs = (await readdir(options.pinDir)).filter((name) => /^progs(-[0-9a-f]+)?$/.test(name)).map((name) => join(options.pinDir, name));
   const programDir = join(options.pinDir, `progs-${randomBytes(4).toString('hex')}`);
   const mapDir = join(options.pinDir, 'maps');
-  const pinned = (await Promise.all(SOCKET_OBJECT_MAPS.map((name) => stat(join(mapDir, name)).then(() => true, () => false)))).every(Boolean);
-  // Some maps pinned but not all: the load starts new ones.
-  if (!pinned) await rm(mapDir, { recursive: true, force: true });
-  const fresh = ['prog', 'loadall', object, programDir, 'pinmaps', mapDir];
-  const args = pinned ? ['prog', 'loadall', object, programDir, ...SOCKET_OBJECT_MAPS.flatMap((name) => ['map', 'name', name, 'pinned', join(mapDir, name)])] : fresh;
-  const loaded = (reusedMaps: boolean): SocketPrograms => ({
+  return preparedLoad(runner, 'loading the socket programs', ['prog', 'loadall', object, programDir], mapDir, SOCKET_OBJECT_MAPS, programDir, (reusedMaps) => ({
     pinDir: options.pinDir,
     programs: Object.fromEntries(SOCKET_HOOKS.map((hook) => [hook, join(programDir, `ferry_${hook}`)])) as Record<SocketHook, string>,
     maps: socketMapPins(options.pinDir),
     reusedMaps,
     previousProgramDirs,
-  });
+  }));
+}
+
+/**
+ * A load with bpftool (`load`: its arguments but the maps') into `programDir`: over the maps `names`
+ * pinned in `mapDir` where all are there (a load that pins maps cannot also reuse some), else over new
+ * ones pinned there (some pinned but not all: they go). `loaded` says what it gave; `failed` may say
+ * a failure in the kernel's words.
+ */
+async function preparedLoad<T>(
+  runner: Runner, what: string, load: string[], mapDir: string, names: readonly string[], programDir: string,
+  loaded: (reusedMaps: boolean) => T, failed: (error: unknown) => unknown = (error) => error,
+): Promise<PreparedLoad<T>> {
+  const pinned = (await Promise.all(names.map((name) => stat(join(mapDir, name)).then(() => true, () => false)))).every(Boolean);
+  if (!pinned) await rm(mapDir, { recursive: true, force: true });
+  const fresh = [...load, 'pinmaps', mapDir];
+  const args = pinned ? [...load, ...names.flatMap((name) => ['map', 'name', name, 'pinned', join(mapDir, name)])] : fresh;
   return {
     args,
     loaded: () => loaded(pinned),
@@ -114,7 +125,9 @@ export async function prepareSocketLoad(options: { pinDir: string; cgroup: strin
       if (pinned && (await runner.run('bpftool', args)).exitCode === 0) return loaded(true);
       await rm(programDir, { recursive: true, force: true });
       await rm(mapDir, { recursive: true, force: true });
-      await runChecked(runner, 'loading the socket programs', 'bpftool', fresh);
+      await runChecked(runner, what, 'bpftool', fresh).catch((error: unknown) => {
+        throw failed(error);
+      });
       return loaded(false);
     },
   };
@@ -198,30 +211,12 @@ export async function preparePacketLoad(pinDir: string, options: { cacheDir?: st
   const socketMaps = socketMapPins(pinDir);
   const shared = (['groups', 'slots'] as const).flatMap((name) => ['map', 'name', name, 'pinned', socketMaps[name]]);
   const load = ['prog', 'loadall', object, programDir, 'type', 'classifier', ...shared];
-  const pinned = (await Promise.all(PACKET_OBJECT_MAPS.map((name) => stat(join(mapDir, name)).then(() => true, () => false)))).every(Boolean);
-  if (!pinned) await rm(mapDir, { recursive: true, force: true });
-  const fresh = [...load, 'pinmaps', mapDir];
-  const args = pinned ? [...load, ...PACKET_OBJECT_MAPS.flatMap((name) => ['map', 'name', name, 'pinned', join(mapDir, name)])] : fresh;
-  const loaded = (reusedMaps: boolean): PacketProgram => ({
+  return preparedLoad(runner, 'loading the packet program', load, mapDir, PACKET_OBJECT_MAPS, programDir, (reusedMaps) => ({
     program: join(programDir, 'ferry_ingress'),
     maps: Object.fromEntries(PACKET_OBJECT_MAPS.filter((name) => name !== 'packet_affinity').map((name) => [name, join(mapDir, name)])) as PacketProgram['maps'],
     reusedMaps,
     previousProgramDirs,
-  });
-  return {
-    args,
-    loaded: () => loaded(pinned),
-    run: async () => {
-      await rm(programDir, { recursive: true, force: true });
-      if (pinned && (await runner.run('bpftool', args)).exitCode === 0) return loaded(true);
-      await rm(programDir, { recursive: true, force: true });
-      await rm(mapDir, { recursive: true, force: true });
-      await runChecked(runner, 'loading the packet program', 'bpftool', fresh).catch((error: unknown) => {
-        throw kfuncsMissing(error) ?? error;
-      });
-      return loaded(false);
-    },
-  };
+  }), (error) => kfuncsMissing(error) ?? error);
 }
 
 /** The verifier's refusal of a kfunc it does not know, said as what the kernel lacks. */
