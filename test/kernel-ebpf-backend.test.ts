@@ -1,9 +1,10 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { applyChanges, applyIfChanged, cleanupRules, diffRules, reassertRules } from '../dataplane/dataplane.js';
 import { BACKENDS } from '../dataplane/backends.js';
 import { MAPS } from '../dataplane/ebpf/layout.js';
 import { MapWriter } from '../dataplane/ebpf/map-writer.js';
 import { render } from '../dataplane/render.js';
+import type { RenderedRules } from '../dataplane/backend.js';
 import { execaRunner, runChecked } from '../dataplane/runner.js';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,15 +17,27 @@ import { throwawayNamespace } from './helpers/netns-runner.js';
 // diff shows and the resync repairs, and a cleanup that leaves nothing of ferry's and everything else.
 const FOREIGN_NFT = 'table inet other {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 22 accept\n\t}\n}\n';
 
-test('kernel: ebpf apply, a second apply writes nothing, a tampered map shows in diff and the resync repairs it, cleanup leaves only others\' objects', async (t) => {
+/** A namespace, a cgroup and a bpffs of the test's own, and the default scenario's eBPF rendering. */
+async function exampleNode(t: ExecutionContext) {
   const { runner } = await throwawayNamespace(t);
   const { cgroup, pinDir } = await bpfWorkspace(t);
+  const { rendered: example } = await renderScenario('default', 'ebpf');
+  return { runner, cgroup, pinDir, example, placement: { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } } };
+}
+
+/** The rendering with a companion script that nft parses but the kernel refuses (a nat chain on a hook it does not take). */
+function refusingCompanion(rendered: RenderedRules): RenderedRules {
+  const companion = rendered.ebpf!.companion.replace(/type nat hook prerouting/, 'type nat hook ingress');
+  if (companion === rendered.ebpf!.companion) throw new Error('the companion script has no nat prerouting chain to break');
+  return { ...rendered, ebpf: { ...rendered.ebpf!, companion, id: Symbol('refused') } };
+}
+
+test('kernel: ebpf apply, a second apply writes nothing, a tampered map shows in diff and the resync repairs it, cleanup leaves only others\' objects', async (t) => {
+  const { runner, cgroup, pinDir, example, placement } = await exampleNode(t);
   await runChecked(runner, 'veths', 'ip', ['link', 'add', 'fe0', 'type', 'veth', 'peer', 'name', 'fe1']);
   for (const device of ['fe0', 'fe1']) await runChecked(runner, 'up', 'ip', ['link', 'set', device, 'up']);
   await runChecked(runner, 'address', 'ip', ['address', 'add', '192.168.56.11/24', 'dev', 'fe0']);
   await runChecked(runner, 'foreign rules', 'nft', ['-f', '-'], FOREIGN_NFT);
-  const { rendered: example } = await renderScenario('default', 'ebpf');
-  const placement = { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } };
   const rendered = render(example.ebpf!.rules, 'ebpf', placement);
 
   t.not(await diffRules(runner, rendered), '', 'before apply the kernel differs');
@@ -71,10 +84,7 @@ test('kernel: ebpf apply, a second apply writes nothing, a tampered map shows in
 });
 
 test('kernel: ebpf rules that need more map entries than the maps hold are refused before anything is written', async (t) => {
-  const { runner } = await throwawayNamespace(t);
-  const { cgroup, pinDir } = await bpfWorkspace(t);
-  const { rendered: example } = await renderScenario('default', 'ebpf');
-  const placement = { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } };
+  const { runner, example, placement } = await exampleNode(t);
   const { rendered } = await applyIfChanged(runner, example.ebpf!.rules, 'ebpf', { backend: placement });
   // One group of more endpoints than the slots map holds.
   const rules = structuredClone(example.ebpf!.rules);
@@ -86,10 +96,7 @@ test('kernel: ebpf rules that need more map entries than the maps hold are refus
 });
 
 test('kernel: ebpf a restart over maps a replace wrote takes the kernel\'s group ids from them: a change after it lands on those groups', async (t) => {
-  const { runner } = await throwawayNamespace(t);
-  const { cgroup, pinDir } = await bpfWorkspace(t);
-  const { rendered: example } = await renderScenario('default', 'ebpf');
-  const placement = { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } };
+  const { runner, example, placement } = await exampleNode(t);
   await applyIfChanged(runner, example.ebpf!.rules, 'ebpf', { backend: placement });
   // Every port elsewhere: most of the node differs, so this sync replaces, under group ids beside the
   // first ones (not the ids a plan from scratch gives).
@@ -112,15 +119,8 @@ test('kernel: ebpf a restart over maps a replace wrote takes the kernel\'s group
 });
 
 test('kernel: ebpf a companion table the kernel refuses stops the sync before any map write: on a first apply nothing of ferry is left, over applied rules they stay', async (t) => {
-  const { runner } = await throwawayNamespace(t);
-  const { cgroup, pinDir } = await bpfWorkspace(t);
-  const { rendered: example } = await renderScenario('default', 'ebpf');
-  const placement = { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } };
+  const { runner, cgroup, pinDir, example, placement } = await exampleNode(t);
   const good = render(example.ebpf!.rules, 'ebpf', placement);
-  // The same rendering with a companion script that nft parses but the kernel refuses (a chain type on a hook it does not take).
-  const refused = good.ebpf!.companion.replace(/type nat hook prerouting/, 'type nat hook ingress');
-  t.not(refused, good.ebpf!.companion, 'the test changed the script');
-  const bad = (): typeof good => ({ ...good, ebpf: { ...good.ebpf!, companion: refused, id: Symbol('refused') } });
   const frontends = async () => {
     const writer = await MapWriter.start();
     try {
@@ -131,7 +131,7 @@ test('kernel: ebpf a companion table the kernel refuses stops the sync before an
   };
 
   // A first apply: the kernel holds no companion table, so it is loaded first, and refused.
-  await t.throwsAsync(reassertRules(runner, bad()), { message: /companion table/ });
+  await t.throwsAsync(reassertRules(runner, refusingCompanion(good)), { message: /companion table/ });
   t.is((await runChecked(execaRunner, 'cgroup', 'bpftool', ['cgroup', 'show', cgroup])).trim(), '', 'no program attached');
   t.notRegex(await runChecked(runner, 'tables', 'nft', ['list', 'tables']), /ferry/, 'no companion table');
   t.is(await frontends(), 0, 'no frontend written');
@@ -141,17 +141,14 @@ test('kernel: ebpf a companion table the kernel refuses stops the sync before an
   const held = await frontends();
   t.true(held > 0);
   const changed = render({ ...example.ebpf!.rules, families: example.ebpf!.rules.families.map((family) => ({ ...family, servicePorts: family.servicePorts.slice(1) })) }, 'ebpf', placement);
-  await t.throwsAsync(reassertRules(runner, { ...changed, ebpf: { ...changed.ebpf!, companion: changed.ebpf!.companion.replace(/type nat hook prerouting/, 'type nat hook ingress'), id: Symbol('refused') } }), { message: /companion table/ });
+  await t.throwsAsync(reassertRules(runner, refusingCompanion(changed)), { message: /companion table/ });
   t.is(await frontends(), held, 'the maps hold what the last apply wrote');
   t.is(await diffRules(runner, good), '', 'the kernel holds the applied rules');
   await cleanupRules(runner, 'ebpf', placement);
 });
 
 test('kernel: ebpf a pinned map that no longer fits the programs (another layout): the sync loads over new maps and the kernel holds the rules', async (t) => {
-  const { runner } = await throwawayNamespace(t);
-  const { cgroup, pinDir } = await bpfWorkspace(t);
-  const { rendered: example } = await renderScenario('default', 'ebpf');
-  const placement = { ebpf: { cgroupRoot: cgroup, bpfRoot: pinDir } };
+  const { runner, pinDir, example, placement } = await exampleNode(t);
   const rendered = render(example.ebpf!.rules, 'ebpf', placement);
   await reassertRules(runner, rendered);
   // The groups pin now holds a map of other value size, as a ferry of another layout would have left it.
