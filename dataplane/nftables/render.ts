@@ -2,7 +2,6 @@
 // parts (each table's head, and each Service port's elements and chains) so that a sync after a change
 // renders, checks, stamps and writes only the ports that changed.
 import { hash } from 'node:crypto';
-import { Map as ImmutableMap } from 'immutable';
 import type { FamilyRules, FilterVerdict, NodePortAddresses, NodeRules, EndpointTarget, ServicePortRules } from '../../rules/node-rules.js';
 import { addressSortKey } from '../../controlplane/model/ip.js';
 import { compareText, lowerBound, splitPortKey } from '../../rules/port-changes.js';
@@ -12,6 +11,7 @@ import {
   endpointDestination, externalChain, externalTarget, groups, internalTarget, masqueradeRule, type ChainNames,
 } from '../render-shapes.js';
 import { templates } from '../templates.js';
+import { Counts } from './counts.js';
 import { parseRenderedTables, type TableModel } from './parse.js';
 
 /** One Service port's share of its family's table: its map and set elements, its chains, their digest. */
@@ -49,9 +49,7 @@ export interface NftTableRendering {
   /** In the order of rules.servicePorts. */
   ports: readonly NftPortPart[];
   /** How many ports put each element into hairpin-endpoints (two ports of a Service share endpoints). */
-  readonly hairpin: ImmutableMap<string, number>;
-  /** How many elements hairpin-endpoints holds. */
-  hairpinSize: number;
+  hairpin: Counts;
   /** Over the ports: the sum of their digests (mod 2^256), their rule lines and all their lines. */
   totals: { digest: bigint; rules: number; lines: number };
 }
@@ -238,16 +236,9 @@ function tableShape(family: FamilyRules, mark: string) {
 
 /** A family's table from its ports' parts (in the order of servicePorts). */
 function tableOf(family: FamilyRules, mark: string, ports: NftPortPart[]): NftTableRendering {
-  // Counted when an update first needs the counts: a rendering that is only printed (the CLI) never does.
-  let hairpin: ImmutableMap<string, number> | undefined;
   return {
     ...headOf(family, mark), rules: family, ports, totals: ports.reduce((totals, part) => addPart(totals, part), NO_TOTALS),
-    hairpinSize: new Set(ports.flatMap((part) => part.elements.get('hairpin-endpoints') ?? [])).size,
-    get hairpin() {
-      return (hairpin ??= ImmutableMap<string, number>().withMutations((counts) => {
-        for (const part of ports) for (const pair of part.elements.get('hairpin-endpoints') ?? []) counts.set(pair, (counts.get(pair) ?? 0) + 1);
-      }));
-    },
+    hairpin: Counts.of(ports.flatMap((part) => part.elements.get('hairpin-endpoints') ?? [])),
   };
 }
 
@@ -278,15 +269,12 @@ function updateTable(before: NftTableRendering, family: FamilyRules, mark: strin
   const ports = before.ports.slice();
   const oldPorts = before.rules.servicePorts;
   const byId = (item: ServicePortRules, id: string) => compareText(item.id, id);
-  let hairpin = before.hairpin.asMutable();
+  const hairpin: [string, number][] = [];
   let totals = before.totals;
   const count = (part: NftPortPart | undefined, delta: 1 | -1) => {
     if (!part) return;
     totals = addPart(totals, part, delta);
-    for (const pair of part.elements.get('hairpin-endpoints') ?? []) {
-      const next = (hairpin.get(pair) ?? 0) + delta;
-      hairpin = next === 0 ? hairpin.remove(pair) : hairpin.set(pair, next);
-    }
+    for (const pair of part.elements.get('hairpin-endpoints') ?? []) hairpin.push([pair, delta]);
   };
   // Removals first, from the end, so that the positions found in the old order stay right.
   const ids = [...changed].map(splitPortKey).filter((key) => key.family === family.family).map((key) => key.id).sort(compareText);
@@ -304,8 +292,7 @@ function updateTable(before: NftTableRendering, family: FamilyRules, mark: strin
     ports.splice(at, 0, part);
     count(part, 1);
   }
-  const counts = hairpin.asImmutable();
-  return { ...headOf(family, mark), rules: family, ports, hairpin: counts, hairpinSize: counts.size, totals };
+  return { ...headOf(family, mark), rules: family, ports, hairpin: before.hairpin.with(hairpin), totals };
 }
 
 /** A named set or map of a table, as nft-collection.hbs prints it. */

@@ -84,7 +84,7 @@ export function rulesStamp(rendered: RenderedRules): Stamp {
   for (const table of nftOf(rendered).tables) {
     const nodePortIPs = table.collections.find((collection) => collection.name === 'nodeport-ips')?.elements ?? [];
     hash.update(`table ${table.family}\0${table.head}\0${nodePortIPs.join(',')}\0${table.totals.digest.toString(16)}\0`);
-    lines += table.totals.lines + table.headRules + table.rules.clusterIPs.length + table.hairpinSize + nodePortIPs.length;
+    lines += table.totals.lines + table.headRules + table.rules.clusterIPs.length + table.hairpin.size + nodePortIPs.length;
   }
   return { digest: hash.digest('hex'), lines };
 }
