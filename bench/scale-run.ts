@@ -1,7 +1,13 @@
 // One scale measurement (a backend, N Services × M endpoints), run by bench/scale.ts in its own
 // throwaway network namespace and process, so that peak RSS and kernel state belong to this run only.
 // Prints one JSON line.
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { finished } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { computeFromIndex, updateNodeRules, type ComputeConfig } from '../controlplane/compute/compute.js';
 import { ClusterStore, type ObjectChange } from '../controlplane/model/cluster-store.js';
@@ -11,6 +17,7 @@ import { render, type RenderedRules } from '../dataplane/render.js';
 import type { BackendName } from '../dataplane/backend-names.js';
 import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
 import { readKernel } from '../dataplane/ebpf/backend.js';
+import { nftOf, scriptText } from '../dataplane/nftables/render.js';
 import { benchPlacement, ownNetworkNamespace } from './own-namespace.js';
 import { clusterIP, endpointIP, syntheticCluster, syntheticService } from './synthetic.js';
 
@@ -38,18 +45,41 @@ const runner: Runner = {
       toolMs += now() - t0;
     }
   },
+  async stream(command, args, input) {
+    const t0 = now();
+    try {
+      return await execaRunner.stream!(command, args, input);
+    } finally {
+      toolMs += now() - t0;
+    }
+  },
 };
 
 /**
  * The kernel alone: the same text straight into nft / iptables-restore, nothing else, in a fresh
  * namespace of its own, as the full sync found it (a second load into the same namespace is faster).
+ * The nftables script is written to a file first, piece by piece: held whole, it would count in this
+ * process's peak RSS, which is meant to be ferry's.
  */
 async function kernelOnly(rendered: RenderedRules): Promise<number> {
   // eBPF: its map writes cannot be run without ferry's planning; the full sync's tools are the rest.
   if (backend === 'ebpf') return Number.NaN;
+  if (backend === 'nftables') {
+    const directory = await mkdtemp(join(tmpdir(), 'ferry-bench-'));
+    try {
+      const file = createWriteStream(join(directory, 'rules.nft'));
+      for (const piece of scriptText(nftOf(rendered))) if (!file.write(piece)) await once(file, 'drain');
+      file.end();
+      await finished(file);
+      const t0 = now();
+      await runChecked(execaRunner, 'nft', 'unshare', ['--net', '--', 'nft', '-f', join(directory, 'rules.nft')]);
+      return now() - t0;
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
+  }
   const t0 = now();
-  if (backend === 'nftables') await runChecked(execaRunner, 'nft', 'unshare', ['--net', '--', 'nft', '-f', '-'], rendered.texts[0]!.text);
-  else for (const part of rendered.texts) await runChecked(execaRunner, 'restore', 'unshare', ['--net', '--', part.family === 'IPv4' ? 'iptables-restore' : 'ip6tables-restore', '--noflush'], part.text);
+   for (const part of rendered.texts) await runChecked(execaRunner, 'restore', 'unshare', ['--net', '--', part.family === 'IPv4' ? 'iptables-restore' : 'ip6tables-restore', '--noflush'], part.text);
   return now() - t0;
 }
 
@@ -117,8 +147,9 @@ if (values['full-sync-only']) {
 
 // What reading the rules back costs (a comparison with the kernel needs it; the periodic resync does not).
 const list0 = now();
-if (backend === 'nftables') await runChecked(execaRunner, 'nft', 'nft', ['list', 'table', 'ip', 'ferry']);
-else if (backend === 'iptables') await runChecked(execaRunner, 'iptables-save', 'iptables-save', []);
+// (Into /dev/null: the listing is the kernel's work; held here, it would count in ferry's peak RSS.)
+if (backend === 'nftables') await runChecked(execaRunner, 'nft', 'sh', ['-c', 'nft list table ip ferry > /dev/null']);
+else if (backend === 'iptables') await runChecked(execaRunner, 'iptables-save', 'sh', ['-c', 'iptables-save > /dev/null']);
 // eBPF: what `ferry diff` reads of the kernel (attachments, the maps' summary, the companion table).
 else await readKernel(execaRunner, options!.ebpf);
 const listMs = now() - list0;

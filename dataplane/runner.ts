@@ -68,6 +68,21 @@ const openDescriptor = promisify(openCallback);
 
 // Bytes queued between two turns of the event loop, in which the pipe takes what the command has read.
 const STREAM_TURN_BYTES = 64 * 1024;
+const STREAM_QUEUE_BYTES = 1024 * 1024;
+
+/** Resolves once the socket has written what was queued, or has closed (the reader went away). */
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    if (socket.destroyed) return resolve();
+    const done = () => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}
 
 /**
  * The Runner.stream of execaRunner. The command reads a FIFO by its path (a program can open a FIFO
@@ -75,7 +90,8 @@ const STREAM_TURN_BYTES = 64 * 1024;
  * command has it open, an empty file takes the FIFO's name, so that opening the path again (nft does,
  * to quote the line of an error) finds the empty file instead of waiting for a writer that has gone.
  * The input is queued faster than the command reads it (ferry renders faster than nft parses), and
- * every 64 KB the event loop turns, so that the pipe stays full.
+ * every 64 KB the event loop turns, so that the pipe stays full; past 1 MB queued it waits for the
+ * queue to empty, so that a script of 14 MB is not copied into buffers whole while nft parses its start.
  */
 async function streamWithExeca(command: string, args: (inputFile: string) => string[], input: AsyncIterable<string>): Promise<RunResult | undefined> {
   const directory = await mkdtemp(join(tmpdir(), 'ferry-stream-')).catch(() => undefined);
@@ -111,7 +127,8 @@ async function streamWithExeca(command: string, args: (inputFile: string) => str
           if (closed) break;
           pipe.write(piece);
           sinceTurn += piece.length;
-          if (sinceTurn >= STREAM_TURN_BYTES) {
+          if (pipe.writableLength >= STREAM_QUEUE_BYTES) await drained(pipe);
+          else if (sinceTurn >= STREAM_TURN_BYTES) {
             sinceTurn = 0;
             await setImmediate();
           }

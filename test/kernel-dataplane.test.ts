@@ -4,6 +4,7 @@ import { applyRules, cleanupRules, compareRules, diffRules } from '../dataplane/
 import * as iptables from '../dataplane/iptables/shell.js';
 import * as nftables from '../dataplane/nftables/shell.js';
 import { render, type RenderedRules } from '../dataplane/render.js';
+import { nftOf, scriptText } from '../dataplane/nftables/render.js';
 import { BACKEND_NAMES, type BackendName } from '../dataplane/backend-names.js';
 import { DataplaneError, runChecked } from '../dataplane/runner.js';
 import { renderScenario } from './helpers/golden.js';
@@ -91,7 +92,7 @@ for (const backend of BACKEND_NAMES.filter((name) => name !== 'ebpf')) {
     // iptables-restore --test both do), only the kernel's commit refuses it.
     const bad = rulesWith(1, backend);
     const poisoned: RenderedRules = backend === 'nftables'
-      ? { ...bad, texts: [{ family: 'both', text: bad.texts[0]!.text.replace('jump services', 'jump services\n\t\tmasquerade') }] }
+      ? poisonFirstPort(bad, (chains) => chains.replace('{\n', '{\n\t\tmasquerade\n'))
       : { backend, texts: bad.texts.map((part) => (part.family === 'IPv6' ? { ...part, text: part.text.replace('-A FERRY-MARK-MASQ ', '-A FERRY-SERVICES -j MASQUERADE\n-A FERRY-MARK-MASQ ') } : part)) };
     t.not(poisoned.texts.map((part) => part.text).join(), bad.texts.map((part) => part.text).join(), 'the rule was inserted');
     const error = await t.throwsAsync(applyRules(runner, poisoned));
@@ -100,3 +101,11 @@ for (const backend of BACKEND_NAMES.filter((name) => name !== 'ebpf')) {
   });
 }
 
+/** nftables rules whose first port's chains are rewritten (what a full apply prints them from). */
+function poisonFirstPort(rendered: RenderedRules, rewrite: (chains: string) => string): RenderedRules {
+  const nft = nftOf(rendered);
+  const [table, ...others] = nft.tables;
+  const [port, ...ports] = table!.ports;
+  const poisoned = { ...nft, tables: [{ ...table!, ports: [{ ...port!, chains: rewrite(port!.chains) }, ...ports] }, ...others] };
+  return { ...rendered, nft: poisoned, texts: [{ family: 'both', text: [...scriptText(poisoned)].join('') }] };
+}

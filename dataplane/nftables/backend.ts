@@ -7,7 +7,7 @@ import { lineChanges } from '../line-changes.js';
 import { DataplaneError, type Runner } from '../runner.js';
 import { readNftFrontends } from './frontends.js';
 import { incrementalScript } from './incremental.js';
-import { nftOf, renderNftables, renderNftablesStreaming } from './render.js';
+import { nftOf, renderNftables, renderNftablesStreaming, scriptText } from './render.js';
 import * as shell from './shell.js';
 import { checkNftables, checkNftablesText } from './structure.js';
 
@@ -15,7 +15,16 @@ const script = (rendered: RenderedRules) => rendered.texts[0]!.text;
 
 async function apply(runner: Runner, rendered: RenderedRules): Promise<void> {
   checkNftables(rendered);
-  await shell.applyNftables(runner, script(rendered) + shell.stampScript(rendered));
+  await replaceTables(runner, rendered);
+}
+
+/** The tables replaced by the rendered ones (after `first`), stamped; streamed, never joined into one string. */
+async function replaceTables(runner: Runner, rendered: RenderedRules, first = ''): Promise<void> {
+  await shell.applyNftablesStreamed(runner, (async function* text() {
+    yield first;
+    yield* scriptText(nftOf(rendered));
+    yield shell.stampScript(rendered);
+  })());
 }
 
 /** 'full' when only a replacement can do it (a base chain or a set's declaration changed). */
@@ -42,7 +51,7 @@ async function reassert(runner: Runner, rendered: RenderedRules): Promise<void> 
     await shell.reassertNftables(runner, rendered);
   } catch (error) {
     if (!(error instanceof DataplaneError)) throw error;
-    await shell.applyNftables(runner, script(rendered) + shell.stampScript(rendered));
+    await replaceTables(runner, rendered);
   }
 }
 
@@ -65,7 +74,7 @@ async function applyIfChanged(runner: Runner, rules: NodeRules, options: ApplyOp
   // Checked only where it is written or compared: rules the stamp shows in the kernel were checked when they were written.
   const replace = () => {
     checkNftables(rendered);
-    return shell.applyNftables(runner, stale + script(rendered) + shell.stampScript(rendered));
+    return replaceTables(runner, rendered, stale);
   };
   const stamps = [...found.values()];
   if (stamps.every((held) => held !== undefined)) {

@@ -4,7 +4,7 @@
 // changed; any other pair of renderings is compared port by port, by digest.
 import { compareAddresses } from '../../controlplane/model/ip.js';
 import { compareText, lowerBound, splitPortKey } from '../../rules/port-changes.js';
-import { PORT_COLLECTIONS, printTable, type NftPortPart, type NftRendering, type NftTableRendering } from './render.js';
+import { PORT_COLLECTIONS, tableText, type NftPortPart, type NftRendering, type NftTableRendering } from './render.js';
 
 /** A port in two renderings: the part it had and the part it has (undefined where it is not). */
 interface PortPair {
@@ -118,11 +118,10 @@ export type NftInventory = Map<string, { chains: Set<string>; collections: Map<s
  * ferry's tables emptied, the tables written again whole as blocks (which add what is missing and fill
  * what was emptied), and whatever else the kernel holds there removed. One transaction; dynamic sets
  * (session affinity) keep their elements. Listing the rules of a large table costs the kernel far
- * more than loading them (see docs/performance.md).
+ * more than loading them (see docs/performance.md). In pieces, as the tables print: nft reads them as
+ * they come, and the script is never one string (at 10,000 Services, 14 MB held twice while it is joined).
  */
-export function reassertScript(inventory: NftInventory, next: NftRendering): string {
-  const flush: string[] = [];
-  const fill: string[] = [];
+export function* reassertScript(inventory: NftInventory, next: NftRendering): Generator<string> {
   const remove: string[] = [];
   for (const rendering of next.tables) {
     const table = `${rendering.family} ferry`;
@@ -132,15 +131,20 @@ export function reassertScript(inventory: NftInventory, next: NftRendering): str
     const dynamic = new Set(rendering.ports.flatMap((part) => part.affinitySets.map((set) => set.name)));
     const collections = new Set([...rendering.collections.map((collection) => collection.name), ...dynamic]);
     // Every chain the kernel holds is emptied first, so that nothing refers to what is removed last.
+    const flush: string[] = [];
     for (const name of have.chains) {
-      flush.push(`flush chain ${table} ${name}`);
-      if (!chains.has(name)) remove.push(`delete chain ${table} ${name}`);
+      flush.push(`flush chain ${table} ${name}\n`);
+      if (!chains.has(name)) remove.push(`delete chain ${table} ${name}\n`);
     }
     for (const [name, kind] of have.collections) {
-      if (!collections.has(name)) remove.push(`delete ${kind} ${table} ${name}`);
-      else if (!dynamic.has(name)) flush.push(`flush ${kind} ${table} ${name}`);
+      if (!collections.has(name)) remove.push(`delete ${kind} ${table} ${name}\n`);
+      else if (!dynamic.has(name)) flush.push(`flush ${kind} ${table} ${name}\n`);
     }
-    fill.push(printTable(rendering, false));
+    yield flush.join('');
   }
-  return `${[...flush, ...fill, ...remove].join('\n')}\n`;
+  for (const rendering of next.tables) {
+    yield* tableText(rendering, false);
+    yield '\n';
+  }
+  yield remove.join('');
 }

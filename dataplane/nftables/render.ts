@@ -61,6 +61,7 @@ export interface NftTableRendering {
  */
 export interface NftRendering {
   id: symbol;
+  node: string;
   tables: NftTableRendering[];
   update?: { from: symbol; changed: ReadonlySet<string> };
 }
@@ -129,15 +130,20 @@ export function renderNftablesStreaming(rules: NodeRules): { pieces: Iterable<st
 }
 
 function renderingOf(node: string, tables: NftTableRendering[], update?: NftRendering['update']): RenderedRules {
-  const nft: NftRendering = { id: Symbol('nftables rendering'), tables, ...(update ? { update } : {}) };
-  // The whole script is only printed when something reads it (a full apply, `ferry render`): an
-  // incremental sync works from the parts and never builds the largest string of all.
+  const nft: NftRendering = { id: Symbol('nftables rendering'), node, tables, ...(update ? { update } : {}) };
+  // The whole script is only joined when something reads it as one text (`ferry render`, a diff): a
+  // sync works from the parts, and a full apply streams scriptText's pieces.
   let text: string | undefined;
   return {
     backend: 'nftables',
-    texts: [{ family: 'both', get text() { return (text ??= [...scriptPieces(node, tables.map((table) => printed(table, true)))].join('')); } }],
+    texts: [{ family: 'both', get text() { return (text ??= [...scriptText(nft)].join('')); } }],
     nft,
   };
+}
+
+/** The script that replaces ferry's tables with these, in pieces (at 10,000 Services it is 14 MB). */
+export function scriptText(nft: NftRendering): Iterable<string> {
+  return scriptPieces(nft.node, nft.tables.map((table) => printed(table, true)));
 }
 
 /**
@@ -178,9 +184,9 @@ function closing(table: NftTableRendering): string {
   });
 }
 
-/** A whole table as the templates print it; `replace`: preceded by the commands that drop the old one. */
-export function printTable(table: NftTableRendering, replace: boolean): string {
-  return [...tablePieces(printed(table, replace))].join('');
+/** A whole table as the templates print it, in pieces; `replace`: preceded by the commands that drop the old one. */
+export function tableText(table: NftTableRendering, replace: boolean): Iterable<string> {
+  return tablePieces(printed(table, replace));
 }
 
 /** Every element of a collection: the table's own, or the ports' in port order. */

@@ -64,7 +64,10 @@ export async function reassertNftables(runner: Runner, rendered: RenderedRules):
   const inventory = await readInventory(runner);
   // The stamp is not part of the rendered tables: re-asserting must not remove it, only renew it.
   for (const table of inventory.values()) table.collections.delete(STAMP_SET);
-  await applyNftables(runner, reassertScript(inventory, nftOf(rendered)) + stampScript(rendered));
+  await applyNftablesStreamed(runner, (async function* script() {
+    yield* reassertScript(inventory, nftOf(rendered));
+    yield stampScript(rendered);
+  })());
 }
 
 /** What a stamp records: the digest of a rendered rule set and its number of lines (rules and set elements). */
