@@ -79,7 +79,7 @@ async function kernelOnly(rendered: RenderedRules): Promise<number> {
     }
   }
   const t0 = now();
-   for (const part of rendered.texts) await runChecked(execaRunner, 'restore', 'unshare', ['--net', '--', part.family === 'IPv4' ? 'iptables-restore' : 'ip6tables-restore', '--noflush'], part.text);
+  for (const part of rendered.texts) await runChecked(execaRunner, 'restore', 'unshare', ['--net', '--', part.family === 'IPv4' ? 'iptables-restore' : 'ip6tables-restore', '--noflush'], part.text);
   return now() - t0;
 }
 
