@@ -111,8 +111,14 @@ async function streamWithExeca(command: string, args: (inputFile: string) => str
         throw error;
       });
       if (ended) {
-        closeSync(openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK));
-        closeSync(await opening);
+        // Held open until our own open has returned: that open may reach the kernel only now (the
+        // thread pool can be busy), and a writer that opens after the last reader closed waits forever.
+        const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+        try {
+          closeSync(await opening);
+        } finally {
+          closeSync(reader);
+        }
         return resultOf(await subprocess);
       }
       // A plain descriptor, not a FileHandle (which closes its own when collected): the socket owns it.

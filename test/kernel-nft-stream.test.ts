@@ -1,3 +1,5 @@
+import { scrypt } from 'node:crypto';
+import { promisify } from 'node:util';
 import test from 'ava';
 import { applyIfChanged, compareRules } from '../dataplane/dataplane.js';
 import { renderNftables, renderNftablesStreaming } from '../dataplane/nftables/render.js';
@@ -86,4 +88,24 @@ test.serial('kernel: without a writable temporary directory the runner streams n
     else process.env.TMPDIR = tmpdir;
   }
   t.is((await runChecked(runner, 'chains', 'nft', ['list', 'chains', 'ip'])).match(/chain c\d+/g)?.length, 3);
+});
+
+test('a streamed command that ends without opening its input while the thread pool is busy returns, not a stall', async (t) => {
+  // The runner's own open of the FIFO waits for a thread of the pool; with the pool kept busy, it reaches
+  // the kernel only after the command has ended, and must still find a reader there.
+  let done = false;
+  const hash = promisify(scrypt);
+  const busy = Array.from({ length: 8 }, async () => {
+    while (!done) await hash('x', 'y', 64, { N: 2 ** 14, r: 8, p: 1 });
+  });
+  const result = await Promise.race([
+    execaRunner.stream!('true', () => [], (async function* nothing() {
+      yield 'x\n';
+    })()),
+    new Promise<'stalled'>((resolve) => setTimeout(resolve, 20_000, 'stalled')),
+  ]);
+  done = true;
+  await Promise.all(busy);
+  t.not(result, 'stalled');
+  t.is(result === 'stalled' ? undefined : result?.exitCode, 0);
 });
