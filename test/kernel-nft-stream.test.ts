@@ -1,5 +1,4 @@
 import { scrypt } from 'node:crypto';
-import { promisify } from 'node:util';
 import test from 'ava';
 import { applyIfChanged, compareRules } from '../dataplane/dataplane.js';
 import { renderNftables, renderNftablesStreaming } from '../dataplane/nftables/render.js';
@@ -94,9 +93,9 @@ test('a streamed command that ends without opening its input while the thread po
   // The runner's own open of the FIFO waits for a thread of the pool; with the pool kept busy, it reaches
   // the kernel only after the command has ended, and must still find a reader there.
   let done = false;
-  const hash = promisify(scrypt);
+  const hash = () => new Promise<void>((resolve, reject) => scrypt('x', 'y', 64, { N: 2 ** 14, r: 8, p: 1 }, (error) => (error ? reject(error) : resolve())));
   const busy = Array.from({ length: 8 }, async () => {
-    while (!done) await hash('x', 'y', 64, { N: 2 ** 14, r: 8, p: 1 });
+    while (!done) await hash();
   });
   const result = await Promise.race([
     execaRunner.stream!('true', () => [], (async function* nothing() {
