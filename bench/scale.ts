@@ -58,20 +58,23 @@ const dispatch = [5000, 10_000].map((chains) => ({ chains, map: dispatchLoad(cha
 
 const results: Result[] = [];
 const skipped: string[] = [];
+/** One scale-run.js process in a fresh namespace (loopback up): its output, whose last line is its JSON. */
+const scaleRun = (args: string[], timeoutMinutes: number) => execFileSync('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', process.execPath,
+  join(packageRoot(), 'dist/bench/scale-run.js'), ...args], { encoding: 'utf8', timeout: timeoutMinutes * 60_000, maxBuffer: 1 << 20 }).trim();
+const lastLine = (output: string) => JSON.parse(output.split('\n').at(-1)!) as unknown;
 for (const [backend, services, endpoints] of runs) {
   try {
-    const output = execFileSync('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', process.execPath, join(packageRoot(), 'dist/bench/scale-run.js'),
-      '--backend', backend, '--services', String(services), '--endpoints', String(endpoints)], { encoding: 'utf8', timeout: 30 * 60_000, maxBuffer: 1 << 20 });
-    const result = JSON.parse(output.trim().split('\n').at(-1)!) as Result;
+    const args = ['--backend', backend, '--services', String(services), '--endpoints', String(endpoints)];
+    const output = scaleRun(args, 30);
+    const result = lastLine(output) as Result;
     // A goal at 10,000 Services is a threshold on a shared machine: two more processes, each a fresh
     // namespace and a cold start, sample the full sync again, and the goal takes the median.
     if (services === 10_000) {
-      const again = [0, 1].map(() => (JSON.parse(execFileSync('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', process.execPath, join(packageRoot(), 'dist/bench/scale-run.js'),
-        '--backend', backend, '--services', String(services), '--endpoints', String(endpoints), '--full-sync-only'], { encoding: 'utf8', timeout: 10 * 60_000, maxBuffer: 1 << 20 }).trim().split('\n').at(-1)!) as Pick<Result, 'fullSync'>).fullSync.totalMs);
+      const again = [0, 1].map(() => (lastLine(scaleRun([...args, '--full-sync-only'], 10)) as Pick<Result, 'fullSync'>).fullSync.totalMs);
       result.fullSyncSamples = [result.fullSync.totalMs, ...again];
     }
     results.push(result);
-    console.log(output.trim());
+    console.log(output);
   } catch (error) {
     skipped.push(`${backend} ${services} × ${endpoints}: ${(error as Error).message.split('\n')[0]}`);
   }
