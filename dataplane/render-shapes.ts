@@ -8,7 +8,8 @@ export interface ChainNames {
   group(port: ServicePortRules, kind: 'cluster' | 'local'): string;
   external(port: ServicePortRules): string;
   firewall(port: ServicePortRules): string;
-  endpoint(endpoint: EndpointTarget): string;
+  /** An endpoint's own chain (endpointHash names it). */
+  endpoint(port: ServicePortRules, endpoint: EndpointTarget): string;
 }
 
 export function endpointDestination(endpoint: Pick<EndpointTarget, 'ip' | 'port'>): string {
@@ -20,7 +21,7 @@ export function endpointChains(family: FamilyRules, names: ChainNames, source: (
   const chains = new Map<string, { port: ServicePortRules; endpoint: EndpointTarget }>();
   for (const port of family.servicePorts) {
     for (const group of [port.cluster, port.local]) {
-      for (const endpoint of group?.endpoints ?? []) chains.set(names.endpoint(endpoint), { port, endpoint });
+      for (const endpoint of group?.endpoints ?? []) chains.set(names.endpoint(port, endpoint), { port, endpoint });
     }
   }
   return [...chains.entries()].map(([name, { port, endpoint }]) => ({

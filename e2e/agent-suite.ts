@@ -6,7 +6,7 @@ import { isDeepStrictEqual } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import type { BalancerPort, BalancerView } from '../controlplane/agent/balancer-view.js';
 import type { FrontendRecord } from '../controlplane/cli/services-command.js';
-import { endpointKey } from '../controlplane/compute/compute.js';
+import { endpointKey } from '../rules/names.js';
 import { integerWeights } from '../controlplane/compute/weights.js';
 import { packageRoot } from '../controlplane/package-root.js';
 import { binomialLowerQuantile, hoeffdingUpperTail } from '../test/helpers/statistics.js';

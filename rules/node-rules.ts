@@ -16,8 +16,6 @@ export type NodePortAddresses =
 
 /** An endpoint that new connections may be sent to, with its share of them. */
 export interface EndpointTarget {
-  /** Stable hash of service port and endpoint: names the per-endpoint chain. */
-  hash: string;
   ip: string;
   port: number;
   /** A positive integer; the endpoint's share is weight / sum of weights in its group. */

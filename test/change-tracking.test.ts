@@ -1,6 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { computeNodeRules, endpointKey, updateNodeRules } from '../controlplane/compute/compute.js';
+import { computeNodeRules, updateNodeRules } from '../controlplane/compute/compute.js';
+import { endpointKey } from '../rules/names.js';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
 import { ClusterStore } from '../controlplane/model/cluster-store.js';
 import { staleUDPFlows } from '../controlplane/compute/stale-flows.js';

@@ -1,6 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { computeNodeRules, ComputeError, endpointKey, type ComputeConfig } from '../controlplane/compute/compute.js';
+import { computeNodeRules, ComputeError, type ComputeConfig } from '../controlplane/compute/compute.js';
+import { endpointKey } from '../rules/names.js';
 import type { ServicePortRules } from '../rules/node-rules.js';
 import { integerWeights } from '../controlplane/compute/weights.js';
 import type { ClusterState } from '../controlplane/model/types.js';

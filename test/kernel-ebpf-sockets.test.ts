@@ -284,7 +284,7 @@ test('kernel: ebpf the map writer round-trips entries in batches, deletes absent
 function servicePort(name: string, clusterIP: string, internal: ServicePortRules['internal'], endpoints: Array<{ ip: string; port: number }>, externalIPs: string[] = []): ServicePortRules {
   return {
     id: `default/${name}:80/tcp`, hash: name.toUpperCase(), protocol: 'tcp', clusterIP, port: 80, nodePort: 0, externalIPs, loadBalancerIPs: [], internal, affinitySeconds: 0, servingEndpoints: endpoints.map((endpoint) => endpoint.ip),
-    ...(endpoints.length ? { cluster: { clusterIPMasquerade: 'none', endpoints: endpoints.map((endpoint) => ({ ...endpoint, hash: `${name}-${endpoint.port}`, weight: 1, onNode: false })) } } : {}),
+    ...(endpoints.length ? { cluster: { clusterIPMasquerade: 'none', endpoints: endpoints.map((endpoint) => ({ ...endpoint, weight: 1, onNode: false })) } } : {}),
   };
 }
 

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { computeNodeRules, endpointKey } from '../controlplane/compute/compute.js';
+import { computeNodeRules } from '../controlplane/compute/compute.js';
+import { endpointKey } from '../rules/names.js';
 import { buildClusterState } from '../controlplane/model/cluster-state.js';
 import { applyRules } from '../dataplane/dataplane.js';
 import { render } from '../dataplane/render.js';

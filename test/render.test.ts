@@ -1,5 +1,6 @@
 import test from 'ava';
-import { computeNodeRules, endpointKey } from '../controlplane/compute/compute.js';
+import { computeNodeRules } from '../controlplane/compute/compute.js';
+import { endpointKey } from '../rules/names.js';
 import type { EndpointTarget } from '../rules/node-rules.js';
 import { nftIdentifier, ruleComment } from '../dataplane/escape.js';
 import { cumulativeProbabilities } from '../dataplane/iptables/render.js';
@@ -10,7 +11,7 @@ import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/
 
 const config = testConfig;
 
-const target = (weight: number): EndpointTarget => ({ hash: `H${weight}`, ip: '10.0.0.1', port: 80, weight, onNode: true });
+const target = (weight: number): EndpointTarget => ({ ip: '10.0.0.1', port: 80, weight, onNode: true });
 
 test('equal weights give kube-proxy\'s uniform probabilities 1/n, 1/(n-1), ..., and no test on the last, as the kernel keeps them', (t) => {
   // 1/3 is kept as round(2^31 / 3) / 2^31, which iptables-save prints as 0.33333333349.

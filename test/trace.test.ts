@@ -1,5 +1,6 @@
 import test from 'ava';
-import { computeNodeRules, endpointKey } from '../controlplane/compute/compute.js';
+import { computeNodeRules } from '../controlplane/compute/compute.js';
+import { endpointKey } from '../rules/names.js';
 import { parseDestination, parseSource } from '../controlplane/cli/trace-command.js';
 import { traceConnection, type TraceQuery } from '../controlplane/trace/trace.js';
 import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/objects.js';

@@ -7,7 +7,8 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { balance, initialBalanceState, type BalanceConfig, type BalanceState } from '../balance/balance.js';
 import { liveConnections } from '../balance/live-connections.js';
-import { endpointKey, updateNodeRules } from '../compute/compute.js';
+import { updateNodeRules } from '../compute/compute.js';
+import { endpointKey } from '../../rules/names.js';
 import type { NodeRules, ServicePortRules } from '../../rules/node-rules.js';
 import { findPort, portKey, serviceOf, splitPortKey, type PortChanges } from '../../rules/port-changes.js';
 import { staleUDPFlows } from '../compute/stale-flows.js';
@@ -390,7 +391,8 @@ function noLocalEndpoints(rules: NodeRules): Map<IPFamily, { internal: number; e
 
 /** Service ports whose rules changed in a sync, and endpoints that came or went in them, for the change metrics. */
 function countChanges(before: NodeRules | undefined, after: NodeRules, changed: PortChanges): { serviceChanges: number; endpointChanges: number } {
-  const endpoints = (port: ServicePortRules | undefined) => new Set([...(port?.cluster?.endpoints ?? []), ...(port?.local?.endpoints ?? [])].map((endpoint) => endpoint.hash));
+  // Within one port, an endpoint is its address and port (the cluster and local groups may both hold it).
+  const endpoints = (port: ServicePortRules | undefined) => new Set([...(port?.cluster?.endpoints ?? []), ...(port?.local?.endpoints ?? [])].map((endpoint) => `${endpoint.ip}|${endpoint.port}`));
   // The first sync: every port and endpoint is new (without looking each port up in nothing).
   if (!before) {
     const ports = after.families.flatMap((family) => family.servicePorts);
@@ -411,7 +413,7 @@ function countChanges(before: NodeRules | undefined, after: NodeRules, changed: 
     if (isDeepStrictEqual(old, port)) continue;
     serviceChanges += 1;
     const [was, is] = [endpoints(old), endpoints(port)];
-    endpointChanges += [...was].filter((hash) => !is.has(hash)).length + [...is].filter((hash) => !was.has(hash)).length;
+    endpointChanges += [...was].filter((endpoint) => !is.has(endpoint)).length + [...is].filter((endpoint) => !was.has(endpoint)).length;
   }
   return { serviceChanges, endpointChanges };
 }

@@ -2,7 +2,7 @@
 // connections of the last sample, the smoothed load, the integer weight in the rules last synced and
 // its share of new connections. Pure: the last synced NodeRules, the BalanceState and the last sample in.
 import type { BalanceState } from '../balance/balance.js';
-import { endpointKey } from '../compute/compute.js';
+import { endpointKey } from '../../rules/names.js';
 import type { Balancing, IPFamily } from '../model/types.js';
 import type { BackendName } from '../../dataplane/backend-names.js';
 import { anyAddress, type FrontendKind } from '../../rules/frontends.js';

@@ -1,5 +1,5 @@
 // Reads conntrack's listing into live connections per endpoint: the balancer's only signal.
-import { endpointKey } from '../compute/compute.js';
+import { endpointKey } from '../../rules/names.js';
 import type { L4Protocol } from '../../rules/node-rules.js';
 
 /**

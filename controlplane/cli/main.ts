@@ -152,7 +152,7 @@ async function main(argv: string[]): Promise<number> {
       await removeOtherBackends(execaRunner, desired.backend, desired.options);
       const ports = desired.rules.families.flatMap((family) => family.servicePorts);
       const services = new Set(ports.map((port) => port.id.split(':')[0]));
-      const endpoints = new Set(ports.flatMap((port) => [...(port.cluster?.endpoints ?? []), ...(port.local?.endpoints ?? [])].map((endpoint) => endpoint.hash)));
+      const endpoints = new Set(ports.flatMap((port) => [...(port.cluster?.endpoints ?? []), ...(port.local?.endpoints ?? [])].map((endpoint) => `${port.id} ${endpoint.ip}|${endpoint.port}`)));
       const ms = Math.round(performance.now() - started);
       console.log(!outcome.changed
         ? `ferry: ${desired.backend} rules for ${desired.rules.node} already up to date (${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${ms} ms)`

@@ -1,11 +1,11 @@
 // compute: the pure function from cluster state to one node's rules, where Service semantics live.
-import { hash } from 'node:crypto';
 import { addressSortKey as ipSortKey, cidrContains, familyOf, ipv4Value } from '../model/ip.js';
 import { addressFrontend, ClusterIndex, frontendsOf, nodePortFrontend, serviceKey } from '../model/cluster-index.js';
 import type { Balancing, ClusterState, Endpoint, EndpointSlice, IPFamily, Node, Service, ServicePort } from '../model/types.js';
 import type {
   EndpointGroup, EndpointTarget, FamilyRules, HealthCheck, L4Protocol, NodePortAddresses, NodeRules, ServicePortRules,
 } from '../../rules/node-rules.js';
+import { endpointKey, stableHash } from '../../rules/names.js';
 import { compareText, lowerBound, portKey, servicePortRange, type PortChanges } from '../../rules/port-changes.js';
 import { availableForTopology, topologyMode } from './topology.js';
 import { integerWeights } from './weights.js';
@@ -28,11 +28,6 @@ export type EndpointWeights = ReadonlyMap<string, number>;
 export class ComputeError extends Error {}
 
 const FAMILIES: IPFamily[] = ['IPv4', 'IPv6'];
-
-/** The key of an endpoint in a weights map: protocol, IP and port, e.g. tcp/10.0.0.1:80 or tcp/[fd00::1]:80. */
-export function endpointKey(protocol: L4Protocol, ip: string, port: number): string {
-  return `${protocol}/${ip.includes(':') ? `[${ip}]` : ip}:${port}`;
-}
 
 const NO_WEIGHTS: EndpointWeights = new Map();
 
@@ -261,7 +256,7 @@ function computeServicePort(index: ClusterIndex, service: Service, port: Service
   // A uniform Service ignores measured weights, whatever the agent measured.
   const weights = (service.balancing ?? context.balancing) === 'uniform' ? NO_WEIGHTS : context.weights;
   const group = (members: PortEndpoint[], target: 'cluster' | 'local'): EndpointGroup => ({
-    endpoints: endpointTargets(id, protocol, members, weights, node.name),
+    endpoints: endpointTargets(protocol, members, weights, node.name),
     clusterIPMasquerade: internal === target ? clusterIPMasquerade : 'none',
   });
   // The cluster group also serves pod and node traffic to external addresses under a Local policy.
@@ -336,23 +331,18 @@ function usableEndpoints<T extends Endpoint>(endpoints: T[]): T[] {
   return endpoints.filter((endpoint) => endpoint.conditions.serving && endpoint.conditions.terminating);
 }
 
-function endpointTargets(id: string, protocol: L4Protocol, endpoints: PortEndpoint[], weights: EndpointWeights, nodeName: string): EndpointTarget[] {
+function endpointTargets(protocol: L4Protocol, endpoints: PortEndpoint[], weights: EndpointWeights, nodeName: string): EndpointTarget[] {
   // Sorting compares each address many times: read each once (a group is of one family, so the keys are all numbers or all strings).
-  const sorted = endpoints.map((endpoint) => ({ endpoint, key: ipv4Value(endpoint.ip) ?? ipSortKey(endpoint.ip), name: endpointKey(protocol, endpoint.ip, endpoint.port) }))
+  const sorted = endpoints.map((endpoint) => ({ endpoint, key: ipv4Value(endpoint.ip) ?? ipSortKey(endpoint.ip) }))
     .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.endpoint.port - b.endpoint.port));
-  const shares = integerWeights(sorted.map(({ name }) => weights.get(name) ?? 1));
-  return sorted.map(({ endpoint, name }, index) => ({
-    hash: stableHash(`${id}/${name}`),
+  // Without measured weights (a first sync, a uniform Service) every endpoint weighs 1: no key to spell.
+  const shares = integerWeights(sorted.map(({ endpoint }) => (weights.size ? weights.get(endpointKey(protocol, endpoint.ip, endpoint.port)) ?? 1 : 1)));
+  return sorted.map(({ endpoint }, index) => ({
     ip: endpoint.ip,
     port: endpoint.port,
     weight: shares[index]!,
     onNode: endpoint.nodeName === nodeName || endpoint.nodeName === '',
   }));
-}
-
-/** 16 hex digits of sha256: stable across runs and short enough for iptables' 28-character chain names. */
-export function stableHash(text: string): string {
-  return hash('sha256', text, 'hex').slice(0, 16).toUpperCase();
 }
 
 function unique<T>(items: T[]): T[] {

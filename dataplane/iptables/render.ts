@@ -1,9 +1,10 @@
 // iptables rendering: NodeRules to one iptables-restore input per family, through the templates.
-import type { FamilyRules, FilterVerdict, NodePortAddresses, NodeRules, EndpointTarget, ServicePortRules } from '../../rules/node-rules.js';
+import type { EndpointGroup, FamilyRules, FilterVerdict, NodePortAddresses, NodeRules, EndpointTarget, ServicePortRules } from '../../rules/node-rules.js';
 import type { RenderedRules } from '../backend.js';
 import { ruleComment } from '../escape.js';
 import { endpointChains, externalChain, externalTarget, groups, internalTarget, masqueradeRule, type ChainNames } from '../render-shapes.js';
 import { templates } from '../templates.js';
+import { endpointHash } from '../../rules/names.js';
 
 /** Renders node rules as iptables-restore input, one per family; pure: the same rules give the same text. */
 export function renderIptables(rules: NodeRules): RenderedRules {
@@ -20,7 +21,7 @@ const iptablesNames: ChainNames = {
   group: (port, kind) => `FERRY-${kind === 'cluster' ? 'SVC' : 'SVL'}-${port.hash}`,
   external: (port) => `FERRY-EXT-${port.hash}`,
   firewall: (port) => `FERRY-FW-${port.hash}`,
-  endpoint: (endpoint) => `FERRY-SEP-${endpoint.hash}`,
+  endpoint: (port, endpoint) => `FERRY-SEP-${endpointHash(port, endpoint)}`,
 };
 
 function iptablesTable(family: FamilyRules, mark: string) {
@@ -78,16 +79,22 @@ function iptablesTable(family: FamilyRules, mark: string) {
       name: names.group(port, kind),
       comment: ruleComment(kind === 'cluster' ? port.id : `${port.id} local endpoints`),
       masquerade: masqueradeRule(port, group, family.localCIDR, host),
-      affinity: port.affinitySeconds > 0
-        ? group.endpoints.map((endpoint) => ({ chain: names.endpoint(endpoint), seconds: port.affinitySeconds }))
-        : [],
-      choices: cumulativeProbabilities(group.endpoints).map(({ endpoint, probability }) => ({ chain: names.endpoint(endpoint), probability })),
+      ...groupDispatch(port, group, names),
     }))),
     externalChains: family.servicePorts.filter((port) => externalTarget(port, names)).map((port) => ({
       ...externalChain(port, names),
       podCIDR: family.localCIDR ?? '',
     })),
     endpointChains: endpointChains(family, names, host),
+  };
+}
+
+/** A group chain's jumps to its endpoints' chains: affinity's first, then the weighted choice; each chain named once. */
+function groupDispatch(port: ServicePortRules, group: EndpointGroup, names: ChainNames) {
+  const chains = group.endpoints.map((endpoint) => names.endpoint(port, endpoint));
+  return {
+    affinity: port.affinitySeconds > 0 ? chains.map((chain) => ({ chain, seconds: port.affinitySeconds })) : [],
+    choices: cumulativeProbabilities(group.endpoints).map(({ probability }, index) => ({ chain: chains[index]!, probability })),
   };
 }
 

@@ -2,6 +2,7 @@
 // parts (each table's head, and each Service port's elements and chains) so that a sync after a change
 // renders, checks, stamps and writes only the ports that changed.
 import { hash } from 'node:crypto';
+import { endpointHash } from '../../rules/names.js';
 import type { FamilyRules, FilterVerdict, NodePortAddresses, NodeRules, EndpointTarget, ServicePortRules } from '../../rules/node-rules.js';
 import { addressSortKey } from '../../controlplane/model/ip.js';
 import { compareText, lowerBound, splitPortKey } from '../../rules/port-changes.js';
@@ -204,7 +205,7 @@ const nftNames: ChainNames = {
   group: (port, kind) => `${kind === 'cluster' ? 'svc' : 'svl'}-${port.hash}-${nftIdentifier(port.id.replace(':', '/'))}`,
   external: (port) => `ext-${port.hash}-${nftIdentifier(port.id.replace(':', '/'))}`,
   firewall: (port) => `fw-${port.hash}-${nftIdentifier(port.id.replace(':', '/'))}`,
-  endpoint: (endpoint) => `sep-${endpoint.hash}`,
+  endpoint: (port, endpoint) => affinityNames(port, endpoint).name,
 };
 
 /** The head of a family's table and its collections, from the family-wide rules. */
@@ -333,10 +334,10 @@ function nftServicePort(port: ServicePortRules, family: FamilyRules): NftPortPar
     if (externalVerdict) add('no-endpoint-nodeports', `${port.protocol} . ${port.nodePort} : ${verdict(externalVerdict)}`);
   }
   for (const ip of port.firewall?.loadBalancerIPs ?? []) add('firewall-ips', `${key(ip)} : goto ${names.firewall(port)}`);
-  const affinitySets = port.affinitySeconds > 0
-    ? uniqueEndpoints(port).map((endpoint) => ({ name: nftAffinitySet(endpoint), seconds: port.affinitySeconds }))
-    : [];
-  const shape = chainShapes(port, family, external);
+  // Only affinity needs a chain per endpoint (to record the client); the rest DNAT from the group chain.
+  const affinityEndpoints = port.affinitySeconds > 0 ? uniqueEndpoints(port).map((endpoint) => ({ endpoint, ...affinityNames(port, endpoint) })) : [];
+  const affinitySets = affinityEndpoints.map(({ affinitySet }) => ({ name: affinitySet, seconds: port.affinitySeconds }));
+  const shape = chainShapes(port, family, external, affinityEndpoints);
   const chains = templates.nftServicePort(shape);
   const chainNames = [...shape.groupChains, ...shape.externalChains, ...shape.firewallChains, ...shape.endpointChains].map((chain) => chain.name);
   let elementCount = 0;
@@ -355,7 +356,7 @@ function nftServicePort(port: ServicePortRules, family: FamilyRules): NftPortPar
 }
 
 /** What the service-port template prints a port's chains from. */
-function chainShapes(port: ServicePortRules, family: FamilyRules, external: string | undefined) {
+function chainShapes(port: ServicePortRules, family: FamilyRules, external: string | undefined, affinityEndpoints: Array<{ endpoint: EndpointTarget; name: string; affinitySet: string }>) {
   const names = nftNames;
   return {
     address: family.family === 'IPv6' ? 'ip6' : 'ip',
@@ -363,22 +364,19 @@ function chainShapes(port: ServicePortRules, family: FamilyRules, external: stri
       name: names.group(port, kind),
       masquerade: masqueradeRule(port, group, family.localCIDR, (ip) => ip),
       protocol: port.protocol,
-      ...nftDispatch(port, group.endpoints, names),
+      ...nftDispatch(port, group.endpoints),
     })),
     externalChains: external ? [{ ...externalChain(port, names), podCIDR: family.localCIDR ?? '' }] : [],
     firewallChains: port.firewall
       ? [{ name: names.firewall(port), allowed: port.firewall.sourceRanges, comment: ruleComment(`${port.id} loadBalancerSourceRanges`) }]
       : [],
-    // Only affinity needs a chain per endpoint (to record the client); the rest DNAT from the group chain.
-    endpointChains: port.affinitySeconds > 0
-      ? uniqueEndpoints(port).map((endpoint) => ({
-          name: names.endpoint(endpoint),
-          affinitySet: nftAffinitySet(endpoint),
-          protocol: port.protocol,
-          destination: endpointDestination(endpoint),
-          comment: ruleComment(`${port.id} -> ${endpointDestination(endpoint)}`),
-        }))
-      : [],
+    endpointChains: affinityEndpoints.map(({ endpoint, name, affinitySet }) => ({
+      name,
+      affinitySet,
+      protocol: port.protocol,
+      destination: endpointDestination(endpoint),
+      comment: ruleComment(`${port.id} -> ${endpointDestination(endpoint)}`),
+    })),
   };
 }
 
@@ -389,34 +387,38 @@ function chainShapes(port: ServicePortRules, family: FamilyRules, external: stri
  * map per Service makes a full load quadratic. Without affinity the rule DNATs straight away (no
  * chain per endpoint); with affinity it goes to an endpoint chain that records the client.
  */
-function nftDispatch(port: ServicePortRules, endpoints: EndpointTarget[], names: ChainNames) {
+function nftDispatch(port: ServicePortRules, endpoints: EndpointTarget[]) {
   const affinity = port.affinitySeconds > 0;
+  const named = affinity ? endpoints.map((endpoint) => affinityNames(port, endpoint)) : [];
   let remaining = endpoints.reduce((sum, endpoint) => sum + endpoint.weight, 0);
   const choices = endpoints.map((endpoint, index) => {
     const last = index === endpoints.length - 1;
     const choice = {
       modulus: remaining,
       below: last ? undefined : endpoint.weight,
-      chain: affinity ? names.endpoint(endpoint) : undefined,
+      chain: named[index]?.name,
       destination: endpointDestination(endpoint),
     };
     remaining -= endpoint.weight;
     return choice;
   });
   return {
-    affinity: affinity ? endpoints.map((endpoint) => ({ set: nftAffinitySet(endpoint), chain: names.endpoint(endpoint) })) : [],
+    affinity: named.map(({ name, affinitySet }) => ({ set: affinitySet, chain: name })),
     choices,
   };
 }
 
-function nftAffinitySet(endpoint: Pick<EndpointTarget, 'hash'>): string {
-  return `affinity-${endpoint.hash}`;
+/** An affinity endpoint's chain (which records the client) and its set of clients, from one hash. */
+function affinityNames(port: ServicePortRules, endpoint: EndpointTarget): { name: string; affinitySet: string } {
+  const hashed = endpointHash(port, endpoint);
+  return { name: `sep-${hashed}`, affinitySet: `affinity-${hashed}` };
 }
 
+/** The port's endpoints, each once, though its cluster and local groups may both hold it. */
 function uniqueEndpoints(port: ServicePortRules): EndpointTarget[] {
-  const byHash = new Map<string, EndpointTarget>();
-  for (const group of [port.cluster, port.local]) for (const endpoint of group?.endpoints ?? []) byHash.set(endpoint.hash, endpoint);
-  return [...byHash.values()];
+  const byAddress = new Map<string, EndpointTarget>();
+  for (const group of [port.cluster, port.local]) for (const endpoint of group?.endpoints ?? []) byAddress.set(`${endpoint.ip}|${endpoint.port}`, endpoint);
+  return [...byAddress.values()];
 }
 
 function nftNodePortMatch(addresses: NodePortAddresses, address: 'ip' | 'ip6'): string {

@@ -1,5 +1,6 @@
 // The golden scenarios: the example cluster plus edge cases, rendered for node-a under a few configs.
-import { computeNodeRules, endpointKey, type ComputeConfig, type EndpointWeights } from '../../controlplane/compute/compute.js';
+import { computeNodeRules, type ComputeConfig, type EndpointWeights } from '../../controlplane/compute/compute.js';
+import { endpointKey } from '../../rules/names.js';
 import { buildClusterState } from '../../controlplane/model/cluster-state.js';
 import { readManifests } from '../../controlplane/sources/manifests.js';
 import { render, renderedText } from '../../dataplane/render.js';
