@@ -1,6 +1,6 @@
-// What both text backends render alike from NodeRules: the chain a group or endpoint gets (each
-// backend names them), the masquerade rule of a group, where internal and external traffic goes.
-import type { EndpointGroup, EndpointTarget, FamilyRules, FilterVerdict, ServicePortRules } from '../rules/node-rules.js';
+// What both text backends render alike from NodeRules: the chain a group gets (each backend names
+// them), the masquerade rule of a group, where internal and external traffic goes.
+import type { EndpointGroup, EndpointTarget, FilterVerdict, ServicePortRules } from '../rules/node-rules.js';
 import { ruleComment } from './escape.js';
 
 /** The chain names of one backend: every rendering helper below takes them. */
@@ -8,30 +8,10 @@ export interface ChainNames {
   group(port: ServicePortRules, kind: 'cluster' | 'local'): string;
   external(port: ServicePortRules): string;
   firewall(port: ServicePortRules): string;
-  /** An endpoint's own chain (endpointHash names it). */
-  endpoint(port: ServicePortRules, endpoint: EndpointTarget): string;
 }
 
 export function endpointDestination(endpoint: Pick<EndpointTarget, 'ip' | 'port'>): string {
   return endpoint.ip.includes(':') ? `[${endpoint.ip}]:${endpoint.port}` : `${endpoint.ip}:${endpoint.port}`;
-}
-
-/** Each endpoint chain once, though cluster and local groups may both lead to it. */
-export function endpointChains(family: FamilyRules, names: ChainNames, source: (ip: string) => string) {
-  const chains = new Map<string, { port: ServicePortRules; endpoint: EndpointTarget }>();
-  for (const port of family.servicePorts) {
-    for (const group of [port.cluster, port.local]) {
-      for (const endpoint of group?.endpoints ?? []) chains.set(names.endpoint(port, endpoint), { port, endpoint });
-    }
-  }
-  return [...chains.entries()].map(([name, { port, endpoint }]) => ({
-    name,
-    source: source(endpoint.ip),
-    protocol: port.protocol,
-    destination: endpointDestination(endpoint),
-    comment: ruleComment(`${port.id} -> ${endpointDestination(endpoint)}`),
-    affinitySeconds: port.affinitySeconds,
-  }));
 }
 
 export function groups(port: ServicePortRules): { kind: 'cluster' | 'local'; group: EndpointGroup }[] {

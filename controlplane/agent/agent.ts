@@ -391,8 +391,8 @@ function noLocalEndpoints(rules: NodeRules): Map<IPFamily, { internal: number; e
 
 /** Service ports whose rules changed in a sync, and endpoints that came or went in them, for the change metrics. */
 function countChanges(before: NodeRules | undefined, after: NodeRules, changed: PortChanges): { serviceChanges: number; endpointChanges: number } {
-  // Within one port, an endpoint is its address and port (the cluster and local groups may both hold it).
-  const endpoints = (port: ServicePortRules | undefined) => new Set([...(port?.cluster?.endpoints ?? []), ...(port?.local?.endpoints ?? [])].map((endpoint) => `${endpoint.ip}|${endpoint.port}`));
+  // Within one port, an endpoint is its key (the cluster and local groups may both hold it).
+  const endpoints = (port: ServicePortRules | undefined) => new Set(port ? [...(port.cluster?.endpoints ?? []), ...(port.local?.endpoints ?? [])].map((endpoint) => endpointKey(port.protocol, endpoint.ip, endpoint.port)) : []);
   // The first sync: every port and endpoint is new (without looking each port up in nothing).
   if (!before) {
     const ports = after.families.flatMap((family) => family.servicePorts);

@@ -6,6 +6,7 @@ import { applyIfChanged, cleanupAllRules, cleanupRules, diffRules, readFrontends
 import { cleanupKubeProxy } from '../../dataplane/kube-proxy-cleanup.js';
 import { renderedText } from '../../dataplane/render.js';
 import { BACKEND_NAMES, DEFAULT_BACKEND, type BackendName } from '../../dataplane/backend-names.js';
+import { endpointKey } from '../../rules/names.js';
 import { execaRunner } from '../../dataplane/runner.js';
 import { describeModelError } from '../model/cluster-state.js';
 import { packageRoot } from '../package-root.js';
@@ -152,7 +153,7 @@ async function main(argv: string[]): Promise<number> {
       await removeOtherBackends(execaRunner, desired.backend, desired.options);
       const ports = desired.rules.families.flatMap((family) => family.servicePorts);
       const services = new Set(ports.map((port) => port.id.split(':')[0]));
-      const endpoints = new Set(ports.flatMap((port) => [...(port.cluster?.endpoints ?? []), ...(port.local?.endpoints ?? [])].map((endpoint) => `${port.id} ${endpoint.ip}|${endpoint.port}`)));
+      const endpoints = new Set(ports.flatMap((port) => [...(port.cluster?.endpoints ?? []), ...(port.local?.endpoints ?? [])].map((endpoint) => `${port.id} ${endpointKey(port.protocol, endpoint.ip, endpoint.port)}`)));
       const ms = Math.round(performance.now() - started);
       console.log(!outcome.changed
         ? `ferry: ${desired.backend} rules for ${desired.rules.node} already up to date (${services.size} services, ${ports.length} service ports, ${endpoints.size} endpoints; ${ms} ms)`

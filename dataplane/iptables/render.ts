@@ -2,7 +2,7 @@
 import type { EndpointGroup, FamilyRules, FilterVerdict, NodePortAddresses, NodeRules, EndpointTarget, ServicePortRules } from '../../rules/node-rules.js';
 import type { RenderedRules } from '../backend.js';
 import { ruleComment } from '../escape.js';
-import { endpointChains, externalChain, externalTarget, groups, internalTarget, masqueradeRule, type ChainNames } from '../render-shapes.js';
+import { endpointDestination, externalChain, externalTarget, groups, internalTarget, masqueradeRule, type ChainNames } from '../render-shapes.js';
 import { templates } from '../templates.js';
 import { endpointHash } from '../../rules/names.js';
 
@@ -21,8 +21,10 @@ const iptablesNames: ChainNames = {
   group: (port, kind) => `FERRY-${kind === 'cluster' ? 'SVC' : 'SVL'}-${port.hash}`,
   external: (port) => `FERRY-EXT-${port.hash}`,
   firewall: (port) => `FERRY-FW-${port.hash}`,
-  endpoint: (port, endpoint) => `FERRY-SEP-${endpointHash(port, endpoint)}`,
 };
+
+/** An endpoint's own chain (every iptables endpoint has one: the DNAT, and under affinity the recording of the client). */
+const endpointChain = (port: ServicePortRules, endpoint: EndpointTarget) => `FERRY-SEP-${endpointHash(port, endpoint)}`;
 
 function iptablesTable(family: FamilyRules, mark: string) {
   const ipv6 = family.family === 'IPv6';
@@ -79,23 +81,41 @@ function iptablesTable(family: FamilyRules, mark: string) {
       name: names.group(port, kind),
       comment: ruleComment(kind === 'cluster' ? port.id : `${port.id} local endpoints`),
       masquerade: masqueradeRule(port, group, family.localCIDR, host),
-      ...groupDispatch(port, group, names),
+      ...groupDispatch(port, group),
     }))),
     externalChains: family.servicePorts.filter((port) => externalTarget(port, names)).map((port) => ({
       ...externalChain(port, names),
       podCIDR: family.localCIDR ?? '',
     })),
-    endpointChains: endpointChains(family, names, host),
+    endpointChains: endpointChains(family, host),
   };
 }
 
 /** A group chain's jumps to its endpoints' chains: affinity's first, then the weighted choice; each chain named once. */
-function groupDispatch(port: ServicePortRules, group: EndpointGroup, names: ChainNames) {
-  const chains = group.endpoints.map((endpoint) => names.endpoint(port, endpoint));
+function groupDispatch(port: ServicePortRules, group: EndpointGroup) {
+  const chains = group.endpoints.map((endpoint) => endpointChain(port, endpoint));
   return {
     affinity: port.affinitySeconds > 0 ? chains.map((chain) => ({ chain, seconds: port.affinitySeconds })) : [],
     choices: cumulativeProbabilities(group.endpoints).map(({ probability }, index) => ({ chain: chains[index]!, probability })),
   };
+}
+
+/** Each endpoint chain once, though cluster and local groups may both lead to it. */
+function endpointChains(family: FamilyRules, source: (ip: string) => string) {
+  const chains = new Map<string, { port: ServicePortRules; endpoint: EndpointTarget }>();
+  for (const port of family.servicePorts) {
+    for (const group of [port.cluster, port.local]) {
+      for (const endpoint of group?.endpoints ?? []) chains.set(endpointChain(port, endpoint), { port, endpoint });
+    }
+  }
+  return [...chains.entries()].map(([name, { port, endpoint }]) => ({
+    name,
+    source: source(endpoint.ip),
+    protocol: port.protocol,
+    destination: endpointDestination(endpoint),
+    comment: ruleComment(`${port.id} -> ${endpointDestination(endpoint)}`),
+    affinitySeconds: port.affinitySeconds,
+  }));
 }
 
 function noEndpointsComment(port: ServicePortRules, verdict: FilterVerdict): string {

@@ -2,7 +2,7 @@
 // parts (each table's head, and each Service port's elements and chains) so that a sync after a change
 // renders, checks, stamps and writes only the ports that changed.
 import { hash } from 'node:crypto';
-import { endpointHash } from '../../rules/names.js';
+import { endpointHash, endpointKey } from '../../rules/names.js';
 import type { FamilyRules, FilterVerdict, NodePortAddresses, NodeRules, EndpointTarget, ServicePortRules } from '../../rules/node-rules.js';
 import { addressSortKey } from '../../controlplane/model/ip.js';
 import { compareText, lowerBound, splitPortKey } from '../../rules/port-changes.js';
@@ -205,7 +205,6 @@ const nftNames: ChainNames = {
   group: (port, kind) => `${kind === 'cluster' ? 'svc' : 'svl'}-${port.hash}-${nftIdentifier(port.id.replace(':', '/'))}`,
   external: (port) => `ext-${port.hash}-${nftIdentifier(port.id.replace(':', '/'))}`,
   firewall: (port) => `fw-${port.hash}-${nftIdentifier(port.id.replace(':', '/'))}`,
-  endpoint: (port, endpoint) => affinityNames(port, endpoint).name,
 };
 
 /** The head of a family's table and its collections, from the family-wide rules. */
@@ -417,7 +416,7 @@ function affinityNames(port: ServicePortRules, endpoint: EndpointTarget): { name
 /** The port's endpoints, each once, though its cluster and local groups may both hold it. */
 function uniqueEndpoints(port: ServicePortRules): EndpointTarget[] {
   const byAddress = new Map<string, EndpointTarget>();
-  for (const group of [port.cluster, port.local]) for (const endpoint of group?.endpoints ?? []) byAddress.set(`${endpoint.ip}|${endpoint.port}`, endpoint);
+  for (const group of [port.cluster, port.local]) for (const endpoint of group?.endpoints ?? []) byAddress.set(endpointKey(port.protocol, endpoint.ip, endpoint.port), endpoint);
   return [...byAddress.values()];
 }
 
