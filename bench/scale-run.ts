@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { computeFromIndex, updateNodeRules, type ComputeConfig } from '../controlplane/compute/compute.js';
 import { ClusterStore, type ObjectChange } from '../controlplane/model/cluster-store.js';
 import type { NodeRules } from '../rules/node-rules.js';
-import { applyChanges, applyRules, cleanupRules, diffRules, reassertRules } from '../dataplane/dataplane.js';
+import { applyChanges, applyRules, cleanupRules, diffRules, reassertRules, startSync } from '../dataplane/dataplane.js';
 import { render, type RenderedRules } from '../dataplane/render.js';
 import type { BackendName } from '../dataplane/backend-names.js';
 import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
@@ -126,6 +126,8 @@ async function setupLatency(services: [number, number], count: number): Promise<
 const base = syntheticCluster({ services: N, endpoints: M });
 toolMs = 0;
 const full0 = now();
+// As the agent at its start: the backend gets ready (eBPF: loads its programs) while the rules are computed.
+startSync(runner, backend, options);
 // The agent's store, as its source's first view fills it.
 const store = new ClusterStore('node-0');
 store.replaceAll(base);

@@ -66,12 +66,24 @@ export interface EndpointConnections {
 /** How a sync wrote: nothing, only what changed, or everything. */
 export type SyncKind = 'unchanged' | 'partial' | 'full';
 
+/** A first sync's preparation, started ahead of it (Backend.startSync). */
+export interface SyncStart {
+  /** Undoes the preparation when no sync took it up (the process stops first); nothing once one did. */
+  discard(): Promise<void>;
+}
+
 export interface Backend {
   /**
    * The rules as this backend writes them; pure: the same rules give the same result. `update` is the
    * rendering of the rules before and which ports changed since: a backend may render only those again.
    */
   render(rules: NodeRules, options?: BackendOptions, update?: RenderUpdate): RenderedRules;
+  /**
+   * Starts what the next full sync with these options does before it needs the rules (eBPF: finding
+   * the placement, loading the programs), so that it runs while the caller computes them; that sync
+   * takes it up. Left out by a backend with nothing to do ahead.
+   */
+  startSync?(runner: Runner, options?: BackendOptions): SyncStart;
   /** Throws a StructureError when rendered rules are inconsistent (a bug in ferry, never the user's input). */
   check(rendered: RenderedRules): void;
   /** The same check for text as `render` prints it (golden files, hostile input). */

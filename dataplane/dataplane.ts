@@ -1,7 +1,7 @@
 // The dataplane facade: apply, diff and clean up rendered rules with the backend that rendered them
 // (backends.ts), and hand over between backends.
 import { createTwoFilesPatch } from 'diff';
-import type { ApplyOptions, ApplyOutcome, BackendOptions, Comparison, EndpointConnections, RenderedRules, SyncKind } from './backend.js';
+import type { ApplyOptions, ApplyOutcome, BackendOptions, Comparison, EndpointConnections, RenderedRules, SyncKind, SyncStart } from './backend.js';
 import type { NodeRules } from '../rules/node-rules.js';
 import { BACKEND_NAMES, type BackendName } from './backend-names.js';
 import { backendOf, BACKENDS } from './backends.js';
@@ -9,7 +9,7 @@ import type { FrontendState } from '../rules/frontends.js';
 import type { StaleFlow } from '../rules/stale-flow.js';
 import { DataplaneError, type Runner } from './runner.js';
 
-export type { ApplyOutcome, Comparison, SyncKind };
+export type { ApplyOutcome, Comparison, SyncKind, SyncStart };
 
 /** Loads the rules into the kernel: structure-checked, then all or nothing (see each backend). */
 export function applyRules(runner: Runner, rendered: RenderedRules): Promise<void> {
@@ -33,6 +33,14 @@ export function reassertRules(runner: Runner, rendered: RenderedRules): Promise<
  */
 export function applyIfChanged(runner: Runner, rules: NodeRules, backend: BackendName, options: ApplyOptions = {}): Promise<ApplyOutcome> {
   return BACKENDS[backend].applyIfChanged(runner, rules, options);
+}
+
+/**
+ * Starts what a backend's next full sync does before it needs the rules (eBPF: loads its programs), so
+ * that it runs while the caller computes them; `discard` undoes it when no sync comes.
+ */
+export function startSync(runner: Runner, backend: BackendName, options?: BackendOptions): SyncStart {
+  return BACKENDS[backend].startSync?.(runner, options) ?? { discard: async () => undefined };
 }
 
 /** Whether ferry's stamp in the kernel says it holds these rules (a backend without a stamp: never). */

@@ -1,11 +1,11 @@
 import test, { type ExecutionContext } from 'ava';
-import { applyChanges, applyIfChanged, cleanupRules, diffRules, reassertRules } from '../dataplane/dataplane.js';
+import { applyChanges, applyIfChanged, cleanupRules, diffRules, reassertRules, startSync } from '../dataplane/dataplane.js';
 import { BACKENDS } from '../dataplane/backends.js';
 import { MAPS } from '../dataplane/ebpf/layout.js';
 import { MapWriter } from '../dataplane/ebpf/map-writer.js';
 import { render } from '../dataplane/render.js';
 import type { RenderedRules } from '../dataplane/backend.js';
-import { execaRunner, runChecked } from '../dataplane/runner.js';
+import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { renderScenario } from './helpers/golden.js';
@@ -81,6 +81,37 @@ test('kernel: ebpf apply, a second apply writes nothing, a tampered map shows in
   t.notRegex(await runChecked(runner, 'tables', 'nft', ['list', 'tables']), /ferry/);
   t.regex(await runChecked(runner, 'foreign', 'nft', ['list', 'table', 'inet', 'other']), /tcp dport 22 accept/, 'others\' rules stay');
   t.deepEqual(await readdir(pinDir).catch(() => []), [], 'no pins');
+});
+
+test('kernel: ebpf a sync started ahead (startSync) is the one the next apply takes up, and one that no sync took up leaves no programs pinned', async (t) => {
+  const { runner, pinDir, example, placement } = await exampleNode(t);
+  // The programs' loads the backend asks bpftool for, counted.
+  let loads = 0;
+  const counting: Runner = {
+    run: (command, args, input) => {
+      if (command === 'bpftool' && (args.includes('loadall') || (args.includes('batch') && input?.includes('loadall')))) loads += 1;
+      return runner.run(command, args, input);
+    },
+  };
+  const programDirs = async () => (await readdir(pinDir)).filter((name) => /progs/.test(name)).sort();
+
+  const started = startSync(counting, 'ebpf', placement);
+  const first = await applyIfChanged(counting, example.ebpf!.rules, 'ebpf', { backend: placement });
+  t.true(first.changed);
+  t.is(loads, 1, 'the programs were loaded once, by the preparation the apply took up');
+  const applied = await programDirs();
+  t.is(applied.length, 2, `the socket and the packet programs' pins: ${applied.join(' ')}`);
+  await started.discard();
+  t.deepEqual(await programDirs(), applied, 'a discard after the sync took it up changes nothing');
+  t.is(await diffRules(runner, render(example.ebpf!.rules, 'ebpf', placement)), '', 'the kernel holds the rules');
+
+  // Started, then given up before any sync (a process stopping first): its loads go, the applied ones stay.
+  const abandoned = startSync(counting, 'ebpf', placement);
+  await abandoned.discard();
+  t.is(loads, 2, 'the abandoned preparation had loaded the programs');
+  t.deepEqual(await programDirs(), applied, 'only the applied programs stay pinned');
+  t.is(await diffRules(runner, render(example.ebpf!.rules, 'ebpf', placement)), '', 'and the kernel still holds the rules');
+  await cleanupRules(runner, 'ebpf', placement);
 });
 
 test('kernel: ebpf rules that need more map entries than the maps hold are refused before anything is written', async (t) => {

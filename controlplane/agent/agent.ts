@@ -18,7 +18,7 @@ import { ClusterStore, type TriggerTime } from '../model/cluster-store.js';
 import type { Balancing, IPFamily, ModelError } from '../model/types.js';
 import type { ObjectSource } from '../sources/source.js';
 import { listNatedConnections } from '../../dataplane/conntrack-sample.js';
-import { applyChanges, applyIfChanged, balancedSockets, cleanupRules, clearStaleFlows, refreshRules, reassertRules, removeOtherBackends, ruleCounts } from '../../dataplane/dataplane.js';
+import { applyChanges, applyIfChanged, balancedSockets, cleanupRules, clearStaleFlows, refreshRules, reassertRules, removeOtherBackends, ruleCounts, startSync, type SyncStart } from '../../dataplane/dataplane.js';
 import { render, type BackendOptions, type RenderedRules, type RenderUpdate } from '../../dataplane/render.js';
 import type { BackendName } from '../../dataplane/backend-names.js';
 import { DataplaneError, type Runner } from '../../dataplane/runner.js';
@@ -85,6 +85,8 @@ export class Agent {
   private sampling: Promise<void> = Promise.resolve();
   /** The live connections the balancer last counted, for /balancer. */
   private lastSample: BalancerSample | undefined;
+  /** The first sync's preparation, started with the agent; undone at stop if no sync took it up. */
+  private starting: SyncStart | undefined;
   /** Counts of syncs by kind, for tests and the log. */
   readonly syncs = { full: 0, partial: 0, unchanged: 0 };
 
@@ -117,6 +119,8 @@ export class Agent {
       })));
     }
     const { source } = this.options;
+    // The backend gets ready for the first sync (eBPF: loads its programs) while the first view arrives.
+    this.starting = startSync(this.options.runner, this.options.backend, this.options.backendOptions);
     await source.start((change) => {
       if (change) {
         this.reportsChanges = true;
@@ -148,6 +152,7 @@ export class Agent {
     await this.options.source.stop();
     await this.sampling;
     await this.scheduler.stop();
+    await this.starting?.discard();
     await this.healthChecks.close();
     for (const server of this.servers.splice(0)) await close(server);
     if (options.cleanup) await cleanupRules(this.options.runner, this.options.backend, this.options.backendOptions);

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { applyIfChanged, cleanupAllRules, cleanupRules, diffRules, readFrontends, removeOtherBackends, stampedAs } from '../../dataplane/dataplane.js';
+import { applyIfChanged, cleanupAllRules, cleanupRules, diffRules, readFrontends, removeOtherBackends, stampedAs, startSync, type SyncStart } from '../../dataplane/dataplane.js';
 import { cleanupKubeProxy } from '../../dataplane/kube-proxy-cleanup.js';
 import { renderedText } from '../../dataplane/render.js';
 import { BACKEND_NAMES, DEFAULT_BACKEND, type BackendName } from '../../dataplane/backend-names.js';
@@ -146,9 +146,16 @@ async function main(argv: string[]): Promise<number> {
     .option('--force', 'write the rules even when ferry\'s stamp in the kernel says they are there (repairs what was changed behind ferry\'s back, which diff shows)')
     .action(async (options: RuleOptions & { strict?: boolean; force?: boolean }) => {
       const started = performance.now();
-      const desired = await desiredRules(options);
-      report(desired, options.strict);
-      const outcome = await applyIfChanged(execaRunner, desired.rules, desired.backend, { force: options.force, backend: desired.options });
+      // The backend gets ready (eBPF: loads its programs) while the rules are computed.
+      let starting: SyncStart | undefined;
+      let desired: DesiredRules, outcome: Awaited<ReturnType<typeof applyIfChanged>>;
+      try {
+        desired = await desiredRules(options, (backend, placement) => (starting = startSync(execaRunner, backend, placement)));
+        report(desired, options.strict);
+        outcome = await applyIfChanged(execaRunner, desired.rules, desired.backend, { force: options.force, backend: desired.options });
+      } finally {
+        await starting?.discard();
+      }
       // The new backend's rules first, then the other backend's go: never a moment without rules.
       await removeOtherBackends(execaRunner, desired.backend, desired.options);
       const ports = desired.rules.families.flatMap((family) => family.servicePorts);

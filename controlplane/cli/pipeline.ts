@@ -67,17 +67,22 @@ export interface DesiredRules {
   modelErrors: ModelError[];
 }
 
-/** Reads the config and the cluster's objects, computes the node's rules and renders them for the chosen backend. */
-export async function desiredRules(options: RuleOptions): Promise<DesiredRules> {
+/**
+ * Reads the config and the cluster's objects, computes the node's rules and renders them for the chosen
+ * backend. `chosen` hears the backend and its placement as soon as the config names them, before the
+ * objects are read (apply starts the backend's sync meanwhile).
+ */
+export async function desiredRules(options: RuleOptions, chosen?: (backend: BackendName, placement: BackendOptions) => void): Promise<DesiredRules> {
   const { config, warnings } = options.config
     ? parseKubeProxyConfiguration(await readFile(options.config, 'utf8'), options.config)
     : { config: defaultConfig, warnings: [] };
   const backend = options.backend ?? config.mode ?? DEFAULT_BACKEND;
+  const placement = backendOptions(options);
+  chosen?.(backend, placement);
   const { state, errors, warnings: readWarnings } = buildClusterState((await readInput(options)).objects);
   const index = ClusterIndex.of(state);
   const rules = computeFromIndex(index, options.node, computeConfig(config, backend));
   const modelWarnings = [...readWarnings, ...index.conflicts(index.services.keys())];
-  const placement = backendOptions(options);
   const node = state.nodes.find((candidate) => candidate.name === options.node)!;
   let rendered: RenderedRules | undefined;
   return {

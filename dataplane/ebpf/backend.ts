@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import type { NodeRules } from '../../rules/node-rules.js';
 import type { FrontendState } from '../../rules/frontends.js';
 import type { PortChanges } from '../../rules/port-changes.js';
-import type { ApplyOptions, ApplyOutcome, Backend, BackendOptions, Comparison, EndpointConnections, RenderedRules, RenderUpdate, SyncKind } from '../backend.js';
+import type { ApplyOptions, ApplyOutcome, Backend, BackendOptions, Comparison, EndpointConnections, RenderedRules, RenderUpdate, SyncKind, SyncStart } from '../backend.js';
 import { deleteStaleFlows } from '../conntrack.js';
 import { runChecked, type Runner } from '../runner.js';
 import { reportProblems } from '../structure-error.js';
@@ -174,54 +174,112 @@ async function attach(runner: Runner, placement: ResolvedPlacement, sockets: Soc
   return { changed: changed || packetAttached, devices: new Set(devices) };
 }
 
+/** What a full sync does before it needs the rules: the placement found, the programs loading, the helpers starting. */
+interface Prepared {
+  placement: ResolvedPlacement;
+  held: AttachedState;
+  loaded: Promise<[SocketPrograms, PacketProgram]>;
+  addresses: Promise<string[]>;
+  writer: Promise<MapWriter>;
+}
+
 /**
- * A full sync: programs found from their attach points (pins adopted), loaded over the maps they use,
- * the maps read back and only their differences written, then attachments and the companion table.
+ * The programs found from their attach points (pins adopted) and loaded over the maps they use, the
+ * node's addresses read, the map writer started: nothing of it depends on the rules, nor changes what
+ * the datapath does (loading and pinning attach nothing, write no map entry).
  */
-async function sync(runner: Runner, rendered: RenderedRules, options: Omit<ApplyOptions, 'backend'> = {}): Promise<Omit<ApplyOutcome, 'rendered'>> {
-  const { rules, placement: requested, companion } = rendering(rendered);
-  // The companion table loaded, or checked by the kernel in a throwaway namespace, while the programs
-  // load: one it refuses stops the sync before any map write or attachment (loading and pinning change neither).
-  const companionReady = running(prepareCompanion(runner, companion));
+async function prepare(runner: Runner, requested: EbpfPlacement): Promise<Prepared> {
   const addresses = running(nodeAddresses(runner));
-  // The writer stays open for the partial syncs after this one (idle, it lets the process exit).
-  const writerStarted = running(MapWriter.start());
+  // The writer stays open for the partial syncs after the sync (idle, it lets the process exit).
+  const writer = running(MapWriter.start());
   const tools = running(missingTools({ runner }));
-  let writer: MapWriter | undefined;
-  let sockets: SocketPrograms, packet: PacketProgram, planned: NodePlan, maps: NodeMaps, entries: Awaited<ReturnType<typeof syncNodePlan>>;
-  let placement: ResolvedPlacement, attached: Awaited<ReturnType<typeof attach>>, companionWritten: boolean;
   try {
     const cgroup = await resolveCgroup(runner, requested.cgroupRoot);
     const [held, pinDir] = await Promise.all([readAttached(runner, cgroup), resolvePinDir(runner, requested.bpfRoot)]);
-    placement = { cgroup, pinDir, devices: requested.devices };
+    const placement = { cgroup, pinDir, devices: requested.devices };
     await adoptPins(runner, pinDir, held);
     const [socketLoad, packetLoad] = await Promise.all([prepareSocketLoad({ pinDir, cgroup, runner, tools }), preparePacketLoad(pinDir, { runner })]);
-    // bpftool loads both objects (one batch) while this process plans what the maps get.
-    const loaded = loadBoth(socketLoad, packetLoad, runner);
-    const ownAddresses = await addresses;
-    planned = planNode(rules, ownAddresses);
+    // bpftool loads both objects (one batch) while this process goes on (planning, or computing the rules).
+    return { placement, held, loaded: running(loadBoth(socketLoad, packetLoad, runner)), addresses, writer };
+  } catch (error) {
+    await writer.then((started) => started.close(), () => undefined);
+    throw error;
+  }
+}
+
+/** Preparations started ahead of a first sync (startSync), by placement: the next full sync takes its one up. */
+const preparations = new Map<string, Promise<Prepared>>();
+
+/**
+ * Starts the next full sync's preparation now, so that it runs while the caller computes the rules.
+ * `discard` undoes one that no sync took up (the programs it loaded are unpinned, its writer stopped).
+ */
+function startSync(runner: Runner, options: BackendOptions = {}): SyncStart {
+  const key = sessionKey(options.ebpf ?? {});
+  const started = preparations.get(key) ?? running(prepare(runner, options.ebpf ?? {}));
+  preparations.set(key, started);
+  return {
+    discard: async () => {
+      if (preparations.get(key) !== started) return;
+      preparations.delete(key);
+      const prepared = await started.catch(() => undefined);
+      if (!prepared) return;
+      await prepared.writer.then((writer) => writer.close(), () => undefined);
+      const loaded = await prepared.loaded.catch(() => undefined);
+      if (loaded) for (const directory of [dirname(loaded[0].programs.connect4), dirname(loaded[1].program)]) await rm(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The preparation startSync made for this placement, or a new one. */
+function takePrepared(runner: Runner, requested: EbpfPlacement): Promise<Prepared> {
+  const key = sessionKey(requested);
+  const started = preparations.get(key);
+  preparations.delete(key);
+  return started ?? prepare(runner, requested);
+}
+
+/**
+ * A full sync: prepared (the programs loaded over the maps they use), the maps read back and only
+ * their differences written, then attachments and the companion table.
+ */
+async function sync(runner: Runner, rendered: RenderedRules, options: Omit<ApplyOptions, 'backend'> = {}): Promise<Omit<ApplyOutcome, 'rendered'>> {
+  const { rules, placement: requested, companion } = rendering(rendered);
+  const preparing = takePrepared(runner, requested);
+  // The companion table loaded, or checked by the kernel in a throwaway namespace, while the programs
+  // load: one it refuses stops the sync before any map write or attachment.
+  const companionReady = running(prepareCompanion(runner, companion));
+  let writer: MapWriter | undefined;
+  let prepared: Prepared | undefined;
+  let sockets: SocketPrograms, packet: PacketProgram, planned: NodePlan, maps: NodeMaps, entries: Awaited<ReturnType<typeof syncNodePlan>>;
+  let attached: Awaited<ReturnType<typeof attach>>, companionWritten: boolean;
+  try {
+    prepared = await preparing;
+    planned = planNode(rules, await prepared.addresses);
     // Both settled before anything fails: no load goes on pinning after a refused companion table.
-    const [both, ready] = await settled(loaded, companionReady);
+    const [both, ready] = await settled(prepared.loaded, companionReady);
     [sockets, packet] = both;
-    writer = await writerStarted;
-    maps = await openNodeMaps(writer, placement.pinDir);
+    writer = await prepared.writer;
+    maps = await openNodeMaps(writer, prepared.placement.pinDir);
     const reused = sockets.reusedMaps || packet.reusedMaps;
     entries = (reused && await inStep(writer, maps, planned))
       || await syncNodePlan(writer, maps, reused ? (await readNodePlan(writer, maps)).plan : emptyPlan(), planned, checkPlan);
     // The companion table does not depend on the attachments: both at once.
     [attached, companionWritten] = await settled(
-      attach(runner, placement, sockets, packet, held),
+      attach(runner, prepared.placement, sockets, packet, prepared.held),
       ready.loaded ? Promise.resolve(true) : syncCompanion(runner, companion, ready.desired, Boolean(options.force)),
     );
   } catch (error) {
-    await (writer ?? await writerStarted.catch(() => undefined))?.close();
+    await companionReady.catch(() => undefined);
+    await (writer ?? await prepared?.writer.catch(() => undefined))?.close();
     throw error;
   }
   const { plan } = entries;
+  const { placement } = prepared;
   await endSession(requested);
   writer.keepIdle();
   sessions.set(sessionKey(requested), {
-    placement, pinDir: placement.pinDir, addresses: await addresses, plan, companion, devices: attached.devices, packetProgram: packet,
+    placement, pinDir: placement.pinDir, addresses: await prepared.addresses, plan, companion, devices: attached.devices, packetProgram: packet,
     nextGroupId: aboveIds(plan, 0), written: rendering(rendered).id, writer: { writer, maps }, slots: slotCount(plan),
   });
   rendering(rendered).plan = plan;
@@ -479,6 +537,7 @@ async function balancedSockets(_runner: Runner, rendered: RenderedRules): Promis
 
 export const ebpfBackend: Backend = {
   render,
+  startSync,
   check: (rendered) => checkPlan(rendering(rendered).plan),
   checkText,
   apply: async (runner, rendered) => {

@@ -1,5 +1,6 @@
 // The TypeScript side of ferry-map-writer (map-writer.c): one helper process, kept running, writes
 // and reads pinned BPF maps in batches, so a sync of any size costs a few syscalls, not a process per element.
+import { setImmediate } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import { buildMapWriter } from './build.js';
 import type { Codec, FrontendKey, Group, MapLayout, Slot, SlotKey } from './layout.js';
@@ -261,15 +262,22 @@ export class WriteSequence {
     if (keys.length) this.track(this.writer.delete(map, keys, this.sequence).then((deleted) => ({ written: 0, deleted })));
   }
 
-  /** Entries of `map` encoded as they are added, sent a batch at a time; `flush` sends the last one. */
-  encoder<K, V>(map: OpenMap<K, V>): { add(key: K, value: V): void; flush(): void } {
+  /**
+   * Entries of `map` encoded as they are added, sent a batch at a time; `flush` sends the last one.
+   * `pause` lets the event loop pass the batches sent since the last pause to the helper's socket
+   * (beyond its buffer they wait in this process until the loop turns): the helper then writes them
+   * while the next are encoded, rather than all of them after the encoding.
+   */
+  encoder<K, V>(map: OpenMap<K, V>): { add(key: K, value: V): void; flush(): void; pause(): Promise<void> } {
     const { key: keyCodec, value: valueCodec } = map.layout;
     const size = keyCodec.size + valueCodec.size;
     const batch = WriteSequence.batchOf(map);
     let bytes = Buffer.alloc(batch * size);
     let count = 0;
+    let unsent = false;
     const flush = () => {
       if (count === 0) return;
+      unsent = true;
       this.track(this.writer.updateEncoded(map, count, bytes.subarray(0, count * size), this.sequence).then((written) => ({ written, deleted: 0 })));
       bytes = Buffer.alloc(batch * size);
       count = 0;
@@ -282,6 +290,11 @@ export class WriteSequence {
         if (count === batch) flush();
       },
       flush,
+      pause: async () => {
+        if (!unsent) return;
+        unsent = false;
+        await setImmediate();
+      },
     };
   }
 

@@ -162,7 +162,7 @@ export async function syncNodePlan(
   };
   // Written over what the kernel holds, but for the frontends: the staged tables are empty.
   const writes = writer.inOrder();
-  writeSocketPlan(writes, staged.sockets, { ...kernel.sockets, frontends: new Map() }, fresh.sockets);
+  await writeSocketPlan(writes, staged.sockets, { ...kernel.sockets, frontends: new Map() }, fresh.sockets);
   writePacketPlan(writes, staged.packets, { ...kernel.packets, frontends: new Map() }, fresh.packets);
   const { written, deleted } = await writes.done();
   await writer.install(maps.sockets.frontends);
@@ -179,7 +179,7 @@ type OpenMapLike = { path: string; maxEntries: number; layout: { name: string } 
 export async function writeNodePlan(writer: MapWriter, maps: NodeMaps, previous: NodePlan | undefined, next: NodePlan): Promise<{ written: number; deleted: number }> {
   checkCapacity(maps, next);
   const writes = writer.inOrder();
-  writeSocketPlan(writes, maps.sockets, previous?.sockets, next.sockets);
+  await writeSocketPlan(writes, maps.sockets, previous?.sockets, next.sockets);
   writePacketPlan(writes, maps.packets, previous?.packets, next.packets);
   writeUnusedGroupRemovals(writes, maps.sockets, previous?.sockets, next.sockets);
   return writes.done();

@@ -106,18 +106,19 @@ export async function applySocketPlan(
   writer: MapWriter, maps: SocketMaps, previous: SocketPlan | undefined, next: SocketPlan, options: { keepUnusedGroups?: boolean } = {},
 ): Promise<{ written: number; deleted: number }> {
   const writes = writer.inOrder();
-  writeSocketPlan(writes, maps, previous, next);
+  await writeSocketPlan(writes, maps, previous, next);
   if (!options.keepUnusedGroups) writeUnusedGroupRemovals(writes, maps, previous, next);
   return writes.done();
 }
 
 /** applySocketPlan's writes, but for the unused groups' removal, queued on `writes`. */
-export function writeSocketPlan(writes: WriteSequence, maps: SocketMaps, previous: SocketPlan | undefined, next: SocketPlan): void {
+export async function writeSocketPlan(writes: WriteSequence, maps: SocketMaps, previous: SocketPlan | undefined, next: SocketPlan): Promise<void> {
   const changed = [...next.groups].filter(([id, endpoints]) => !sameEndpoints(previous?.groups.get(id), endpoints));
   // Every changed group checked before anything is written.
   for (const [, endpoints] of changed) checkGroup(endpoints);
   // The slots of growing groups are encoded as they are made and go out a batch at a time: the helper
-  // writes one while the next is encoded. Those of shrinking groups wait for the group entries.
+  // writes one while the next is encoded (pause hands it each batch sent). Those of shrinking groups
+  // wait for the group entries.
   const growing = writes.encoder(maps.slots);
   const shrinking: Array<[SlotKey, Slot]> = [];
   const surplus: SlotKey[] = [];
@@ -129,6 +130,7 @@ export function writeSocketPlan(writes: WriteSequence, maps: SocketMaps, previou
       : groupEntry(endpoints, (ip, port, cumulative, index) => shrinking.push([{ group: id, index }, { ip, port, cumulative }]));
     for (let index = group.count; index < previousCount; index++) surplus.push({ group: id, index });
     groups.push([id, group]);
+    await growing.pause();
   }
   growing.flush();
   const frontends = [...next.frontends].filter(([id, [, value]]) => !sameFrontend(previous?.frontends.get(id)?.[1], value)).map(([, entry]) => entry);
