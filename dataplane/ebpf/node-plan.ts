@@ -78,15 +78,14 @@ function withGroupIds(plan: NodePlan, to: (id: number) => number): NodePlan {
 export async function openNodeMaps(writer: MapWriter, pinDir: string, options: { packets?: boolean } = {}): Promise<NodeMaps> {
   const socketMap = <K, V>(layout: MapLayout<K, V>) => writer.open(layout, join(pinDir, 'maps', layout.name));
   const packetMap = <K, V>(layout: MapLayout<K, V>) => (options.packets === false ? closedMap(layout) : writer.open(layout, join(pinDir, 'packet-maps', layout.name)));
+  // Every open sent at once: the helper answers them in order, without a round trip each.
+  const [frontends, groups, slots, packetFrontends, nodeAddresses, masqueradeSources, localSources, sourceRanges] = await Promise.all([
+    socketMap(MAPS.frontends), socketMap(MAPS.groups), socketMap(MAPS.slots), packetMap(MAPS.packet_frontends), packetMap(MAPS.node_addresses),
+    packetMap(MAPS.masquerade_sources), packetMap(MAPS.local_sources), packetMap(MAPS.source_ranges),
+  ]);
   return {
-    sockets: { frontends: await socketMap(MAPS.frontends), groups: await socketMap(MAPS.groups), slots: await socketMap(MAPS.slots) },
-    packets: {
-      frontends: await packetMap(MAPS.packet_frontends),
-      nodeAddresses: await packetMap(MAPS.node_addresses),
-      masqueradeSources: await packetMap(MAPS.masquerade_sources),
-      localSources: await packetMap(MAPS.local_sources),
-      sourceRanges: await packetMap(MAPS.source_ranges),
-    },
+    sockets: { frontends, groups, slots },
+    packets: { frontends: packetFrontends, nodeAddresses, masqueradeSources, localSources, sourceRanges },
   };
 }
 
