@@ -52,8 +52,8 @@ export function planSockets(rules: NodeRules, previous?: SocketPlan, addresses: 
       taken.add(id);
     }
     plan.ids.set(name, id);
-    // A port asks for its group's id once per frontend that leads to it: its endpoints are read once.
-    if (!plan.groups.has(id)) plan.groups.set(id, group.endpoints.map(({ ip, port: endpointPort, weight }) => ({ ip, port: endpointPort, weight })));
+    // The rules' own list, not a copy of every endpoint (NodeRules are never changed once computed).
+    if (!plan.groups.has(id)) plan.groups.set(id, group.endpoints);
     return id;
   };
   const put = (key: FrontendKey, value: Frontend) => plan.frontends.set(frontendId(key), [key, value]);
