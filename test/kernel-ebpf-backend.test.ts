@@ -85,20 +85,25 @@ test('kernel: ebpf apply, a second apply writes nothing, a tampered map shows in
 
 test('kernel: ebpf a sync started ahead (startSync) is the one the next apply takes up, and one that no sync took up leaves no programs pinned', async (t) => {
   const { runner, pinDir, example, placement } = await exampleNode(t);
-  // The programs' loads the backend asks bpftool for, counted.
-  let loads = 0;
-  const counting: Runner = {
-    run: (command, args, input) => {
-      if (command === 'bpftool' && (args.includes('loadall') || (args.includes('batch') && input?.includes('loadall')))) loads += 1;
-      return runner.run(command, args, input);
-    },
+  // The programs' loads the backend asks bpftool for, counted per runner.
+  const counted = () => {
+    let loads = 0;
+    const counting: Runner = {
+      run: (command, args, input) => {
+        if (command === 'bpftool' && (args.includes('loadall') || (args.includes('batch') && input?.includes('loadall')))) loads += 1;
+        return runner.run(command, args, input);
+      },
+    };
+    return { runner: counting, get loads() { return loads; } };
   };
+  const first = counted();
+  const counting = first.runner;
   const programDirs = async () => (await readdir(pinDir)).filter((name) => /progs/.test(name)).sort();
 
   const started = startSync(counting, 'ebpf', placement);
-  const first = await applyIfChanged(counting, example.ebpf!.rules, 'ebpf', { backend: placement });
-  t.true(first.changed);
-  t.is(loads, 1, 'the programs were loaded once, by the preparation the apply took up');
+  const applied1 = await applyIfChanged(counting, example.ebpf!.rules, 'ebpf', { backend: placement });
+  t.true(applied1.changed);
+  t.is(first.loads, 1, 'the programs were loaded once, by the preparation the apply took up');
   const applied = await programDirs();
   t.is(applied.length, 2, `the socket and the packet programs' pins: ${applied.join(' ')}`);
   await started.discard();
@@ -108,9 +113,19 @@ test('kernel: ebpf a sync started ahead (startSync) is the one the next apply ta
   // Started, then given up before any sync (a process stopping first): its loads go, the applied ones stay.
   const abandoned = startSync(counting, 'ebpf', placement);
   await abandoned.discard();
-  t.is(loads, 2, 'the abandoned preparation had loaded the programs');
+  t.is(first.loads, 2, 'the abandoned preparation had loaded the programs');
   t.deepEqual(await programDirs(), applied, 'only the applied programs stay pinned');
   t.is(await diffRules(runner, render(example.ebpf!.rules, 'ebpf', placement)), '', 'and the kernel still holds the rules');
+
+  // A preparation through another runner (another namespace's) is not taken up: it is undone, and the sync prepares its own.
+  startSync(counting, 'ebpf', placement);
+  const other = counted();
+  const again = await applyIfChanged(other.runner, example.ebpf!.rules, 'ebpf', { backend: placement });
+  t.false(again.changed, 'the maps and attachments held the rules already');
+  t.is(first.loads, 3, 'the first runner\'s preparation had loaded the programs');
+  t.is(other.loads, 1, 'the sync loaded them again through its own runner');
+  t.is((await programDirs()).length, 2, `only the applied programs stay pinned: ${(await programDirs()).join(' ')}`);
+  t.is(await diffRules(runner, render(example.ebpf!.rules, 'ebpf', placement)), '', 'the kernel holds the rules');
   await cleanupRules(runner, 'ebpf', placement);
 });
 

@@ -207,8 +207,11 @@ async function prepare(runner: Runner, requested: EbpfPlacement): Promise<Prepar
   }
 }
 
-/** Preparations started ahead of a first sync (startSync), by placement: the next full sync takes its one up. */
-const preparations = new Map<string, Promise<Prepared>>();
+/**
+ * Preparations started ahead of a first sync (startSync), by placement, with the runner they run
+ * through (its network namespace): the next full sync there takes its one up.
+ */
+const preparations = new Map<string, { runner: Runner; started: Promise<Prepared> }>();
 
 /**
  * Starts the next full sync's preparation now, so that it runs while the caller computes the rules.
@@ -216,27 +219,34 @@ const preparations = new Map<string, Promise<Prepared>>();
  */
 function startSync(runner: Runner, options: BackendOptions = {}): SyncStart {
   const key = sessionKey(options.ebpf ?? {});
-  const started = preparations.get(key) ?? running(prepare(runner, options.ebpf ?? {}));
-  preparations.set(key, started);
+  const held = preparations.get(key);
+  // One through another runner (another namespace) is undone first: two loads must not share the pins.
+  const preparation = held?.runner === runner ? held : { runner, started: running(undo(held).then(() => prepare(runner, options.ebpf ?? {}))) };
+  preparations.set(key, preparation);
   return {
     discard: async () => {
-      if (preparations.get(key) !== started) return;
+      if (preparations.get(key) !== preparation) return;
       preparations.delete(key);
-      const prepared = await started.catch(() => undefined);
-      if (!prepared) return;
-      await prepared.writer.then((writer) => writer.close(), () => undefined);
-      const loaded = await prepared.loaded.catch(() => undefined);
-      if (loaded) for (const directory of [dirname(loaded[0].programs.connect4), dirname(loaded[1].program)]) await rm(directory, { recursive: true, force: true });
+      await undo(preparation);
     },
   };
 }
 
-/** The preparation startSync made for this placement, or a new one. */
+/** Undoes a preparation no sync took up (none: nothing): its writer stopped, the programs it loaded unpinned. */
+async function undo(preparation: { started: Promise<Prepared> } | undefined): Promise<void> {
+  const prepared = await preparation?.started.catch(() => undefined);
+  if (!prepared) return;
+  await prepared.writer.then((writer) => writer.close(), () => undefined);
+  const loaded = await prepared.loaded.catch(() => undefined);
+  if (loaded) for (const directory of [dirname(loaded[0].programs.connect4), dirname(loaded[1].program)]) await rm(directory, { recursive: true, force: true });
+}
+
+/** The preparation startSync made for this placement through this runner, or a new one. */
 function takePrepared(runner: Runner, requested: EbpfPlacement): Promise<Prepared> {
   const key = sessionKey(requested);
-  const started = preparations.get(key);
+  const held = preparations.get(key);
   preparations.delete(key);
-  return started ?? prepare(runner, requested);
+  return held?.runner === runner ? held.started : undo(held).then(() => prepare(runner, requested));
 }
 
 /**
