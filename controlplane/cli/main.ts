@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { applyIfChanged, cleanupAllRules, cleanupRules, diffRules, readFrontends, removeOtherBackends, stampedAs, startSync, type SyncStart } from '../../dataplane/dataplane.js';
+import { applyIfChanged, cleanupAllRules, cleanupRules, diffRules, readFrontends, removeOtherBackends, stampedAs, startSync, type ApplyOutcome, type SyncStart } from '../../dataplane/dataplane.js';
 import { cleanupKubeProxy } from '../../dataplane/kube-proxy-cleanup.js';
 import { renderedText } from '../../dataplane/render.js';
 import { BACKEND_NAMES, DEFAULT_BACKEND, type BackendName } from '../../dataplane/backend-names.js';
@@ -148,7 +148,7 @@ async function main(argv: string[]): Promise<number> {
       const started = performance.now();
       // The backend gets ready (eBPF: loads its programs) while the rules are computed.
       let starting: SyncStart | undefined;
-      let desired: DesiredRules, outcome: Awaited<ReturnType<typeof applyIfChanged>>;
+      let desired: DesiredRules, outcome: ApplyOutcome;
       try {
         desired = await desiredRules(options, (backend, placement) => (starting = startSync(execaRunner, backend, placement)));
         report(desired, options.strict);
