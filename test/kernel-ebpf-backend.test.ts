@@ -6,11 +6,14 @@ import { MapWriter } from '../dataplane/ebpf/map-writer.js';
 import { render } from '../dataplane/render.js';
 import type { RenderedRules } from '../dataplane/backend.js';
 import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { renderScenario } from './helpers/golden.js';
 import { bpfWorkspace } from './helpers/bpf-workspace.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
+import { ferry } from './helpers/cli.js';
 
 // The eBPF backend as the agent and the CLI use it, in a namespace with two interfaces and a cgroup and
 // bpffs of the test's own: apply, a second apply that writes nothing, a change behind ferry's back that
@@ -206,4 +209,37 @@ test('kernel: ebpf a pinned map that no longer fits the programs (another layout
   const shown = JSON.parse(await runChecked(runner, 'groups', 'bpftool', ['-j', 'map', 'show', 'pinned', groups])) as { bytes_value: number };
   t.is(shown.bytes_value, 8, 'the groups pin is ferry\'s layout again');
   await cleanupRules(runner, 'ebpf', placement);
+});
+
+test('kernel: ebpf on a node with no interface but loopback, a later ferry process (a bpffs of its own, as under ip netns exec) finds the packet maps through the socket programs they are bound to', async (t) => {
+  const { name } = await throwawayNamespace(t);
+  const { cgroup } = await bpfWorkspace(t);
+  // Each process mounts a bpffs of its own here (ip netns exec gives it a mount namespace of its own).
+  const bpfRoot = join(tmpdir(), `ferryk-${randomBytes(4).toString('hex')}`, 'bpf');
+  t.teardown(() => rm(dirname(bpfRoot), { recursive: true, force: true }));
+  const args = ['--node', 'node-a', '-f', 'examples/cluster.yaml', '--backend', 'ebpf', '--cgroup-root', cgroup, '--bpf-root', bpfRoot];
+  const first = await ferry(['apply', ...args], { netns: name });
+  t.is(first.exitCode, 0, first.stderr);
+  t.regex(first.stdout, /[1-9]\d* map entries written/);
+  // Every pin went with that process's bpffs: only the cgroup's programs hold what it wrote.
+  const diff = await ferry(['diff', ...args], { netns: name });
+  t.is(diff.exitCode, 0, `diff finds the packet maps as written:\n${diff.stdout}${diff.stderr}`);
+  const again = await ferry(['apply', ...args], { netns: name });
+  t.regex(again.stdout, /already up to date/, again.stdout + again.stderr);
+
+  const programs = JSON.parse(await runChecked(execaRunner, 'cgroup', 'bpftool', ['-j', 'cgroup', 'show', cgroup])) as Array<{ id: number; name: string }>;
+  const mapIds = await Promise.all(programs.filter((program) => program.name === 'ferry_connect4').map(async (program) =>
+    (JSON.parse(await runChecked(execaRunner, 'prog', 'bpftool', ['-j', 'prog', 'show', 'id', String(program.id)])) as { map_ids: number[] }).map_ids));
+  const names = await Promise.all(mapIds.flat().map(async (id) => [id, (JSON.parse(await runChecked(execaRunner, 'map', 'bpftool', ['-j', 'map', 'show', 'id', String(id)])) as { name: string }).name] as const));
+  const packetMaps = names.filter(([, map]) => map === 'packet_frontend');
+  t.is(packetMaps.length, 1, `connect4 holds the packet frontends: ${JSON.stringify(names)}`);
+
+  const cleanup = await ferry(['cleanup', '--backend', 'ebpf', '--cgroup-root', cgroup, '--bpf-root', bpfRoot], { netns: name });
+  t.is(cleanup.exitCode, 0, cleanup.stderr);
+  t.is((await runChecked(execaRunner, 'cgroup', 'bpftool', ['cgroup', 'show', cgroup])).trim(), '', 'no program on the cgroup');
+  // The kernel frees a map once nothing holds it; freeing is deferred, so wait for it (bounded by the test's timeout).
+  for (const [id] of packetMaps) {
+    while ((await execaRunner.run('bpftool', ['map', 'show', 'id', String(id)])).exitCode === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  t.pass('the bound packet maps went with the programs');
 });

@@ -98,7 +98,8 @@ const kernelName = (name: string) => name.slice(0, 15);
 export async function adoptPins(runner: Runner, pinDir: string, state: AttachedState): Promise<boolean> {
   const targets = [
     { programs: [...state.sockets.values()], directory: join(pinDir, 'maps'), names: SOCKET_OBJECT_MAPS as readonly string[] },
-    { programs: [...state.devices.values()], directory: join(pinDir, 'packet-maps'), names: PACKET_OBJECT_MAPS as readonly string[] },
+    // The packet maps from a device's program, or from the socket programs they are bound to (a node with no device).
+    { programs: [...state.devices.values(), ...state.sockets.values()], directory: join(pinDir, 'packet-maps'), names: PACKET_OBJECT_MAPS as readonly string[] },
   ];
   if (state.sockets.size === 0 && state.devices.size === 0) return false;
   // Every map's name in one listing, not one bpftool per map.

@@ -25,7 +25,7 @@ import { planPortChanges } from './port-plan.js';
 import { guardTestPlacement, resolveCgroup, resolvePinDir, resolvePlacement, DEFAULT_BPF_ROOT, type EbpfPlacement, type ResolvedPlacement } from './placement.js';
 import {
   attachPacketProgram, attachSocketPrograms, detachPacketProgram, detachSocketPrograms, forgetEarlierPacketPrograms, loadBoth, missingTools, preparePacketLoad,
-  prepareSocketLoad, SOCKET_HOOKS, type PacketProgram, type SocketPrograms,
+  PACKET_OBJECT_MAPS, prepareSocketLoad, SOCKET_HOOKS, type PacketProgram, type SocketPrograms,
 } from './programs.js';
 import { holdsPlan } from './in-step.js';
 import { readNodeIds, readNodePlan, readNodeSummary } from './read-back.js';
@@ -174,6 +174,16 @@ async function attach(runner: Runner, placement: ResolvedPlacement, sockets: Soc
   return { changed: changed || packetAttached, devices: new Set(devices) };
 }
 
+/**
+ * Binds the packet program's maps to a socket program, so that they live, and can be found, while the
+ * socket programs are attached, though no device holds the packet program (a node with no interface
+ * but loopback) and no pin outlives this process (`ip netns exec` mounts a bpffs of its own).
+ */
+async function bindPacketMaps(writer: MapWriter, sockets: SocketPrograms, packet: PacketProgram): Promise<void> {
+  const directory = dirname(packet.maps.packet_frontends);
+  await Promise.all(PACKET_OBJECT_MAPS.map((name) => writer.bind(sockets.programs.connect4, join(directory, name))));
+}
+
 /** What a full sync does before it needs the rules: the placement found, the programs loading, the helpers starting. */
 interface Prepared {
   placement: ResolvedPlacement;
@@ -271,6 +281,7 @@ async function sync(runner: Runner, rendered: RenderedRules, options: Omit<Apply
     [sockets, packet] = both;
     writer = await prepared.writer;
     maps = await openNodeMaps(writer, prepared.placement.pinDir);
+    await bindPacketMaps(writer, sockets, packet);
     const reused = sockets.reusedMaps || packet.reusedMaps;
     entries = (reused && await inStep(writer, maps, planned))
       || await syncNodePlan(writer, maps, reused ? (await readNodePlan(writer, maps)).plan : emptyPlan(), planned, checkPlan);

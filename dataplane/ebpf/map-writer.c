@@ -18,6 +18,8 @@
 //                                       sizes, no preallocation, put there first if the entry is empty)
 //   stage NAME                        → ok: NAME.next, a fresh empty map like the table NAME
 //   install NAME                      → ok: NAME.next becomes entry 0 of NAME's array (one write) and NAME
+//   bind PROGRAM MAP                  → ok: the map pinned at MAP is bound to the program pinned at PROGRAM
+//                                       (BPF_PROG_BIND_MAP), so it lives as long as the program does
 //   in SEQUENCE COMMAND               → COMMAND's answer, or "skipped" (its records read and dropped) when
 //                                       a command of the same SEQUENCE (a number) failed before: writes
 //                                       sent at once stop at their first failure
@@ -416,6 +418,25 @@ static void command_open(char *name, char *path)
 	if (error)
 		return fail(-error, path);
 	reply_opened(name);
+}
+
+static void command_bind(char *program_path, char *map_path)
+{
+	int program = bpf_obj_get(program_path);
+	if (program < 0)
+		return fail(errno, program_path);
+	int map = bpf_obj_get(map_path);
+	if (map < 0) {
+		fail(errno, map_path);
+		close(program);
+		return;
+	}
+	if (bpf_prog_bind_map(program, map, NULL) < 0)
+		fail(errno, "bind");
+	else
+		printf("ok\n");
+	close(map);
+	close(program);
 }
 
 // `write`: BYTES raw bytes follow the line, N entries of key then value; all are read even when the
@@ -831,6 +852,13 @@ int main(void)
 			}
 		} else if (fields == 2 && strcmp(verb, "dump") == 0 && map) {
 			command_dump(map);
+		} else if (fields == 3 && strcmp(verb, "bind") == 0) {
+			// Pin paths can be longer than a map's name: both read again at full length.
+			static char program_path[4096], map_path[4096];
+			if (sscanf(command, "%*s %4095s %4095s", program_path, map_path) == 2)
+				command_bind(program_path, map_path);
+			else
+				fail(EINVAL, "bind");
 		} else if (fields >= 2 && strcmp(verb, "served") == 0) {
 			command_served(command + strlen("served "));
 		} else {

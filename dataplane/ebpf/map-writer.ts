@@ -89,6 +89,11 @@ export class MapWriter {
     });
   }
 
+  /** Binds the map pinned at `mapPath` to the program pinned at `programPath`: the map lives while the program does. */
+  bind(programPath: string, mapPath: string): Promise<void> {
+    return this.command(`bind ${programPath} ${mapPath}`, [], async () => undefined);
+  }
+
   /** A fresh, empty table like `table`, to fill before `install` puts it in its place. */
   stage<K, V>(table: OpenMap<K, V>): Promise<OpenMap<K, V>> {
     return this.command(`stage ${table.name}`, [], async () => ({ ...table, name: `${table.name}.next` }));
