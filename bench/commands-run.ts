@@ -10,6 +10,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { AGENT_NODE_FLAGS } from '../controlplane/agent/node-flags.js';
 import { benchPlacement, ownNetworkNamespace } from './own-namespace.js';
 
 ownNetworkNamespace(import.meta.url);
@@ -40,7 +41,7 @@ const ferry = (args: string[], accept = [0]) => timed(process.execPath, [values.
  */
 async function agentStart(): Promise<{ ms: number; kind: string }> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [values.ferry!, 'agent', '--node', 'node-0', '--manifests', values.manifests!, '--backend', values.backend!, ...placementFlags, '--balancing', 'uniform'], {
+  const child = spawn(process.execPath, [...AGENT_NODE_FLAGS, values.ferry!, 'agent', '--node', 'node-0', '--manifests', values.manifests!, '--backend', values.backend!, ...placementFlags, '--balancing', 'uniform'], {
     env: { PATH: SYSTEM_PATH, FERRY_LOG_LEVEL: 'debug' }, stdio: ['ignore', 'pipe', 'inherit'],
   });
   const timer = setTimeout(() => child.kill('SIGKILL'), PROCESS_TIMEOUT_MS);

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { AGENT_NODE_FLAGS } from '../controlplane/agent/node-flags.js';
 import { packageRoot } from '../controlplane/package-root.js';
 import { buildNftDigest } from '../dataplane/nftables/digest.js';
 import { syntheticCluster } from './synthetic.js';
@@ -60,7 +61,7 @@ const results: Result[] = [];
 const skipped: string[] = [];
 /** One scale-run.js process in a fresh namespace (loopback up): its output, whose last line is its JSON. */
 const scaleRun = (args: string[], timeoutMinutes: number) => execFileSync('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', process.execPath,
-  join(packageRoot(), 'dist/bench/scale-run.js'), ...args], { encoding: 'utf8', timeout: timeoutMinutes * 60_000, maxBuffer: 1 << 20 }).trim();
+  ...AGENT_NODE_FLAGS, join(packageRoot(), 'dist/bench/scale-run.js'), ...args], { encoding: 'utf8', timeout: timeoutMinutes * 60_000, maxBuffer: 1 << 20 }).trim();
 const lastLine = (output: string) => JSON.parse(output.split('\n').at(-1)!) as unknown;
 for (const [backend, services, endpoints] of runs) {
   try {
@@ -272,7 +273,9 @@ const report = `# Performance
 Synthetic clusters (\`bench/synthetic.ts\`): N Services × M endpoints over 3 nodes, 70 % ClusterIP, 20 %
 NodePort (while the 2,768 node ports last, then ClusterIP), 10 % LoadBalancer with externalTrafficPolicy
 Local and no node port, computed for one node. Every row runs in its own process (peak RSS is that
-process's) and throwaway network namespace.
+process's) and throwaway network namespace; the processes that stand for the agent (these rows, and
+the agent starts below) run with the Node.js flags the shipped agent runs with
+(\`${AGENT_NODE_FLAGS.join(' ')}\`: \`controlplane/agent/node-flags.ts\`), \`ferry apply\` and \`diff\` without.
 
 - full sync: model + compute, render, and \`applyRules\` (structure check, then the transaction: one
   \`nft -f\`; for iptables a load into a throwaway namespace as the kernel's check, \`iptables-save\`,

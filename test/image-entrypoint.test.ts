@@ -1,8 +1,9 @@
-import { mkdtemp, readlink, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
+import { AGENT_NODE_FLAGS } from '../controlplane/agent/node-flags.js';
 import { packageRoot } from '../controlplane/package-root.js';
 
 // The image's entry point (deploy/image/) without Docker: every case runs in a fresh network and mount
@@ -64,6 +65,19 @@ test('FERRY_IPTABLES_MODE chooses without detection, and any other value is refu
   const refused = await execa(modeScript, [], { env: { FERRY_IPTABLES_MODE: 'iptables', PATH: SYSTEM_PATH }, extendEnv: false, reject: false });
   t.is(refused.exitCode, 2);
   t.regex(String(refused.stderr), /FERRY_IPTABLES_MODE must be legacy or nft, got 'iptables'/);
+});
+
+test('the entry point runs ferry with the agent\'s Node.js flags and the container\'s arguments', async (t) => {
+  // FERRY_HOME holds a stand-in for ferry that prints how node ran it.
+  const home = await linkDirectory(t);
+  await mkdir(join(home, 'bin'));
+  await writeFile(join(home, 'bin', 'ferry.js'), 'console.log(JSON.stringify({ flags: process.execArgv, args: process.argv.slice(2) }));\n');
+  const links = await linkDirectory(t);
+  const result = await execa(entrypoint, ['agent', '--node', 'node-a'], {
+    env: { PATH: `${dirname(process.execPath)}:${SYSTEM_PATH}`, FERRY_HOME: home, FERRY_IPTABLES_DIR: links, FERRY_IPTABLES_MODE: 'nft' }, extendEnv: false, reject: false,
+  });
+  t.is(result.exitCode, 0, String(result.stderr));
+  t.deepEqual(JSON.parse(String(result.stdout)), { flags: [...AGENT_NODE_FLAGS], args: ['agent', '--node', 'node-a'] });
 });
 
 // The image's PATH lookups end in /usr/local/sbin first (the runner's fixed PATH); here a tmpfs over it,

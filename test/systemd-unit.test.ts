@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import { execa, execaSync } from 'execa';
 import { parseKubeProxyConfiguration } from '../controlplane/config/kube-proxy-config.js';
+import { AGENT_NODE_FLAGS } from '../controlplane/agent/node-flags.js';
 import { packageRoot } from '../controlplane/package-root.js';
 
 // deploy/systemd/ferry.service cannot be started here (no systemd as PID 1): its ExecStart is expanded as
@@ -48,16 +49,16 @@ test('the expansion follows systemd: ${VAR} keeps its word when empty, $VAR alon
   t.deepEqual(expandCommandLine('a --x=${X} $X', { X: 'p q' }), ['a', '--x=p q', 'p', 'q']);
 });
 
-test('with FERRY_NODE and FERRY_BACKEND set, the agent gets them as kube-proxy\'s flags', async (t) => {
+test('with FERRY_NODE and FERRY_BACKEND set, the agent gets them as kube-proxy\'s flags, and node the agent\'s flags', async (t) => {
   t.deepEqual(await execStart({ FERRY_NODE: 'node-a', FERRY_BACKEND: 'iptables' }), [
-    '/usr/bin/env', 'node', '/opt/ferry/bin/ferry.js', 'agent', '--hostname-override=node-a', '--proxy-mode=iptables',
+    '/usr/bin/env', 'node', ...AGENT_NODE_FLAGS, '/opt/ferry/bin/ferry.js', 'agent', '--hostname-override=node-a', '--proxy-mode=iptables',
     '--kubeconfig=/etc/ferry/kubeconfig', '--config=/etc/ferry/kube-proxy.yaml',
   ]);
 });
 
 test('empty or unset, FERRY_NODE and FERRY_BACKEND stay one empty flag each, and no flag takes the next one as its value', async (t) => {
   const expected = [
-    '/usr/bin/env', 'node', '/opt/ferry/bin/ferry.js', 'agent', '--hostname-override=', '--proxy-mode=',
+    '/usr/bin/env', 'node', ...AGENT_NODE_FLAGS, '/opt/ferry/bin/ferry.js', 'agent', '--hostname-override=', '--proxy-mode=',
     '--kubeconfig=/etc/ferry/kubeconfig', '--config=/etc/ferry/kube-proxy.yaml',
   ];
   t.deepEqual(await execStart({ FERRY_NODE: '', FERRY_BACKEND: '' }), expected);

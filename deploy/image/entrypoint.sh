@@ -11,4 +11,4 @@ here=$(dirname "$0")
 dir=${FERRY_IPTABLES_DIR:-/usr/local/sbin}
 mode=$("$here/iptables-mode.sh" "$dir")
 echo "ferry image: iptables mode $mode ($dir/iptables -> $(readlink "$dir/iptables"))" >&2
-exec node "${FERRY_HOME:-/opt/ferry}/bin/ferry.js" "$@"
+exec node --max-semi-space-size=8 "${FERRY_HOME:-/opt/ferry}/bin/ferry.js" "$@"
