@@ -7,6 +7,7 @@ import type { BackendName } from './backend-names.js';
 import type { EbpfRendering } from './ebpf/backend.js';
 import type { EbpfPlacement } from './ebpf/placement.js';
 import type { NftRendering } from './nftables/render.js';
+import type { IptablesRendering } from './iptables/render.js';
 import type { PortChanges } from '../rules/port-changes.js';
 import type { Runner } from './runner.js';
 
@@ -17,6 +18,8 @@ export interface RenderedRules {
   texts: { family: 'IPv4' | 'IPv6' | 'both'; text: string }[];
   /** nftables: the tables in parts, one per Service port, so that an update writes only the ports that changed. */
   nft?: NftRendering;
+  /** iptables: each family's rules in parts, one per Service port, so that an update restores only the ports that changed. */
+  iptables?: IptablesRendering;
   /** ebpf: one text is the maps' listing, the other the companion nft script; this is what they come from. */
   ebpf?: EbpfRendering;
 }

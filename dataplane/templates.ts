@@ -15,12 +15,20 @@ function loadTemplates() {
   // Only the Handlebars files here are partials (templates/ebpf/ holds BPF C sources).
   for (const file of readdirSync(directory).filter((entry) => entry.endsWith('.hbs'))) {
     const name = file.replace(/\.hbs$/, '');
-    if (!['nft-script-header', 'nft-table-open', 'nft-table-close', 'iptables', 'nft-service-port', 'ebpf-companion'].includes(name)) handlebars.registerPartial(name, compile(name));
+    if (!['nft-script-header', 'nft-table-open', 'nft-table-close', 'iptables', 'nft-service-port', 'ebpf-companion'].includes(name) && !name.startsWith('iptables-port-')) handlebars.registerPartial(name, compile(name));
   }
   return {
     // An nft script in the order it is printed (and can be streamed to nft): the header, then per table
     // its opening (the commands that replace it, its fixed chains), each port's chains, its sets and maps.
     nftScriptHeader: compile('nft-script-header'), nftTableOpen: compile('nft-table-open'), nftServicePort: compile('nft-service-port'), nftTableClose: compile('nft-table-close'),
     iptables: compile('iptables'), ebpfCompanion: compile('ebpf-companion'),
+    // A Service port's iptables rules, piece by piece (its own chains by table, its lines in each chain
+    // the ports share), and the table-wide lines of two shared chains: a change rewrites only these.
+    iptablesPort: {
+      firewallEntries: compile('iptables-port-firewall-entries'), firewallChains: compile('iptables-port-firewall-chains'),
+      noEndpoints: compile('iptables-port-no-endpoints'), services: compile('iptables-port-services'), nodePorts: compile('iptables-port-node-ports'),
+      chains: compile('iptables-port-chains'),
+    },
+    iptablesServicesTail: compile('iptables-services-tail'), iptablesClusterIPs: compile('iptables-cluster-ips'),
   };
 }

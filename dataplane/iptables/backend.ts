@@ -6,7 +6,8 @@ import { deleteStaleFlows } from '../conntrack.js';
 import { lineChanges } from '../line-changes.js';
 import type { Runner } from '../runner.js';
 import { readIptablesFrontends } from './frontends.js';
-import { renderIptables } from './render.js';
+import { partialRestore } from './incremental.js';
+import { headRules, iptablesOf, renderIptables } from './render.js';
 import * as shell from './shell.js';
 import { checkIptables, checkIptablesText } from './structure.js';
 
@@ -26,10 +27,19 @@ async function apply(runner: Runner, rendered: RenderedRules): Promise<void> {
   for (const [index, part] of rendered.texts.entries()) await shell.restorePlan(runner, familyOf(part), plans[index]!);
 }
 
+/**
+ * A change: where `next` was rendered from `previous`, only what its changed ports touch is restored
+ * (partialRestore); otherwise the whole texts are compared chain by chain (planRestore).
+ */
 async function applyChanges(runner: Runner, previous: RenderedRules, next: RenderedRules): Promise<SyncKind> {
   checkIptables(next);
-  if (next.texts.every((part, index) => part.text === previous.texts[index]?.text)) return 'unchanged';
-  for (const [index, part] of next.texts.entries()) await shell.applyIptables(runner, familyOf(part), part.text, previous.texts[index]?.text);
+  const plans = next.texts.map((part, index) => {
+    const family = familyOf(part);
+    return (previous.iptables && next.iptables && partialRestore(previous.iptables, next.iptables, family))
+      ?? shell.planRestore(previous.texts[index]?.text ?? '', part.text);
+  });
+  if (plans.every((plan) => plan === '')) return 'unchanged';
+  for (const [index, part] of next.texts.entries()) await shell.restorePlan(runner, familyOf(part), plans[index]!);
   return 'partial';
 }
 
@@ -78,8 +88,5 @@ export const iptablesBackend: Backend = {
   // Its rules match on addresses, not on interfaces: nothing appears that they do not cover.
   refresh: async () => [],
   frontends: (runner) => readIptablesFrontends(runner),
-  ruleCounts: (rendered) => rendered.texts.map((part) => ({
-    family: familyOf(part),
-    rules: part.text.split('\n').filter((line) => line.startsWith('-A ')).length,
-  })),
+  ruleCounts: (rendered) => iptablesOf(rendered).families.map((family) => ({ family: family.rules.family, rules: family.portRules + headRules(family) })),
 };

@@ -3,7 +3,8 @@
 // too) alone. A rendering made from the previous one names its changed ports, so an update costs what
 // changed; any other pair of renderings is compared port by port, by digest.
 import { compareAddresses } from '../../controlplane/model/ip.js';
-import { compareText, lowerBound, splitPortKey } from '../../rules/port-changes.js';
+import { lowerBound, splitPortKey } from '../../rules/port-changes.js';
+import { partOf } from '../port-parts.js';
 import { PORT_COLLECTIONS, tableText, type NftPortPart, type NftRendering, type NftTableRendering } from './render.js';
 
 /** A port in two renderings: the part it had and the part it has (undefined where it is not). */
@@ -12,11 +13,9 @@ interface PortPair {
   after: NftPortPart | undefined;
 }
 
-/** The part of the port with this id in a table, found by binary search (ports follow servicePorts, sorted by id). */
+/** The part of the port with this id in a table (ports follow servicePorts, sorted by id). */
 export function portPart(table: NftTableRendering, id: string): NftPortPart | undefined {
-  const ports = table.rules.servicePorts;
-  const at = lowerBound(ports, id, (item, target) => compareText(item.id, target));
-  return ports[at]?.id === id ? table.ports[at] : undefined;
+  return partOf(table.rules, table.ports, id);
 }
 
 /**

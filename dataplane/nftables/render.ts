@@ -5,7 +5,8 @@ import { hash } from 'node:crypto';
 import { endpointHash, endpointKey } from '../../rules/names.js';
 import type { FamilyRules, FilterVerdict, NodePortAddresses, NodeRules, EndpointTarget, ServicePortRules } from '../../rules/node-rules.js';
 import { addressSortKey } from '../../controlplane/model/ip.js';
-import { compareText, lowerBound, splitPortKey } from '../../rules/port-changes.js';
+import { compareText } from '../../rules/port-changes.js';
+import { spliceParts } from '../port-parts.js';
 import type { RenderedRules, RenderUpdate } from '../backend.js';
 import { nftIdentifier, ruleComment } from '../escape.js';
 import {
@@ -267,36 +268,16 @@ function headOf(family: FamilyRules, mark: string): Pick<NftTableRendering, 'fam
   return { family: view.family, mark, collections, head, headTable, headRules };
 }
 
-/**
- * A table after a change: the parts of the changed ports rendered again and spliced in where their
- * ports are in the new servicePorts (both are sorted by id), the rest taken over as they were.
- */
+/** A table after a change: the parts of the changed ports rendered again (spliceParts), the rest taken over. */
 function updateTable(before: NftTableRendering, family: FamilyRules, mark: string, changed: ReadonlySet<string>): NftTableRendering {
-  const ports = before.ports.slice();
-  const oldPorts = before.rules.servicePorts;
-  const byId = (item: ServicePortRules, id: string) => compareText(item.id, id);
-  const hairpin: [string, number][] = [];
+  const { parts: ports, gone, made } = spliceParts(before.rules, before.ports, family, changed, (port) => nftServicePort(port, family));
   let totals = before.totals;
-  const count = (part: NftPortPart | undefined, delta: 1 | -1) => {
-    if (!part) return;
-    totals = addPart(totals, part, delta);
-    for (const pair of part.elements.get('hairpin-endpoints') ?? []) hairpin.push([pair, delta]);
-  };
-  // Removals first, from the end, so that the positions found in the old order stay right.
-  const ids = [...changed].map(splitPortKey).filter((key) => key.family === family.family).map((key) => key.id).sort(compareText);
-  const gone: number[] = [];
-  for (const id of ids) {
-    const at = lowerBound(oldPorts, id, byId);
-    if (oldPorts[at]?.id === id) gone.push(at);
-  }
-  for (const at of gone.reverse()) count(ports.splice(at, 1)[0], -1);
-  for (const id of ids) {
-    const at = lowerBound(family.servicePorts, id, byId);
-    const port = family.servicePorts[at];
-    if (port?.id !== id) continue;
-    const part = nftServicePort(port, family);
-    ports.splice(at, 0, part);
-    count(part, 1);
+  const hairpin: [string, number][] = [];
+  for (const [list, delta] of [[gone, -1], [made, 1]] as const) {
+    for (const part of list) {
+      totals = addPart(totals, part, delta);
+      for (const pair of part.elements.get('hairpin-endpoints') ?? []) hairpin.push([pair, delta]);
+    }
   }
   return { ...headOf(family, mark), rules: family, ports, hairpin: before.hairpin.with(hairpin), totals };
 }
