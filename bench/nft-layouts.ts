@@ -127,8 +127,8 @@ ${Object.keys(rules.elements).map((what) => `| ${what} | ${ms(rules.elements[wha
   it commits, and so does a verdict map element that jumps or goes to a chain. Only elements without a
   verdict skip that: they cost what nft's own start and its cache of the table cost.
 - Split over ${SHARDS} tables, a change validates one table, a ${SHARDS}th of the chains: the rule rewrite costs
-  ${(shards.endpointAdded / rules.endpointAdded).toFixed(2)} × what it costs in one table, while nft's cache of more tables makes every
-  element write cost ${(shards.elements['a plain set element']! / rules.elements['a plain set element']!).toFixed(2)} × as much. A packet meets every table's hooks (one map lookup each for a new connection).
+  ${(shards.endpointAdded / rules.endpointAdded).toFixed(2)} × what it costs in one table, and a plain element write
+  ${(shards.elements['a plain set element']! / rules.elements['a plain set element']!).toFixed(2)} × (nft's own start and cache). A packet meets every table's hooks (one map lookup each for a new connection).
 - The map layout makes endpoint changes element writes, but with ${N.toLocaleString('en')} interval maps in
   the table every transaction costs nft more (the element rows: the same commands in both tables):
   ${maps.endpointAdded > rules.endpointAdded ? 'its endpoint change costs more than the rule rewrite it replaces' : 'its endpoint change still costs less than the rule rewrite'}.
