@@ -79,3 +79,13 @@ test('a rendering not made from the previous one is not planned port by port', (
   const unrelated = render(first.rules, 'iptables');
   t.is(partialRestore(iptablesOf(unrelated), iptablesOf(first.rendered), 'IPv4'), undefined);
 });
+
+test('the check of a tracked change looks at the changed ports\' lines: a jump to a chain nothing declares is refused', (t) => {
+  const sync = tracker();
+  sync([...web(['10.244.1.9']), ...other]);
+  const grown = sync([...web(['10.244.1.9', '10.244.2.9']), ...other]);
+  const part = iptablesOf(grown.rendered).families[0]!.ports.find((candidate) => candidate.own.nat.rules.includes('10.244.2.9'))!;
+  const chain = part.own.nat.chains[0]!;
+  (part.own.nat as { rules: string }).rules += `-A ${chain} -j FERRY-SEP-MISSING\n`;
+  t.throws(() => checkIptables(grown.rendered), { message: /chain FERRY-SEP-MISSING is not declared/ });
+});
