@@ -126,3 +126,31 @@ test('while the API is away the last view stays, and it catches up when the API 
   await eventually(() => serviceNames(source).includes('back'), 'the source recovers and sees what changed meanwhile');
   t.pass();
 });
+
+test('managedFields is dropped from every object as it arrives, listed or watched: the informer\'s cache and the store hold none', async (t) => {
+  const managed = (object: ReturnType<typeof serviceObject>) => ({
+    ...object, metadata: { ...object.metadata, managedFields: [{ manager: 'kubectl', operation: 'Apply', apiVersion: 'v1', fieldsType: 'FieldsV1', fieldsV1: { 'f:spec': { 'f:ports': {} } } }] },
+  });
+  const api = new FakeApi({
+    [SERVICES]: { kind: 'Service', apiVersion: 'v1' },
+    [SLICES]: { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1' },
+    [NODES]: { kind: 'Node', apiVersion: 'v1' },
+  });
+  await api.start();
+  api.put(SERVICES, managed(serviceObject()));
+  api.put(NODES, nodeObject('node-a'));
+  const told: unknown[] = [];
+  const source = new KubernetesSource(api.kubeConfig(), 'node-a', pino({ level: 'silent' }), 50);
+  t.teardown(async () => {
+    await source.stop();
+    await api.stop();
+  });
+  await source.start((change) => change && told.push(change.object));
+  await eventually(() => api.watchers(SERVICES) === 1, 'the service watch is open');
+  api.put(SERVICES, managed(serviceObject({ name: 'api', clusterIPs: ['10.96.0.30'] })));
+  await eventually(() => serviceNames(source).includes('api'), 'the watched service is seen');
+  const hasManaged = (object: unknown) => JSON.stringify(object).includes('managedFields');
+  t.is(told.filter((object) => JSON.stringify(object).includes('"Service"')).length, 2, 'both Services were told');
+  t.false(told.some(hasManaged), 'none told with managedFields');
+  t.false(source.objects().some(hasManaged), 'none cached with managedFields');
+});

@@ -154,7 +154,13 @@ export class KubernetesSource implements ObjectSource {
     for (const resource of this.resources) {
       // Objects of a list or watch carry no kind: each is told with the kind it was listed as.
       const tagged = (object: KubernetesObject) => ({ ...object, apiVersion: resource.apiVersion, kind: resource.kind });
-      for (const verb of ['add', 'update'] as const) resource.informer.on(verb, (object) => onChange({ type: 'put', object: tagged(object) }));
+      // managedFields (server-side apply's bookkeeping, often most of an object's bytes) is never read:
+      // it goes from the object the informer caches as the object arrives (client-go's TransformStripManagedFields).
+      const arrived = (object: KubernetesObject) => {
+        if (object.metadata?.managedFields) delete object.metadata.managedFields;
+        return tagged(object);
+      };
+      for (const verb of ['add', 'update'] as const) resource.informer.on(verb, (object) => onChange({ type: 'put', object: arrived(object) }));
       resource.informer.on('delete', (object) => onChange({ type: 'delete', object: tagged(object) }));
       resource.informer.on('error', (error: unknown) => this.restart(resource, error));
       void resource.informer.start();
