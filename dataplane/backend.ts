@@ -89,8 +89,11 @@ export interface Backend {
   startSync?(runner: Runner, options?: BackendOptions): SyncStart;
   /** Throws a StructureError when rendered rules are inconsistent (a bug in ferry, never the user's input). */
   check(rendered: RenderedRules): void;
-  /** The same check for text as `render` prints it (golden files, hostile input). */
-  checkText(text: string): void;
+  /**
+   * The same check for text as `render` prints it (tests: golden files, hostile input). Left out by
+   * nftables, which checks the objects it prints from and never reads its own text back.
+   */
+  checkText?(text: string): void;
   /** Loads the rules, checked first: all or nothing, and a rejected set leaves the previous rules. */
   apply(runner: Runner, rendered: RenderedRules): Promise<void>;
   /** Writes only what changed from `previous` (the rules last applied) to `next`. */

@@ -21,6 +21,8 @@ function loadTemplates() {
     // An nft script in the order it is printed (and can be streamed to nft): the header, then per table
     // its opening (the commands that replace it, its fixed chains), each port's chains, its sets and maps.
     nftScriptHeader: compile('nft-script-header'), nftTableOpen: compile('nft-table-open'), nftServicePort: compile('nft-service-port'), nftTableClose: compile('nft-table-close'),
+    // Also a partial of nft-collection: incremental.ts writes a changed element as a table prints it.
+    nftVerdictElement: compile('nft-verdict-element'),
     iptables: compile('iptables'), ebpfCompanion: compile('ebpf-companion'),
     // A Service port's iptables rules, piece by piece (its own chains by table, its lines in each chain
     // the ports share), and the table-wide lines of two shared chains: a change rewrites only these.

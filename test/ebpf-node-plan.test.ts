@@ -100,8 +100,8 @@ test('ebpf listing: the same maps under other group ids list the same; an endpoi
   broken.sockets.groups.clear();
   const text = listNodePlan(broken, options);
   t.regex(text, /10\.96\.0\.20:80\/tcp serve -> group \d+ \(missing\)/);
-  t.throws(() => BACKENDS.ebpf.checkText(text), { instanceOf: StructureError });
-  t.notThrows(() => BACKENDS.ebpf.checkText(listing));
+  t.throws(() => BACKENDS.ebpf.checkText!(text), { instanceOf: StructureError });
+  t.notThrows(() => BACKENDS.ebpf.checkText!(listing));
 });
 
 test('ebpf check: a serving frontend pointing at no endpoints is a StructureError before anything is written', (t) => {

@@ -6,7 +6,7 @@ import { render } from '../dataplane/render.js';
 import * as iptables from '../dataplane/iptables/shell.js';
 import * as nftables from '../dataplane/nftables/shell.js';
 import { execaRunner } from '../dataplane/runner.js';
-import { checkStructure } from '../dataplane/dataplane.js';
+import { BACKENDS } from '../dataplane/backends.js';
 import { nodeObject, testConfig } from './helpers/objects.js';
 import { BACKEND_NAMES } from '../dataplane/backend-names.js';
 
@@ -60,8 +60,9 @@ for (const backend of BACKEND_NAMES) {
         t.true(error.message.startsWith(`${error.field}: `), 'an error names the field');
       }
       rendered += state.services.length;
-      for (const part of render(computeNodeRules(state, 'node-a', config), backend).texts) {
-        checkStructure(part.text, backend);
+      const rules = render(computeNodeRules(state, 'node-a', config), backend);
+      BACKENDS[backend].check(rules);
+      for (const part of rules.texts) {
         // ebpf: its companion table is an nft script (the other text lists the maps for people).
         if (backend === 'nftables' || (backend === 'ebpf' && part.text.startsWith('#!/usr/sbin/nft'))) await nftables.listAsKernelWould(execaRunner, part.text);
         else if (backend === 'iptables') await iptables.listAsKernelWould(execaRunner, part.family as iptables.Family, part.text);

@@ -4,9 +4,9 @@ import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { compareRules, diffRules, reassertRules } from '../dataplane/dataplane.js';
 import { applyIptables, planRestore } from '../dataplane/iptables/shell.js';
 import { incrementalScript, portPart } from '../dataplane/nftables/incremental.js';
-import { parseRenderedTables } from '../dataplane/nftables/parse.js';
 import { nftOf } from '../dataplane/nftables/render.js';
-import { checkNftablesText } from '../dataplane/nftables/structure.js';
+import { checkNftables } from '../dataplane/nftables/structure.js';
+import { templates } from '../dataplane/templates.js';
 import { applyNftables, reassertNftables } from '../dataplane/nftables/shell.js';
 import { render } from '../dataplane/render.js';
 import type { BackendName } from '../dataplane/backend-names.js';
@@ -96,16 +96,29 @@ test('kernel: an iptables full sync over rules the kernel already holds restores
   }
 });
 
-test('the whole script of a rendering holds the chains its parts name, and passes the check as text', async (t) => {
+// The check, the re-assert and the rules metric read the objects the templates print from: here the
+// printed text is read (by patterns, as only a test does) and held to them, in every scenario.
+test('the objects of a rendering name every chain, reference and rule its printed text has', async (t) => {
+  const all = (text: string, pattern: RegExp) => [...text.matchAll(pattern)].map((match) => match[1]!).sort();
+  // What is referred to, each name once (a rule may name a chain another rule of the chain names too).
+  const named = (names: Iterable<string>) => [...new Set(names)].sort();
+  const rulesIn = (text: string) => text.split('\n').filter((line) => /^\t\t\S/.test(line) && !/^\t\ttype \S+ hook /.test(line)).length;
   for (const scenario of Object.keys(scenarios)) {
     const { rendered } = await renderScenario(scenario, 'nftables');
-    const text = rendered.texts[0]!.text;
-    t.notThrows(() => checkNftablesText(text), scenario);
+    t.notThrows(() => checkNftables(rendered), scenario);
     for (const table of nftOf(rendered).tables) {
-      const parsed = parseRenderedTables(text).get(table.family)!;
-      const named = [...parseRenderedTables(table.head).get(table.family)!.chains.keys(), ...table.ports.flatMap((part) => part.chainNames)];
-      t.deepEqual([...parsed.chains.keys()].sort(), named.sort(), scenario);
-      t.true(named.length > 10, scenario);
+      const head = table.head.slice(0, table.head.indexOf('\n\tset '));
+      t.deepEqual(all(head, /^\tchain (\S+) \{$/gm), table.headChains.map((chain) => chain.name).sort(), scenario);
+      t.deepEqual(named(all(head, /\b(?:jump|goto) (\S+)/g)), named(table.headReferences.chains), scenario);
+      t.deepEqual(named(all(head, /@([^\s,;}]+)/g)), named(table.headReferences.sets), scenario);
+      t.is(rulesIn(head), table.headRules, scenario);
+      for (const part of table.ports) {
+        const verdicts = [...part.verdicts.values()].flat().map((element) => templates.nftVerdictElement(element)).join('\n');
+        t.deepEqual(all(part.chains, /^\tchain (\S+) \{$/gm), [...part.chainNames].sort(), scenario);
+        t.deepEqual(named(all(`${part.chains}\n${verdicts}`, /\b(?:jump|goto) (\S+)/g)), named(part.references.chains), `${scenario} ${part.chainNames[0]}`);
+        t.deepEqual(named(all(part.chains, /@([^\s,;}]+)/g)), named(part.references.sets), `${scenario} ${part.chainNames[0]}`);
+        t.is(rulesIn(part.chains), part.rules, `${scenario} ${part.chainNames[0]}`);
+      }
     }
   }
 });

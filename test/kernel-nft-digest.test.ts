@@ -5,7 +5,7 @@ import test from 'ava';
 import { createTwoFilesPatch } from 'diff';
 import { applyRules, diffRules } from '../dataplane/dataplane.js';
 import { buildNftDigest, parseDigests } from '../dataplane/nftables/digest.js';
-import { parseRenderedTables } from '../dataplane/nftables/parse.js';
+import { nftOf } from '../dataplane/nftables/render.js';
 import { compareByListing } from '../dataplane/nftables/shell.js';
 import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
 import { renderScenario } from './helpers/golden.js';
@@ -23,7 +23,7 @@ async function diffByListing(runner: Runner, script: string): Promise<string> {
 async function appliedScenario(runner: Runner) {
   const { rendered } = await renderScenario('default', 'nftables');
   await applyRules(runner, rendered);
-  const chains = [...parseRenderedTables(rendered.texts[0]!.text).get('ip')!.chains.keys()];
+  const chains = nftOf(rendered).tables.find((table) => table.family === 'ip')!.ports.flatMap((part) => part.chainNames);
   return { rendered, script: rendered.texts[0]!.text, serviceChains: chains.filter((name) => name.startsWith('svc-')) };
 }
 

@@ -7,6 +7,8 @@ import { cumulativeProbabilities } from '../dataplane/iptables/render.js';
 import { render } from '../dataplane/render.js';
 import { StructureError } from '../dataplane/structure-error.js';
 import { checkStructure } from '../dataplane/dataplane.js';
+import { nftOf } from '../dataplane/nftables/render.js';
+import { checkNftables } from '../dataplane/nftables/structure.js';
 import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 
 const config = testConfig;
@@ -132,11 +134,19 @@ test('nft identifiers keep only characters nft accepts unquoted', (t) => {
   t.regex(nftIdentifier('a b"c{d}e;f'), /^[A-Za-z0-9/_.-]+$/);
 });
 
-test('the structure check finds a dangling goto and an undefined map', (t) => {
-  const text = 'table ip ferry {\n\tchain a {\n\t\tgoto b\n\t\tip daddr @nope drop\n\t}\n}\n';
-  const error = t.throws(() => checkStructure(text, 'nftables'), { instanceOf: StructureError });
-  t.regex(error.message, /undefined chain b/);
+test('the nftables structure check finds a dangling goto and an undefined map, in a port and in the head', (t) => {
+  const rendered = render(computeNodeRules(clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }])), 'node-a', testConfig), 'nftables');
+  t.notThrows(() => checkNftables(rendered));
+  const nft = nftOf(rendered);
+  const [table, ...others] = nft.tables;
+  const [port, ...ports] = table!.ports;
+  const poisonedPort = { ...port!, references: { chains: [...port!.references.chains, 'svc-missing'], sets: [...port!.references.sets, 'nope'] } };
+  const headChains = table!.headChains.filter((chain) => chain.name !== 'masquerading');
+  const poisoned = { ...rendered, nft: { ...nft, tables: [{ ...table!, headChains, ports: [poisonedPort, ...ports] }, ...others] } };
+  const error = t.throws(() => checkNftables(poisoned), { instanceOf: StructureError });
+  t.regex(error.message, /undefined chain svc-missing/);
   t.regex(error.message, /@nope/);
+  t.regex(error.message, /undefined chain masquerading/, 'nat-postrouting jumps to it');
 });
 
 test('the structure check finds an undeclared iptables chain and an over-long name', (t) => {

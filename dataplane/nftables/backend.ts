@@ -9,7 +9,7 @@ import { readNftFrontends } from './frontends.js';
 import { incrementalScript } from './incremental.js';
 import { nftOf, renderNftables, renderNftablesStreaming, scriptText } from './render.js';
 import * as shell from './shell.js';
-import { checkNftables, checkNftablesText } from './structure.js';
+import { checkNftables } from './structure.js';
 
 const script = (rendered: RenderedRules) => rendered.texts[0]!.text;
 
@@ -123,7 +123,6 @@ function stampMatches(found: Map<string, shell.Stamp | undefined>, rendered: Ren
 export const nftablesBackend: Backend = {
   render: (rules, _options, update) => renderNftables(rules, update),
   check: checkNftables,
-  checkText: checkNftablesText,
   apply,
   applyChanges,
   reassert,

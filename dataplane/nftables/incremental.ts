@@ -5,7 +5,8 @@
 import { compareAddresses } from '../../controlplane/model/ip.js';
 import { lowerBound, splitPortKey } from '../../rules/port-changes.js';
 import { partOf } from '../port-parts.js';
-import { PORT_COLLECTIONS, tableText, type NftPortPart, type NftRendering, type NftTableRendering } from './render.js';
+import { templates } from '../templates.js';
+import { PORT_COLLECTIONS, tableText, type NftPortPart, type NftRendering, type NftTableRendering, type NftVerdictElement } from './render.js';
 
 /** A port in two renderings: the part it had and the part it has (undefined where it is not). */
 interface PortPair {
@@ -52,9 +53,10 @@ export function incrementalScript(previous: NftRendering, next: NftRendering): s
     const before = previous.tables[index]!;
     if (before.family !== after.family || before.head !== after.head) return undefined;
     const table = `${after.family} ferry`;
-    const elements = (name: string, gone: string[], added: string[]) => {
-      if (gone.length > 0) deleteElements.push(`delete element ${table} ${name} { ${gone.map(elementKey).join(', ')} }`);
-      if (added.length > 0) addElements.push(`add element ${table} ${name} { ${added.join(', ')} }`);
+    // Set elements are their keys; a verdict map's are written with their verdicts, deleted by their keys.
+    const elements = (name: string, gone: readonly (string | NftVerdictElement)[], added: readonly (string | NftVerdictElement)[]) => {
+      if (gone.length > 0) deleteElements.push(`delete element ${table} ${name} { ${gone.map((element) => (typeof element === 'string' ? element : element.key)).join(', ')} }`);
+      if (added.length > 0) addElements.push(`add element ${table} ${name} { ${added.map(elementText).join(', ')} }`);
     };
     // Only the changed ports when `next` was made from `previous`; else every port of either, compared by digest.
     const changed = changedIds(next, after.rules.family, previous);
@@ -72,8 +74,9 @@ export function incrementalScript(previous: NftRendering, next: NftRendering): s
       }
       if (part) chains.push(part.chains);
       for (const name of PORT_COLLECTIONS) {
-        const [was, is] = [old?.elements.get(name) ?? [], part?.elements.get(name) ?? []];
-        elements(name, was.filter((element) => !is.includes(element)), is.filter((element) => !was.includes(element)));
+        const [was, is] = [old?.verdicts.get(name) ?? [], part?.verdicts.get(name) ?? []];
+        const [wasText, isText] = [new Set(was.map(elementText)), new Set(is.map(elementText))];
+        elements(name, was.filter((element) => !isText.has(elementText(element))), is.filter((element) => !wasText.has(elementText(element))));
       }
       const kept = new Set(part?.chainNames);
       for (const name of old?.chainNames ?? []) if (!kept.has(name)) drop.push(`delete chain ${table} ${name}`);
@@ -82,7 +85,7 @@ export function incrementalScript(previous: NftRendering, next: NftRendering): s
     if (chains.length > 0) blocks.push(`table ${table} {\n${chains.join('')}}`);
     // The table's own sets: hairpin-endpoints counts the ports' pairs, cluster-ips follows the Services.
     const touched = pairs.flatMap(({ before: old, after: part }) => [old, part]);
-    const pairsOf = (part: NftPortPart | undefined) => part?.elements.get('hairpin-endpoints') ?? [];
+    const pairsOf = (part: NftPortPart | undefined) => part?.hairpin ?? [];
     const hairpin = changed ? [...new Set(touched.flatMap(pairsOf))] : [...new Set([...before.hairpin.keys(), ...after.hairpin.keys()])];
     elements('hairpin-endpoints', hairpin.filter((pair) => before.hairpin.has(pair) && !after.hairpin.has(pair)), hairpin.filter((pair) => !before.hairpin.has(pair) && after.hairpin.has(pair)));
     const [ipsBefore, ipsAfter] = [before.rules.clusterIPs, after.rules.clusterIPs];
@@ -103,10 +106,9 @@ function holds(addresses: readonly string[], ip: string): boolean {
   return addresses[lowerBound(addresses, ip, compareAddresses)] === ip;
 }
 
-/** The key of a map element (`key : verdict`) or a set element, as `delete element` wants it. */
-function elementKey(element: string): string {
-  const colon = element.lastIndexOf(' : ');
-  return colon < 0 ? element : element.slice(0, colon);
+/** A set element, or a verdict map element as its table prints it (`add element` takes the same). */
+function elementText(element: string | NftVerdictElement): string {
+  return typeof element === 'string' ? element : templates.nftVerdictElement(element);
 }
 
 /** The names of what the kernel holds in ferry's tables, per family (`nft -t -j list chains/sets/maps`). */
@@ -125,8 +127,7 @@ export function* reassertScript(inventory: NftInventory, next: NftRendering): Ge
   for (const rendering of next.tables) {
     const table = `${rendering.family} ferry`;
     const have = inventory.get(rendering.family) ?? { chains: new Set<string>(), collections: new Map<string, 'set' | 'map'>() };
-    const head = rendering.headTable;
-    const chains = new Set([...head.chains.keys(), ...rendering.ports.flatMap((part) => part.chainNames)]);
+    const chains = new Set([...rendering.headChains.map((chain) => chain.name), ...rendering.ports.flatMap((part) => part.chainNames)]);
     const dynamic = new Set(rendering.ports.flatMap((part) => part.affinitySets.map((set) => set.name)));
     const collections = new Set([...rendering.collections.map((collection) => collection.name), ...dynamic]);
     // Every chain the kernel holds is emptied first, so that nothing refers to what is removed last.

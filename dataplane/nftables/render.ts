@@ -14,24 +14,35 @@ import {
 } from '../render-shapes.js';
 import { templates } from '../templates.js';
 import { Counts } from './counts.js';
-import { parseRenderedTables, type TableModel } from './parse.js';
+import { headChains, headReferences, MARK_CHAIN, REJECT_CHAIN, type HeadChain, type NodePortMatch } from './head.js';
 
 /** One Service port's share of its family's table: its map and set elements, its chains, their digest. */
 export interface NftPortPart {
   /** The port's cluster IP: an element of cluster-ips while any port has it. */
   clusterIP: string;
-  /** The elements it adds to each of the table's maps and sets, by name. */
-  elements: ReadonlyMap<string, readonly string[]>;
+  /** The elements it adds to each of the table's verdict maps (PORT_COLLECTIONS), by name. */
+  verdicts: ReadonlyMap<string, readonly NftVerdictElement[]>;
+  /** Its endpoints on this node, each paired with itself: its share of hairpin-endpoints. */
+  hairpin: readonly string[];
   /** Its dynamic sets for session affinity. */
   affinitySets: { name: string; seconds: number }[];
   /** The chains it declares, by name, and their text as the templates print them. */
   chainNames: string[];
   chains: string;
+  /** What its chains and elements refer to outside themselves or inside: chains, and sets or maps. */
+  references: { chains: readonly string[]; sets: readonly string[] };
   /** Rule lines in its chains, and lines in total (rules and elements), for the stamp and the rules metric. */
   rules: number;
   lines: number;
   /** sha256 of everything above, as a number: a table's digest is the sum over its parts (see shell.ts). */
   digest: bigint;
+}
+
+/** An element of a verdict map: its key (as nft prints it), and the chain it goes to or a drop. */
+export interface NftVerdictElement {
+  key: string;
+  goto?: string;
+  drop?: true;
 }
 
 /** One nftables table: the part every sync shares (head) and one part per Service port. */
@@ -42,8 +53,10 @@ export interface NftTableRendering {
   mark: string;
   /** The table without the ports' chains, elements and affinity sets; of constant size. */
   head: string;
-  /** The head read back into its chains and collections, once (the check, the reassert and the counts use it). */
-  headTable: TableModel;
+  /** The head's chains as objects (the check, the reassert and the rules metric read them). */
+  headChains: HeadChain[];
+  /** What the head's rules refer to. */
+  headReferences: { chains: string[]; sets: string[] };
   /** Rule lines in the head's chains. */
   headRules: number;
   /** The collections the head declares, with the elements that belong to the table, not to a port. */
@@ -192,14 +205,14 @@ export function tableText(table: NftTableRendering, replace: boolean): Iterable<
 }
 
 /** Every element of a collection: the table's own, or the ports' in port order. */
-function tableElements(table: NftTableRendering, collection: NftCollection): string[] {
+function tableElements(table: NftTableRendering, collection: NftCollection): readonly string[] | NftVerdictElement[] {
   // In address order, as the other sets print (each pair is one address twice).
   if (collection.name === 'hairpin-endpoints') {
-    return [...new Set(table.ports.flatMap((part) => part.elements.get('hairpin-endpoints') ?? []))].map((pair) => ({ pair, key: addressSortKey(pair.slice(0, pair.indexOf(' '))) }))
+    return [...table.hairpin.keys()].map((pair) => ({ pair, key: addressSortKey(pair.slice(0, pair.indexOf(' '))) }))
       .sort((a, b) => compareText(a.key, b.key)).map(({ pair }) => pair);
   }
-  if (!(PORT_COLLECTIONS as readonly string[]).includes(collection.name)) return collection.elements;
-  return table.ports.flatMap((part) => part.elements.get(collection.name) ?? []);
+  if (!collection.verdicts) return collection.elements;
+  return table.ports.flatMap((part) => part.verdicts.get(collection.name) ?? []);
 }
 
 const nftNames: ChainNames = {
@@ -215,29 +228,24 @@ function tableShape(family: FamilyRules, mark: string) {
   const addressType = ipv6 ? 'ipv6_addr' : 'ipv4_addr';
   const addressPortKey = `${addressType} . inet_proto . inet_service`;
   const nodePortIPs = family.nodePortAddresses.kind === 'addresses' ? family.nodePortAddresses.addresses : [];
+  const set = (name: string, type: string, elements: readonly string[], comment = ''): NftCollection => ({ kind: 'set', name, type, elements, comment, verdicts: false });
+  // The verdict maps hold only the ports' elements.
+  const map = (name: (typeof PORT_COLLECTIONS)[number], key: string): NftCollection => ({ kind: 'map', name, type: `${key} : verdict`, elements: [], comment: '', verdicts: true });
   const collections: NftCollection[] = [
-    { kind: 'set', name: 'cluster-ips', type: addressType, elements: family.clusterIPs, comment: '' },
-    {
-      kind: 'set', name: 'hairpin-endpoints', type: `${addressType} . ${addressType}`, elements: [],
-      comment: 'Hairpin: after DNAT, a connection whose source is the endpoint it was sent to must be masqueraded.',
-    },
-    ...(nodePortIPs.length > 0 ? [{ kind: 'set' as const, name: 'nodeport-ips', type: addressType, elements: nodePortIPs, comment: '' }] : []),
-    { kind: 'map', name: 'service-ips', type: `${addressPortKey} : verdict`, elements: [], comment: '' },
-    { kind: 'map', name: 'service-nodeports', type: 'inet_proto . inet_service : verdict', elements: [], comment: '' },
-    { kind: 'map', name: 'no-endpoint-services', type: `${addressPortKey} : verdict`, elements: [], comment: '' },
-    { kind: 'map', name: 'no-endpoint-nodeports', type: 'inet_proto . inet_service : verdict', elements: [], comment: '' },
-    { kind: 'map', name: 'firewall-ips', type: `${addressPortKey} : verdict`, elements: [], comment: '' },
+    set('cluster-ips', addressType, family.clusterIPs),
+    set('hairpin-endpoints', `${addressType} . ${addressType}`, [], 'Hairpin: after DNAT, a connection whose source is the endpoint it was sent to must be masqueraded.'),
+    ...(nodePortIPs.length > 0 ? [set('nodeport-ips', addressType, nodePortIPs)] : []),
+    map('service-ips', addressPortKey),
+    map('service-nodeports', 'inet_proto . inet_service'),
+    map('no-endpoint-services', addressPortKey),
+    map('no-endpoint-nodeports', 'inet_proto . inet_service'),
+    map('firewall-ips', addressPortKey),
   ];
+  const nodePortMatch = nftNodePortMatch(family.nodePortAddresses, address);
+  const serviceCIDRs = family.serviceCIDRs.join(', ');
   return {
     collections,
-    head: {
-      family: address,
-      address,
-      addressType,
-      mark,
-      nodePortMatch: nftNodePortMatch(family.nodePortAddresses, address),
-      serviceCIDRs: family.serviceCIDRs.join(', '),
-    },
+    head: { family: address, address, addressType, mark, nodePortMatch, chains: headChains({ mark, nodePortMatch, serviceCIDRs }) },
   };
 }
 
@@ -245,7 +253,7 @@ function tableShape(family: FamilyRules, mark: string) {
 function tableOf(family: FamilyRules, mark: string, ports: NftPortPart[]): NftTableRendering {
   return {
     ...headOf(family, mark), rules: family, ports, totals: ports.reduce((totals, part) => addPart(totals, part), NO_TOTALS),
-    hairpin: Counts.of(ports.flatMap((part) => part.elements.get('hairpin-endpoints') ?? [])),
+    hairpin: Counts.of(ports.flatMap((part) => part.hairpin)),
   };
 }
 
@@ -260,12 +268,11 @@ function addPart(totals: NftTableRendering['totals'], part: NftPortPart, sign: 1
   };
 }
 
-function headOf(family: FamilyRules, mark: string): Pick<NftTableRendering, 'family' | 'mark' | 'head' | 'headTable' | 'headRules' | 'collections'> {
+function headOf(family: FamilyRules, mark: string): Pick<NftTableRendering, 'family' | 'mark' | 'head' | 'headChains' | 'headReferences' | 'headRules' | 'collections'> {
   const { collections, head: view } = tableShape(family, mark);
   const head = templates.nftTableOpen({ ...view, replace: true }) + templates.nftTableClose({ ...view, collections: collections.map((collection) => ({ ...collection, elements: [] })), affinitySets: [] });
-  const headTable = parseRenderedTables(head).get(view.family)!;
-  const headRules = [...headTable.chains.values()].reduce((sum, chain) => sum + chain.rules.length, 0);
-  return { family: view.family, mark, collections, head, headTable, headRules };
+  const headRules = view.chains.reduce((sum, chain) => sum + chain.rules.length, 0);
+  return { family: view.family, mark, collections, head, headChains: view.chains, headReferences: headReferences(view.chains, view.nodePortMatch), headRules };
 }
 
 /** A table after a change: the parts of the changed ports rendered again (spliceParts), the rest taken over. */
@@ -276,63 +283,99 @@ function updateTable(before: NftTableRendering, family: FamilyRules, mark: strin
   for (const [list, delta] of [[gone, -1], [made, 1]] as const) {
     for (const part of list) {
       totals = addPart(totals, part, delta);
-      for (const pair of part.elements.get('hairpin-endpoints') ?? []) hairpin.push([pair, delta]);
+      for (const pair of part.hairpin) hairpin.push([pair, delta]);
     }
   }
   return { ...headOf(family, mark), rules: family, ports, hairpin: before.hairpin.with(hairpin), totals };
 }
 
-/** A named set or map of a table, as nft-collection.hbs prints it. */
+/**
+ * A named set or map of a table, as nft-collection.hbs prints it: its own elements (a set's), or with
+ * `verdicts` a verdict map whose elements are the ports'.
+ */
 interface NftCollection {
   kind: 'set' | 'map';
   name: string;
   type: string;
-  elements: string[];
+  elements: readonly string[];
   comment: string;
+  verdicts: boolean;
 }
 
 function nftServicePort(port: ServicePortRules, family: FamilyRules): NftPortPart {
   const names = nftNames;
-  const verdict = (filter: FilterVerdict) => (filter === 'reject' ? 'goto reject-chain' : 'drop');
+  const verdict = (key: string, filter: FilterVerdict): NftVerdictElement => (filter === 'reject' ? { key, goto: REJECT_CHAIN } : { key, drop: true });
   const key = (ip: string) => `${ip} . ${port.protocol} . ${port.port}`;
-  const elements = new Map<string, string[]>([...PORT_COLLECTIONS, 'hairpin-endpoints'].map((name) => [name, []]));
-  const add = (collection: string, element: string) => elements.get(collection)!.push(element);
+  const verdicts = new Map<string, NftVerdictElement[]>(PORT_COLLECTIONS.map((name) => [name, []]));
+  const add = (collection: (typeof PORT_COLLECTIONS)[number], element: NftVerdictElement) => verdicts.get(collection)!.push(element);
   // `ip . ip` for every endpoint on this node: no other endpoint can be a hairpin's source here, and
   // the kernel dumps a set in time growing with the square of its elements (`ferry diff` reads it).
-  for (const endpoint of uniqueEndpoints(port)) if (endpoint.onNode) add('hairpin-endpoints', `${endpoint.ip} . ${endpoint.ip}`);
+  const hairpin = uniqueEndpoints(port).filter((endpoint) => endpoint.onNode).map((endpoint) => `${endpoint.ip} . ${endpoint.ip}`);
   const internal = internalTarget(port, names);
-  if ('chain' in internal) add('service-ips', `${key(port.clusterIP)} : goto ${internal.chain}`);
-  else add('no-endpoint-services', `${key(port.clusterIP)} : ${verdict(internal.verdict)}`);
+  if ('chain' in internal) add('service-ips', { key: key(port.clusterIP), goto: internal.chain });
+  else add('no-endpoint-services', verdict(key(port.clusterIP), internal.verdict));
   const external = externalTarget(port, names);
   const externalVerdict = port.external?.verdict;
   for (const ip of port.externalIPs) {
-    if (external) add('service-ips', `${key(ip)} : goto ${external}`);
-    if (externalVerdict) add('no-endpoint-services', `${key(ip)} : ${verdict(externalVerdict)}`);
+    if (external) add('service-ips', { key: key(ip), goto: external });
+    if (externalVerdict) add('no-endpoint-services', verdict(key(ip), externalVerdict));
   }
   if (port.nodePort > 0) {
-    if (external) add('service-nodeports', `${port.protocol} . ${port.nodePort} : goto ${external}`);
-    if (externalVerdict) add('no-endpoint-nodeports', `${port.protocol} . ${port.nodePort} : ${verdict(externalVerdict)}`);
+    const nodePortKey = `${port.protocol} . ${port.nodePort}`;
+    if (external) add('service-nodeports', { key: nodePortKey, goto: external });
+    if (externalVerdict) add('no-endpoint-nodeports', verdict(nodePortKey, externalVerdict));
   }
-  for (const ip of port.firewall?.loadBalancerIPs ?? []) add('firewall-ips', `${key(ip)} : goto ${names.firewall(port)}`);
+  for (const ip of port.firewall?.loadBalancerIPs ?? []) add('firewall-ips', { key: key(ip), goto: names.firewall(port) });
   // Only affinity needs a chain per endpoint (to record the client); the rest DNAT from the group chain.
   const affinityEndpoints = port.affinitySeconds > 0 ? uniqueEndpoints(port).map((endpoint) => ({ endpoint, ...affinityNames(port, endpoint) })) : [];
   const affinitySets = affinityEndpoints.map(({ affinitySet }) => ({ name: affinitySet, seconds: port.affinitySeconds }));
   const shape = chainShapes(port, family, external, affinityEndpoints);
   const chains = templates.nftServicePort(shape);
   const chainNames = [...shape.groupChains, ...shape.externalChains, ...shape.firewallChains, ...shape.endpointChains].map((chain) => chain.name);
-  let elementCount = 0;
+  const elements = [...verdicts.values()].flat();
+  const references = {
+    chains: [...shapeReferences(shape).chains, ...elements.flatMap((element) => (element.goto ? [element.goto] : []))],
+    sets: shapeReferences(shape).sets,
+  };
   // One string hashed in one call: a Hash object fed piece by piece cost more than the hashing.
-  let hashed = port.id;
-  for (const [name, list] of elements) {
-    elementCount += list.length;
-    hashed += `\0${name}\0${list.join('\n')}`;
-  }
+  let hashed = `${port.id}\0${hairpin.join('\n')}`;
+  for (const [name, list] of verdicts) hashed += `\0${name}\0${list.map((element) => `${element.key}\0${element.goto ?? 'drop'}`).join('\n')}`;
   for (const set of affinitySets) hashed += `\0${set.name} ${set.seconds}`;
   const digest = BigInt(`0x${hash('sha256', `${hashed}\0${chains}`, 'hex')}`);
-  // Lines inside a chain block that are rules: those indented twice (a chain's `chain NAME {` and `}` once).
+  const rules = ruleCount(shape);
+  return { clusterIP: port.clusterIP, verdicts, hairpin, affinitySets, chainNames, chains, references, rules, lines: rules + elements.length + hairpin.length, digest };
+}
+
+type PortShape = ReturnType<typeof chainShapes>;
+
+/** What a port's chains refer to, from the objects the template prints them from. */
+function shapeReferences(shape: PortShape): { chains: string[]; sets: string[] } {
+  return {
+    chains: [
+      ...shape.groupChains.flatMap((chain) => [
+        ...(chain.masquerade ? [chain.markChain] : []),
+        ...chain.affinity.map((lookup) => lookup.chain),
+        ...chain.choices.flatMap((choice) => (choice.chain ? [choice.chain] : [])),
+      ]),
+      ...shape.externalChains.flatMap((chain) => [chain.markChain, chain.clusterChain, ...(chain.localChain ? [chain.localChain] : [])]),
+    ],
+    sets: [
+      ...shape.groupChains.flatMap((chain) => chain.affinity.map((lookup) => lookup.set)),
+      ...shape.endpointChains.map((chain) => chain.affinitySet),
+    ],
+  };
+}
+
+/**
+ * The rules a port's chains hold, from the objects: one per line the templates print for each
+ * (a test holds the two to each other for every scenario).
+ */
+function ruleCount(shape: PortShape): number {
   let rules = 0;
-  for (let at = chains.indexOf('\n\t\t'); at >= 0; at = chains.indexOf('\n\t\t', at + 3)) rules += 1;
-  return { clusterIP: port.clusterIP, elements, affinitySets, chainNames, chains, rules, lines: rules + elementCount, digest };
+  for (const chain of shape.groupChains) rules += (chain.masquerade ? 1 : 0) + chain.affinity.length + chain.choices.length;
+  for (const chain of shape.externalChains) rules += chain.local ? (chain.podCIDR ? 1 : 0) + 2 + (chain.localChain ? 1 : 0) : 2;
+  for (const chain of shape.firewallChains) rules += chain.allowed.length + 1;
+  return rules + 2 * shape.endpointChains.length;
 }
 
 /** What the service-port template prints a port's chains from. */
@@ -343,10 +386,11 @@ function chainShapes(port: ServicePortRules, family: FamilyRules, external: stri
     groupChains: groups(port).map(({ kind, group }) => ({
       name: names.group(port, kind),
       masquerade: masqueradeRule(port, group, family.localCIDR, (ip) => ip),
+      markChain: MARK_CHAIN,
       protocol: port.protocol,
       ...nftDispatch(port, group.endpoints),
     })),
-    externalChains: external ? [{ ...externalChain(port, names), podCIDR: family.localCIDR ?? '' }] : [],
+    externalChains: external ? [{ ...externalChain(port, names), podCIDR: family.localCIDR ?? '', markChain: MARK_CHAIN }] : [],
     firewallChains: port.firewall
       ? [{ name: names.firewall(port), allowed: port.firewall.sourceRanges, comment: ruleComment(`${port.id} loadBalancerSourceRanges`) }]
       : [],
@@ -401,14 +445,15 @@ function uniqueEndpoints(port: ServicePortRules): EndpointTarget[] {
   return [...byAddress.values()];
 }
 
-function nftNodePortMatch(addresses: NodePortAddresses, address: 'ip' | 'ip6'): string {
+/** How a node port's destination is matched, as nft-table-open.hbs prints it; undefined: node ports are matched nowhere. */
+function nftNodePortMatch(addresses: NodePortAddresses, address: 'ip' | 'ip6'): NodePortMatch | undefined {
   switch (addresses.kind) {
     case 'addresses':
-      return addresses.addresses.length > 0 ? `${address} daddr @nodeport-ips` : '';
+      return addresses.addresses.length > 0 ? { set: 'nodeport-ips' } : undefined;
     case 'cidrs':
-      return addresses.cidrs.length > 0 ? `${address} daddr { ${addresses.cidrs.join(', ')} } fib daddr type local` : '';
+      return addresses.cidrs.length > 0 ? { cidrs: addresses.cidrs.join(', ') } : undefined;
     case 'all':
       // Node ports on loopback would need route_localnet; kube-proxy's nftables mode leaves them out too.
-      return `fib daddr type local ${address} daddr != ${address === 'ip' ? '127.0.0.0/8' : '::1'}`;
+      return { notLoopback: address === 'ip' ? '127.0.0.0/8' : '::1' };
   }
 }
