@@ -90,8 +90,8 @@ export interface Backend {
   /** Throws a StructureError when rendered rules are inconsistent (a bug in ferry, never the user's input). */
   check(rendered: RenderedRules): void;
   /**
-   * The same check for text as `render` prints it (tests: golden files, hostile input). Left out by
-   * nftables, which checks the objects it prints from and never reads its own text back.
+   * eBPF only: the check of a printed map listing (what `ferry render` shows, and a test's). nftables
+   * and iptables check the objects they print from and never read their own text back.
    */
   checkText?(text: string): void;
   /** Loads the rules, checked first: all or nothing, and a rejected set leaves the previous rules. */

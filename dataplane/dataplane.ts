@@ -63,13 +63,6 @@ export async function diffRules(runner: Runner, rendered: RenderedRules, onListi
   return createTwoFilesPatch('kernel', 'desired', current, desired, '', '', { context: 3 });
 }
 
-/** Throws a StructureError when a backend's rendered text is inconsistent (backends that check text only). */
-export function checkStructure(text: string, backend: BackendName): void {
-  const check = BACKENDS[backend].checkText;
-  if (!check) throw new Error(`ferry ${backend}: its rules are checked as rendered objects, not as text`);
-  check(text);
-}
-
 /** Removes everything ferry owns for a backend, and nothing else. */
 export function cleanupRules(runner: Runner, backend: BackendName, options?: BackendOptions): Promise<void> {
   return BACKENDS[backend].cleanup(runner, options);

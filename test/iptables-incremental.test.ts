@@ -3,10 +3,12 @@ import { updateNodeRules } from '../controlplane/compute/compute.js';
 import { ClusterStore } from '../controlplane/model/cluster-store.js';
 import { ruleCounts } from '../dataplane/dataplane.js';
 import { partialRestore } from '../dataplane/iptables/incremental.js';
-import { iptablesOf } from '../dataplane/iptables/render.js';
+import { BUILTIN_CHAINS } from '../dataplane/iptables/head.js';
+import { familyText, headRules, iptablesOf } from '../dataplane/iptables/render.js';
 import { checkIptables } from '../dataplane/iptables/structure.js';
 import { render, type RenderedRules } from '../dataplane/render.js';
 import type { NodeRules } from '../rules/node-rules.js';
+import { renderScenario, scenarios } from './helpers/golden.js';
 import { nodeObject, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 
 // The agent's partial iptables sync without a kernel: a tracked change renders only its ports, the
@@ -80,12 +82,42 @@ test('a rendering not made from the previous one is not planned port by port', (
   t.is(partialRestore(iptablesOf(unrelated), iptablesOf(first.rendered), 'IPv4'), undefined);
 });
 
-test('the check of a tracked change looks at the changed ports\' lines: a jump to a chain nothing declares is refused', (t) => {
+test('the check of a tracked change looks at the changed ports: a jump to a chain nothing declares is refused', (t) => {
   const sync = tracker();
   sync([...web(['10.244.1.9']), ...other]);
   const grown = sync([...web(['10.244.1.9', '10.244.2.9']), ...other]);
   const part = iptablesOf(grown.rendered).families[0]!.ports.find((candidate) => candidate.own.nat.rules.includes('10.244.2.9'))!;
-  const chain = part.own.nat.chains[0]!;
-  (part.own.nat as { rules: string }).rules += `-A ${chain} -j FERRY-SEP-MISSING\n`;
-  t.throws(() => checkIptables(grown.rendered), { message: /chain FERRY-SEP-MISSING is not declared/ });
+  part.references.nat.push('FERRY-SEP-MISSING');
+  t.throws(() => checkIptables(grown.rendered), { message: /jumps to FERRY-SEP-MISSING, which is not declared/ });
+});
+
+// The check and the rules metric read the objects the templates print from: here the printed text is
+// read (by patterns, as only a test does) and held to them, in every golden scenario.
+test('the objects of an iptables rendering name every chain, jump and rule its printed text has', async (t) => {
+  for (const scenario of Object.keys(scenarios)) {
+    const { rendered } = await renderScenario(scenario, 'iptables');
+    t.notThrows(() => checkIptables(rendered), scenario);
+    for (const family of iptablesOf(rendered).families) {
+      const text = familyText('node-a', family);
+      const tables = new Map(text.split(/^\*/m).slice(1).map((block) => [block.slice(0, block.indexOf('\n')), block]));
+      const rules = [...text.matchAll(/^-A (\S+) .*$/gm)];
+      t.is(rules.length, family.portRules + headRules(family), `${scenario} ${family.rules.family}: rules`);
+      for (const table of ['mangle', 'filter', 'nat'] as const) {
+        const block = tables.get(table)!;
+        const own = table === 'filter' ? [] : family.ports.flatMap((part) => part.own[table].chains);
+        const declared = [...block.matchAll(/^:(\S+) - \[0:0\]$/gm)].map((match) => match[1]!);
+        t.deepEqual(declared.sort(), [...family.head.declared[table], ...own].sort(), `${scenario} ${table}: declared`);
+        // Every rule is in a chain declared or the kernel's; the objects name each jump to a chain of ferry's, as often as the text has it.
+        const known = new Set([...declared, ...BUILTIN_CHAINS]);
+        t.deepEqual([...block.matchAll(/^-A (\S+) /gm)].filter((match) => !known.has(match[1]!)), [], `${scenario} ${table}: rules in undeclared chains`);
+        const jumps = [...block.matchAll(/ -j (FERRY-\S+)/g)].map((match) => match[1]!);
+        const named = [
+          ...family.head.hooks[table].map((hook) => hook.jump),
+          ...(table === 'nat' ? family.head.nodePortMatches.map(() => family.head.nodePortsChain) : []),
+          ...family.ports.flatMap((part) => part.references[table]),
+        ];
+        t.deepEqual(jumps.sort(), named.sort(), `${scenario} ${table}: jumps`);
+      }
+    }
+  }
 });

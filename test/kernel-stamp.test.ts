@@ -1,10 +1,9 @@
 import test from 'ava';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { applyChanges, applyIfChanged, applyRules, compareRules, stampedAs } from '../dataplane/dataplane.js';
-import { applyNftables, canonicalAsKernelLists, listAsKernelWould, readStamps, rulesStamp } from '../dataplane/nftables/shell.js';
+import { applyNftables, readStamps, rulesStamp } from '../dataplane/nftables/shell.js';
 import { render } from '../dataplane/render.js';
-import { execaRunner, runChecked, type Runner } from '../dataplane/runner.js';
-import { renderScenario, scenarios } from './helpers/golden.js';
+import { runChecked, type Runner } from '../dataplane/runner.js';
 import { throwawayNamespace } from './helpers/netns-runner.js';
 import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 
@@ -76,12 +75,14 @@ test('kernel: a rule changed behind the stamp: apply trusts the stamp, compareRu
 
 test('kernel: tables without a stamp are compared by listing and stamped when they match; a table called ferry in another family is left alone', async (t) => {
   const { runner: inNamespace } = await throwawayNamespace(t);
-  const { runner, inputs } = recording(inNamespace);
+  const { runner, inputs, commands } = recording(inNamespace);
   const dual = rules(['10.244.1.9']);
   await applyNftables(runner, dual.texts[0]!.text);
   inputs.length = 0;
+  commands.length = 0;
   t.deepEqual(await applied(runner, ['10.244.1.9']), { changed: false, added: 0, removed: 0 });
-  t.false(inputs.some((input) => input.includes('delete table')), 'no table replaced');
+  // The rules are loaded into a throwaway namespace to be listed there; none replaced here.
+  t.false(inputs.some((input, index) => input.includes('delete table') && !commands[index]!.startsWith('unshare ')), 'no table replaced');
   t.true(await stampedAs(runner, dual));
   await runChecked(runner, 'a table of someone else', 'nft', ['add', 'table', 'inet', 'ferry']);
   t.false((await applied(runner, ['10.244.1.9'])).changed, 'decided from the stamp; another family\'s table called ferry is not ferry\'s');
@@ -89,11 +90,3 @@ test('kernel: tables without a stamp are compared by listing and stamped when th
   t.regex(await runChecked(runner, 'list', 'nft', ['list', 'tables']), /table inet ferry/, 'and it stays');
 });
 
-// The comparison's fast path: without it every `ferry diff` would load and list the rules a second time.
-test('kernel: every golden scenario in the kernel\'s words is what the kernel lists after loading it', async (t) => {
-  for (const scenario of Object.keys(scenarios)) {
-    const { rendered } = await renderScenario(scenario, 'nftables');
-    const text = rendered.texts[0]!.text;
-    t.is(canonicalAsKernelLists(text), await listAsKernelWould(execaRunner, text), scenario);
-  }
-});

@@ -3,10 +3,10 @@ import { computeNodeRules } from '../controlplane/compute/compute.js';
 import { endpointKey } from '../rules/names.js';
 import type { EndpointTarget } from '../rules/node-rules.js';
 import { nftIdentifier, ruleComment } from '../dataplane/escape.js';
-import { cumulativeProbabilities } from '../dataplane/iptables/render.js';
+import { cumulativeProbabilities, iptablesOf } from '../dataplane/iptables/render.js';
+import { checkIptables } from '../dataplane/iptables/structure.js';
 import { render } from '../dataplane/render.js';
 import { StructureError } from '../dataplane/structure-error.js';
-import { checkStructure } from '../dataplane/dataplane.js';
 import { nftOf } from '../dataplane/nftables/render.js';
 import { checkNftables } from '../dataplane/nftables/structure.js';
 import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
@@ -149,10 +149,23 @@ test('the nftables structure check finds a dangling goto and an undefined map, i
   t.regex(error.message, /undefined chain masquerading/, 'nat-postrouting jumps to it');
 });
 
-test('the structure check finds an undeclared iptables chain and an over-long name', (t) => {
-  const text = '*nat\n:FERRY-THIS-NAME-IS-FAR-TOO-LONG-FOR-IPTABLES - [0:0]\n-A FERRY-SERVICES -j FERRY-MISSING\nCOMMIT\n';
-  const error = t.throws(() => checkStructure(text, 'iptables'), { instanceOf: StructureError });
+test('the iptables structure check finds an undeclared chain and an over-long name, in a port and in the head', (t) => {
+  const rendered = render(computeNodeRules(clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }])), 'node-a', testConfig), 'iptables');
+  t.notThrows(() => checkIptables(rendered));
+  const iptables = iptablesOf(rendered);
+  const [family, ...others] = iptables.families;
+  const [port, ...ports] = family!.ports;
+  const tooLong = 'FERRY-THIS-NAME-IS-FAR-TOO-LONG-FOR-IPTABLES';
+  const poisonedPort = {
+    ...port!,
+    own: { ...port!.own, nat: { ...port!.own.nat, chains: [...port!.own.nat.chains, tooLong] } },
+    references: { ...port!.references, nat: [...port!.references.nat, 'FERRY-MISSING'] },
+  };
+  const declared = { ...family!.head.declared, nat: family!.head.declared.nat.filter((chain) => chain !== 'FERRY-SERVICES') };
+  const head = { ...family!.head, declared };
+  const poisoned = { ...rendered, iptables: { ...iptables, families: [{ ...family!, head, ports: [poisonedPort, ...ports] }, ...others] } };
+  const error = t.throws(() => checkIptables(poisoned), { instanceOf: StructureError });
   t.regex(error.message, /longer than 28/);
-  t.regex(error.message, /FERRY-SERVICES is not declared/);
-  t.regex(error.message, /FERRY-MISSING is not declared/);
+  t.regex(error.message, /jumps to FERRY-MISSING, which is not declared/);
+  t.regex(error.message, /-A PREROUTING jumps to FERRY-SERVICES, which is not declared/, 'a hook jumps to it');
 });

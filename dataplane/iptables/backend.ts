@@ -9,7 +9,7 @@ import { readIptablesFrontends } from './frontends.js';
 import { partialRestore } from './incremental.js';
 import { headRules, iptablesOf, renderIptables } from './render.js';
 import * as shell from './shell.js';
-import { checkIptables, checkIptablesText } from './structure.js';
+import { checkIptables } from './structure.js';
 
 const familyOf = (part: RenderedRules['texts'][number]) => part.family as shell.Family;
 
@@ -70,7 +70,6 @@ async function applyIfChanged(runner: Runner, rules: NodeRules, options: ApplyOp
 export const iptablesBackend: Backend = {
   render: renderIptables,
   check: checkIptables,
-  checkText: checkIptablesText,
   apply,
   applyChanges,
   // iptables plans from iptables-save, so a full apply is already a re-assert.

@@ -8,8 +8,9 @@ import { spliceParts } from '../port-parts.js';
 import { endpointDestination, externalChain, externalTarget, groups, internalTarget, masqueradeRule, type ChainNames } from '../render-shapes.js';
 import { templates } from '../templates.js';
 import { endpointHash } from '../../rules/names.js';
+import { HEAD_CHAINS, HOOK_JUMPS, MARK_CHAIN, MASQUERADE_RULES, NODEPORTS_CHAIN, type IptablesTable } from './head.js';
 
-export type IptablesTable = 'mangle' | 'filter' | 'nat';
+export type { IptablesTable } from './head.js';
 
 /** The chains every port writes lines into, with their table. */
 export const SHARED_CHAINS = { 'FERRY-FIREWALL': 'mangle', 'FERRY-NO-ENDPOINTS': 'filter', 'FERRY-SERVICES': 'nat', 'FERRY-NODEPORTS': 'nat' } as const;
@@ -21,6 +22,8 @@ export interface IptablesPortPart {
   own: Record<'mangle' | 'nat', { chains: string[]; rules: string }>;
   /** Its lines in each shared chain. */
   shared: Record<SharedChain, string>;
+  /** The chains its rules jump to, by table, from the objects the templates print them from. */
+  references: Record<IptablesTable, string[]>;
   /** Its rule lines, for the rules metric. */
   rules: number;
 }
@@ -109,9 +112,10 @@ export function sharedChainRules(family: IptablesFamilyRendering, chain: SharedC
   return chain === 'FERRY-SERVICES' ? lines + templates.iptablesServicesTail(family.head) : lines;
 }
 
-/** The rule lines of the table with no port (the hooks, the fixed chains, the cluster IPs). */
+/** The rules of the table with no port, counted on its objects: the hooks, the masquerading, the cluster IPs and service CIDRs, the node ports' jump. */
 export function headRules(family: IptablesFamilyRendering): number {
-  return familyText('', { ...family, ports: [], portRules: 0 }).split('\n').filter((line) => line.startsWith('-A ')).length;
+  const { hooks, clusterIPs, serviceCIDRs, nodePortMatches } = family.head;
+  return Object.values(hooks).reduce((sum, list) => sum + list.length, 0) + MASQUERADE_RULES + clusterIPs.length + serviceCIDRs.length + nodePortMatches.length;
 }
 
 /** FERRY-CLUSTER-IPS's rules. */
@@ -141,6 +145,9 @@ function headOf(family: FamilyRules, mark: string) {
     clusterIPs: family.clusterIPs.map(host),
     serviceCIDRs: family.serviceCIDRs,
     nodePortMatches: iptablesNodePortMatches(family.nodePortAddresses, host, ipv6),
+    declared: HEAD_CHAINS,
+    hooks: HOOK_JUMPS,
+    nodePortsChain: NODEPORTS_CHAIN,
   };
 }
 
@@ -159,7 +166,30 @@ function iptablesPort(port: ServicePortRules, family: FamilyRules, head: Iptable
   // Every line the templates print for a port is one rule.
   let rules = 0;
   for (const text of [own.mangle.rules, own.nat.rules, ...Object.values(shared)]) for (let at = text.indexOf('\n'); at >= 0; at = text.indexOf('\n', at + 1)) rules += 1;
-  return { own, shared, rules };
+  return { own, shared, references: shapeReferences(shape), rules };
+}
+
+type PortShape = ReturnType<typeof portShape>;
+
+/** The chains a port's rules jump to, by table, one per rule that jumps: the targets its objects name (a verdict is no chain). */
+function shapeReferences(shape: PortShape): Record<IptablesTable, string[]> {
+  return {
+    mangle: shape.firewallChains.flatMap((chain) => chain.destinations.map(() => chain.name)),
+    filter: [],
+    nat: [
+      ...shape.serviceEntries.map((entry) => entry.target),
+      ...shape.nodePortEntries.map((entry) => entry.target),
+      ...shape.groupChains.flatMap((chain) => [
+        ...(chain.masquerade ? [chain.markChain] : []),
+        ...chain.affinity.map((lookup) => lookup.chain),
+        ...chain.choices.map((choice) => choice.chain),
+      ]),
+      ...shape.externalChains.flatMap((chain) => (chain.local
+        ? [...(chain.podCIDR ? [chain.clusterChain] : []), chain.markChain, chain.clusterChain, ...(chain.localChain ? [chain.localChain] : [])]
+        : [chain.markChain, chain.clusterChain])),
+      ...shape.endpointChains.map((chain) => chain.markChain),
+    ],
+  };
 }
 
 /** What the port templates print a port from. */
@@ -168,11 +198,13 @@ function portShape(port: ServicePortRules, family: FamilyRules, head: IptablesHe
   const host = (ip: string) => `${ip}/${ipv6 ? 128 : 32}`;
   const names = iptablesNames;
   const target = (filter: FilterVerdict) => (filter === 'reject' ? `REJECT --reject-with ${head.reject}` : 'DROP');
-  const serviceEntries: object[] = [];
-  const nodePortEntries: object[] = [];
-  const noEndpointServices: object[] = [];
-  const noEndpointNodePorts: object[] = [];
-  const entry = (destination: string, chain: string, comment: string) =>
+  type Entry = { destination: string; protocol: string; port: number; target: string; comment: string };
+  type NodePortEntry = Omit<Entry, 'destination'>;
+  const serviceEntries: Entry[] = [];
+  const nodePortEntries: NodePortEntry[] = [];
+  const noEndpointServices: Entry[] = [];
+  const noEndpointNodePorts: NodePortEntry[] = [];
+  const entry = (destination: string, chain: string, comment: string): Entry =>
     ({ destination: host(destination), protocol: port.protocol, port: port.port, target: chain, comment: ruleComment(comment) });
   const internal = internalTarget(port, names);
   if ('chain' in internal) serviceEntries.push(entry(port.clusterIP, internal.chain, `${port.id} cluster IP`));
@@ -184,7 +216,7 @@ function portShape(port: ServicePortRules, family: FamilyRules, head: IptablesHe
     if (externalVerdict) noEndpointServices.push(entry(ip, target(externalVerdict), noEndpointsComment(port, externalVerdict)));
   }
   if (port.nodePort > 0) {
-    const nodePort = (chain: string, comment: string) => ({ protocol: port.protocol, port: port.nodePort, target: chain, comment: ruleComment(comment) });
+    const nodePort = (chain: string, comment: string): NodePortEntry => ({ protocol: port.protocol, port: port.nodePort, target: chain, comment: ruleComment(comment) });
     if (external) nodePortEntries.push(nodePort(external, `${port.id} node port`));
     if (externalVerdict) noEndpointNodePorts.push(nodePort(target(externalVerdict), noEndpointsComment(port, externalVerdict)));
   }
@@ -207,9 +239,10 @@ function portShape(port: ServicePortRules, family: FamilyRules, head: IptablesHe
       name: names.group(port, kind),
       comment: ruleComment(kind === 'cluster' ? port.id : `${port.id} local endpoints`),
       masquerade: masqueradeRule(port, group, family.localCIDR, host),
+      markChain: MARK_CHAIN,
       ...groupDispatch(port, group),
     })),
-    externalChains: external ? [{ ...externalChain(port, names), podCIDR: family.localCIDR ?? '' }] : [],
+    externalChains: external ? [{ ...externalChain(port, names), podCIDR: family.localCIDR ?? '', markChain: MARK_CHAIN }] : [],
     endpointChains: endpointChains(port, host),
   };
 }
@@ -232,6 +265,7 @@ function endpointChains(port: ServicePortRules, source: (ip: string) => string) 
   return [...chains.entries()].map(([name, endpoint]) => ({
     name,
     source: source(endpoint.ip),
+    markChain: MARK_CHAIN,
     protocol: port.protocol,
     destination: endpointDestination(endpoint),
     comment: ruleComment(`${port.id} -> ${endpointDestination(endpoint)}`),

@@ -152,15 +152,13 @@ export async function readNftables(runner: Runner): Promise<string> {
 }
 
 /**
- * The kernel's tables compared with the script by listing both whole: the kernel's listing first with
- * the script rewritten into the kernel's words (canonicalAsKernelLists); only when they differ is the
- * script loaded into a throwaway namespace and listed there, so that a difference is shown exactly and
- * never one of wording.
+ * The kernel's tables compared with the script by listing both whole: the kernel's, and the script's
+ * once loaded into a throwaway namespace (at the same time), so that both are in the kernel's own words
+ * and a difference is never one of wording.
  */
 export async function compareByListing(runner: Runner, script: string): Promise<Comparison> {
-  const current = await readNftables(runner);
-  const worded = canonicalAsKernelLists(script);
-  return { current, desired: worded === current ? worded : await listAsKernelWould(runner, script) };
+  const [current, desired] = await Promise.all([readNftables(runner), listAsKernelWould(runner, script)]);
+  return { current, desired };
 }
 
 // Beyond this many objects that differ, one listing of each side is cheaper than one per object.
@@ -233,56 +231,6 @@ export async function listAsKernelWould(runner: Runner, script: string): Promise
   return canonicalNftables(await runInThrowawayNamespace(runner, 'the kernel rejected the nftables rules', 'sh', ['-c', 'nft -f - && nft list ruleset'], script));
 }
 
-/**
- * ferry's script canonicalised as the kernel (nft 1.0.6) lists it, without loading it anywhere: each
- * rewrite turns ferry's syntax into an equivalent the kernel prints (`meta l4proto tcp th dport` is
- * `tcp dport`, a one-element set its element, marks in eight hex digits, a priority near a standard one
- * by its name, a timeout in days/hours/minutes/seconds, the default size of a dynamic set, a host
- * prefix its bare address). Equal to a kernel's listing means the kernel holds these rules; a rewrite the
- * kernel prints otherwise (another nft version) only makes a comparison fall back to a throwaway load
- * (see compareRules).
- */
-export function canonicalAsKernelLists(script: string): string {
-  return canonicalNftables(script, asKernelPrints);
-}
-
-const STANDARD_PRIORITIES: [string, number, string[] | undefined][] = [
-  ['raw', -300, undefined], ['mangle', -150, undefined], ['dstnat', -100, ['prerouting']], ['filter', 0, undefined],
-  ['security', 50, undefined], ['srcnat', 100, ['postrouting']],
-];
-
-function asKernelPrints(line: string): string {
-  if (line.startsWith('type ') && line.includes(' hook ')) {
-    return line.replace(/ hook (\S+) priority (-?\d+);/, (whole, hook: string, value: string) => {
-      const priority = Number(value);
-      for (const [name, base, hooks] of STANDARD_PRIORITIES) {
-        const offset = priority - base;
-        if ((hooks && !hooks.includes(hook)) || Math.abs(offset) > 10) continue;
-        return ` hook ${hook} priority ${name}${offset === 0 ? '' : offset < 0 ? ` - ${-offset}` : ` + ${offset}`};`;
-      }
-      return whole;
-    });
-  }
-  if (line.startsWith('timeout ')) return line.replace(/^timeout (\d+)s$/, (_, seconds: string) => `timeout ${duration(Number(seconds))}`);
-  let out = line.replace(/\bmeta l4proto (tcp|udp|sctp) th dport /g, '$1 dport ').replace(/ (saddr|daddr) \{ ([^,{}]+) \} /g, ' $1 $2 ')
-    // A host prefix is printed as the bare address.
-    .replace(/ (saddr|daddr) (\d+\.\d+\.\d+\.\d+)\/32 /g, ' $1 $2 ').replace(/ (saddr|daddr) ([0-9a-f:]+)\/128 /g, ' $1 $2 ');
-  if (out.includes('meta mark')) {
-    out = out.replace(/\b0x([0-9a-f]{1,8})\b/g, (_, hex: string) => `0x${hex.padStart(8, '0')}`)
-      .replace(/ == (\d+) /g, (_, value: string) => ` == 0x${Number(value).toString(16).padStart(8, '0')} `);
-  }
-  return out;
-}
-
-function duration(seconds: number): string {
-  const parts: string[] = [];
-  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
-    if (seconds >= size) parts.push(`${Math.floor(seconds / size)}${unit}`);
-    seconds %= size;
-  }
-  return parts.join('') || '0s';
-}
-
 // The stamp is ferry's bookkeeping, not a rule: comparisons leave it out.
 const STAMP_BLOCK = `set ${STAMP_SET} {`;
 
@@ -290,21 +238,19 @@ const STAMP_BLOCK = `set ${STAMP_SET} {`;
  * A listing in a stable form: blocks (sets, maps, chains) sorted by name, set and map elements one per
  * line and sorted, the elements of dynamic sets (affinity state the kernel adds) and ferry's stamp
  * left out. The kernel lists in creation order, which differs between a fresh load and a table updated
- * over time. `rewrite` turns each line into another wording first (canonicalAsKernelLists).
+ * over time.
  * One pass, each line looked at once: a listing of 50,000 Services has more than a million lines, and
  * one map can hold hundreds of thousands of elements wrapped over many lines.
  */
-export function canonicalNftables(listing: string, rewrite?: (line: string) => string): string {
+export function canonicalNftables(listing: string): string {
   // By header: listings of single objects each repeat their table's.
   const tables = new Map<string, { attributes: Set<string>; blocks: { key: string; text: string }[] }>();
   let table: { attributes: Set<string>; blocks: { key: string; text: string }[] } | undefined;
   let block: { key: string; lines: string[]; dynamic: boolean } | undefined;
   let elements: ElementScanner | undefined;
   for (const raw of listing.split('\n')) {
-    const trimmed = raw.trim();
-    // Comments: ferry's script has them, the kernel's listing never starts a line with one.
-    if (trimmed === '' || trimmed.startsWith('#')) continue;
-    const line = rewrite ? rewrite(trimmed) : trimmed;
+    const line = raw.trim();
+    if (line === '') continue;
     if (elements) {
       if (!elements.feed(line)) elements = endElements(block!, elements);
     } else if (!table) {
@@ -318,8 +264,6 @@ export function canonicalNftables(listing: string, rewrite?: (line: string) => s
       // The table's own flags and comment (`flags dormant` turns every rule off).
       else table.attributes.add(`\t${line}`);
     } else if (line === '}') {
-      // The kernel gives a dynamic set created without a size nft's default, and lists it.
-      if (rewrite && block.dynamic && !block.lines.some((l) => l.startsWith('\t\tsize '))) block.lines.splice(2, 0, '\t\tsize 65535');
       block.lines.push('\t}');
       if (block.key !== STAMP_BLOCK) table.blocks.push({ key: block.key, text: block.lines.join('\n') });
       block = undefined;
