@@ -1,6 +1,6 @@
 import test from 'ava';
 import { computeNodeRules } from '../controlplane/compute/compute.js';
-import { applyRules, cleanupRules, compareRules, diffRules } from '../dataplane/dataplane.js';
+import { applyIfChanged, applyRules, cleanupRules, compareRules, diffRules } from '../dataplane/dataplane.js';
 import * as iptables from '../dataplane/iptables/shell.js';
 import * as nftables from '../dataplane/nftables/shell.js';
 import { render, type RenderedRules } from '../dataplane/render.js';
@@ -123,3 +123,37 @@ function poisonFirstPort(rendered: RenderedRules, rewrite: (chains: string) => s
   const poisoned = { ...nft, tables: [{ ...table!, ports: [{ ...port!, chains: rewrite(port!.chains) }, ...ports] }, ...others] };
   return { ...rendered, nft: poisoned, texts: [{ family: 'both', text: [...scriptText(poisoned)].join('') }] };
 }
+
+test('kernel: iptables apply (the agent\'s first sync) plans from one iptables-save: a throwaway load only when something changes, nothing run when the kernel holds the rules, --force and a tampered rule write again', async (t) => {
+  const { runner: inNamespace } = await throwawayNamespace(t);
+  const commands: string[] = [];
+  const runner = { ...inNamespace, run: (command: string, args: string[], input?: string) => {
+    commands.push([command, ...args].join(' '));
+    return inNamespace.run(command, args, input);
+  } };
+  const rules = computeNodeRules(clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }, { ip: '10.244.2.9' }])), 'node-a', config);
+  const loads = () => commands.filter((command) => command.startsWith('unshare ')).length;
+  const restores = () => commands.filter((command) => /tables-restore/.test(command) && !command.startsWith('unshare ') && !command.includes('--test')).length;
+
+  const first = await applyIfChanged(runner, rules, 'iptables');
+  t.true(first.changed);
+  t.true(first.added > 0);
+  t.is(loads(), 2, 'each family loaded into a throwaway namespace once, as the kernel\'s check');
+  t.is(await diffRules(inNamespace, first.rendered), '');
+
+  commands.length = 0;
+  const { changed, added, removed } = await applyIfChanged(runner, rules, 'iptables');
+  t.deepEqual({ changed, added, removed }, { changed: false, added: 0, removed: 0 }, 'the kernel holds them');
+  t.deepEqual([loads(), restores()], [0, 0], 'iptables-save only');
+
+  commands.length = 0;
+  t.true((await applyIfChanged(runner, rules, 'iptables', { force: true })).changed);
+  t.is(restores(), 2, '--force restores both families');
+
+  const chain = /^:(FERRY-SVC-\S+)/m.exec(first.rendered.texts[0]!.text)![1]!;
+  await runChecked(inNamespace, 'tamper', 'iptables', ['-t', 'nat', '-F', chain]);
+  const repaired = await applyIfChanged(inNamespace, rules, 'iptables');
+  t.true(repaired.changed);
+  t.true(repaired.added > 0, 'the flushed chain\'s rules counted as added');
+  t.is(await diffRules(inNamespace, first.rendered), '');
+});

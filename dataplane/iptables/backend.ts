@@ -13,18 +13,29 @@ import { checkIptables } from './structure.js';
 
 const familyOf = (part: RenderedRules['texts'][number]) => part.family as shell.Family;
 
-/**
- * Planned from what the kernel holds, family by family: when it holds the rules already (the periodic
- * full sync, mostly), nothing is loaded or restored. Otherwise every family is loaded into a throwaway
- * namespace first, so a bad IPv6 rule does not leave IPv4 half-updated, and then each restores its plan.
- */
-async function apply(runner: Runner, rendered: RenderedRules): Promise<void> {
+/** What each family's kernel holds now (iptables-save) and the restore that turns it into the rendered rules. */
+async function plan(runner: Runner, rendered: RenderedRules, everyChain = false): Promise<{ saved: string[]; plans: string[] }> {
   checkIptables(rendered);
-  const plans: string[] = [];
-  for (const part of rendered.texts) plans.push(shell.planRestore(await shell.saveIptables(runner, familyOf(part)), part.text));
-  if (plans.every((plan) => plan === '')) return;
+  const saved = await Promise.all(rendered.texts.map((part) => shell.saveIptables(runner, familyOf(part))));
+  return { saved, plans: rendered.texts.map((part, index) => shell.planRestore(saved[index]!, part.text, everyChain)) };
+}
+
+/**
+ * Every family loaded into a throwaway namespace first, so a bad IPv6 rule does not leave IPv4
+ * half-updated, and then each restores its plan.
+ */
+async function restore(runner: Runner, rendered: RenderedRules, plans: string[]): Promise<void> {
   for (const part of rendered.texts) await shell.checkIptables(runner, familyOf(part), part.text);
   for (const [index, part] of rendered.texts.entries()) await shell.restorePlan(runner, familyOf(part), plans[index]!);
+}
+
+/**
+ * Planned from what the kernel holds, family by family: when it holds the rules already (the periodic
+ * full sync, mostly), nothing is loaded or restored.
+ */
+async function apply(runner: Runner, rendered: RenderedRules): Promise<void> {
+  const { plans } = await plan(runner, rendered);
+  if (plans.some((restoring) => restoring !== '')) await restore(runner, rendered, plans);
 }
 
 /**
@@ -59,12 +70,19 @@ function labelled(family: string, text: string): string {
   return text ? `# ${family}\n${text}` : '';
 }
 
+/**
+ * `ferry apply` and the agent's first sync: one iptables-save per family plans the restore; an empty
+ * plan means the kernel holds the rules (the renderer writes each rule as iptables-save prints it).
+ * The lines added and removed are counted between the saved rules and the rendered ones, both
+ * canonicalised. `--force` writes every chain again, also those that hold their rules.
+ */
 async function applyIfChanged(runner: Runner, rules: NodeRules, options: ApplyOptions): Promise<ApplyOutcome> {
   const rendered = renderIptables(rules);
-  const { current, desired } = await compare(runner, rendered);
-  if (current === desired && !options.force) return { changed: false, added: 0, removed: 0, rendered };
-  await apply(runner, rendered);
-  return { changed: true, ...lineChanges(current, desired), rendered };
+  const { saved, plans } = await plan(runner, rendered, options.force);
+  if (plans.every((restoring) => restoring === '')) return { changed: false, added: 0, removed: 0, rendered };
+  await restore(runner, rendered, plans);
+  const canonical = (texts: string[]) => texts.map((text, index) => labelled(familyOf(rendered.texts[index]!), shell.canonicalIptables(text))).join('');
+  return { changed: true, ...lineChanges(canonical(saved), canonical(rendered.texts.map((part) => part.text))), rendered };
 }
 
 export const iptablesBackend: Backend = {

@@ -73,9 +73,10 @@ export function canonicalIptables(text: string): string {
  * The iptables-restore --noflush input that turns `current` (iptables-save output) into `desired`
  * (rendered rules): desired chains are declared (which flushes them), jumps from built-in chains are
  * replaced only where they differ, and FERRY-* chains that are no longer wanted are flushed and deleted.
- * Everything that is not ferry's is never named, so it is left alone.
+ * Everything that is not ferry's is never named, so it is left alone. `everyChain` (apply --force):
+ * every desired chain is written, also one that holds its rules already.
  */
-export function planRestore(current: string, desired: string): string {
+export function planRestore(current: string, desired: string, everyChain = false): string {
   const now = parseFerryTables(current);
   const want = parseFerryTables(desired);
   const out: string[] = [];
@@ -84,12 +85,13 @@ export function planRestore(current: string, desired: string): string {
     const after = want.get(name) ?? { chains: [], hooks: [], rules: new Map() };
     const stale = before.chains.filter((chain) => !after.rules.has(chain));
     if (after.chains.length === 0 && before.chains.length === 0 && before.hooks.length === 0) continue;
-    const changed = after.chains.filter((chain) => before.rules.get(chain)?.join('\n') !== after.rules.get(chain)!.join('\n'));
+    const differs = (chain: string) => everyChain || before.rules.get(chain)?.join('\n') !== after.rules.get(chain)?.join('\n');
+    const changed = after.chains.filter(differs);
     // Loops, not spreads into push(): a table of 10,000 Services has more lines than a call takes arguments.
     const lines = [...changed, ...stale].map((chain) => `:${chain} - [0:0]`).concat(hookChanges(before.hooks, after.hooks));
     for (const [chain, rules] of after.rules) {
       // A chain that already holds exactly these rules is left alone (not even flushed).
-      if (before.rules.get(chain)?.join('\n') !== rules.join('\n')) for (const rule of rules) lines.push(rule);
+      if (differs(chain)) for (const rule of rules) lines.push(rule);
     }
     for (const chain of stale) lines.push(`-X ${chain}`);
     // A table with nothing to change is not named at all: an unchanged rule set restores nothing.
