@@ -168,4 +168,5 @@ test('the iptables structure check finds an undeclared chain and an over-long na
   t.regex(error.message, /longer than 28/);
   t.regex(error.message, /jumps to FERRY-MISSING, which is not declared/);
   t.regex(error.message, /-A PREROUTING jumps to FERRY-SERVICES, which is not declared/, 'a hook jumps to it');
+  t.regex(error.message, /ports write into FERRY-SERVICES, which is not declared/);
 });

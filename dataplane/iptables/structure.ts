@@ -7,7 +7,7 @@ import { splitPortKey } from '../../rules/port-changes.js';
 import { partOf } from '../port-parts.js';
 import { reportProblems } from '../structure-error.js';
 import { BUILTIN_CHAINS, type IptablesTable } from './head.js';
-import { iptablesOf, type IptablesFamilyRendering, type IptablesPortPart } from './render.js';
+import { iptablesOf, SHARED_CHAINS, type IptablesFamilyRendering, type IptablesPortPart } from './render.js';
 
 // iptables chain names: XT_EXTENSION_MAXNAMELEN is 29 bytes including the terminating NUL.
 const IPTABLES_MAX_CHAIN = 28;
@@ -36,6 +36,8 @@ function headProblems(family: IptablesFamilyRendering): string[] {
       ...undeclared(table, `-A ${hook.chain}`, [hook.jump], new Set(declared[table])),
     ]),
     ...(table === 'nat' ? undeclared(table, 'the node ports rule', [nodePortsChain], new Set(declared.nat)) : []),
+    // The chains every port writes lines into.
+    ...Object.entries(SHARED_CHAINS).filter(([chain, home]) => home === table && !declared[table].includes(chain)).map(([chain]) => `*${table}: ports write into ${chain}, which is not declared`),
   ]);
 }
 
