@@ -179,7 +179,7 @@ if (nft10k) {
   targets.push(
     `| nftables 10,000 × 10 one endpoint change → kernel < 50 ms (#14) | ${ms(nft10k.incremental.endpointAdded.ms)} | ${verdict(nft10k.incremental.endpointAdded.ms < 50)} | \`nft\` ${ms(nft10k.incremental.endpointAdded.kernelMs)} of it |`,
     `| nftables 10,000 × 10 full sync ≤ 6.6 s (#14) | ${ms(fullSyncGoal(nft10k).ms)} | ${verdict(fullSyncGoal(nft10k).ms <= 6600)} | ${fullSyncGoal(nft10k).samples}the kernel alone ${ms(nft10k.kernelMs)} |`,
-    `| nftables 10,000 × 10 peak RSS < 250 MB (#14) | ${nft10k.peakRssMB.toFixed(0)} MB | ${verdict(nft10k.peakRssMB < 250)} | the run's process: the objects, store, rules, rendering and the script, and the listing and latency steps |`,
+    `| nftables 10,000 × 10 peak RSS < 250 MB (#14) | ${nft10k.peakRssMB.toFixed(0)} MB | ${verdict(nft10k.peakRssMB < 250)} | the run's process up to the kernel-alone run: the objects, store, rules and renderings, the full sync, the listing and latency steps, the changes and the periodic resync |`,
   );
 }
 if (nft50k) targets.push(`| nftables 50,000 × 10 peak RSS < 1 GB (#14) | ${nft50k.peakRssMB.toFixed(0)} MB | ${verdict(nft50k.peakRssMB < 1024)} | as above |`);
@@ -278,7 +278,7 @@ const report = `# Performance
 Synthetic clusters (\`bench/synthetic.ts\`): N Services × M endpoints over 3 nodes, 70 % ClusterIP, 20 %
 NodePort (while the 2,768 node ports last, then ClusterIP), 10 % LoadBalancer with externalTrafficPolicy
 Local and no node port, computed for one node. Every row runs in its own process (peak RSS is that
-process's) and throwaway network namespace; the processes that stand for the agent (these rows, and
+process's up to its kernel-alone run, which is the bench's work, not ferry's) and throwaway network namespace; the processes that stand for the agent (these rows, and
 the agent starts below) run with the Node.js flags the shipped agent runs with
 (\`${AGENT_NODE_FLAGS.join(' ')}\`: \`controlplane/agent/node-flags.ts\`), \`ferry apply\` and \`diff\` without.
 
@@ -287,8 +287,7 @@ the agent starts below) run with the Node.js flags the shipped agent runs with
   \`nft -f\` while it is rendered and structure-checked; iptables: \`iptables-save\`, a load into a
   throwaway namespace as the kernel's check, \`iptables-restore --test\`, \`iptables-restore\`; eBPF:
   its preparation started before compute, as the agent starts it). "tools" is the time spent in those
-  commands; "render alone" renders the same rules once more after everything else, for reference
-  (after peak RSS is read). Until 2026-12-04 this row rendered first and then applied with
+  commands; "render alone" renders the same rules once more after everything else, for reference. Until 2026-12-04 this row rendered first and then applied with
   \`applyRules\`, a path neither the agent nor \`ferry apply\` takes. The table shows the row's own process; at 10,000 Services two more
   processes (each a fresh namespace and a cold start) sample the full sync again, and the targets
   below take the median of the three (this machine's wall-clock times vary by ±15 % between runs);
