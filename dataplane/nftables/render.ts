@@ -330,7 +330,7 @@ function nftServicePort(port: ServicePortRules, family: FamilyRules): NftPortPar
   const affinityEndpoints = port.affinitySeconds > 0 ? uniqueEndpoints(port).map((endpoint) => ({ endpoint, ...affinityNames(port, endpoint) })) : [];
   const affinitySets = affinityEndpoints.map(({ affinitySet }) => ({ name: affinitySet, seconds: port.affinitySeconds }));
   const shape = chainShapes(port, family, external, affinityEndpoints);
-  const chains = flattened(templates.nftServicePort(shape));
+  const chains = templates.nftServicePort(shape);
   const chainNames = [...shape.groupChains, ...shape.externalChains, ...shape.firewallChains, ...shape.endpointChains].map((chain) => chain.name);
   const elements = [...verdicts.values()].flat();
   const fromShape = shapeReferences(shape);
@@ -454,15 +454,4 @@ function nftNodePortMatch(addresses: NodePortAddresses, address: 'ip' | 'ip6'): 
       // Node ports on loopback would need route_localnet; kube-proxy's nftables mode leaves them out too.
       return { notLoopback: address === 'ip' ? '127.0.0.0/8' : '::1' };
   }
-}
-
-/**
- * The same text in one piece. A template's output is a tree of the fragments it was joined from (V8's
- * cons strings): kept as such, 10,000 ports' chains held 32 MB where their text is 10 MB. Reading a
- * character makes V8 flatten the string in place, and the fragments go (searching it does not: V8
- * searches a flat copy and keeps the tree).
- */
-function flattened(text: string): string {
-  text.charCodeAt(0);
-  return text;
 }
