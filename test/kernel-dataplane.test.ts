@@ -8,7 +8,7 @@ import { nftOf, scriptText } from '../dataplane/nftables/render.js';
 import { BACKEND_NAMES, type BackendName } from '../dataplane/backend-names.js';
 import { DataplaneError, runChecked } from '../dataplane/runner.js';
 import { renderScenario } from './helpers/golden.js';
-import { throwawayNamespace } from './helpers/netns-runner.js';
+import { recording, throwawayNamespace } from './helpers/netns-runner.js';
 import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 
 const config = testConfig;
@@ -126,11 +126,7 @@ function poisonFirstPort(rendered: RenderedRules, rewrite: (chains: string) => s
 
 test('kernel: iptables apply (the agent\'s first sync) plans from one iptables-save: a throwaway load only when something changes, nothing run when the kernel holds the rules, --force and a tampered rule write again', async (t) => {
   const { runner: inNamespace } = await throwawayNamespace(t);
-  const commands: string[] = [];
-  const runner = { ...inNamespace, run: (command: string, args: string[], input?: string) => {
-    commands.push([command, ...args].join(' '));
-    return inNamespace.run(command, args, input);
-  } };
+  const { runner, commands } = recording(inNamespace);
   const rules = computeNodeRules(clusterState(serviceObject(), sliceObject('web', [{ ip: '10.244.1.9' }, { ip: '10.244.2.9' }])), 'node-a', config);
   const loads = () => commands.filter((command) => command.startsWith('unshare ')).length;
   const restores = () => commands.filter((command) => /tables-restore/.test(command) && !command.startsWith('unshare ') && !command.includes('--test')).length;

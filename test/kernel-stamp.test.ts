@@ -4,23 +4,8 @@ import { applyChanges, applyIfChanged, applyRules, compareRules, stampedAs } fro
 import { applyNftables, readStamps, rulesStamp } from '../dataplane/nftables/shell.js';
 import { render } from '../dataplane/render.js';
 import { runChecked, type Runner } from '../dataplane/runner.js';
-import { throwawayNamespace } from './helpers/netns-runner.js';
+import { recording, throwawayNamespace } from './helpers/netns-runner.js';
 import { clusterState, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
-
-/** A runner that records the argv of every command it runs, and what it gave each on standard input. */
-function recording(runner: Runner): { runner: Runner; commands: string[]; inputs: string[] } {
-  const commands: string[] = [];
-  const inputs: string[] = [];
-  return {
-    commands, inputs, runner: {
-      run: (command, args, input) => {
-        commands.push([command, ...args].join(' '));
-        inputs.push(input ?? '');
-        return runner.run(command, args, input);
-      },
-    },
-  };
-}
 
 const nodeRules = (endpoints: string[]) => computeNodeRules(clusterState(
   serviceObject({ clusterIPs: ['10.96.0.20', 'fd00:96::20'] }),

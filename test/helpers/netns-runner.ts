@@ -27,3 +27,18 @@ export async function throwawayNamespace(t: ExecutionContext): Promise<{ name: s
   const { name } = await lab.namespace('kernel');
   return { name, runner: runnerIn(name) };
 }
+
+/** A runner that records the argv of every command it runs, and what it gave each on standard input. */
+export function recording(runner: Runner): { runner: Runner; commands: string[]; inputs: string[] } {
+  const commands: string[] = [];
+  const inputs: string[] = [];
+  return {
+    commands, inputs, runner: {
+      run: (command, args, input) => {
+        commands.push([command, ...args].join(' '));
+        inputs.push(input ?? '');
+        return runner.run(command, args, input);
+      },
+    },
+  };
+}
