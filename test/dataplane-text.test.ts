@@ -108,3 +108,57 @@ test('a restore plan of hundreds of thousands of rules is built (no spread into 
   t.is(planRestore('', desired).split('\n').length, 300_004);
   t.is(planRestore(desired, desired), '');
 });
+
+/** A nat table of `services` Services: FERRY-SERVICES jumps to each one's chain, which jumps to two endpoint chains, which mark through FERRY-MARK-MASQ. */
+function manyChains(services: number): string {
+  const lines = ['*nat', ':FERRY-SERVICES - [0:0]', ':FERRY-MARK-MASQ - [0:0]', hook, '-A FERRY-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000'];
+  for (let i = 0; i < services; i++) {
+    lines.push(`:FERRY-SVC-${i} - [0:0]`, `:FERRY-SEP-${i}-A - [0:0]`, `:FERRY-SEP-${i}-B - [0:0]`);
+    lines.push(`-A FERRY-SERVICES -d 10.96.0.${i}/32 -m comment --comment "ns/svc-${i} -j x" -j FERRY-SVC-${i}`);
+    lines.push(`-A FERRY-SVC-${i} -m statistic --mode random --probability 0.50000000000 -j FERRY-SEP-${i}-A`, `-A FERRY-SVC-${i} -j FERRY-SEP-${i}-B`);
+    for (const end of ['A', 'B']) lines.push(`-A FERRY-SEP-${i}-${end} -s 10.244.0.${i}/32 -j FERRY-MARK-MASQ`, `-A FERRY-SEP-${i}-${end} -p tcp -m tcp -j DNAT --to-destination 10.244.0.${i}:80`);
+  }
+  return [...lines, 'COMMIT', ''].join('\n');
+}
+
+/** A plan's transactions: each one's declared chains and its other lines. */
+const transactions = (plan: string) => plan.split('COMMIT\n').filter(Boolean).map((section) => {
+  const lines = section.split('\n').filter((line) => line && !line.startsWith('*'));
+  return { declared: lines.filter((line) => line.startsWith(':')).map((line) => line.slice(1).split(' ')[0]!), rules: lines.filter((line) => !line.startsWith(':')) };
+});
+
+test('GIVEN more than 200 new chains WHEN planning THEN they go ahead in transactions of at most 200, leaves first, and only the last one adds the jumps into them', (t) => {
+  const desired = manyChains(150);
+  const plan = transactions(planRestore(save(''), desired));
+  t.true(plan.length > 2, `${plan.length} transactions`);
+  t.true(plan.every(({ declared }) => declared.length <= 200));
+  const declaredIn = new Map(plan.flatMap(({ declared }, index) => declared.map((chain) => [chain, index] as const)));
+  t.is(declaredIn.size, 452, 'every chain declared once');
+  for (const [index, { rules }] of plan.entries()) {
+    for (const rule of rules) {
+      const target = / -j (FERRY-\S+)$/.exec(rule)?.[1];
+      if (target) t.true(declaredIn.get(target)! <= index, `${rule}: its target is there first`);
+    }
+  }
+  t.deepEqual(plan.slice(0, -1).flatMap(({ rules }) => rules).filter((rule) => /PREROUTING/.test(rule)), [], 'no hook before the last transaction');
+  t.deepEqual(plan.at(-1), { declared: [], rules: ['-I PREROUTING 1 -m comment --comment "ferry service portals" -j FERRY-SERVICES'] });
+  // The same rules, each chain's in order, as the rendered text has them.
+  const written = plan.flatMap(({ rules }) => rules).filter((rule) => rule.startsWith('-A'));
+  const rendered = desired.split('\n').filter((line) => line.startsWith('-A FERRY-'));
+  const byChain = (rules: string[]) => {
+    const chains = new Map<string, string[]>();
+    for (const rule of rules) chains.set(rule.split(' ')[1]!, [...chains.get(rule.split(' ')[1]!) ?? [], rule]);
+    return [...chains].sort(([a], [b]) => a.localeCompare(b));
+  };
+  t.deepEqual(byChain(written), byChain(rendered));
+});
+
+test('GIVEN many new chains and chains the kernel holds WHEN planning THEN a chain it holds changes only in the last transaction', (t) => {
+  const current = save(`:FERRY-SERVICES - [0:0]\n:FERRY-MARK-MASQ - [0:0]\n${hook}\n-A FERRY-SERVICES -j RETURN\n-A FERRY-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n`);
+  const plan = transactions(planRestore(current, manyChains(150)));
+  const last = plan.at(-1)!;
+  t.deepEqual(last.declared, ['FERRY-SERVICES'], 'rewritten in the last; FERRY-MARK-MASQ holds its rule already');
+  t.is(last.rules.length, 150);
+  t.false(plan.slice(0, -1).some(({ declared }) => declared.includes('FERRY-SERVICES')));
+  t.is(transactions(planRestore(current, manyChains(50))).length, 1, 'up to 200 new chains: one transaction');
+});

@@ -153,3 +153,36 @@ test('kernel: iptables apply (the agent\'s first sync) plans from one iptables-s
   t.true(repaired.added > 0, 'the flushed chain\'s rules counted as added');
   t.is(await diffRules(inNamespace, first.rendered), '');
 });
+
+test('kernel: iptables writes many new chains ahead in transactions of their own: the kernel ends with what one transaction of the text gives; a refused last nat transaction leaves the previous nat rules as they were, and the next apply tidies up', async (t) => {
+  const { runner: inNamespace } = await throwawayNamespace(t);
+  const { runner, commands, inputs } = recording(inNamespace);
+  const many = rulesWith(120, 'iptables');
+  const ipv4 = many.texts.find((part) => part.family === 'IPv4')!.text;
+  t.true((ipv4.match(/^:FERRY-/gm) ?? []).length > 400, 'more new chains than one transaction takes');
+  await applyRules(runner, many);
+  const restored = inputs.filter((_, index) => /^iptables-restore .*--noflush$/.test(commands[index]!) && !commands[index]!.includes('--test'));
+  t.true((restored[0]!.match(/^\*nat$/gm) ?? []).length > 2, 'the nat chains went in several transactions');
+  const { runner: direct } = await throwawayNamespace(t);
+  await runChecked(direct, 'one transaction', 'iptables-restore', ['--noflush'], ipv4);
+  t.is(await iptables.readIptables(inNamespace, 'IPv4'), await iptables.readIptables(direct, 'IPv4'));
+
+  // The throwaway load would refuse this before anything is written; restoring the plan here stands for a
+  // kernel that refuses only the real transaction (masquerading outside postrouting: the tools accept it).
+  // Each table is a transaction of its own (filter's went through): what holds is nat's.
+  const { runner: small } = await throwawayNamespace(t);
+  const good = rulesWith(3, 'iptables');
+  await applyRules(small, good);
+  const nat = (text: string) => text.slice(text.indexOf('*nat\n'), text.indexOf('COMMIT', text.indexOf('*nat\n')));
+  const before = nat(await iptables.readIptables(small, 'IPv4'));
+  const refused = ipv4.replace('-A FERRY-SERVICES ', '-A FERRY-SERVICES -j MASQUERADE\n-A FERRY-SERVICES ');
+  await t.throwsAsync(iptables.restorePlan(small, 'IPv4', iptables.planRestore(await iptables.saveIptables(small, 'IPv4'), refused)));
+  const after = nat(await iptables.readIptables(small, 'IPv4'));
+  const chainsOf = (text: string) => new Set(text.split('\n').filter((line) => line.startsWith(':')).map((line) => line.slice(1).split(' ')[0]!));
+  const extra = [...chainsOf(after)].filter((chain) => !chainsOf(before).has(chain));
+  t.true(extra.length > 200, 'the chains written ahead stay');
+  const kept = (text: string) => text.split('\n').filter((line) => !extra.some((chain) => line.startsWith(`:${chain} `) || line.startsWith(`-A ${chain} `)));
+  t.deepEqual(kept(after), kept(before), 'every nat chain that was there holds its rules, and nothing jumps to the new ones');
+  await applyRules(small, good);
+  t.is(await diffRules(small, good), '', 'the next apply removes them');
+});
