@@ -9,8 +9,8 @@ import { runChecked } from '../dataplane/runner.js';
 import type { NodeRules } from '../rules/node-rules.js';
 import { bpfWorkspace } from './helpers/bpf-workspace.js';
 import { changePool, poolView } from './helpers/change-pool.js';
-import { throwawayNamespace } from './helpers/netns-runner.js';
-import { testConfig } from './helpers/objects.js';
+import { recording, throwawayNamespace } from './helpers/netns-runner.js';
+import { nodeObject, serviceObject, sliceObject, testConfig } from './helpers/objects.js';
 
 // The agent's partial sync as it runs: the store takes a new view, compute and render handle only the
 // Services that changed, and the backend writes only their entries. After every step the kernel must
@@ -44,3 +44,32 @@ for (const backend of BACKEND_NAMES) {
     t.true(kinds.filter((kind) => kind === 'partial').length >= 5, kinds.join(' '));
   });
 }
+
+test('kernel: iptables a partial sync that adds more chains than one transaction takes writes them ahead, and leaves the kernel as a full sync would', async (t) => {
+  const { runner: inNamespace } = await throwawayNamespace(t);
+  const { runner, commands, inputs } = recording(inNamespace);
+  const services = (count: number) => Array.from({ length: count }, (_, i) => [
+    serviceObject({ name: `svc-${i}`, clusterIPs: [`10.96.1.${i + 1}`] }),
+    sliceObject(`svc-${i}`, [{ ip: `10.244.1.${i + 10}`, node: 'node-a' }, { ip: `10.244.2.${i + 10}`, node: 'node-b' }]),
+  ]).flat();
+  const store = new ClusterStore('node-a');
+  const node = nodeObject('node-a');
+  store.replaceAll([node, ...services(3)]);
+  const first = store.take();
+  const before = updateNodeRules(undefined, first.index, 'node-a', testConfig, new Map(), first.services);
+  const { rendered: previous } = await applyIfChanged(runner, before.rules, 'iptables');
+  store.replaceAll([node, ...services(120)]);
+  const next = store.take();
+  const { rules, changed } = updateNodeRules(before.rules, next.index, 'node-a', testConfig, new Map(), next.services);
+  t.not(changed, 'all');
+  const rendered = render(rules, 'iptables', undefined, changed !== 'all' ? { previous, changed } : undefined);
+  commands.length = 0;
+  inputs.length = 0;
+  t.is(await applyChanges(runner, previous, rendered), 'partial');
+  const restored = inputs.filter((_, index) => /^iptables-restore .*--noflush$/.test(commands[index]!));
+  t.is(restored.length, 1, 'IPv4 only: IPv6 has nothing to change');
+  t.true((restored[0]!.match(/^\*nat$/gm) ?? []).length > 2, 'the new chains went ahead in transactions of their own');
+  const declared = restored[0]!.match(/^:\S+/gm) ?? [];
+  t.is(new Set(declared).size, declared.length, 'each chain written once');
+  t.is(await diffRules(inNamespace, rendered), '');
+});

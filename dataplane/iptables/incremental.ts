@@ -4,6 +4,7 @@
 // when the cluster IPs changed. Pure: the iptables-restore --noflush input, as planRestore writes it.
 import { splitPortKey } from '../../rules/port-changes.js';
 import { partOf } from '../port-parts.js';
+import { aheadTransactions, STAGE } from './ahead.js';
 import { clusterIPRules, sharedChainRules, SHARED_CHAINS, type IptablesFamilyRendering, type IptablesRendering, type IptablesTable, type SharedChain } from './render.js';
 
 const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((item, index) => item === b[index]);
@@ -25,14 +26,19 @@ export function partialRestore(previous: IptablesRendering, next: IptablesRender
   const tables = new Map<IptablesTable, { declare: string[]; rules: string[]; remove: string[] }>(
     (['mangle', 'filter', 'nat'] as const).map((table) => [table, { declare: [], rules: [], remove: [] }]));
   const dirty = new Set<SharedChain>();
-  for (const { family: keyFamily, id } of [...next.update.changed].map(splitPortKey)) {
-    if (keyFamily !== family) continue;
-    const old = partOf(before.rules, before.ports, id);
-    const part = partOf(after.rules, after.ports, id);
+  const ports = [...next.update.changed].map(splitPortKey).filter((key) => key.family === family)
+    .map(({ id }) => ({ old: partOf(before.rules, before.ports, id), part: partOf(after.rules, after.ports, id) }));
+  // Many new ports' chains go ahead in transactions of their own, as planRestore's new chains do.
+  const aheadOf = (table: 'mangle' | 'nat') => ports.filter(({ old, part }) => !old && part).map(({ part }) => part!.own[table]);
+  const ahead = { mangle: aheadOf('mangle'), nat: aheadOf('nat') };
+  for (const table of ['mangle', 'nat'] as const) if (ahead[table].reduce((chains, own) => chains + own.chains.length, 0) <= STAGE) ahead[table] = [];
+  const goesAhead = new Set([...ahead.mangle, ...ahead.nat]);
+  for (const { old, part } of ports) {
     for (const table of ['mangle', 'nat'] as const) {
       const was = old?.own[table] ?? { chains: [], rules: '' };
       const will = part?.own[table] ?? { chains: [], rules: '' };
       if (was.rules === will.rules && sameList(was.chains, will.chains)) continue;
+      if (goesAhead.has(will)) continue;
       const plan = tables.get(table)!;
       const kept = new Set(will.chains);
       plan.declare.push(...will.chains);
@@ -57,6 +63,7 @@ export function partialRestore(previous: IptablesRendering, next: IptablesRender
   }
   const out: string[] = [];
   for (const [table, plan] of tables) {
+    if (table !== 'filter') out.push(...aheadTransactions(table, ahead[table]));
     if (plan.declare.length === 0) continue;
     // Declared first (a declaration flushes the chain), then every rule, then the chains that went: by
     // then nothing jumps to them (the chains that did were flushed and written again).

@@ -1,5 +1,6 @@
 // iptables shell: apply, read back and clean up ferry's FERRY-* chains and the jumps into them, per family.
 import { runChecked, runInThrowawayNamespace, type Runner } from '../runner.js';
+import { aheadTransactions, declaration, leavesFirst, STAGE } from './ahead.js';
 
 export type Family = 'IPv4' | 'IPv6';
 
@@ -89,12 +90,7 @@ export function planRestore(current: string, desired: string, everyChain = false
     if (after.chains.length === 0 && before.chains.length === 0 && before.hooks.length === 0) continue;
     const fresh = after.chains.filter((chain) => !before.rules.has(chain));
     const staged = fresh.length > STAGE ? leavesFirst(fresh, after.rules) : [];
-    for (let start = 0; start < staged.length; start += STAGE) {
-      const chains = staged.slice(start, start + STAGE);
-      const lines = chains.map(declaration);
-      for (const chain of chains) for (const rule of after.rules.get(chain)!) lines.push(rule);
-      out.push(`*${name}`, lines.join('\n'), 'COMMIT');
-    }
+    for (const transaction of aheadTransactions(name, staged.map((chain) => ({ chains: [chain], rules: after.rules.get(chain)!.join('\n') })))) out.push(transaction);
     const ahead = new Set(staged);
     const differs = (chain: string) => !ahead.has(chain)
       && (everyChain || before.rules.get(chain)?.join('\n') !== after.rules.get(chain)?.join('\n'));
@@ -110,46 +106,6 @@ export function planRestore(current: string, desired: string, everyChain = false
     if (lines.length) out.push(`*${name}`, lines.join('\n'), 'COMMIT');
   }
   return out.length ? `${out.join('\n')}\n` : '';
-}
-
-const declaration = (chain: string) => `:${chain} - [0:0]`;
-
-/**
- * New chains per transaction, when a table gets more than this many. iptables-nft (1.8.9) keeps the
- * names of the chains a transaction names in a sorted list that it walks once per line, so one
- * transaction of n chains costs n² comparisons: 3,000 Services' chains took 155 s to restore. A new
- * chain is out of every packet's way until a rule jumps to it, so new chains can go ahead, leaves first,
- * and each table's last transaction adds the jumps to them. A failure on the way leaves only chains
- * nothing jumps to, which the next plan finds and writes or removes.
- */
-const STAGE = 200;
-
-/** `chains` ordered so that each comes after the ones among them that it jumps to (stable otherwise). */
-function leavesFirst(chains: string[], rules: Map<string, string[]>): string[] {
-  const among = new Set(chains);
-  const depths = new Map<string, number>();
-  const depth = (chain: string, path: Set<string>): number => {
-    const known = depths.get(chain);
-    if (known !== undefined) return known;
-    // A loop: the kernel refuses it, whatever the order.
-    if (path.has(chain)) return 0;
-    path.add(chain);
-    let deepest = 0;
-    for (const rule of rules.get(chain)!) {
-      const target = jumpTarget(rule);
-      if (target !== undefined && among.has(target)) deepest = Math.max(deepest, depth(target, path) + 1);
-    }
-    depths.set(chain, deepest);
-    return deepest;
-  };
-  return chains.map((chain, index) => ({ chain, index, depth: depth(chain, new Set()) }))
-    .sort((a, b) => a.depth - b.depth || a.index - b.index).map(({ chain }) => chain);
-}
-
-/** The chain or target a rule jumps or goes to: the word after its last -j or -g (a target's options follow it). */
-function jumpTarget(rule: string): string | undefined {
-  const at = Math.max(rule.lastIndexOf(' -j '), rule.lastIndexOf(' -g '));
-  return at < 0 ? undefined : rule.slice(at + 4).split(' ', 1)[0];
 }
 
 /** Per built-in chain: keep ferry's jumps if they are exactly as wanted, else delete and re-insert at the top. */
